@@ -1,0 +1,160 @@
+"""The under-store protocol every member of a mount implements.
+
+Paths handed to a store are *relative* to the store's root (``"store_sales/part-0.parquet"``, ``""`` is
+the root itself), always with ``/`` separators and never with ``..``; :func:`normalize_path` enforces it.
+Listings are iterators that page through the store, reads are streams, writes consume streams: nothing
+ever holds a whole file or a whole listing in memory.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+#: Chunk size used when streaming between stores.
+CHUNK_SIZE = 1024 * 1024
+
+
+class StoreError(Exception):
+    """A store failed; the message names the store and the path."""
+
+
+class PathEscapeError(ValueError):
+    """A logical path tries to leave its mount or store root."""
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """A checksum as the store reports it: ``algorithm`` (e.g. ``CRC32C``, ``MD5-of-0MD5-of-512CRC32C``)."""
+
+    algorithm: str
+    value: str
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """Status of one entry. ``path`` is relative to the store root (or to the mount, for a mount)."""
+
+    path: str
+    size: int
+    mtime: float
+    is_dir: bool = False
+    atime: float | None = None
+    etag: str | None = None
+    extra: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+    def fingerprint(self) -> tuple[int, float, str | None]:
+        """What identifies this version of the file: length, mtime and etag when the store has one."""
+        return (self.size, self.mtime, self.etag)
+
+
+def normalize_path(path: str) -> str:
+    """Return ``path`` as a clean relative path, rejecting ``..`` escapes.
+
+    A leading ``/`` means the root of the store or mount, never the host's root.
+    """
+    if path is None:
+        raise PathEscapeError("path is None")
+    if "\x00" in path:
+        raise PathEscapeError(f"path {path!r} contains a NUL byte")
+    parts: list[str] = []
+    for part in path.replace("\\", "/").split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            raise PathEscapeError(f"path {path!r} escapes its root with '..'")
+        parts.append(part)
+    return "/".join(parts)
+
+
+def join_path(*parts: str) -> str:
+    return normalize_path("/".join(p for p in parts if p))
+
+
+class Store(ABC):
+    """One under-filesystem (HDFS, S3, a local directory) rooted at a URI."""
+
+    #: URI scheme this store serves (``hdfs``, ``s3``, ``file``).
+    scheme: str = ""
+
+    def __init__(self, root_uri: str) -> None:
+        self.root_uri = root_uri.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.root_uri!r})"
+
+    def uri(self, path: str) -> str:
+        """Physical URI of ``path`` (what an engine such as Presto or Spark would read)."""
+        path = normalize_path(path)
+        return f"{self.root_uri}/{path}" if path else self.root_uri
+
+    # -- metadata ---------------------------------------------------------------------------------
+    @abstractmethod
+    def info(self, path: str) -> FileInfo:
+        """Status of ``path``; raises :class:`FileNotFoundError` when it does not exist."""
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.info(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    @abstractmethod
+    def list(self, path: str) -> Iterator[FileInfo]:
+        """Direct children of directory ``path``, streamed page by page (any order)."""
+
+    def walk_files(self, path: str = "") -> Iterator[FileInfo]:
+        """Every file below ``path``, recursively, streamed (depth first, constant memory per level)."""
+        stack = [normalize_path(path)]
+        while stack:
+            current = stack.pop()
+            for entry in self.list(current):
+                if entry.is_dir:
+                    stack.append(entry.path)
+                else:
+                    yield entry
+
+    def checksum(self, path: str) -> Checksum | None:
+        """The store's own checksum of the file, or ``None`` when it exposes none."""
+        return None
+
+    # -- data -------------------------------------------------------------------------------------
+    @abstractmethod
+    def open_read(self, path: str, offset: int = 0, length: int | None = None) -> BinaryIO:
+        """A stream over ``length`` bytes (all when ``None``) of ``path`` starting at ``offset``.
+
+        The caller closes it. Raises :class:`FileNotFoundError` when ``path`` does not exist.
+        """
+
+    @abstractmethod
+    def write(self, path: str, stream: BinaryIO, size_hint: int | None = None) -> FileInfo:
+        """Write ``stream`` (read until EOF, chunk by chunk) to ``path``, replacing it; return its status.
+
+        Parent directories are created as needed. The new content becomes visible only when
+        complete (an interrupted write never leaves a truncated file at ``path``).
+        """
+
+    @abstractmethod
+    def delete(self, path: str, recursive: bool = False) -> bool:
+        """Delete ``path``; return ``False`` when it did not exist."""
+
+    @abstractmethod
+    def mkdir(self, path: str) -> None:
+        """Create directory ``path`` and its parents (a no-op where directories are implicit)."""
+
+    def rename(self, src: str, dst: str) -> None:
+        """Rename ``src`` to ``dst``. Stores without a native rename copy then delete."""
+        with self.open_read(src) as stream:
+            self.write(dst, stream)
+        self.delete(src)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
