@@ -1,0 +1,172 @@
+"""Parse a ``hybrid_mount`` connection's options, ours or Alluxio's union-UFS mount options.
+
+Two spellings are accepted and may be mixed:
+
+* ours (JSON in the connection extras)::
+
+    {"members": {"hdfs": {"uri": "hdfs:///tmp/tpcds", "conn_id": "webhdfs_default"},
+                 "s3": {"uri": "s3://bucket/tpcds", "conn_id": "aws_default"}},
+     "priority.read": "s3,hdfs", "collection.create": "s3"}
+
+* Alluxio's, as flat keys in the extras or as ``key=value`` lines (``--option`` prefixes allowed) in the
+  ``mount_options`` text field::
+
+    alluxio-union.hdfs.uri=hdfs://namenode:8020/tmp/tpcds
+    alluxio-union.s3.uri=s3://bucket/tpcds
+    alluxio-union.priority.read=s3,hdfs
+    alluxio-union.collection.create=s3
+    alluxio-union.hdfs.option.conn_id=webhdfs_default
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from airflow_hybrid.stores.factory import SUPPORTED_SCHEMES
+
+ALLUXIO_PREFIX = "alluxio-union."
+DEFAULT_CONN_IDS = {"hdfs": "webhdfs_default", "webhdfs": "webhdfs_default", "s3": "aws_default", "s3a": "aws_default"}
+#: Extras keys that belong to other parts of the mount (cache, catalog) and are passed through untouched.
+PASSTHROUGH_KEYS = ("cache", "catalog_url", "mount_options")
+
+
+class MountConfigError(ValueError):
+    """An invalid mount option; the message names the option."""
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One member (under-store) of a union mount."""
+
+    name: str
+    uri: str
+    conn_id: str | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scheme(self) -> str:
+        return urlparse(self.uri).scheme.lower()
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    """A validated union mount: members, read priority and create targets, plus passthrough settings."""
+
+    name: str
+    members: dict[str, MemberSpec]
+    read_order: list[str]
+    create_members: list[str]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _split_list(value: Any, option: str) -> list[str]:
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        items = [str(v).strip() for v in value]
+    else:
+        raise MountConfigError(f"{option}: expected a comma-separated list of member names, got {value!r}")
+    if not items or any(not item for item in items):
+        raise MountConfigError(f"{option}: empty member name in {value!r}")
+    return items
+
+
+def parse_option_lines(text: str) -> dict[str, str]:
+    """Parse ``key=value`` pairs from text, one per line or as ``--option key=value`` words."""
+    result: dict[str, str] = {}
+    for word in shlex.split(text, comments=True):
+        if word in ("--option", "-o"):
+            continue
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise MountConfigError(f"mount_options: expected key=value, got {word!r}")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def _collect(extras: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Fold both spellings into ``(members, union_options)``."""
+    flat: dict[str, Any] = {}
+    if extras.get("mount_options"):
+        flat.update(parse_option_lines(str(extras["mount_options"])))
+    flat.update({k: v for k, v in extras.items() if k.startswith(ALLUXIO_PREFIX)})
+
+    members: dict[str, dict[str, Any]] = {}
+    raw_members = extras.get("members") or {}
+    if not isinstance(raw_members, dict):
+        raise MountConfigError(f"members: expected an object of member name -> {{uri, conn_id}}, got {raw_members!r}")
+    for name, spec in raw_members.items():
+        if not isinstance(spec, dict):
+            raise MountConfigError(f"members.{name}: expected an object with 'uri', got {spec!r}")
+        members[name] = {"options": {}, **spec}
+
+    union: dict[str, Any] = {}
+    for key in ("priority.read", "collection.create"):
+        if key in extras:
+            union[key] = extras[key]
+    for key, value in flat.items():
+        rest = key[len(ALLUXIO_PREFIX) :]
+        if rest in ("priority.read", "collection.create"):
+            union.setdefault(rest, value)
+            continue
+        member, _, attr = rest.partition(".")
+        if not member or not attr:
+            raise MountConfigError(f"{key}: expected {ALLUXIO_PREFIX}<member>.uri or .option.<name>")
+        entry = members.setdefault(member, {"options": {}})
+        if attr == "uri":
+            entry.setdefault("uri", value)
+        elif attr == "conn_id" or attr == "option.conn_id":
+            entry.setdefault("conn_id", value)
+        elif attr.startswith("option."):
+            entry["options"][attr[len("option.") :]] = value
+        else:
+            raise MountConfigError(f"{key}: unknown member attribute {attr!r} (expected uri or option.<name>)")
+    return members, union
+
+
+def parse_mount_options(name: str, extras: dict[str, Any]) -> MountSpec:
+    """Validate a mount's options and return its :class:`MountSpec`.
+
+    :raises MountConfigError: naming the offending option.
+    """
+    members_raw, union = _collect(extras)
+    if not members_raw:
+        raise MountConfigError(
+            f"mount {name!r}: no members; set 'members' or {ALLUXIO_PREFIX}<member>.uri options"
+        )
+    members: dict[str, MemberSpec] = {}
+    for member, spec in members_raw.items():
+        uri = spec.get("uri")
+        if not uri:
+            raise MountConfigError(f"members.{member}.uri: missing (every member needs a uri)")
+        scheme = urlparse(uri).scheme.lower()
+        if scheme not in SUPPORTED_SCHEMES:
+            raise MountConfigError(
+                f"members.{member}.uri: unsupported scheme {scheme!r} in {uri!r} (supported: hdfs, s3, file)"
+            )
+        conn_id = spec.get("conn_id") or DEFAULT_CONN_IDS.get(scheme)
+        unknown = set(spec) - {"uri", "conn_id", "options"}
+        if unknown:
+            raise MountConfigError(f"members.{member}: unknown keys {sorted(unknown)} (expected uri, conn_id, options)")
+        members[member] = MemberSpec(member, uri, conn_id, dict(spec.get("options") or {}))
+
+    read_order = _split_list(union.get("priority.read", ",".join(members)), "priority.read")
+    for member in read_order:
+        if member not in members:
+            raise MountConfigError(f"priority.read: unknown member {member!r} (members: {', '.join(members)})")
+    if len(set(read_order)) != len(read_order):
+        raise MountConfigError(f"priority.read: a member is listed twice in {read_order}")
+    missing = [m for m in members if m not in read_order]
+    if missing:
+        raise MountConfigError(f"priority.read: must list every member once; missing {missing}")
+
+    create = _split_list(union.get("collection.create", read_order[0]), "collection.create")
+    for member in create:
+        if member not in members:
+            raise MountConfigError(f"collection.create: unknown member {member!r} (members: {', '.join(members)})")
+
+    settings = {k: extras[k] for k in PASSTHROUGH_KEYS if k in extras}
+    return MountSpec(name=name, members=members, read_order=read_order, create_members=create, settings=settings)
