@@ -106,8 +106,8 @@ class HybridMountHook(BaseHook):
         """Check every member answers a stat of its root."""
         try:
             mount = self.get_mount()
-            for name, store in mount.members.items():
-                store.info("")
+            for store in mount.members.values():
+                next(iter(store.list("")), None)
         except Exception as err:
             return False, f"{type(err).__name__}: {err}"
         return True, f"all members reachable: {', '.join(mount.read_order)}"
