@@ -29,4 +29,5 @@ def get_provider_info() -> dict:
             }
         ],
         "filesystems": ["airflow_hybrid.fs"],
+        "cli": ["airflow_hybrid.cli.definition.get_hybrid_cli_commands"],
     }

@@ -1,0 +1,26 @@
+# The README's two commands: `make demo` and `make test`. Each sets everything up first.
+PY := .venv/bin/python
+export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
+
+.PHONY: setup demo test lint bench airflow devstack-up devstack-down
+
+setup:
+	@bash scripts/bootstrap.sh
+
+demo: setup
+	$(PY) -m airflow_hybrid.demo
+
+test: setup
+	$(PY) -m ruff check airflow_hybrid dags plugins tests bench
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: setup
+	$(PY) -m ruff check airflow_hybrid dags plugins tests bench
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Start the Airflow UI (standalone) with this project's DAGs, on the demo's AIRFLOW_HOME.
+airflow: setup
+	AIRFLOW_HOME=$${AIRFLOW_HOME:-$(CURDIR)/.demo/airflow} AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins .venv/bin/airflow standalone

@@ -1,0 +1,1 @@
+"""The ``airflow hybrid`` command group (registered through provider info ``cli``)."""
