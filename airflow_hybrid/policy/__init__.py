@@ -1,1 +1,46 @@
+"""Alluxio-style migration policies: the policy language (:mod:`.parser`, :mod:`.model`) and the planner."""
 
+from airflow_hybrid.policy.model import (
+    Action,
+    And,
+    Condition,
+    Duration,
+    LargerThan,
+    Not,
+    OlderThan,
+    Operation,
+    Or,
+    Policy,
+    PolicyError,
+    PolicyParseError,
+    PolicyValidationError,
+    Size,
+    SmallerThan,
+    UnusedFor,
+    validate_members,
+)
+from airflow_hybrid.policy.parser import as_policy, parse_duration, parse_policy, parse_size
+
+__all__ = [
+    "Action",
+    "And",
+    "Condition",
+    "Duration",
+    "LargerThan",
+    "Not",
+    "OlderThan",
+    "Operation",
+    "Or",
+    "Policy",
+    "PolicyError",
+    "PolicyParseError",
+    "PolicyValidationError",
+    "Size",
+    "SmallerThan",
+    "UnusedFor",
+    "as_policy",
+    "parse_duration",
+    "parse_policy",
+    "parse_size",
+    "validate_members",
+]
