@@ -1,0 +1,721 @@
+"""An S3 bucket prefix as a store, through the amazon provider's ``S3Hook``.
+
+Listing pages through ``ListObjectsV2`` (with ``/`` as delimiter for one level, without it for a flat
+recursive walk that scales to millions of keys). Reads are ranged ``GetObject`` calls streamed chunk by
+chunk, resumed from the current offset (``If-Match`` on the ETag) when a connection drops mid-body.
+Writes are streamed multipart uploads that we drive ourselves: parts are read from the input one at a
+time and uploaded by a small thread pool with a bounded number of parts in flight (memory stays about
+``part_size * upload_concurrency``), each part carrying the CRC32C we computed so S3 rejects a corrupted
+part, and the whole-object CRC32C combined from the parts so the result can be verified end to end.
+A failed upload is aborted; :meth:`S3Store.abort_open_uploads` cleans those a crash left behind.
+
+Directories are implicit: ``mkdir`` does nothing and a prefix with objects under it is a directory.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from typing import Any, BinaryIO
+from urllib.parse import urlparse
+
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from airflow_hybrid.checksums import (
+    CRC32C,
+    CRC32C_COMPOSITE,
+    Crc32c,
+    composite_crc32c,
+    crc32c,
+    encode_crc32c,
+    split_composite,
+)
+from airflow_hybrid.stores.base import Checksum, FileInfo, Store, StoreError, join_path, normalize_path
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+#: S3's limits for multipart uploads.
+MIN_PART_SIZE = 5 * MiB
+MAX_PART_SIZE = 5 * GiB
+MAX_PARTS = 10_000
+#: Largest object ``CopyObject`` copies in one request; larger ones need a multipart copy.
+MAX_SINGLE_COPY = 5 * GiB
+
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchBucket", "NoSuchUpload"}
+_DENIED = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled", "InvalidAccessKeyId",
+           "SignatureDoesNotMatch", "AccountProblem", "InvalidToken", "ExpiredToken"}
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": MiB, "mb": MiB, "mib": MiB,
+               "g": GiB, "gb": GiB, "gib": GiB}
+
+
+def parse_size(value: int | str, option: str) -> int:
+    """``8388608``, ``"8MiB"``, ``"8m"`` -> bytes; a clear error naming ``option`` otherwise."""
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().lower()
+    digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(digits):].strip()
+    try:
+        return int(float(digits) * _SIZE_UNITS[unit])
+    except (KeyError, ValueError):
+        raise ValueError(f"S3 option {option}={value!r} is not a size (e.g. 8388608, '16MiB')") from None
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """Tuning of an :class:`S3Store`; every field can be set from the store's ``options`` mapping."""
+
+    #: Size of each multipart part (at least 5 MiB); grown automatically to stay within 10,000 parts.
+    part_size: int = 8 * MiB
+    #: Parts of one upload in flight at once (memory per upload is about ``part_size * this``).
+    upload_concurrency: int = 8
+    #: ``FULL_OBJECT`` (CRC32C of the whole object) or ``COMPOSITE`` (CRC32C of the part checksums),
+    #: the latter for S3-compatible servers that lack full-object checksums on multipart uploads.
+    checksum_type: str = "FULL_OBJECT"
+    #: botocore retries (standard mode) for throttling, 5xx and connection errors; also the number of
+    #: times a read resumes after its connection dropped.
+    max_attempts: int = 5
+    #: HTTP connections the client keeps (shared by all threads using this store).
+    max_pool_connections: int = 64
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    #: Keys per listing page (at most 1000).
+    page_size: int = 1000
+
+    @classmethod
+    def from_mapping(cls, options: dict[str, Any] | None) -> S3Options:
+        """Build from connection or mount options; keys with a dot (Alluxio or Hadoop properties) are ignored."""
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for raw_key, value in (options or {}).items():
+            key = raw_key.replace("-", "_")
+            if "." in key:
+                continue
+            if key not in known:
+                raise ValueError(f"unknown S3 store option {raw_key!r}; known options: {', '.join(known)}")
+            kind = known[key].type
+            try:
+                if key == "part_size":
+                    values[key] = parse_size(value, raw_key)
+                elif kind == "int":
+                    values[key] = int(value)
+                elif kind == "float":
+                    values[key] = float(value)
+                else:
+                    values[key] = str(value).upper()
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"S3 store option {raw_key}={value!r} is invalid: {err}") from None
+        opts = cls(**values)
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        if not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:
+            raise ValueError(f"S3 option part_size={self.part_size} must be between 5 MiB and 5 GiB")
+        if self.upload_concurrency < 1:
+            raise ValueError(f"S3 option upload_concurrency={self.upload_concurrency} must be at least 1")
+        if self.checksum_type not in ("FULL_OBJECT", "COMPOSITE"):
+            raise ValueError(f"S3 option checksum_type={self.checksum_type!r} must be FULL_OBJECT or COMPOSITE")
+        if self.max_attempts < 1:
+            raise ValueError(f"S3 option max_attempts={self.max_attempts} must be at least 1")
+        if not 1 <= self.page_size <= 1000:
+            raise ValueError(f"S3 option page_size={self.page_size} must be between 1 and 1000")
+
+
+@dataclass(frozen=True)
+class OpenUpload:
+    """A multipart upload that was started and neither completed nor aborted."""
+
+    path: str
+    upload_id: str
+    initiated: float
+
+
+@dataclass(frozen=True)
+class _Part:
+    number: int
+    etag: str
+    crc: int
+    size: int
+
+
+def read_full(stream: BinaryIO, size: int) -> bytes:
+    """Read ``size`` bytes from ``stream``, fewer only at end of stream (``read`` may return short)."""
+    chunks = []
+    missing = size
+    while missing > 0:
+        chunk = stream.read(missing)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        missing -= len(chunk)
+    if len(chunks) == 1:
+        return bytes(chunks[0])
+    return b"".join(chunks)
+
+
+def checksum_from_response(response: dict[str, Any]) -> Checksum | None:
+    """The object's checksum as S3 reports it in ``HeadObject`` (``ChecksumMode=ENABLED``)."""
+    composite = response.get("ChecksumType") == "COMPOSITE"
+    for algorithm in ("CRC32C", "CRC64NVME", "CRC32", "SHA256", "SHA1"):
+        value = response.get(f"Checksum{algorithm}")
+        if value:
+            if composite or split_composite(value)[1] is not None:
+                return Checksum(f"{algorithm}-COMPOSITE", value)
+            return Checksum(algorithm, value)
+    return None
+
+
+class S3ObjectReader(io.RawIOBase):
+    """Stream over a byte range of an object; resumes at the current offset if the connection drops."""
+
+    _RESUMABLE = (BotoCoreError, ConnectionError, TimeoutError)
+
+    def __init__(self, store: S3Store, key: str, offset: int, response: dict[str, Any]) -> None:
+        super().__init__()
+        self._store = store
+        self._key = key
+        self._position = offset
+        self._body = response["Body"]
+        self._remaining = int(response["ContentLength"])
+        self._etag = response.get("ETag")
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._remaining <= 0:
+            return b""
+        wanted = self._remaining if size is None or size < 0 else min(size, self._remaining)
+        attempt = 0
+        while True:
+            try:
+                data = self._body.read(wanted)
+                if not data:
+                    raise ConnectionError(f"stream ended {self._remaining} bytes early")
+                break
+            except self._RESUMABLE as err:
+                attempt += 1
+                if attempt >= self._store.options.max_attempts:
+                    raise StoreError(
+                        f"reading {self._store.s3_uri(self._key)} at offset {self._position} failed "
+                        f"after {attempt} attempts: {err}"
+                    ) from err
+                log.warning("Resuming read of %s at offset %d after: %s",
+                            self._store.s3_uri(self._key), self._position, err)
+                time.sleep(min(0.1 * 2**attempt, 5.0))
+                self._reopen()
+        self._position += len(data)
+        self._remaining -= len(data)
+        return data
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _reopen(self) -> None:
+        self._body.close()
+        end = self._position + self._remaining - 1
+        extra = {"IfMatch": self._etag} if self._etag else {}
+        response = self._store._get_object(self._key, f"bytes={self._position}-{end}", **extra)
+        self._body = response["Body"]
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()
+
+
+class S3Store(Store):
+    """Objects under ``s3://bucket/prefix``, reached with the Airflow connection ``aws_conn_id``.
+
+    :param root_uri: ``s3://bucket`` or ``s3://bucket/prefix`` (``s3a://`` is accepted).
+    :param aws_conn_id: Airflow AWS connection; its extra ``endpoint_url`` points at S3-compatible servers.
+    :param options: :class:`S3Options` fields (part size, upload concurrency, checksum type, retries...).
+    :param client: a ready boto3 S3 client to use instead of the connection's (benchmarks, tests).
+    """
+
+    scheme = "s3"
+
+    def __init__(
+        self,
+        root_uri: str,
+        aws_conn_id: str | None = "aws_default",
+        options: dict[str, Any] | None = None,
+        client: Any = None,
+    ) -> None:
+        parsed = urlparse(root_uri)
+        if parsed.scheme.lower() not in ("s3", "s3a") or not parsed.netloc:
+            raise ValueError(f"S3 store needs a URI like s3://bucket/prefix, got {root_uri!r}")
+        super().__init__(root_uri)
+        self.bucket = parsed.netloc
+        self.prefix = normalize_path(parsed.path)
+        self.aws_conn_id = aws_conn_id
+        self.options = S3Options.from_mapping(options)
+        self._client = client
+        self._owns_client = client is None
+        self._client_lock = threading.Lock()
+
+    # -- connection -------------------------------------------------------------------------------
+    @property
+    def client(self):
+        """The boto3 S3 client (thread-safe; created on first use from the Airflow connection)."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._make_client()
+        return self._client
+
+    def _make_client(self):
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        ours = Config(
+            retries={"mode": "standard", "total_max_attempts": self.options.max_attempts},
+            max_pool_connections=self.options.max_pool_connections,
+            connect_timeout=self.options.connect_timeout,
+            read_timeout=self.options.read_timeout,
+            # We send our own CRC32C with every body; botocore need not compute another checksum.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        # Settings from the connection's ``config_kwargs`` win over ours.
+        connection_config = S3Hook(aws_conn_id=self.aws_conn_id).config
+        return S3Hook(aws_conn_id=self.aws_conn_id, config=ours.merge(connection_config)).get_conn()
+
+    def close(self) -> None:
+        if self._owns_client and self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- keys -------------------------------------------------------------------------------------
+    def _key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix and rel else (self.prefix or rel)
+
+    def _dir_prefix(self, rel: str) -> str:
+        key = self._key(rel)
+        return f"{key}/" if key else ""
+
+    def _rel(self, key: str) -> str:
+        return key[len(self.prefix) + 1:] if self.prefix else key
+
+    def s3_uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    @contextmanager
+    def _errors(self, operation: str, key: str):
+        """Translate botocore errors: missing -> FileNotFoundError, denied -> PermissionError."""
+        try:
+            yield
+        except ClientError as err:
+            error = err.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            message = error.get("Message", "")
+            where = self.s3_uri(key)
+            if code == "NoSuchBucket":
+                raise FileNotFoundError(f"bucket {self.bucket!r} does not exist ({operation} {where})") from err
+            if code in _NOT_FOUND:
+                raise FileNotFoundError(f"{where} does not exist") from err
+            if code in _DENIED:
+                raise PermissionError(f"access to {where} denied ({operation}): {code} {message}") from err
+            raise StoreError(f"S3 {operation} of {where} failed: {code} {message}".rstrip()) from err
+        except BotoCoreError as err:
+            raise StoreError(f"S3 {operation} of {self.s3_uri(key)} failed: {err}") from err
+
+    # -- metadata ---------------------------------------------------------------------------------
+    def _file_info(self, rel: str, size: int, last_modified, etag: str | None, **extra) -> FileInfo:
+        # HeadObject reports whole seconds and ListObjects milliseconds: keep seconds so both agree.
+        return FileInfo(path=rel, size=int(size), mtime=float(int(last_modified.timestamp())),
+                        etag=etag.strip('"') if etag else None, extra=extra)
+
+    def _head(self, key: str) -> dict[str, Any]:
+        with self._errors("HeadObject", key):
+            return self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+
+    def _has_children(self, prefix: str) -> bool:
+        with self._errors("ListObjectsV2", prefix):
+            page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        return page.get("KeyCount", 0) > 0
+
+    def info(self, path: str) -> FileInfo:
+        rel = normalize_path(path)
+        if rel:
+            try:
+                head = self._head(self._key(rel))
+            except FileNotFoundError:
+                pass
+            else:
+                return self._file_info(rel, head["ContentLength"], head["LastModified"], head.get("ETag"),
+                                       checksum=checksum_from_response(head))
+        prefix = self._dir_prefix(rel)
+        if self._has_children(prefix) or not rel:
+            return FileInfo(path=rel, size=0, mtime=0.0, is_dir=True)
+        raise FileNotFoundError(f"{self.uri(rel)} does not exist")
+
+    def checksum(self, path: str) -> Checksum | None:
+        """The stored checksum: ``CRC32C`` (whole object) or ``CRC32C-COMPOSITE`` (``<b64>-<parts>``)."""
+        return checksum_from_response(self._head(self._key(normalize_path(path))))
+
+    def _pages(self, prefix: str, delimiter: str | None) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        paginator = self.client.get_paginator("list_objects_v2")
+        with self._errors("ListObjectsV2", prefix):
+            yield from paginator.paginate(**kwargs, PaginationConfig={"PageSize": self.options.page_size})
+
+    def _addressable(self, rel: str) -> bool:
+        """Keys such as ``a//b`` or ``a/../b`` cannot be named through a store path; they are skipped."""
+        try:
+            if normalize_path(rel) == rel:
+                return True
+        except ValueError:
+            pass
+        log.warning("Skipping S3 key %s: not addressable as a store path", self.s3_uri(self._key(rel)))
+        return False
+
+    def list(self, path: str) -> Iterator[FileInfo]:
+        rel = normalize_path(path)
+        prefix = self._dir_prefix(rel)
+        found = False
+        for page in self._pages(prefix, "/"):
+            for common in page.get("CommonPrefixes", ()):
+                found = True
+                child = self._rel(common["Prefix"][:-1])
+                if self._addressable(child):
+                    yield FileInfo(path=child, size=0, mtime=0.0, is_dir=True)
+            for obj in page.get("Contents", ()):
+                found = True
+                if obj["Key"] == prefix:  # a directory marker written by another tool
+                    continue
+                child = self._rel(obj["Key"])
+                if self._addressable(child):
+                    yield self._file_info(child, obj["Size"], obj["LastModified"], obj.get("ETag"))
+        if not found and rel:
+            entry = self.info(rel)  # FileNotFoundError when nothing is there
+            if not entry.is_dir:
+                yield entry
+
+    def walk_files(self, path: str = "") -> Iterator[FileInfo]:
+        """Every object below ``path`` in one flat, paginated listing (no per-directory requests)."""
+        rel = normalize_path(path)
+        found = False
+        for page in self._pages(self._dir_prefix(rel), None):
+            for obj in page.get("Contents", ()):
+                found = True
+                if obj["Key"].endswith("/"):
+                    continue
+                child = self._rel(obj["Key"])
+                if self._addressable(child):
+                    yield self._file_info(child, obj["Size"], obj["LastModified"], obj.get("ETag"))
+        if not found and rel:
+            entry = self.info(rel)
+            if not entry.is_dir:
+                yield entry
+
+    # -- reads ------------------------------------------------------------------------------------
+    def _get_object(self, key: str, byte_range: str | None = None, **kwargs) -> dict[str, Any]:
+        if byte_range:
+            kwargs["Range"] = byte_range
+        with self._errors("GetObject", key):
+            return self.client.get_object(Bucket=self.bucket, Key=key, **kwargs)
+
+    def open_read(self, path: str, offset: int = 0, length: int | None = None) -> BinaryIO:
+        rel = normalize_path(path)
+        key = self._key(rel)
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError(f"invalid range offset={offset} length={length} for {self.uri(rel)}")
+        if length == 0:
+            self._head(key)
+            return io.BytesIO(b"")
+        byte_range = None
+        if offset or length is not None:
+            byte_range = f"bytes={offset}-{offset + length - 1}" if length is not None else f"bytes={offset}-"
+        try:
+            response = self._get_object(key, byte_range)
+        except StoreError as err:
+            if isinstance(err.__cause__, ClientError) and err.__cause__.response["Error"]["Code"] == "InvalidRange":
+                return io.BytesIO(b"")  # offset at or past the end, as a local file reads
+            raise
+        except FileNotFoundError:
+            if rel and self._has_children(self._dir_prefix(rel)):
+                raise IsADirectoryError(f"{self.uri(rel)} is a directory") from None
+            raise
+        return S3ObjectReader(self, key, offset, response)
+
+    # -- writes -----------------------------------------------------------------------------------
+    def _initial_part_size(self, size_hint: int | None) -> int:
+        part_size = self.options.part_size
+        if size_hint and size_hint > part_size * MAX_PARTS:
+            part_size = math.ceil(size_hint / MAX_PARTS / MiB) * MiB
+            if part_size > MAX_PART_SIZE:
+                raise StoreError(f"{size_hint} bytes exceed S3's largest object (10,000 parts of 5 GiB)")
+        return part_size
+
+    def write(self, path: str, stream: BinaryIO, size_hint: int | None = None) -> FileInfo:
+        """Upload ``stream`` to ``path``; return its status with our checksums in ``extra``.
+
+        ``extra`` holds ``crc32c`` (base64 CRC32C of every byte written), ``parts`` (0 for a single
+        ``PutObject``), ``crc32c_composite`` for multipart uploads, and ``checksum``: what S3 reports it
+        stored. The object is verified against it before returning (:class:`StoreError` otherwise).
+        """
+        rel = normalize_path(path)
+        if not rel:
+            raise IsADirectoryError(f"cannot write to the root of {self.root_uri}")
+        key = self._key(rel)
+        part_size = self._initial_part_size(size_hint)
+        first = read_full(stream, part_size)
+        if len(first) < part_size:
+            whole, composite, parts = self._put_single(key, first), None, 0
+        else:
+            whole, composite, parts = self._put_multipart(key, stream, first, part_size)
+        head = self._head(key)
+        stored = checksum_from_response(head)
+        info = self._file_info(rel, head["ContentLength"], head["LastModified"], head.get("ETag"),
+                               checksum=stored, crc32c=whole.b64, crc32c_composite=composite, parts=parts)
+        self._check_stored(key, info, whole, composite)
+        return info
+
+    def _check_stored(self, key: str, info: FileInfo, whole: Crc32c, composite: str | None) -> None:
+        stored: Checksum | None = info.extra["checksum"]
+        problem = None
+        if info.size != whole.length:
+            problem = f"S3 holds {info.size} bytes, {whole.length} were written"
+        elif stored is None or not stored.algorithm.startswith(CRC32C):
+            log.debug("%s reports no CRC32C (%s); not checked after write", self.s3_uri(key), stored)
+        elif stored.algorithm == CRC32C and stored.value != whole.b64:
+            problem = f"S3 reports CRC32C {stored.value}, we wrote {whole.b64}"
+        elif stored.algorithm == CRC32C_COMPOSITE and not composite_matches(stored.value, composite):
+            problem = f"S3 reports composite CRC32C {stored.value}, we wrote {composite}"
+        if problem:
+            with self._errors("DeleteObject", key):
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+            raise StoreError(f"upload of {self.s3_uri(key)} did not verify and was deleted: {problem}")
+
+    def _put_single(self, key: str, data: bytes) -> Crc32c:
+        whole = Crc32c()
+        whole.update(data)
+        with self._errors("PutObject", key):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentLength=len(data),
+                                   ChecksumAlgorithm="CRC32C", ChecksumCRC32C=whole.b64)
+        return whole
+
+    def _put_multipart(self, key: str, stream: BinaryIO, first: bytes, part_size: int) -> tuple[Crc32c, str, int]:
+        checksum_type = self.options.checksum_type
+        with self._errors("CreateMultipartUpload", key):
+            upload_id = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32C", ChecksumType=checksum_type
+            )["UploadId"]
+        concurrency = self.options.upload_concurrency
+        slots = threading.BoundedSemaphore(concurrency)  # one per part held in memory
+        failed = threading.Event()
+        futures = []
+        try:
+            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="s3-part") as pool:
+                slots.acquire()
+                data: bytes | None = first
+                number = 1
+                while data:
+                    futures.append(pool.submit(self._upload_part, key, upload_id, number, data, slots, failed))
+                    data = None
+                    slots.acquire()  # wait for room before reading the next part
+                    if failed.is_set():
+                        slots.release()
+                        break
+                    number += 1
+                    if number > MAX_PARTS:
+                        raise StoreError(f"upload to {self.s3_uri(key)} needs more than {MAX_PARTS} parts; "
+                                         "pass size_hint or raise part_size")
+                    if number % 1000 == 1:  # size unknown: grow parts so 10,000 of them reach 5 TB
+                        part_size = min(part_size * 2, MAX_PART_SIZE)
+                    data = read_full(stream, part_size)
+                    if not data:
+                        slots.release()
+            parts = [future.result() for future in futures]  # raises the first failure
+            whole = Crc32c()
+            for part in parts:
+                whole.combine(part.crc, part.size)
+            composite = composite_crc32c(part.crc for part in parts)
+            kwargs: dict[str, Any] = {}
+            if checksum_type == "FULL_OBJECT":
+                # S3 checks the whole-object checksum and size against the parts it assembled.
+                kwargs = {"ChecksumType": "FULL_OBJECT", "ChecksumCRC32C": whole.b64, "MpuObjectSize": whole.length}
+            with self._errors("CompleteMultipartUpload", key):
+                self.client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id,
+                    MultipartUpload={"Parts": [
+                        {"PartNumber": p.number, "ETag": p.etag, "ChecksumCRC32C": encode_crc32c(p.crc)}
+                        for p in parts
+                    ]},
+                    **kwargs,
+                )
+        except BaseException:
+            failed.set()
+            self._abort(key, upload_id)
+            raise
+        return whole, composite, len(parts)
+
+    def _upload_part(self, key: str, upload_id: str, number: int, data: bytes,
+                     slots: threading.BoundedSemaphore, failed: threading.Event) -> _Part:
+        try:
+            if failed.is_set():
+                raise StoreError(f"upload of {self.s3_uri(key)} cancelled before part {number}")
+            crc = crc32c(data)
+            with self._errors(f"UploadPart {number}", key):
+                response = self.client.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data,
+                    ContentLength=len(data), ChecksumAlgorithm="CRC32C", ChecksumCRC32C=encode_crc32c(crc),
+                )
+            return _Part(number, response["ETag"], crc, len(data))
+        except BaseException:
+            failed.set()
+            raise
+        finally:
+            slots.release()
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except Exception:  # the original error matters more; abort_open_uploads cleans up later
+            log.exception("Could not abort multipart upload %s of %s", upload_id, self.s3_uri(key))
+
+    # -- orphaned uploads -------------------------------------------------------------------------
+    def list_open_uploads(self, path: str = "") -> Iterator[OpenUpload]:
+        """Multipart uploads at or below ``path`` that were never completed nor aborted."""
+        rel = normalize_path(path)
+        key = self._key(rel)
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        with self._errors("ListMultipartUploads", key):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
+                for upload in page.get("Uploads", ()):
+                    if key and upload["Key"] != key and not upload["Key"].startswith(f"{key}/"):
+                        continue
+                    if self.prefix and not upload["Key"].startswith(f"{self.prefix}/"):
+                        continue
+                    yield OpenUpload(self._rel(upload["Key"]), upload["UploadId"],
+                                     upload["Initiated"].timestamp())
+
+    def abort_open_uploads(self, path: str = "", older_than: float | None = None) -> int:
+        """Abort open uploads at or below ``path`` (only those started ``older_than`` seconds ago, if
+        given, to spare concurrent writers); return how many were aborted."""
+        cutoff = time.time() - older_than if older_than is not None else None
+        aborted = 0
+        for upload in list(self.list_open_uploads(path)):
+            if cutoff is not None and upload.initiated > cutoff:
+                continue
+            key = self._key(upload.path)
+            with self._errors("AbortMultipartUpload", key):
+                try:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload.upload_id)
+                except ClientError as err:
+                    if err.response["Error"]["Code"] != "NoSuchUpload":
+                        raise
+                    continue
+            log.info("Aborted orphaned multipart upload %s of %s", upload.upload_id, self.s3_uri(key))
+            aborted += 1
+        return aborted
+
+    # -- delete, rename ---------------------------------------------------------------------------
+    def delete(self, path: str, recursive: bool = False) -> bool:
+        rel = normalize_path(path)
+        deleted = False
+        if rel:
+            key = self._key(rel)
+            try:
+                self._head(key)
+            except FileNotFoundError:
+                pass
+            else:
+                with self._errors("DeleteObject", key):
+                    self.client.delete_object(Bucket=self.bucket, Key=key)
+                deleted = True
+        prefix = self._dir_prefix(rel)
+        if recursive:
+            return self._delete_prefix(prefix) > 0 or deleted
+        if not deleted:
+            with self._errors("ListObjectsV2", prefix):
+                page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=2)
+            keys = [obj["Key"] for obj in page.get("Contents", ())]
+            if keys == [prefix]:  # only a directory marker
+                return self._delete_prefix(prefix) > 0
+            if keys:
+                raise OSError(errno.ENOTEMPTY, f"{self.uri(rel)} is a directory that is not empty; "
+                                               "pass recursive=True to delete it")
+        return deleted
+
+    def _delete_prefix(self, prefix: str) -> int:
+        """Delete every key under ``prefix`` in batches of 1000; return how many were deleted."""
+        count = 0
+        batch: list[dict[str, str]] = []
+        for page in self._pages(prefix, None):
+            for obj in page.get("Contents", ()):
+                batch.append({"Key": obj["Key"]})
+                if len(batch) == 1000:
+                    count += self._delete_batch(prefix, batch)
+                    batch = []
+        if batch:
+            count += self._delete_batch(prefix, batch)
+        return count
+
+    def _delete_batch(self, prefix: str, batch: list[dict[str, str]]) -> int:
+        with self._errors("DeleteObjects", prefix):
+            response = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        errors = response.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise StoreError(f"S3 DeleteObjects under {self.s3_uri(prefix)} failed for {len(errors)} keys, "
+                             f"e.g. {self.s3_uri(first.get('Key', ''))}: {first.get('Code')} {first.get('Message')}")
+        return len(batch)
+
+    def mkdir(self, path: str) -> None:
+        """Directories are implicit in S3: nothing to create."""
+        normalize_path(path)
+
+    def rename(self, src: str, dst: str) -> None:
+        """Server-side copy then delete (a file, or every object under a directory)."""
+        src_rel, dst_rel = normalize_path(src), normalize_path(dst)
+        if not src_rel or not dst_rel:
+            raise ValueError(f"cannot rename the root of {self.root_uri}")
+        if dst_rel == src_rel or dst_rel.startswith(f"{src_rel}/"):
+            raise ValueError(f"cannot rename {self.uri(src_rel)} into itself ({self.uri(dst_rel)})")
+        entry = self.info(src_rel)
+        if not entry.is_dir:
+            self._copy_object(self._key(src_rel), self._key(dst_rel), entry.size)
+            self.delete(src_rel)
+            return
+        for child in self.walk_files(src_rel):
+            target = join_path(dst_rel, child.path[len(src_rel) + 1:])
+            self._copy_object(self._key(child.path), self._key(target), child.size)
+        self.delete(src_rel, recursive=True)
+
+    def _copy_object(self, src_key: str, dst_key: str, size: int) -> None:
+        source = {"Bucket": self.bucket, "Key": src_key}
+        with self._errors("CopyObject", src_key):
+            if size <= MAX_SINGLE_COPY:
+                self.client.copy_object(Bucket=self.bucket, Key=dst_key, CopySource=source,
+                                        ChecksumAlgorithm="CRC32C")
+            else:  # CopyObject stops at 5 GiB; boto3's managed copy runs a multipart UploadPartCopy
+                self.client.copy(source, self.bucket, dst_key, ExtraArgs={"ChecksumAlgorithm": "CRC32C"})
+
+
+def composite_matches(reported: str, ours: str | None) -> bool:
+    """Compare S3's composite checksum with ours; S3 shows ``<b64>-<parts>``, moto omits the suffix."""
+    if ours is None:
+        return False
+    value, parts = split_composite(reported)
+    our_value, our_parts = split_composite(ours)
+    return value == our_value and (parts is None or parts == our_parts)
