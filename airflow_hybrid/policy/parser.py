@@ -12,13 +12,19 @@ Grammar (Alluxio's, extended compatibly with ``unusedFor``, sizes and ``and`` / 
     DURATION  := digits unit   unit in ms, s, m, h, d (and Alluxio's sec, min, hr, day, ... spellings)
     SIZE      := number [unit] unit in B, KB/KiB/K, MB/MiB/M, GB, TB, PB -- powers of 1024, as in Alluxio
 
+Durations follow Alluxio's policy engine, whose ``olderThan`` reads its argument with
+``FormatUtils.parseTimeSize``: a whole number and a unit, ``ms`` / ``s`` / ``m`` / ``h`` / ``d`` or the
+long spellings ``millisecond``, ``sec``, ``second``, ``min``, ``minute``, ``hr``, ``hour``, ``day``,
+without regard to case. ``m`` is minutes (``ufsMigrate(1m, ...)`` moves files older than a minute).
+
 Case rules. Keywords (``ufsMigrate``, ``olderThan``, ``UFS``, ``STORE``, ...) and units are matched
 without regard to case -- no two of them differ only by case, so this is never ambiguous -- and are
 printed as Alluxio writes them. As in Alluxio, ``m`` is minutes (``1M`` too: it is never months).
 Member names and the policy name are case-sensitive. A duration must carry its unit: Alluxio reads a
 bare ``60`` as 60 milliseconds, a surprise we refuse rather than reproduce.
 
-Semantic checks at parse time: at least one STORE and one REMOVE action, no member both STORE and
+Semantic checks at parse time: at least one STORE and one REMOVE action (Alluxio also takes a
+STORE-only policy, a copy; a migration here always removes its source once the copies are verified), no member both STORE and
 REMOVE, no action listed twice. Checking members against a mount is :func:`validate_members`.
 """
 
@@ -102,8 +108,12 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
-_CONDITIONS = {k.lower(): k for k in ("olderThan", "unusedFor", "largerThan", "smallerThan", "and", "or", "not")}
-_EXPECTED_CONDITION = "a condition (olderThan, unusedFor, largerThan, smallerThan, and, or, not, or a duration like 1m)"
+_CONDITIONS = {
+    k.lower(): k for k in ("olderThan", "unusedFor", "largerThan", "smallerThan", "and", "or", "not")
+}
+_EXPECTED_CONDITION = (
+    "a condition (olderThan, unusedFor, largerThan, smallerThan, and, or, not, or a duration like 1m)"
+)
 
 
 class _Parser:

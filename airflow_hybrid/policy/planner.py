@@ -275,6 +275,15 @@ def _walk_member(store: Store, path: str) -> Iterator[FileInfo]:
     yield from files
 
 
+def _epoch(now: float | datetime | None) -> float:
+    """Evaluation time in epoch seconds: ``now`` as given (a number or an aware datetime), or the clock."""
+    if now is None:
+        return time.time()
+    if isinstance(now, datetime):
+        return now.timestamp()
+    return float(now)
+
+
 def _checked(mount: MountLike, policy: Policy | str) -> Policy:
     policy = as_policy(policy)
     validate_members(policy, mount.members, mount_name=getattr(mount, "name", None))
@@ -282,11 +291,11 @@ def _checked(mount: MountLike, policy: Policy | str) -> Policy:
 
 
 def iter_candidates(
-    mount: MountLike, path: str, policy: Policy | str, *, now: float | None = None
+    mount: MountLike, path: str, policy: Policy | str, *, now: float | datetime | None = None
 ) -> Iterator[tuple[str, FileInfo]]:
     """Stream ``(source member, file)`` for every file below ``path`` on a REMOVE member that the policy selects."""
     policy = _checked(mount, policy)
-    now = time.time() if now is None else now
+    now = _epoch(now)
     rel = normalize_path(path)
     for member in policy.remove_members:
         for info in _walk_member(mount.members[member], rel):
@@ -299,7 +308,7 @@ def count_candidates(
     path: str,
     policy: Policy | str,
     *,
-    now: float | None = None,
+    now: float | datetime | None = None,
     min_files: int | None = None,
     min_bytes: int | None = None,
 ) -> CandidateCount:
@@ -374,7 +383,7 @@ def plan_migration(
     *,
     plan_store: Store | str | None = None,
     plan_store_conn_id: str | None = None,
-    now: float | None = None,
+    now: float | datetime | None = None,
     batch_max_files: int = DEFAULT_BATCH_MAX_FILES,
     batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES,
     probe_stores: bool = False,
@@ -383,7 +392,7 @@ def plan_migration(
     """Select the files ``policy`` moves below logical ``path`` of ``mount`` and write them as a plan.
 
     :param plan_store: where the plan goes: a store, a URI, or ``None`` for :func:`default_plan_store`.
-    :param now: the time conditions are evaluated at (epoch seconds; default: now).
+    :param now: the time conditions are evaluated at (epoch seconds or an aware datetime; default: now).
     :param batch_max_files: most files in one batch.
     :param batch_max_bytes: most bytes in one batch; a single larger file gets a batch of its own.
     :param probe_stores: record, per file, the STORE members already holding a file of the same length
@@ -396,7 +405,7 @@ def plan_migration(
         )
     policy = _checked(mount, policy)
     rel = normalize_path(path)
-    now = time.time() if now is None else now
+    now = _epoch(now)
     store = resolve_plan_store(plan_store, plan_store_conn_id)
     created = datetime.now(timezone.utc)
     plan_id = _check_plan_id(plan_id or new_plan_id(policy, created))

@@ -389,3 +389,32 @@ def test_planning_200k_files_runs_in_constant_memory(lake):
         "hdfs",
         etag=f"{files - 1:032x}",
     )
+
+
+def test_plans_over_a_real_hybrid_mount_with_a_datetime_now(tmp_path):
+    from datetime import datetime, timezone
+
+    from airflow_hybrid.mount import HybridMount
+
+    (tmp_path / "hdfs" / "t").mkdir(parents=True)
+    (tmp_path / "s3").mkdir()
+    for name, age in (("old", 2 * DAY), ("new", 60)):
+        (tmp_path / "hdfs" / "t" / name).write_bytes(b"data")
+        os.utime(tmp_path / "hdfs" / "t" / name, (NOW - age, NOW - age))
+    mount = HybridMount.from_options(
+        "union",
+        {
+            "members": {
+                "hdfs": {"uri": f"file://{tmp_path / 'hdfs'}"},
+                "s3": {"uri": f"file://{tmp_path / 's3'}"},
+            },
+            "priority.read": "s3,hdfs",
+            "collection.create": "s3",
+        },
+    )
+    now = datetime.fromtimestamp(NOW, timezone.utc)
+    summary = plan_migration(mount, "/t", POLICY, plan_store=str(tmp_path / "plans"), now=now)
+    plan = load_plan(str(tmp_path / "plans"), summary.plan_id)
+    assert [e.path for e in plan.iter_entries()] == ["t/old"]
+    assert plan.mount == "union"
+    assert count_candidates(mount, "t", POLICY, now=now, min_files=1).reached
