@@ -23,6 +23,7 @@ from airflow_hybrid.policy.planner import (
 )
 from airflow_hybrid.stores.base import Checksum, FileInfo, Store
 from airflow_hybrid.stores.local import LocalStore
+from tests.integration.moto_s3 import AWS_CONN_ID, bucket, moto_endpoint, s3_client  # noqa: F401 - fixtures
 
 NOW = 1_700_000_000.0
 DAY = 86_400
@@ -418,3 +419,25 @@ def test_plans_over_a_real_hybrid_mount_with_a_datetime_now(tmp_path):
     assert [e.path for e in plan.iter_entries()] == ["t/old"]
     assert plan.mount == "union"
     assert count_candidates(mount, "t", POLICY, now=now, min_files=1).reached
+
+
+@pytest.mark.integration
+def test_plans_on_s3_are_read_back_by_another_store_instance(lake, bucket):  # noqa: F811 - fixture
+    """The plan store on S3 (moto's server on loopback), as workers on other hosts would share it."""
+    from airflow_hybrid.stores.s3 import S3Store
+
+    for i in range(5):
+        lake.put("hdfs", f"s/{i}", b"x" * (i + 1), age=2 * DAY)
+    uri = f"s3://{bucket}/plans"
+    summary = plan_migration(
+        lake.mount, "s", POLICY, plan_store=uri, plan_store_conn_id=AWS_CONN_ID, now=NOW, batch_max_files=2
+    )
+    assert (summary.files, summary.bytes, summary.batches) == (5, 15, 3)
+
+    elsewhere = S3Store(uri, aws_conn_id=AWS_CONN_ID)  # a fresh client, as on another worker
+    plan = load_plan(elsewhere, summary.plan_id)
+    assert sorted(e.path for e in plan.iter_entries()) == [f"s/{i}" for i in range(5)]
+    assert [len(list(plan.iter_batch(i))) for i in range(3)] == [2, 2, 1]
+    assert list(list_plans(elsewhere)) == [summary.plan_id]
+    assert delete_plan(elsewhere, summary.plan_id)
+    assert list(list_plans(elsewhere)) == []
