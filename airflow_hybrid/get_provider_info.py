@@ -30,4 +30,27 @@ def get_provider_info() -> dict:
         ],
         "filesystems": ["airflow_hybrid.fs"],
         "cli": ["airflow_hybrid.cli.definition.get_hybrid_cli_commands"],
+        "config": {
+            "hybrid": {
+                "description": "Settings of the airflow-hybrid provider.",
+                "options": {
+                    "plan_store": {
+                        "description": "URI of the store that keeps migration plans (a local directory, or "
+                        "s3://bucket/prefix so workers on other hosts read them). Default: "
+                        "$AIRFLOW_HOME/hybrid/plans.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "s3://my-bucket/airflow-hybrid/plans",
+                        "default": "",
+                    },
+                    "plan_store_conn_id": {
+                        "description": "Airflow connection used to reach plan_store.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "aws_default",
+                        "default": "",
+                    },
+                },
+            }
+        },
     }
