@@ -1,0 +1,631 @@
+"""The cache catalog: which files are cached where, shared by every worker through one SQL database.
+
+Every state change is one short transaction that first locks the mount's tier rows (``SELECT ... FOR UPDATE``
+in PostgreSQL, in alias order; ``BEGIN IMMEDIATE`` in SQLite, which serialises writers), then entries, pins
+and trash, always in that order, so concurrent workers never deadlock and always agree:
+
+* a file is claimed for loading by inserting its ``loading`` row (unique per mount and path) -- exactly one
+  worker wins; the others see it ``busy`` and read from the source without caching;
+* space is reserved in the same transaction (``tiers.reserved_bytes``, the sum of the tier's loading and
+  ready entries), after evicting if needed, and refused when it would pass the quota;
+* a row is counted exactly once: reserved bytes change only together with the insert, resize or removal
+  of its entry row;
+* a loader that dies leaves a ``loading`` row whose lease expires; it is never served, and the next claim of
+  the path or :meth:`Catalog.reclaim_expired` moves it to the trash so its partial copy gets deleted.
+
+The catalog stores no bytes and never touches a store: callers delete the physical copies of the
+:class:`TrashItem` objects returned to them, then call :meth:`Catalog.forget_trash`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from airflow_hybrid.cache.config import TierConfig
+from airflow_hybrid.cache.entry import CachedEntry, SourceFingerprint
+from airflow_hybrid.cache.exceptions import CacheError, CacheQuotaError
+from airflow_hybrid.cache.schema import DEFAULT_TABLE_PREFIX, LOADING, READY, Tables, build_tables, migrate
+
+log = logging.getLogger(__name__)
+
+_BATCH = 500
+
+
+def create_catalog_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite files get WAL mode, a busy timeout and ``BEGIN IMMEDIATE`` writes."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:") or "mode=memory" in url
+    if not in_memory and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    kwargs: dict = {"connect_args": {"timeout": 60, "check_same_thread": False}}
+    if in_memory:
+        kwargs["poolclass"] = sa.pool.StaticPool
+    engine = sa.create_engine(parsed, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # transactions are begun by _on_begin below
+        cursor = dbapi_connection.cursor()
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("hybrid_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+@dataclass(frozen=True)
+class TrashItem:
+    """A physical copy to delete: ``location`` inside tier ``tier`` of mount ``mount`` (``size`` bytes when
+    known: set when the entry was just trashed, 0 when read back from the trash table)."""
+
+    id: int
+    mount: str
+    tier: str
+    location: str
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Outcome of :meth:`Catalog.claim`.
+
+    ``status`` is ``claimed`` (the caller owns the new ``loading`` ``entry`` and must complete or abandon it),
+    ``exists`` (``entry`` is a ready copy), ``busy`` (another worker is loading it) or ``no_space`` (nothing
+    changed; ``reason`` says why). ``trash`` lists copies the caller must delete (evicted or reclaimed).
+    """
+
+    status: str
+    entry: CachedEntry | None = None
+    trash: tuple[TrashItem, ...] = ()
+    reason: str = ""
+
+    CLAIMED = "claimed"
+    EXISTS = "exists"
+    BUSY = "busy"
+    NO_SPACE = "no_space"
+
+
+@dataclass(frozen=True)
+class PinRequest:
+    """Pin ``path``; ``size`` and ``tier`` are needed only when the file is not cached yet."""
+
+    path: str
+    size: int | None = None
+    tier: str | None = None
+
+
+@dataclass(frozen=True)
+class TierUsage:
+    """Raw per-tier figures from the catalog (see :mod:`airflow_hybrid.cache.report`)."""
+
+    alias: str
+    uri: str
+    quota: int
+    reserved: int
+    hits: int
+    misses: int
+    files: int
+    ready_bytes: int
+    loading: int
+    pinned_bytes: int
+    pin_intent_bytes: int
+    oldest_path: str | None
+    oldest_created_at: float | None
+
+
+class _NoSpace(Exception):
+    pass
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class Catalog:
+    """The catalog tables in one database (any SQLAlchemy URL), created and migrated on first use.
+
+    :param url: SQLAlchemy URL, e.g. ``sqlite:////var/lib/airflow/hybrid/catalog.db`` or
+        ``postgresql+psycopg2://user@host/db``.
+    :param table_prefix: prefix of the table names (to share a database with other applications).
+    """
+
+    _shared: dict[tuple[str, str], Catalog] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, url: str, *, table_prefix: str = DEFAULT_TABLE_PREFIX, engine: Engine | None = None) -> None:
+        self.engine = engine or create_catalog_engine(url)
+        self.url = self.engine.url.render_as_string(hide_password=True)
+        self.table_prefix = table_prefix
+        self.t: Tables = build_tables(table_prefix)
+        with self.write() as conn:
+            applied = migrate(conn, table_prefix)
+        if applied:
+            log.info("cache catalog %s migrated to schema version %s", self.url, applied[-1])
+
+    @classmethod
+    def shared(cls, url: str, table_prefix: str = DEFAULT_TABLE_PREFIX) -> Catalog:
+        """One catalog (and engine) per URL and prefix in this process."""
+        key = (url, table_prefix)
+        with cls._shared_lock:
+            if key not in cls._shared:
+                cls._shared[key] = cls(url, table_prefix=table_prefix)
+            return cls._shared[key]
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- transactions -------------------------------------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: ``BEGIN IMMEDIATE`` in SQLite (one writer at a time)."""
+        with self.engine.connect() as conn:
+            conn.execution_options(hybrid_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    def _lock_tiers(self, conn: Connection, mount: str) -> dict[str, sa.Row]:
+        tiers = self.t.tiers
+        stmt = sa.select(tiers).where(tiers.c.mount == mount).order_by(tiers.c.alias).with_for_update()
+        return {row.alias: row for row in conn.execute(stmt)}
+
+    def _add_reserved(self, conn: Connection, mount: str, tier: str, delta: int) -> None:
+        if delta:
+            tiers = self.t.tiers
+            conn.execute(
+                tiers.update()
+                .where(tiers.c.mount == mount, tiers.c.alias == tier)
+                .values(reserved_bytes=tiers.c.reserved_bytes + delta)
+            )
+
+    def _trash(self, conn: Connection, row: sa.Row | CachedEntry, now: float) -> TrashItem:
+        """Move an entry row to the trash and release its reserved bytes (tiers must be locked)."""
+        trash, entries = self.t.trash, self.t.entries
+        result = conn.execute(
+            trash.insert().values(mount=row.mount, tier=row.tier, location=row.location, created_at=now)
+        )
+        conn.execute(entries.delete().where(entries.c.id == row.id))
+        self._add_reserved(conn, row.mount, row.tier, -row.size)
+        return TrashItem(result.inserted_primary_key[0], row.mount, row.tier, row.location, row.size)
+
+    def _under(self, column: sa.ColumnElement, prefix: str) -> sa.ColumnElement:
+        if not prefix:
+            return sa.true()
+        return sa.or_(column == prefix, column.like(_escape_like(prefix) + "/%", escape="\\"))
+
+    # -- tiers --------------------------------------------------------------------------------------
+    def sync_tiers(self, mount: str, tiers: Sequence[TierConfig], now: float) -> None:
+        """Create or update the tier rows of ``mount`` (quota and URI follow the configuration)."""
+        table = self.t.tiers
+        with self.write() as conn:
+            existing = self._lock_tiers(conn, mount)
+            for tier in tiers:
+                row = existing.get(tier.alias)
+                if row is None:
+                    conn.execute(
+                        table.insert().values(
+                            mount=mount, alias=tier.alias, uri=tier.uri, quota_bytes=tier.quota,
+                            reserved_bytes=0, hits=0, misses=0, updated_at=now,
+                        )
+                    )
+                elif row.quota_bytes != tier.quota or row.uri != tier.uri:
+                    conn.execute(
+                        table.update()
+                        .where(table.c.mount == mount, table.c.alias == tier.alias)
+                        .values(quota_bytes=tier.quota, uri=tier.uri, updated_at=now)
+                    )
+
+    def record_miss(self, mount: str, tier: str) -> None:
+        tiers = self.t.tiers
+        with self.write() as conn:
+            conn.execute(
+                tiers.update().where(tiers.c.mount == mount, tiers.c.alias == tier).values(misses=tiers.c.misses + 1)
+            )
+
+    def touch(self, entry: CachedEntry, now: float) -> None:
+        """Record a hit on ``entry`` (LRU position and counters)."""
+        tiers, entries = self.t.tiers, self.t.entries
+        with self.write() as conn:
+            conn.execute(
+                tiers.update()
+                .where(tiers.c.mount == entry.mount, tiers.c.alias == entry.tier)
+                .values(hits=tiers.c.hits + 1)
+            )
+            conn.execute(
+                entries.update().where(entries.c.id == entry.id).values(hits=entries.c.hits + 1, last_access=now)
+            )
+
+    # -- entries ------------------------------------------------------------------------------------
+    def get(self, mount: str, path: str) -> CachedEntry | None:
+        entries = self.t.entries
+        with self.read() as conn:
+            row = conn.execute(sa.select(entries).where(entries.c.mount == mount, entries.c.path == path)).first()
+        return CachedEntry.from_row(row._mapping) if row else None
+
+    def iter_entries(self, mount: str, prefix: str = "", state: str | None = None) -> Iterator[CachedEntry]:
+        """Entries of ``mount`` under ``prefix`` (a file or directory; ``""`` = all), paged by id."""
+        entries = self.t.entries
+        last_id = 0
+        while True:
+            stmt = (
+                sa.select(entries)
+                .where(entries.c.mount == mount, entries.c.id > last_id, self._under(entries.c.path, prefix))
+                .order_by(entries.c.id)
+                .limit(_BATCH)
+            )
+            if state:
+                stmt = stmt.where(entries.c.state == state)
+            with self.read() as conn:
+                rows = conn.execute(stmt).all()
+            for row in rows:
+                yield CachedEntry.from_row(row._mapping)
+            if len(rows) < _BATCH:
+                return
+            last_id = rows[-1].id
+
+    def claim(
+        self,
+        mount: str,
+        path: str,
+        *,
+        tier: TierConfig,
+        location: str,
+        size: int,
+        source_member: str,
+        source_uri: str | None,
+        source: SourceFingerprint,
+        loader_id: str,
+        lease_until: float,
+        now: float,
+        ttl: float | None = None,
+    ) -> Claim:
+        """Atomically claim ``path`` for loading into ``tier``, reserving ``size`` bytes (evicting if needed).
+
+        Eviction starts when the tier would pass its high watermark and frees TTL-expired, then least recently
+        used unpinned entries until the tier plus this file is under the low watermark (or nothing is left to
+        evict). The claim is refused (``no_space``, nothing changed) when the file still does not fit the quota.
+        """
+        entries, pins = self.t.entries, self.t.pins
+        try:
+            with self.write() as conn:
+                tiers = self._lock_tiers(conn, mount)
+                tier_row = tiers.get(tier.alias)
+                if tier_row is None:
+                    raise CacheError(f"tier {tier.alias!r} of mount {mount!r} is not in the catalog (sync_tiers first)")
+                trashed: list[TrashItem] = []
+                row = conn.execute(
+                    sa.select(entries).where(entries.c.mount == mount, entries.c.path == path).with_for_update()
+                ).first()
+                if row is not None:
+                    if row.state == READY:
+                        return Claim(Claim.EXISTS, CachedEntry.from_row(row._mapping))
+                    if row.lease_expires_at is not None and row.lease_expires_at > now:
+                        return Claim(Claim.BUSY, CachedEntry.from_row(row._mapping))
+                    log.info("reclaiming %s:%s, abandoned by loader %s", mount, path, row.loader_id)
+                    trashed.append(self._trash(conn, row, now))
+                if size > tier.quota:
+                    raise _NoSpace(f"{size} bytes do not fit tier {tier.alias!r} (quota {tier.quota} bytes)")
+                used = tier_row.reserved_bytes
+                if row is not None and row.tier == tier.alias:
+                    used -= row.size
+                if used + size > tier.high_bytes:
+                    victims = self._evict(conn, mount, tier.alias, now, used, lambda u: u + size <= tier.low_bytes)
+                    trashed.extend(item for item, _ in victims)
+                    used -= sum(freed for _, freed in victims)
+                if used + size > tier.quota:
+                    raise _NoSpace(
+                        f"tier {tier.alias!r} is full: {used} of {tier.quota} bytes used by pinned or loading "
+                        f"entries, {size} more needed"
+                    )
+                pinned = conn.execute(
+                    sa.select(pins.c.path).where(pins.c.mount == mount, pins.c.path == path)
+                ).first() is not None
+                result = conn.execute(
+                    entries.insert().values(
+                        mount=mount, path=path, tier=tier.alias, location=location, source_member=source_member,
+                        source_uri=source_uri, source_size=source.size, source_mtime=source.mtime,
+                        source_etag=source.etag, size=size, pinned=pinned, ttl=ttl,
+                        expires_at=None if ttl is None else now + ttl, created_at=now, last_access=now,
+                        last_synced_at=now, hits=0, state=LOADING, loader_id=loader_id, lease_expires_at=lease_until,
+                    )
+                )
+                self._add_reserved(conn, mount, tier.alias, size)
+                entry_id = result.inserted_primary_key[0]
+                new = conn.execute(sa.select(entries).where(entries.c.id == entry_id)).one()
+                return Claim(Claim.CLAIMED, CachedEntry.from_row(new._mapping), tuple(trashed))
+        except _NoSpace as err:
+            return Claim(Claim.NO_SPACE, reason=str(err))
+        except sa.exc.IntegrityError:  # another mount-level writer won the race on (mount, path)
+            return Claim(Claim.BUSY)
+
+    def heartbeat(self, entry_id: int, loader_id: str, lease_until: float) -> bool:
+        """Extend a loader's lease; ``False`` when the claim was lost (reclaimed or invalidated)."""
+        entries = self.t.entries
+        with self.write() as conn:
+            result = conn.execute(
+                entries.update()
+                .where(entries.c.id == entry_id, entries.c.loader_id == loader_id, entries.c.state == LOADING)
+                .values(lease_expires_at=lease_until)
+            )
+        return result.rowcount == 1
+
+    def complete(self, entry_id: int, loader_id: str, size: int, now: float) -> CachedEntry | None:
+        """Mark a loaded entry ``ready`` with its verified ``size``; ``None`` when the claim was lost."""
+        entries, pins = self.t.entries, self.t.pins
+        with self.write() as conn:
+            row = self._locked_claim(conn, entry_id, loader_id)
+            if row is None:
+                return None
+            self._add_reserved(conn, row.mount, row.tier, size - row.size)
+            pinned = conn.execute(
+                sa.select(pins.c.path).where(pins.c.mount == row.mount, pins.c.path == row.path)
+            ).first() is not None
+            conn.execute(
+                entries.update()
+                .where(entries.c.id == entry_id)
+                .values(state=READY, size=size, pinned=pinned, lease_expires_at=None, last_access=now,
+                        last_synced_at=now)
+            )
+            new = conn.execute(sa.select(entries).where(entries.c.id == entry_id)).one()
+        return CachedEntry.from_row(new._mapping)
+
+    def abandon(self, entry_id: int, loader_id: str, now: float) -> TrashItem | None:
+        """Give up a claim: the entry goes to the trash. ``None`` when the claim was already lost."""
+        with self.write() as conn:
+            row = self._locked_claim(conn, entry_id, loader_id)
+            return None if row is None else self._trash(conn, row, now)
+
+    def _locked_claim(self, conn: Connection, entry_id: int, loader_id: str) -> sa.Row | None:
+        """The ``loading`` row ``entry_id`` if ``loader_id`` still owns it, read after locking its tiers."""
+        entries = self.t.entries
+        mount = conn.execute(sa.select(entries.c.mount).where(entries.c.id == entry_id)).scalar()
+        if mount is None:
+            return None
+        self._lock_tiers(conn, mount)
+        row = conn.execute(sa.select(entries).where(entries.c.id == entry_id).with_for_update()).first()
+        if row is None or row.loader_id != loader_id or row.state != LOADING:
+            return None
+        return row
+
+    def mark_synced(self, entry_id: int, now: float) -> None:
+        entries = self.t.entries
+        with self.write() as conn:
+            conn.execute(entries.update().where(entries.c.id == entry_id).values(last_synced_at=now))
+
+    def drop(self, mount: str, entry_ids: Iterable[int], now: float, *, include_loading: bool = False) -> list[TrashItem]:
+        """Move the given entries (ready ones, and loading ones when asked) to the trash."""
+        entries = self.t.entries
+        ids = list(entry_ids)
+        states = (READY, LOADING) if include_loading else (READY,)
+        trashed: list[TrashItem] = []
+        for start in range(0, len(ids), _BATCH):
+            with self.write() as conn:
+                self._lock_tiers(conn, mount)
+                rows = conn.execute(
+                    sa.select(entries).where(
+                        entries.c.mount == mount, entries.c.id.in_(ids[start : start + _BATCH]),
+                        entries.c.state.in_(states),
+                    )
+                ).all()
+                trashed.extend(self._trash(conn, row, now) for row in rows)
+        return trashed
+
+    def evict(self, mount: str, tier: TierConfig, now: float, *, force: bool = False) -> list[TrashItem]:
+        """When ``tier`` is past its high watermark (or ``force``), free entries until under the low watermark."""
+        with self.write() as conn:
+            tier_row = self._lock_tiers(conn, mount).get(tier.alias)
+            if tier_row is None:
+                return []
+            used = tier_row.reserved_bytes
+            if used <= tier.high_bytes and not force:
+                return []
+            victims = self._evict(conn, mount, tier.alias, now, used, lambda u: u <= tier.low_bytes)
+        return [item for item, _ in victims]
+
+    def _evict(self, conn, mount, alias, now, used, done) -> list[tuple[TrashItem, int]]:
+        """Trash victims in eviction order until ``done(used)``: TTL-expired first, then LRU unpinned."""
+        entries = self.t.entries
+        expired = sa.and_(entries.c.expires_at.is_not(None), entries.c.expires_at <= now)
+        stmt = (
+            sa.select(entries)
+            .where(
+                entries.c.mount == mount,
+                entries.c.tier == alias,
+                entries.c.state == READY,
+                sa.or_(entries.c.pinned == sa.false(), expired),
+            )
+            .order_by(sa.case((expired, 0), else_=1), entries.c.last_access, entries.c.id)
+            .limit(_BATCH)
+        )
+        victims: list[tuple[TrashItem, int]] = []
+        while not done(used):
+            rows = conn.execute(stmt).all()
+            if not rows:
+                break
+            for row in rows:
+                if done(used):
+                    break
+                victims.append((self._trash(conn, row, now), row.size))
+                used -= row.size
+        if victims:
+            log.info("evicting %d entries from tier %s of mount %s", len(victims), alias, mount)
+        return victims
+
+    def expire(self, mount: str, now: float) -> list[TrashItem]:
+        """Trash every entry whose TTL has passed (pinned ones too: the TTL bounds the pin) and its pin."""
+        entries, pins = self.t.entries, self.t.pins
+        trashed: list[TrashItem] = []
+        while True:
+            with self.write() as conn:
+                self._lock_tiers(conn, mount)
+                rows = conn.execute(
+                    sa.select(entries)
+                    .where(
+                        entries.c.mount == mount, entries.c.state == READY,
+                        entries.c.expires_at.is_not(None), entries.c.expires_at <= now,
+                    )
+                    .limit(_BATCH)
+                ).all()
+                for row in rows:
+                    trashed.append(self._trash(conn, row, now))
+                    conn.execute(pins.delete().where(pins.c.mount == mount, pins.c.path == row.path))
+            if len(rows) < _BATCH:
+                return trashed
+
+    def reclaim_expired(self, mount: str, now: float) -> list[TrashItem]:
+        """Trash ``loading`` entries whose loader's lease has expired (a crashed or stuck worker)."""
+        entries = self.t.entries
+        with self.write() as conn:
+            self._lock_tiers(conn, mount)
+            rows = conn.execute(
+                sa.select(entries).where(
+                    entries.c.mount == mount, entries.c.state == LOADING,
+                    sa.or_(entries.c.lease_expires_at.is_(None), entries.c.lease_expires_at <= now),
+                )
+            ).all()
+            return [self._trash(conn, row, now) for row in rows]
+
+    def trash_items(self, mount: str) -> list[TrashItem]:
+        trash = self.t.trash
+        with self.read() as conn:
+            rows = conn.execute(sa.select(trash).where(trash.c.mount == mount).order_by(trash.c.id)).all()
+        return [TrashItem(r.id, r.mount, r.tier, r.location) for r in rows]
+
+    def forget_trash(self, ids: Iterable[int]) -> None:
+        """Delete trash rows whose physical copies are gone."""
+        trash = self.t.trash
+        ids = list(ids)
+        for start in range(0, len(ids), _BATCH):
+            with self.write() as conn:
+                conn.execute(trash.delete().where(trash.c.id.in_(ids[start : start + _BATCH])))
+
+    # -- pins ---------------------------------------------------------------------------------------
+    def pin(self, mount: str, requests: Iterable[PinRequest], tiers: dict[str, TierConfig], default_tier: str,
+            now: float) -> tuple[int, int]:
+        """Pin paths atomically; returns ``(newly pinned files, their bytes)``.
+
+        A cached file is pinned where it is; an uncached one (its ``size`` given) is pinned into its requested
+        tier, ahead of loading. Every tier's pinned bytes must stay within its quota, or
+        :class:`CacheQuotaError` is raised and nothing changes.
+        """
+        entries, pins = self.t.entries, self.t.pins
+        added: dict[str, int] = {}
+        count = 0
+        with self.write() as conn:
+            self._lock_tiers(conn, mount)
+            for request in requests:
+                if conn.execute(
+                    sa.select(pins.c.path).where(pins.c.mount == mount, pins.c.path == request.path)
+                ).first():
+                    continue
+                row = conn.execute(
+                    sa.select(entries.c.id, entries.c.tier, entries.c.size).where(
+                        entries.c.mount == mount, entries.c.path == request.path
+                    )
+                ).first()
+                if row is not None:
+                    tier, size = row.tier, row.size
+                    conn.execute(entries.update().where(entries.c.id == row.id).values(pinned=True))
+                elif request.size is None:
+                    raise CacheError(f"cannot pin {mount}:{request.path}: not cached, and no size given to reserve")
+                else:
+                    tier, size = request.tier or default_tier, int(request.size)
+                conn.execute(pins.insert().values(mount=mount, path=request.path, tier=tier, size=size, created_at=now))
+                added[tier] = added.get(tier, 0) + size
+                count += 1
+            for alias, extra in added.items():
+                pinned = conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.sum(pins.c.size), 0)).where(
+                        pins.c.mount == mount, pins.c.tier == alias
+                    )
+                ).scalar()
+                quota = tiers[alias].quota if alias in tiers else 0
+                if pinned > quota:
+                    raise CacheQuotaError(
+                        f"cannot pin {extra} more bytes in tier {alias!r} of mount {mount!r}: pinned data would "
+                        f"total {pinned} bytes, over the tier's quota of {quota} bytes; nothing was pinned"
+                    )
+        return count, sum(added.values())
+
+    def unpin(self, mount: str, prefix: str) -> int:
+        """Remove the pins on ``prefix`` (a file, a directory, or ``""`` for all); returns how many."""
+        entries, pins = self.t.entries, self.t.pins
+        with self.write() as conn:
+            self._lock_tiers(conn, mount)
+            removed = conn.execute(pins.delete().where(pins.c.mount == mount, self._under(pins.c.path, prefix)))
+            conn.execute(
+                entries.update()
+                .where(entries.c.mount == mount, entries.c.pinned == sa.true(), self._under(entries.c.path, prefix))
+                .values(pinned=False)
+            )
+        return removed.rowcount
+
+    def unpin_paths(self, mount: str, paths: Sequence[str]) -> None:
+        entries, pins = self.t.entries, self.t.pins
+        with self.write() as conn:
+            self._lock_tiers(conn, mount)
+            conn.execute(pins.delete().where(pins.c.mount == mount, pins.c.path.in_(paths)))
+            conn.execute(entries.update().where(entries.c.mount == mount, entries.c.path.in_(paths)).values(pinned=False))
+
+    # -- reporting ----------------------------------------------------------------------------------
+    def usage(self, mount: str) -> list[TierUsage]:
+        tiers, entries, pins = self.t.tiers, self.t.entries, self.t.pins
+        result = []
+        with self.read() as conn:
+            for tier in conn.execute(sa.select(tiers).where(tiers.c.mount == mount).order_by(tiers.c.alias)):
+                in_tier = sa.and_(entries.c.mount == mount, entries.c.tier == tier.alias)
+                ready = sa.and_(in_tier, entries.c.state == READY)
+                files, ready_bytes, pinned_bytes = conn.execute(
+                    sa.select(
+                        sa.func.count(),
+                        sa.func.coalesce(sa.func.sum(entries.c.size), 0),
+                        sa.func.coalesce(sa.func.sum(sa.case((entries.c.pinned == sa.true(), entries.c.size), else_=0)), 0),
+                    ).where(ready)
+                ).one()
+                loading = conn.execute(
+                    sa.select(sa.func.count()).where(in_tier, entries.c.state == LOADING)
+                ).scalar()
+                intents = conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.sum(pins.c.size), 0)).where(
+                        pins.c.mount == mount, pins.c.tier == tier.alias
+                    )
+                ).scalar()
+                oldest = conn.execute(
+                    sa.select(entries.c.path, entries.c.created_at)
+                    .where(ready)
+                    .order_by(entries.c.created_at, entries.c.id)
+                    .limit(1)
+                ).first()
+                result.append(
+                    TierUsage(
+                        alias=tier.alias, uri=tier.uri, quota=tier.quota_bytes, reserved=tier.reserved_bytes,
+                        hits=tier.hits, misses=tier.misses, files=files, ready_bytes=int(ready_bytes),
+                        loading=loading, pinned_bytes=int(pinned_bytes), pin_intent_bytes=int(intents),
+                        oldest_path=oldest.path if oldest else None,
+                        oldest_created_at=oldest.created_at if oldest else None,
+                    )
+                )
+        return result

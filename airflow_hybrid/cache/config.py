@@ -1,0 +1,301 @@
+"""The ``cache`` section of a ``hybrid_mount`` connection: tiers, catalog, freshness and TTL settings.
+
+Example (connection extras)::
+
+    {"cache": {
+        "tiers": [
+            {"alias": "MEM", "uri": "file:///dev/shm/hybrid", "quota": "2GB",
+             "high_watermark": 0.95, "low_watermark": 0.7},
+            {"alias": "SSD", "uri": "file:///mnt/ssd/hybrid", "quota": "200GB"},
+            {"alias": "S3", "uri": "s3://bucket/cache", "conn_id": "aws_default", "quota": "5TB"}],
+        "catalog_url": null,
+        "cache_on_read": true,
+        "metadata_sync_interval": 60,
+        "default_ttl": null}}
+
+Sizes follow Alluxio: a number of bytes or a number with a unit ``B``, ``K``/``KB``/``KiB``, ``M``/``MB``/``MiB``,
+``G``/``GB``/``GiB``, ``T``/``TB``/``TiB``, ``P``/``PB``/``PiB`` (case-insensitive, powers of 1024 as in Alluxio).
+Durations are seconds or a number with ``ms``, ``s``, ``m``/``min``, ``h``, ``d``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow_hybrid.cache.exceptions import CacheConfigError, UnknownTierError
+
+DEFAULT_HIGH_WATERMARK = 0.95
+DEFAULT_LOW_WATERMARK = 0.7
+DEFAULT_METADATA_SYNC_INTERVAL = 60.0
+DEFAULT_LOAD_LEASE = 60.0
+
+_SIZE_UNITS = {"": 0, "b": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+_SIZE_RE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "": 1}
+_DURATION_RE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+
+_TIER_KEYS = {"alias", "uri", "quota", "high_watermark", "low_watermark", "conn_id", "options"}
+_CACHE_KEYS = {
+    "tiers",
+    "catalog_url",
+    "cache_on_read",
+    "metadata_sync_interval",
+    "default_ttl",
+    "default_tier",
+    "load_lease",
+}
+
+
+def parse_size(value: Any, option: str, what: str = "size") -> int:
+    """Bytes from ``value`` (``1073741824``, ``"1GB"``, ``"512 MiB"``); errors name ``option``."""
+    if isinstance(value, bool):
+        raise CacheConfigError(f"{option}: expected a {what} such as 2GB, got {value!r}")
+    if isinstance(value, (int, float)):
+        number, unit = float(value), ""
+    elif isinstance(value, str):
+        match = _SIZE_RE.match(value)
+        if not match:
+            raise CacheConfigError(f"{option}: cannot parse {what} {value!r} (expected e.g. 512MB, 2GB, 1TiB)")
+        number, unit = float(match.group(1)), match.group(2).lower()
+    else:
+        raise CacheConfigError(f"{option}: expected a {what} such as 2GB, got {value!r}")
+    power = _unit_power(unit)
+    if power is None:
+        raise CacheConfigError(f"{option}: unknown unit {unit!r} in {value!r} (use B, KB, MB, GB, TB, PB or KiB..PiB)")
+    if not math.isfinite(number):
+        raise CacheConfigError(f"{option}: {what} {value!r} is not finite")
+    if number < 0:
+        raise CacheConfigError(f"{option}: negative {what} {value}")
+    return int(number * 1024**power)
+
+
+def _unit_power(unit: str) -> int | None:
+    if unit in _SIZE_UNITS:
+        return _SIZE_UNITS[unit]
+    if len(unit) == 2 and unit[1] == "b":
+        return _SIZE_UNITS.get(unit[0]) or None
+    if len(unit) == 3 and unit[1:] == "ib":
+        return _SIZE_UNITS.get(unit[0]) or None
+    return None
+
+
+def parse_duration(value: Any, option: str, allow_negative_one: bool = False) -> float | None:
+    """Seconds from ``value`` (``60``, ``"5m"``, ``"1h"``); ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise CacheConfigError(f"{option}: expected a duration such as 60 or 5m, got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        unit = match.group(2).lower() if match else None
+        if not match or unit not in _DURATION_UNITS:
+            raise CacheConfigError(f"{option}: cannot parse duration {value!r} (expected e.g. 60, 30s, 5m, 1h, 1d)")
+        seconds = float(match.group(1)) * _DURATION_UNITS[unit]
+    else:
+        raise CacheConfigError(f"{option}: expected a duration such as 60 or 5m, got {value!r}")
+    if not math.isfinite(seconds):
+        raise CacheConfigError(f"{option}: duration {value!r} is not finite")
+    if allow_negative_one and seconds == -1:
+        return -1.0
+    if seconds < 0:
+        hint = " (-1 means never)" if allow_negative_one else ""
+        raise CacheConfigError(f"{option}: negative duration {value!r}{hint}")
+    return seconds
+
+
+def default_catalog_url() -> str:
+    """SQLite file ``$AIRFLOW_HOME/hybrid/catalog.db`` (``AIRFLOW_HOME`` defaults to ``~/airflow``)."""
+    home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
+    return f"sqlite:///{Path(home, 'hybrid', 'catalog.db')}"
+
+
+@dataclass(frozen=True)
+class TierConfig:
+    """One cache tier: a store location with a quota and eviction watermarks."""
+
+    alias: str
+    uri: str
+    quota: int
+    high_watermark: float = DEFAULT_HIGH_WATERMARK
+    low_watermark: float = DEFAULT_LOW_WATERMARK
+    conn_id: str | None = None
+    options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def high_bytes(self) -> int:
+        """Usage above which eviction starts."""
+        return int(self.quota * self.high_watermark)
+
+    @property
+    def low_bytes(self) -> int:
+        """Usage eviction brings the tier back under."""
+        return int(self.quota * self.low_watermark)
+
+    @classmethod
+    def from_dict(cls, raw: Any, option: str) -> TierConfig:
+        if not isinstance(raw, Mapping):
+            raise CacheConfigError(f"{option}: expected an object with alias, uri and quota, got {raw!r}")
+        unknown = set(raw) - _TIER_KEYS
+        if unknown:
+            raise CacheConfigError(f"{option}: unknown keys {sorted(unknown)} (expected {', '.join(sorted(_TIER_KEYS))})")
+        alias = raw.get("alias")
+        if not isinstance(alias, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", alias):
+            raise CacheConfigError(f"{option}.alias: expected a name such as MEM, SSD or S3, got {alias!r}")
+        uri = raw.get("uri")
+        if not isinstance(uri, str) or not uri.strip():
+            raise CacheConfigError(f"{option}.uri: missing (every tier needs a store location)")
+        if "quota" not in raw or raw["quota"] is None:
+            raise CacheConfigError(f"{option}.quota: missing (e.g. 2GB)")
+        quota = parse_size(raw["quota"], f"{option}.quota", "quota")
+        if quota == 0:
+            raise CacheConfigError(f"{option}.quota: must be positive, got {raw['quota']!r}")
+        high = _fraction(raw.get("high_watermark", DEFAULT_HIGH_WATERMARK), f"{option}.high_watermark")
+        low = _fraction(raw.get("low_watermark", DEFAULT_LOW_WATERMARK), f"{option}.low_watermark")
+        if not 0 < low < high <= 1:
+            raise CacheConfigError(
+                f"{option}: watermarks out of order: need 0 < low_watermark ({low}) < high_watermark ({high}) <= 1"
+            )
+        conn_id = raw.get("conn_id")
+        if conn_id is not None and not isinstance(conn_id, str):
+            raise CacheConfigError(f"{option}.conn_id: expected a connection id, got {conn_id!r}")
+        options = raw.get("options") or {}
+        if not isinstance(options, Mapping):
+            raise CacheConfigError(f"{option}.options: expected an object, got {options!r}")
+        return cls(alias, uri.strip(), quota, high, low, conn_id, dict(options))
+
+
+def _fraction(value: Any, option: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise CacheConfigError(f"{option}: expected a number between 0 and 1, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise CacheConfigError(f"{option}: expected a number between 0 and 1, got {value!r}") from None
+    if not 0 < number <= 1:
+        raise CacheConfigError(f"{option}: {value!r} is outside (0, 1]")
+    return number
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """A mount's cache settings. ``tiers`` is empty when the mount has no cache."""
+
+    mount_name: str
+    tiers: tuple[TierConfig, ...] = ()
+    catalog_url: str | None = None
+    cache_on_read: bool = True
+    #: Seconds between source fingerprint checks of a cached copy: 0 = every open, -1 = never.
+    metadata_sync_interval: float = DEFAULT_METADATA_SYNC_INTERVAL
+    #: TTL given to new entries when a load names none; ``None`` = no expiry.
+    default_ttl: float | None = None
+    #: Tier that reads fill and loads target when none is named; the first tier by default.
+    default_tier: str | None = None
+    #: Seconds a loader's claim stays valid without a heartbeat (crash recovery).
+    load_lease: float = DEFAULT_LOAD_LEASE
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tiers)
+
+    @property
+    def aliases(self) -> list[str]:
+        return [tier.alias for tier in self.tiers]
+
+    @property
+    def resolved_catalog_url(self) -> str:
+        return self.catalog_url or default_catalog_url()
+
+    def tier(self, alias: str | None = None) -> TierConfig:
+        """The tier called ``alias`` (case-insensitive), or the default tier when ``None``."""
+        if not self.tiers:
+            raise UnknownTierError(f"mount {self.mount_name!r} has no cache tiers configured")
+        if alias is None:
+            alias = self.default_tier or self.tiers[0].alias
+        for tier in self.tiers:
+            if tier.alias.lower() == str(alias).lower():
+                return tier
+        raise UnknownTierError(
+            f"unknown cache tier {alias!r} for mount {self.mount_name!r}; configured tiers: {', '.join(self.aliases)}"
+        )
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | None, mount_name: str) -> CacheConfig:
+        """Parse the ``cache`` section of a mount's options (the connection extras).
+
+        ``catalog_url`` may also sit at the top level of ``options``. A mount without a ``cache`` section
+        gets a disabled config (no tiers).
+
+        :raises CacheConfigError: naming the option path, e.g. ``cache.tiers[1].quota: negative quota -5``.
+        """
+        options = dict(options or {})
+        raw = options.get("cache")
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw) if raw.strip() else None
+            except ValueError as err:
+                raise CacheConfigError(f"cache: not valid JSON: {err}") from None
+        top_catalog = options.get("catalog_url")
+        if raw is None:
+            return cls(mount_name, catalog_url=top_catalog or None)
+        if not isinstance(raw, Mapping):
+            raise CacheConfigError(f"cache: expected an object with 'tiers', got {raw!r}")
+        unknown = set(raw) - _CACHE_KEYS
+        if unknown:
+            raise CacheConfigError(f"cache: unknown keys {sorted(unknown)} (expected {', '.join(sorted(_CACHE_KEYS))})")
+
+        tiers_raw = raw.get("tiers")
+        if not isinstance(tiers_raw, (list, tuple)) or not tiers_raw:
+            raise CacheConfigError(f"cache.tiers: expected a non-empty list of tiers, got {tiers_raw!r}")
+        tiers = tuple(TierConfig.from_dict(t, f"cache.tiers[{i}]") for i, t in enumerate(tiers_raw))
+        seen: dict[str, int] = {}
+        for i, tier in enumerate(tiers):
+            key = tier.alias.lower()
+            if key in seen:
+                raise CacheConfigError(f"cache.tiers[{i}].alias: {tier.alias!r} already used by cache.tiers[{seen[key]}]")
+            seen[key] = i
+
+        catalog_url = raw.get("catalog_url") or top_catalog or None
+        if catalog_url is not None and not isinstance(catalog_url, str):
+            raise CacheConfigError(f"cache.catalog_url: expected a SQLAlchemy URL, got {catalog_url!r}")
+        cache_on_read = raw.get("cache_on_read", True)
+        if isinstance(cache_on_read, str) and cache_on_read.lower() in ("true", "false"):
+            cache_on_read = cache_on_read.lower() == "true"
+        if not isinstance(cache_on_read, bool):
+            raise CacheConfigError(f"cache.cache_on_read: expected true or false, got {cache_on_read!r}")
+        interval = parse_duration(
+            raw.get("metadata_sync_interval", DEFAULT_METADATA_SYNC_INTERVAL),
+            "cache.metadata_sync_interval",
+            allow_negative_one=True,
+        )
+        default_ttl = parse_duration(raw.get("default_ttl"), "cache.default_ttl")
+        if default_ttl == 0:
+            raise CacheConfigError("cache.default_ttl: must be positive (null for no expiry)")
+        lease = parse_duration(raw.get("load_lease", DEFAULT_LOAD_LEASE), "cache.load_lease")
+        if not lease:
+            raise CacheConfigError("cache.load_lease: must be positive")
+        config = cls(
+            mount_name=mount_name,
+            tiers=tiers,
+            catalog_url=catalog_url,
+            cache_on_read=cache_on_read,
+            metadata_sync_interval=DEFAULT_METADATA_SYNC_INTERVAL if interval is None else interval,
+            default_ttl=default_ttl,
+            load_lease=lease,
+        )
+        default_tier = raw.get("default_tier")
+        if default_tier is not None:
+            try:
+                default_tier = config.tier(default_tier).alias
+            except UnknownTierError as err:
+                raise CacheConfigError(f"cache.default_tier: {err}") from None
+            config = cls(**{**config.__dict__, "default_tier": default_tier})
+        return config

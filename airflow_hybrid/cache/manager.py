@@ -1,0 +1,565 @@
+"""CacheManager: one mount's tiered cache -- read-through, prefetch, pin, free, eviction, TTL and report.
+
+Typical read path (what ``HybridMount.open_read`` does through :meth:`CacheManager.open`)::
+
+    entry = cache.lookup(path, lambda: mount.info(path))   # source stat only when a sync is due
+    if entry:
+        return cache.open_cached(entry)                      # served from the tier
+    member, info = mount.resolve(path)
+    return cache.fill_while_reading(path, member, info, mount.members[member].open_read(path))
+
+Freshness follows Alluxio's metadata sync: a copy is served only while the source's fingerprint (size, mtime,
+ETag/checksum) matches the one recorded at load, checked at most every ``metadata_sync_interval`` seconds
+(0 = on every open, -1 = never). A changed or vanished source invalidates the copy; the next read reloads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
+
+from airflow_hybrid.cache.catalog import Catalog, Claim, PinRequest, TrashItem
+from airflow_hybrid.cache.config import CacheConfig, TierConfig
+from airflow_hybrid.cache.entry import CachedEntry, SourceFingerprint
+from airflow_hybrid.cache.exceptions import CacheConfigError, CacheError, CacheQuotaError
+from airflow_hybrid.cache.report import CacheReport, TierReport
+from airflow_hybrid.cache.schema import READY
+from airflow_hybrid.cache.tee import CountingReader, FillingReader
+from airflow_hybrid.cache.tier import Tier, copy_location
+from airflow_hybrid.stores.base import FileInfo, Store, normalize_path
+from airflow_hybrid.stores.factory import store_from_uri
+
+log = logging.getLogger(__name__)
+
+#: A source's current status, or a function fetching it (called only when a freshness check is due).
+SourceInfo = FileInfo | Callable[[], FileInfo] | None
+
+
+class CacheSource(Protocol):
+    """What the read-through needs from a mount (:class:`~airflow_hybrid.mount.HybridMount` provides it)."""
+
+    name: str
+    members: Mapping[str, Store]
+
+    def resolve(self, path: str) -> tuple[str, FileInfo]: ...
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """Outcome of :meth:`CacheManager.load`: ``loaded``, ``fresh`` (already cached) or ``busy``
+    (another worker is loading it right now). ``bytes`` counts bytes copied by this call."""
+
+    path: str
+    status: str
+    bytes: int = 0
+    entry: CachedEntry | None = None
+
+    LOADED = "loaded"
+    FRESH = "fresh"
+    BUSY = "busy"
+
+
+@dataclass(frozen=True)
+class DropResult:
+    """Copies removed by :meth:`~CacheManager.free`, :meth:`~CacheManager.evict` or :meth:`~CacheManager.expire`."""
+
+    files: int = 0
+    bytes: int = 0
+    skipped_pinned: int = 0
+
+
+@dataclass(frozen=True)
+class PinResult:
+    """Files newly pinned by :meth:`CacheManager.pin` and the bytes they hold against tier quotas."""
+
+    files: int
+    bytes: int
+
+
+class CacheManager:
+    """The cache of one mount.
+
+    :param mount_name: the mount (its ``hybrid_mount`` connection id); catalog rows are keyed by it.
+    :param config: the parsed ``cache`` section (:meth:`CacheConfig.from_options`).
+    :param store_factory: builds a tier's store from ``(uri, conn_id, options)``.
+    :param catalog: the catalog to use; by default the one at ``config.catalog_url`` (shared per process).
+    :param clock: time source (seconds since the epoch); tests inject one.
+    :param source: the mount, for :meth:`open`, :meth:`open_read` and background loads of ranged misses.
+    :param recover: reclaim abandoned loads and finish interrupted deletions on start.
+    """
+
+    def __init__(
+        self,
+        mount_name: str,
+        config: CacheConfig,
+        store_factory: Callable[..., Store] = store_from_uri,
+        *,
+        catalog: Catalog | None = None,
+        clock: Callable[[], float] = time.time,
+        source: CacheSource | None = None,
+        recover: bool = True,
+        background_loads: int = 2,
+    ) -> None:
+        if not config.enabled:
+            raise CacheConfigError(f"cache.tiers: mount {mount_name!r} configures no cache tiers")
+        self.mount_name = mount_name
+        self.config = config
+        self.clock = clock
+        self.source = source
+        self.catalog = catalog or Catalog.shared(config.resolved_catalog_url)
+        self.tiers: dict[str, Tier] = {t.alias: Tier(t, store_factory) for t in config.tiers}
+        self._background_loads = background_loads
+        self._executor: ThreadPoolExecutor | None = None
+        self._inflight: dict[str, Future] = {}
+        self._inflight_lock = threading.Lock()
+        self.catalog.sync_tiers(mount_name, config.tiers, clock())
+        if recover:
+            self.recover()
+
+    @classmethod
+    def for_mount(cls, mount: CacheSource, **kwargs: Any) -> CacheManager:
+        """The cache configured in ``mount.options`` (its connection extras), reading through ``mount``."""
+        config = CacheConfig.from_options(mount.options, mount.name)  # type: ignore[attr-defined]
+        return cls(mount.name, config, source=mount, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"CacheManager({self.mount_name!r}, tiers={list(self.tiers)}, catalog={self.catalog.url!r})"
+
+    def tier(self, alias: str | None = None) -> Tier:
+        """The tier ``alias`` or the default one; :class:`UnknownTierError` lists the configured tiers."""
+        return self.tiers[self.config.tier(alias).alias]
+
+    # -- lookup and reads -----------------------------------------------------------------------------
+    def lookup(self, path: str, source_info: SourceInfo = None) -> CachedEntry | None:
+        """The ready, fresh copy of ``path``, or ``None``.
+
+        When a freshness check is due (see module doc), ``source_info`` gives the source's current status
+        (a :class:`FileInfo`, or a function returning it, called only then); a changed or missing source drops
+        the copy. A due check without ``source_info`` cannot be made, so the copy is not served. Expired
+        (TTL) copies are dropped too.
+        """
+        path = normalize_path(path)
+        entry = self.catalog.get(self.mount_name, path)
+        if entry is None or entry.state != READY or entry.tier not in self.tiers:
+            return None
+        now = self.clock()
+        if entry.is_expired(now):
+            self._drop([entry])
+            return None
+        if not self._sync_due(entry, now):
+            return entry
+        if source_info is None:
+            return None
+        try:
+            info = source_info() if callable(source_info) else source_info
+        except FileNotFoundError:
+            log.info("%s:%s vanished from its source; dropping the cached copy", self.mount_name, path)
+            self._drop([entry])
+            return None
+        if not entry.source.matches(info):
+            log.info("%s:%s changed at its source; dropping the cached copy", self.mount_name, path)
+            self._drop([entry])
+            return None
+        self.catalog.mark_synced(entry.id, now)
+        return entry
+
+    def _sync_due(self, entry: CachedEntry, now: float) -> bool:
+        interval = self.config.metadata_sync_interval
+        if interval < 0:
+            return False
+        if interval == 0 or entry.last_synced_at is None:
+            return True
+        return now - entry.last_synced_at >= interval
+
+    def open_cached(self, entry: CachedEntry, offset: int = 0, length: int | None = None) -> BinaryIO:
+        """Stream the cached copy (records the access and a hit).
+
+        Raises :class:`FileNotFoundError` if the copy was removed meanwhile (evicted by another worker).
+        """
+        stream = self.tiers[entry.tier].open(entry.location, offset=offset, length=length)
+        self.catalog.touch(entry, self.clock())
+        return stream
+
+    def fill_while_reading(
+        self,
+        path: str,
+        source_member: str,
+        source_info: FileInfo,
+        source_stream: BinaryIO,
+        tier: str | None = None,
+        *,
+        source_uri: str | None = None,
+    ) -> BinaryIO:
+        """Return a stream over ``source_stream`` that also fills the cache (counts as a miss of the tier).
+
+        When another worker is loading the file, or the tier has no room, ``source_stream`` itself is returned
+        and nothing is cached. The entry becomes ready only when the reader reaches the end and the copy's
+        length matches ``source_info.size``; closing early abandons the copy.
+        """
+        path = normalize_path(path)
+        target = self.tier(tier)
+        self.catalog.record_miss(self.mount_name, target.alias)
+        claim = self._claim(path, source_member, source_info, target, self.config.default_ttl, source_uri)
+        if claim.status != Claim.CLAIMED:
+            log.debug("not caching %s:%s while reading (%s %s)", self.mount_name, path, claim.status, claim.reason)
+            return source_stream
+        entry = claim.entry
+        assert entry is not None and entry.loader_id is not None
+
+        def done(ok: bool, seen: int, written: FileInfo | None, reason: str) -> None:
+            if ok and written is not None and self.catalog.complete(entry.id, entry.loader_id, written.size, self.clock()):
+                log.debug("cached %s:%s in %s (%d bytes)", self.mount_name, path, target.alias, written.size)
+                return
+            log.info("cache fill of %s:%s abandoned: %s", self.mount_name, path, reason or "claim lost")
+            self._abandon(entry)
+
+        return FillingReader(
+            source_stream,
+            lambda pipe: target.write(entry.location, pipe, size_hint=source_info.size),
+            source_info.size,
+            done,
+            self._heartbeat(entry),
+            name=f"{self.mount_name}:{path}",
+        )
+
+    def open(self, path: str, offset: int = 0, length: int | None = None) -> BinaryIO:
+        """Read-through over :attr:`source`: the fresh cached copy, else the source (filling the cache).
+
+        The source is contacted only on a miss or when a freshness check is due.
+        """
+        source = self._require_source()
+        path = normalize_path(path)
+        resolved: list[tuple[str, FileInfo]] = []
+
+        def current() -> FileInfo:
+            resolved.append(source.resolve(path))
+            return resolved[-1][1]
+
+        entry = self.lookup(path, current)
+        if entry is not None:
+            try:
+                return self.open_cached(entry, offset, length)
+            except FileNotFoundError:
+                pass  # evicted between lookup and open: read from the source
+        member, info = resolved[-1] if resolved else source.resolve(path)
+        if info.is_dir:
+            raise IsADirectoryError(f"hybrid://{self.mount_name}/{path} is a directory")
+        return self._open_miss(path, member, info, offset, length)
+
+    def open_read(
+        self, path: str, member: str, info: FileInfo, offset: int = 0, length: int | None = None
+    ) -> BinaryIO:
+        """Like :meth:`open` when the caller already resolved ``path`` to ``(member, info)``."""
+        path = normalize_path(path)
+        entry = self.lookup(path, info)
+        if entry is not None:
+            try:
+                return self.open_cached(entry, offset, length)
+            except FileNotFoundError:
+                pass
+        return self._open_miss(path, member, info, offset, length)
+
+    def _open_miss(self, path: str, member: str, info: FileInfo, offset: int, length: int | None) -> BinaryIO:
+        store = self._require_source().members[member]
+        whole = offset == 0 and (length is None or length >= info.size)
+        if self.config.cache_on_read and whole:
+            return self.fill_while_reading(path, member, info, store.open_read(path), source_uri=store.uri(path))
+        self.catalog.record_miss(self.mount_name, self.tier().alias)
+        if self.config.cache_on_read:
+            # A ranged read (e.g. a Parquet footer) cannot fill the whole copy; load it alongside instead.
+            self._load_in_background(path, member, info, store)
+        return store.open_read(path, offset=offset, length=length)
+
+    def _require_source(self) -> CacheSource:
+        if self.source is None:
+            raise CacheError(f"cache of mount {self.mount_name!r} has no source mount to read through")
+        return self.source
+
+    # -- loading (prefetch) ---------------------------------------------------------------------------
+    def load(
+        self,
+        path: str,
+        source_member: str,
+        source_info: FileInfo,
+        open_source: Callable[[], BinaryIO],
+        tier: str | None = None,
+        pin: bool = False,
+        ttl: float | None = None,
+        *,
+        source_uri: str | None = None,
+    ) -> LoadResult:
+        """Copy ``path`` into ``tier`` unless a fresh copy exists (``fresh``) or another worker is loading it
+        (``busy``). ``open_source()`` is called only once this call owns the load.
+
+        :param pin: pin the file first (:class:`CacheQuotaError` when pins would exceed the quota; nothing changes).
+        :param ttl: seconds the copy lives (default: ``default_ttl``).
+        :raises CacheQuotaError: the file cannot fit the tier even after eviction; nothing changed.
+        """
+        path = normalize_path(path)
+        target = self.tier(tier)
+        newly_pinned = pin and self.pin([_with_path(source_info, path)], tier=target.alias).files > 0
+        try:
+            ttl = self.config.default_ttl if ttl is None else ttl
+            for _ in range(3):
+                claim = self._claim(path, source_member, source_info, target, ttl, source_uri)
+                if claim.status == Claim.CLAIMED:
+                    return self._copy(claim.entry, open_source, source_info)
+                if claim.status == Claim.BUSY:
+                    return LoadResult(path, LoadResult.BUSY, entry=claim.entry)
+                if claim.status == Claim.NO_SPACE:
+                    raise CacheQuotaError(f"cannot cache {self.mount_name}:{path}: {claim.reason}")
+                entry = claim.entry
+                if entry.source.matches(source_info) and not entry.is_expired(self.clock()):
+                    return LoadResult(path, LoadResult.FRESH, entry=entry)
+                self._drop([entry])  # stale copy: replace it
+            raise CacheError(f"could not load {self.mount_name}:{path}: its cache entry keeps changing")
+        except CacheQuotaError:
+            if newly_pinned:
+                self.catalog.unpin_paths(self.mount_name, [path])
+            raise
+
+    def _copy(self, entry: CachedEntry, open_source: Callable[[], BinaryIO], info: FileInfo) -> LoadResult:
+        tier = self.tiers[entry.tier]
+        try:
+            with closing(open_source()) as source:
+                counter = CountingReader(source, self._heartbeat(entry))
+                written = tier.write(entry.location, counter, size_hint=info.size)  # type: ignore[arg-type]
+            if not counter.count == written.size == info.size:
+                raise CacheError(
+                    f"copy of {self.mount_name}:{entry.path} is incomplete: read {counter.count} bytes, "
+                    f"wrote {written.size}, source announced {info.size}"
+                )
+        except BaseException:
+            self._abandon(entry)
+            raise
+        done = self.catalog.complete(entry.id, entry.loader_id, written.size, self.clock())
+        if done is None:
+            tier.delete_copy(entry.location)
+            raise CacheError(f"load of {self.mount_name}:{entry.path} lost its claim (invalidated or reclaimed)")
+        return LoadResult(entry.path, LoadResult.LOADED, written.size, done)
+
+    def _load_in_background(self, path: str, member: str, info: FileInfo, store: Store) -> None:
+        with self._inflight_lock:
+            if path in self._inflight:
+                return
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self._background_loads, thread_name_prefix="cache-load")
+            future = self._executor.submit(
+                self.load, path, member, info, lambda: store.open_read(path), source_uri=store.uri(path)
+            )
+            self._inflight[path] = future
+
+        def finished(f: Future) -> None:
+            with self._inflight_lock:
+                self._inflight.pop(path, None)
+            if f.exception() is not None:
+                log.info("background load of %s:%s failed: %s", self.mount_name, path, f.exception())
+
+        future.add_done_callback(finished)
+
+    def wait_for_background_loads(self) -> None:
+        """Block until the loads started by ranged misses have finished."""
+        while True:
+            with self._inflight_lock:
+                futures = list(self._inflight.values())
+            if not futures:
+                return
+            for future in futures:
+                future.exception()
+
+    # -- pins ---------------------------------------------------------------------------------------
+    def pin(self, files: Iterable[str | FileInfo], tier: str | None = None) -> PinResult:
+        """Pin files so eviction never removes their copies; all or nothing.
+
+        A cached file is pinned in its tier. A file not cached yet must be given as a :class:`FileInfo` (its
+        ``path`` logical): its size is held against ``tier``'s quota until it is loaded (by :meth:`load`).
+        :raises CacheQuotaError: the pinned bytes would exceed a tier's quota; nothing was pinned.
+        """
+        default = self.tier(tier).alias
+        requests = (
+            PinRequest(normalize_path(f))
+            if isinstance(f, str)
+            else PinRequest(normalize_path(f.path), int(f.size), default)
+            for f in files
+        )
+        configs = {alias: t.config for alias, t in self.tiers.items()}
+        count, size = self.catalog.pin(self.mount_name, requests, configs, default, self.clock())
+        return PinResult(count, size)
+
+    def unpin(self, paths: Iterable[str]) -> int:
+        """Remove pins on files or directories (``""`` = everything); returns how many were removed."""
+        return sum(self.catalog.unpin(self.mount_name, normalize_path(p)) for p in paths)
+
+    # -- removal ------------------------------------------------------------------------------------
+    def free(self, paths: Iterable[str], force: bool = False) -> DropResult:
+        """Drop the cached copies of files or directories (never the source).
+
+        Pinned copies are kept (and counted in ``skipped_pinned``) unless ``force``, which also unpins them.
+        """
+        files = size = skipped = 0
+        for prefix in paths:
+            prefix = normalize_path(prefix)
+            batch: list[CachedEntry] = []
+            for entry in self.catalog.iter_entries(self.mount_name, prefix, state=READY):
+                if entry.pinned and not force:
+                    skipped += 1
+                    continue
+                batch.append(entry)
+                if len(batch) >= 500:
+                    result = self._drop(batch)
+                    files, size, batch = files + result.files, size + result.bytes, []
+            result = self._drop(batch)
+            files, size = files + result.files, size + result.bytes
+            if force:
+                self.catalog.unpin(self.mount_name, prefix)
+        return DropResult(files, size, skipped)
+
+    def invalidate(self, path: str) -> DropResult:
+        """Forget copies of ``path`` (a file or a directory) after it changed through the mount.
+
+        Copies being loaded are abandoned too; pins stay, so a reload is pinned again.
+        """
+        entries = list(self.catalog.iter_entries(self.mount_name, normalize_path(path)))
+        return self._drop(entries, include_loading=True)
+
+    def evict(self, tier: str | None = None, force: bool = False) -> DropResult:
+        """Evict in the given tier (all tiers when ``None``) when past the high watermark (or ``force``):
+        TTL-expired copies first, then least recently used unpinned ones, until under the low watermark."""
+        targets = [self.tier(tier)] if tier is not None else list(self.tiers.values())
+        trash: list[TrashItem] = []
+        for target in targets:
+            trash += self.catalog.evict(self.mount_name, target.config, self.clock(), force=force)
+        return self._purge_counted(trash)
+
+    def expire(self) -> DropResult:
+        """Drop every copy whose TTL has passed (pinned ones too, with their pins: a TTL bounds a pin)."""
+        return self._purge_counted(self.catalog.expire(self.mount_name, self.clock()))
+
+    def recover(self) -> int:
+        """Reclaim loads whose worker died (lease expired) and finish interrupted deletions.
+
+        Returns the number of copies cleaned up.
+        """
+        self.catalog.reclaim_expired(self.mount_name, self.clock())
+        return self._purge(self.catalog.trash_items(self.mount_name))
+
+    def entries(self, prefix: str = "") -> Iterator[CachedEntry]:
+        """Catalog entries under ``prefix`` (streamed)."""
+        return self.catalog.iter_entries(self.mount_name, normalize_path(prefix))
+
+    # -- report -------------------------------------------------------------------------------------
+    def report(self) -> CacheReport:
+        """Per-tier capacity, usage, pinned bytes, file count, hit ratio and oldest entry."""
+        usage = {u.alias: u for u in self.catalog.usage(self.mount_name)}
+        tiers = []
+        for alias, tier in self.tiers.items():
+            cfg: TierConfig = tier.config
+            u = usage.get(alias)
+            tiers.append(
+                TierReport(
+                    alias=alias,
+                    uri=cfg.uri,
+                    capacity=cfg.quota,
+                    used=u.reserved if u else 0,
+                    pinned_bytes=u.pinned_bytes if u else 0,
+                    files=u.files if u else 0,
+                    loading=u.loading if u else 0,
+                    hits=u.hits if u else 0,
+                    misses=u.misses if u else 0,
+                    high_watermark=cfg.high_watermark,
+                    low_watermark=cfg.low_watermark,
+                    oldest_path=u.oldest_path if u else None,
+                    oldest_created_at=u.oldest_created_at if u else None,
+                )
+            )
+        return CacheReport(self.mount_name, self.catalog.url, self.clock(), tiers)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        for tier in self.tiers.values():
+            tier.close()
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _claim(
+        self, path: str, member: str, info: FileInfo, tier: Tier, ttl: float | None, source_uri: str | None
+    ) -> Claim:
+        load_id = uuid.uuid4().hex
+        now = self.clock()
+        claim = self.catalog.claim(
+            self.mount_name,
+            path,
+            tier=tier.config,
+            location=copy_location(self.mount_name, path, load_id),
+            size=int(info.size),
+            source_member=member,
+            source_uri=source_uri,
+            source=SourceFingerprint.of(info),
+            loader_id=load_id,
+            lease_until=now + self.config.load_lease,
+            now=now,
+            ttl=ttl,
+        )
+        self._purge(claim.trash)
+        return claim
+
+    def _heartbeat(self, entry: CachedEntry) -> Callable[[], bool]:
+        """Renews the entry's lease every third of the lease period while bytes flow."""
+        lease = self.config.load_lease
+        due = [self.clock() + lease / 3]
+
+        def beat() -> bool:
+            now = self.clock()
+            if now < due[0]:
+                return True
+            due[0] = now + lease / 3
+            return self.catalog.heartbeat(entry.id, entry.loader_id, now + lease)
+
+        return beat
+
+    def _abandon(self, entry: CachedEntry) -> None:
+        item = self.catalog.abandon(entry.id, entry.loader_id, self.clock())
+        self.tiers[entry.tier].delete_copy(entry.location)  # our own load directory, whoever owns the row now
+        if item is not None:
+            self.catalog.forget_trash([item.id])
+
+    def _drop(self, entries: list[CachedEntry], include_loading: bool = False) -> DropResult:
+        if not entries:
+            return DropResult()
+        ids = [e.id for e in entries]
+        return self._purge_counted(self.catalog.drop(self.mount_name, ids, self.clock(), include_loading=include_loading))
+
+    def _purge_counted(self, trash: list[TrashItem]) -> DropResult:
+        self._purge(trash)
+        return DropResult(len(trash), sum(t.size for t in trash))
+
+    def _purge(self, trash: Iterable[TrashItem]) -> int:
+        """Delete the physical copies of trash items, then their trash rows."""
+        done = []
+        for item in trash:
+            tier = self.tiers.get(item.tier)
+            if tier is None:
+                continue  # a tier no longer configured here; another manager that has it will clean it
+            try:
+                tier.delete_copy(item.location)
+            except Exception as err:  # kept in the trash; retried by the next recover()
+                log.warning("could not delete cached copy %s in tier %s: %s", item.location, item.tier, err)
+                continue
+            done.append(item.id)
+        if done:
+            self.catalog.forget_trash(done)
+        return len(done)
+
+
+def _with_path(info: FileInfo, path: str) -> FileInfo:
+    if info.path == path:
+        return info
+    return FileInfo(path=path, size=info.size, mtime=info.mtime, is_dir=info.is_dir, atime=info.atime, etag=info.etag)

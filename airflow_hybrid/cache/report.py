@@ -1,0 +1,147 @@
+"""Cache usage report, the counterpart of Alluxio's ``fsadmin report`` for a mount's tiers."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def format_bytes(size: int) -> str:
+    """Alluxio-style size: ``0B``, ``512B``, ``1.50KB``, ``2.00GB`` (powers of 1024)."""
+    if size < 1024:
+        return f"{size}B"
+    value = float(size)
+    for unit in ("KB", "MB", "GB", "TB", "PB"):
+        value /= 1024
+        if value < 1024 or unit == "PB":
+            return f"{value:.2f}{unit}"
+    raise AssertionError("unreachable")
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.datetime.fromtimestamp(ts, tz=datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class TierReport:
+    """Usage of one tier. ``used`` counts ready copies and reservations of copies being loaded."""
+
+    alias: str
+    uri: str
+    capacity: int
+    used: int
+    pinned_bytes: int
+    files: int
+    loading: int
+    hits: int
+    misses: int
+    high_watermark: float
+    low_watermark: float
+    oldest_path: str | None = None
+    oldest_created_at: float | None = None
+
+    @property
+    def free(self) -> int:
+        return max(self.capacity - self.used, 0)
+
+    @property
+    def hit_ratio(self) -> float | None:
+        """Hits over reads that looked for a copy in this tier (``None`` before any read)."""
+        total = self.hits + self.misses
+        return self.hits / total if total else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alias": self.alias,
+            "uri": self.uri,
+            "capacity_bytes": self.capacity,
+            "used_bytes": self.used,
+            "free_bytes": self.free,
+            "pinned_bytes": self.pinned_bytes,
+            "files": self.files,
+            "loading": self.loading,
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_ratio": self.hit_ratio,
+            "high_watermark": self.high_watermark,
+            "low_watermark": self.low_watermark,
+            "oldest_entry": None
+            if self.oldest_path is None
+            else {"path": self.oldest_path, "created_at": _iso(self.oldest_created_at)},
+        }
+
+
+@dataclass(frozen=True)
+class CacheReport:
+    """Per-tier usage of one mount's cache."""
+
+    mount: str
+    catalog_url: str
+    generated_at: float
+    tiers: list[TierReport] = field(default_factory=list)
+
+    @property
+    def capacity(self) -> int:
+        return sum(t.capacity for t in self.tiers)
+
+    @property
+    def used(self) -> int:
+        return sum(t.used for t in self.tiers)
+
+    def tier(self, alias: str) -> TierReport:
+        for tier in self.tiers:
+            if tier.alias.lower() == alias.lower():
+                return tier
+        raise KeyError(f"no tier {alias!r} in the report of mount {self.mount!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "mount": self.mount,
+            "catalog_url": self.catalog_url,
+            "generated_at": _iso(self.generated_at),
+            "capacity_bytes": self.capacity,
+            "used_bytes": self.used,
+            "free_bytes": sum(t.free for t in self.tiers),
+            "pinned_bytes": sum(t.pinned_bytes for t in self.tiers),
+            "files": sum(t.files for t in self.tiers),
+            "tiers": [t.to_dict() for t in self.tiers],
+        }
+
+    def to_text(self) -> str:
+        """Human-readable report laid out like ``alluxio fsadmin report``."""
+
+        def per_tier(value) -> list[str]:
+            return [f"        Tier: {t.alias:<6} Size: {format_bytes(value(t))}" for t in self.tiers]
+
+        lines = [
+            f"Hybrid cache summary for mount {self.mount!r}:",
+            f"    Catalog: {self.catalog_url}",
+            f"    Report Time: {_iso(self.generated_at)}",
+            f"    Total Capacity: {format_bytes(self.capacity)}",
+            *per_tier(lambda t: t.capacity),
+            f"    Used Capacity: {format_bytes(self.used)}",
+            *per_tier(lambda t: t.used),
+            f"    Free Capacity: {format_bytes(sum(t.free for t in self.tiers))}",
+            f"    Pinned: {format_bytes(sum(t.pinned_bytes for t in self.tiers))}",
+            *per_tier(lambda t: t.pinned_bytes),
+            "",
+        ]
+        for t in self.tiers:
+            pct = f"{100 * t.used / t.capacity:.1f}%" if t.capacity else "-"
+            ratio = "-" if t.hit_ratio is None else f"{100 * t.hit_ratio:.1f}%"
+            oldest = "-" if t.oldest_path is None else f"{t.oldest_path} (cached {_iso(t.oldest_created_at)})"
+            lines += [
+                f"Tier {t.alias} ({t.uri}):",
+                f"    Capacity: {format_bytes(t.capacity)}   Used: {format_bytes(t.used)} ({pct})   "
+                f"Free: {format_bytes(t.free)}",
+                f"    Pinned: {format_bytes(t.pinned_bytes)}",
+                f"    Files: {t.files}" + (f" ({t.loading} loading)" if t.loading else ""),
+                f"    Hit Ratio: {ratio} ({t.hits} hits, {t.misses} misses)",
+                f"    Oldest Entry: {oldest}",
+                f"    Watermarks: high {t.high_watermark:.0%}, low {t.low_watermark:.0%}",
+            ]
+        return "\n".join(lines)

@@ -1,0 +1,217 @@
+"""Catalog tables (SQLAlchemy Core) and their versioned migrations.
+
+The schema is created and upgraded by the code, never by hand. ``<prefix>schema_version`` holds one row with
+the version the database is at; :data:`MIGRATIONS` lists the steps that bring it from one version to the next,
+in order. :func:`migrate` runs the missing steps in one write transaction (serialised across processes by
+``BEGIN IMMEDIATE`` in SQLite and a transaction-level advisory lock in PostgreSQL), so two workers opening a
+fresh catalog at once apply each step exactly once.
+
+To change the schema: add a step ``_vN`` at the end of :data:`MIGRATIONS` (never edit a released step), and
+update :func:`build_tables` to describe the resulting tables, which the rest of the code queries.
+
+Versions:
+
+1. ``tiers`` (one row per mount and tier: quota and reserved bytes, hit and miss counters), ``entries``
+   (one row per cached file, unique per mount and logical path) and ``trash`` (copies being deleted).
+2. ``pins`` (pin intents per logical path with the bytes they hold against the tier's quota, so a file can
+   be pinned before it is loaded) and ``entries.last_synced_at`` (when the source fingerprint was last
+   verified; back-filled with ``created_at``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+DEFAULT_TABLE_PREFIX = "hybrid_cache_"
+#: Advisory lock key taken while migrating a PostgreSQL catalog ("hybrd" in ASCII).
+_PG_MIGRATION_LOCK = 0x6879627264
+
+# Entry states: a row is created ``loading`` by the one process allowed to fill it (its claim, renewed by
+# heartbeats until ``lease_expires_at``) and becomes ``ready`` once the copy is complete and verified. Dropping
+# an entry moves it, in one transaction, from ``entries`` to ``trash`` (releasing its reserved bytes); the
+# physical copy is deleted afterwards and then the trash row, so a crash in between leaves a trash row that
+# the next recovery finishes.
+LOADING = "loading"
+READY = "ready"
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The current schema's tables for one table prefix."""
+
+    metadata: sa.MetaData
+    schema_version: sa.Table
+    tiers: sa.Table
+    entries: sa.Table
+    trash: sa.Table
+    pins: sa.Table
+
+
+def _version_table(metadata: sa.MetaData, prefix: str) -> sa.Table:
+    return sa.Table(f"{prefix}schema_version", metadata, sa.Column("version", sa.Integer, nullable=False))
+
+
+def _tiers_v1(metadata: sa.MetaData, prefix: str) -> sa.Table:
+    return sa.Table(
+        f"{prefix}tiers",
+        metadata,
+        sa.Column("mount", sa.String(250), primary_key=True),
+        sa.Column("alias", sa.String(64), primary_key=True),
+        sa.Column("uri", sa.String(2000), nullable=False),
+        sa.Column("quota_bytes", sa.BigInteger, nullable=False),
+        # Sum of ``size`` over the tier's loading and ready entries; changed only together with those rows.
+        sa.Column("reserved_bytes", sa.BigInteger, nullable=False, default=0),
+        sa.Column("hits", sa.BigInteger, nullable=False, default=0),
+        sa.Column("misses", sa.BigInteger, nullable=False, default=0),
+        sa.Column("updated_at", sa.Float, nullable=False),
+    )
+
+
+def _entries_columns_v1() -> list[sa.Column]:
+    return [
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("mount", sa.String(250), nullable=False),
+        sa.Column("path", sa.String(4000), nullable=False),
+        sa.Column("tier", sa.String(64), nullable=False),
+        # Location of the copy inside the tier's store (see airflow_hybrid.cache.tier for the layout).
+        sa.Column("location", sa.String(4000), nullable=False),
+        sa.Column("source_member", sa.String(250), nullable=False),
+        sa.Column("source_uri", sa.String(4000), nullable=True),
+        sa.Column("source_size", sa.BigInteger, nullable=False),
+        sa.Column("source_mtime", sa.Float, nullable=False),
+        # The source's ETag or checksum when it has one.
+        sa.Column("source_etag", sa.String(512), nullable=True),
+        sa.Column("size", sa.BigInteger, nullable=False),
+        sa.Column("pinned", sa.Boolean, nullable=False, default=False),
+        sa.Column("ttl", sa.Float, nullable=True),
+        sa.Column("expires_at", sa.Float, nullable=True),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("last_access", sa.Float, nullable=False),
+        sa.Column("hits", sa.BigInteger, nullable=False, default=0),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("loader_id", sa.String(64), nullable=True),
+        sa.Column("lease_expires_at", sa.Float, nullable=True),
+    ]
+
+
+def _entries_table(metadata: sa.MetaData, prefix: str, extra: list[sa.Column]) -> sa.Table:
+    return sa.Table(
+        f"{prefix}entries",
+        metadata,
+        *_entries_columns_v1(),
+        *extra,
+        sa.UniqueConstraint("mount", "path", name=f"{prefix}entries_mount_path_uq"),
+        sa.Index(f"{prefix}entries_lru_ix", "mount", "tier", "state", "last_access"),
+    )
+
+
+def _trash_table(metadata: sa.MetaData, prefix: str) -> sa.Table:
+    return sa.Table(
+        f"{prefix}trash",
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("mount", sa.String(250), nullable=False),
+        sa.Column("tier", sa.String(64), nullable=False),
+        sa.Column("location", sa.String(4000), nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+
+
+def _pins_table(metadata: sa.MetaData, prefix: str) -> sa.Table:
+    return sa.Table(
+        f"{prefix}pins",
+        metadata,
+        sa.Column("mount", sa.String(250), primary_key=True),
+        sa.Column("path", sa.String(4000), primary_key=True),
+        sa.Column("tier", sa.String(64), nullable=False),
+        # Bytes this pin holds against the tier's quota (the file's size when pinned).
+        sa.Column("size", sa.BigInteger, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Index(f"{prefix}pins_tier_ix", "mount", "tier"),
+    )
+
+
+def build_tables(prefix: str = DEFAULT_TABLE_PREFIX) -> Tables:
+    """The tables at the latest schema version."""
+    metadata = sa.MetaData()
+    return Tables(
+        metadata=metadata,
+        schema_version=_version_table(metadata, prefix),
+        tiers=_tiers_v1(metadata, prefix),
+        entries=_entries_table(metadata, prefix, [sa.Column("last_synced_at", sa.Float, nullable=True)]),
+        trash=_trash_table(metadata, prefix),
+        pins=_pins_table(metadata, prefix),
+    )
+
+
+# -- migration steps: each brings the schema from version N-1 to N; never edit a released step -------------
+def _v1(conn: Connection, prefix: str) -> None:
+    metadata = sa.MetaData()
+    _tiers_v1(metadata, prefix)
+    _entries_table(metadata, prefix, [])
+    _trash_table(metadata, prefix)
+    metadata.create_all(conn)
+
+
+def _v2(conn: Connection, prefix: str) -> None:
+    metadata = sa.MetaData()
+    _pins_table(metadata, prefix).create(conn)
+    double = sa.Float().compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE {prefix}entries ADD COLUMN last_synced_at {double}"))
+    conn.execute(sa.text(f"UPDATE {prefix}entries SET last_synced_at = created_at"))
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection, str], None]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "tiers, entries and trash", _v1),
+    Migration(2, "pins table; entries.last_synced_at", _v2),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(conn: Connection, prefix: str = DEFAULT_TABLE_PREFIX) -> int:
+    """The schema version of the catalog (0 when it has no tables yet)."""
+    if not sa.inspect(conn).has_table(f"{prefix}schema_version"):
+        return 0
+    table = _version_table(sa.MetaData(), prefix)
+    return conn.execute(sa.select(sa.func.max(table.c.version))).scalar() or 0
+
+
+def migrate(conn: Connection, prefix: str = DEFAULT_TABLE_PREFIX, target: int | None = None) -> list[int]:
+    """Apply the missing migration steps up to ``target`` (the latest by default) on ``conn``.
+
+    ``conn`` must be in a write transaction (see :meth:`Catalog.write`); returns the versions applied.
+    A catalog at a version newer than this code knows is left untouched and raises.
+    """
+    from airflow_hybrid.cache.exceptions import CacheCatalogError
+
+    target = LATEST_VERSION if target is None else target
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+    version = current_version(conn, prefix)
+    if version > LATEST_VERSION:
+        raise CacheCatalogError(
+            f"cache catalog schema is at version {version}, newer than this code supports ({LATEST_VERSION}); "
+            "upgrade airflow-hybrid"
+        )
+    version_table = _version_table(sa.MetaData(), prefix)
+    if version == 0:
+        version_table.create(conn, checkfirst=True)
+        conn.execute(version_table.insert().values(version=0))
+    applied = []
+    for step in MIGRATIONS:
+        if version < step.version <= target:
+            step.apply(conn, prefix)
+            conn.execute(version_table.update().values(version=step.version))
+            applied.append(step.version)
+    return applied

@@ -1,0 +1,71 @@
+"""A cache tier at run time: its configuration, its store, and where copies go inside it.
+
+Layout inside a tier's store (hashed by logical path, one directory per load)::
+
+    <mount>/<h[0:2]>/<h>.<load id>/<file name>
+
+``h`` is the SHA-256 of the logical path and ``load id`` is unique per load. Keeping the file name (and so
+its extension) lets an engine read a cached copy directly; hashing keeps directories small and paths short
+whatever the logical depth. A new directory per load means deleting an old copy can never touch a newer one
+of the same path, and deleting a copy is deleting its directory, which also removes the partial temporary
+file an interrupted write leaves behind. Writes go through :meth:`Store.write`, which only makes a file
+visible once complete (rename into place on disk, completed multipart upload on S3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import posixpath
+import re
+from functools import cached_property
+from typing import BinaryIO
+
+from airflow_hybrid.cache.config import TierConfig
+from airflow_hybrid.stores.base import FileInfo, Store
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_MAX_NAME = 180
+
+
+def copy_location(mount: str, path: str, load_id: str) -> str:
+    """Where the copy of logical ``path`` made by load ``load_id`` lives inside a tier."""
+    digest = hashlib.sha256(path.encode()).hexdigest()
+    name = posixpath.basename(path) or "data"
+    if len(name) > _MAX_NAME:
+        name = name[-_MAX_NAME:]
+    return f"{_UNSAFE.sub('_', mount) or '_'}/{digest[:2]}/{digest}.{load_id}/{name}"
+
+
+class Tier:
+    """One configured tier; its store is built on first use."""
+
+    def __init__(self, config: TierConfig, store_factory) -> None:
+        self.config = config
+        self._store_factory = store_factory
+
+    def __repr__(self) -> str:
+        return f"Tier({self.alias!r}, {self.config.uri!r})"
+
+    @property
+    def alias(self) -> str:
+        return self.config.alias
+
+    @cached_property
+    def store(self) -> Store:
+        return self._store_factory(self.config.uri, self.config.conn_id, self.config.options or None)
+
+    def open(self, location: str, offset: int = 0, length: int | None = None) -> BinaryIO:
+        return self.store.open_read(location, offset=offset, length=length)
+
+    def write(self, location: str, stream: BinaryIO, size_hint: int | None = None) -> FileInfo:
+        return self.store.write(location, stream, size_hint=size_hint)
+
+    def delete_copy(self, location: str) -> None:
+        """Delete a copy and whatever an interrupted write left next to it (idempotent)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.store.delete(posixpath.dirname(location), recursive=True)
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
