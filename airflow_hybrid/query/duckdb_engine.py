@@ -1,0 +1,185 @@
+"""The embedded engine: DuckDB in the task's process, reading tables through ``hybrid://``.
+
+Each named table becomes a view over its Parquet files in the mount (``CREATE VIEW store_sales AS SELECT *
+FROM read_parquet('hybrid://onprem_union/tpcds/store_sales/*.parquet')``), so the query reads the files from
+whichever member holds each of them, before and after a migration alike. The result is written by DuckDB to
+a local temporary file and streamed to the output path (``hybrid://``, ``s3://``, ``file://`` or a local
+path); the summary carries its row count and first rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import re
+import tempfile
+import threading
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from airflow_hybrid.fs import HybridFileSystem
+from airflow_hybrid.query.result import QueryResult, json_value
+from airflow_hybrid.query.sql import sql_string, strip_statement
+from airflow_hybrid.stores.base import normalize_path
+from airflow_hybrid.stores.factory import store_from_uri
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def table_url(mount_conn_id: str | None, path: str) -> str:
+    """The URL DuckDB reads a table from: a logical path joins ``hybrid://<mount_conn_id>/``; URIs pass through."""
+    if _URI.match(path):
+        return path
+    if not mount_conn_id:
+        raise ValueError(f"table path {path!r} is a logical path but no mount_conn_id was given")
+    return f"hybrid://{mount_conn_id}/{normalize_path(path)}"
+
+
+def parquet_source(url: str) -> str:
+    """``read_parquet(...)`` over a file, a glob, or every ``*.parquet`` file of a directory."""
+    if not (_GLOB_CHARS.search(url) or url.endswith(".parquet")):
+        url = url.rstrip("/") + "/*.parquet"
+    return f"read_parquet('{sql_string(url)}')"
+
+
+class DuckDBQuery:
+    """One query over ``hybrid://`` tables; :meth:`interrupt` (from another thread) cancels it."""
+
+    def __init__(
+        self,
+        sql: str,
+        *,
+        mount_conn_id: str | None = None,
+        tables: Mapping[str, str] | None = None,
+        output_path: str | None = None,
+        output_format: str = "parquet",
+        output_conn_id: str | None = None,
+        preview_rows: int = 10,
+        settings: Mapping[str, object] | None = None,
+    ) -> None:
+        """
+        :param sql: one SQL statement (DuckDB dialect; the TPC-DS query texts run unchanged).
+        :param mount_conn_id: the mount that logical table paths belong to.
+        :param tables: view name -> logical path (or ``hybrid://``/``s3://``/``file://`` URI) of a table's
+            Parquet directory, file or glob.
+        :param output_path: where to write the result (a file path; a trailing ``/`` writes
+            ``result.<format>`` inside it). ``None``: run and summarise only.
+        :param output_format: ``parquet`` or ``csv`` (with a header line).
+        :param output_conn_id: Airflow connection for a non-``hybrid://`` output (e.g. ``aws_default``).
+        :param preview_rows: how many leading rows the summary carries.
+        :param settings: DuckDB settings (``memory_limit``, ``threads``, ...).
+        """
+        if output_format not in ("parquet", "csv"):
+            raise ValueError(f"output_format must be 'parquet' or 'csv', got {output_format!r}")
+        for name in tables or {}:
+            if not _IDENTIFIER.fullmatch(name):
+                raise ValueError(f"tables: {name!r} is not a valid view name")
+        self.sql = strip_statement(sql)
+        self.mount_conn_id = mount_conn_id
+        self.tables = {name: table_url(mount_conn_id, path) for name, path in (tables or {}).items()}
+        self.output_format = output_format
+        self.output_path = self._output_file(output_path) if output_path else None
+        self.output_conn_id = output_conn_id
+        self.preview_rows = max(0, int(preview_rows))
+        self.settings = dict(settings or {})
+        self.fs = HybridFileSystem(skip_instance_cache=True)
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+
+    def _output_file(self, path: str) -> str:
+        return path + f"result.{self.output_format}" if path.endswith("/") else path
+
+    def view_statements(self) -> list[str]:
+        return [
+            f"CREATE VIEW {name} AS SELECT * FROM {parquet_source(url)}" for name, url in self.tables.items()
+        ]
+
+    def run(self) -> QueryResult:
+        with tempfile.TemporaryDirectory(prefix="hybrid-query-") as work, self._connection(work) as con:
+            for statement in self.view_statements():
+                con.execute(statement)
+            staged = os.path.join(work, "result.parquet")
+            rows = con.execute(f"COPY ({self.sql}) TO '{sql_string(staged)}' (FORMAT parquet)").fetchone()[0]
+            preview = con.execute(
+                f"SELECT * FROM read_parquet('{sql_string(staged)}') LIMIT {self.preview_rows}"
+            )
+            columns = [d[0] for d in preview.description]
+            first_rows = [[json_value(v) for v in row] for row in preview.fetchall()]
+            if self.output_path:
+                local = staged
+                if self.output_format == "csv":
+                    local = os.path.join(work, "result.csv")
+                    con.execute(
+                        f"COPY (SELECT * FROM read_parquet('{sql_string(staged)}')) TO '{sql_string(local)}' "
+                        "(FORMAT csv, HEADER true)"
+                    )
+                self._upload(local)
+        return QueryResult(
+            engine="duckdb",
+            output_path=self.output_path or "",
+            output_format=self.output_format,
+            rows=int(rows),
+            columns=columns,
+            preview=first_rows,
+            details={"tables": dict(self.tables)},
+        )
+
+    @contextlib.contextmanager
+    def _connection(self, work: str):
+        con = duckdb.connect(
+            config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        )
+        try:
+            con.execute(f"SET temp_directory = '{sql_string(work)}'")
+            for key, value in self.settings.items():
+                if not _IDENTIFIER.fullmatch(key):
+                    raise ValueError(f"settings: {key!r} is not a DuckDB setting name")
+                con.execute(f"SET {key} = {_sql_literal(value)}")
+            con.register_filesystem(self.fs)
+            with self._lock:
+                self._con = con
+            yield con
+        finally:
+            with self._lock:
+                self._con = None
+            con.close()
+
+    def _upload(self, local: str) -> None:
+        size = os.path.getsize(local)
+        with open(local, "rb") as stream:
+            if self.output_path.startswith("hybrid://"):
+                mount_name, _, rel = self.output_path[len("hybrid://") :].partition("/")
+                self.fs.mount(mount_name).write(rel, stream, size_hint=size)
+            else:
+                parent, name = posixpath.split(self.output_path)
+                store = store_from_uri(parent, self.output_conn_id)
+                try:
+                    store.write(name, stream, size_hint=size)
+                finally:
+                    store.close()
+
+    def interrupt(self) -> None:
+        """Cancel the running query (safe to call from another thread)."""
+        with self._lock:
+            if self._con is not None:
+                self._con.interrupt()
+
+
+def run_duckdb_query(sql: str, **kwargs) -> QueryResult:
+    """Run ``sql`` with :class:`DuckDBQuery` and return its summary."""
+    return DuckDBQuery(sql, **kwargs).run()
+
+
+def _sql_literal(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return f"'{sql_string(str(value))}'"
