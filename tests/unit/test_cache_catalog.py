@@ -1,0 +1,126 @@
+"""Catalog schema: versioned migrations, and the claim state machine on SQLite."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_hybrid.cache.catalog import Catalog, Claim, create_catalog_engine
+from airflow_hybrid.cache.config import TierConfig
+from airflow_hybrid.cache.entry import SourceFingerprint
+from airflow_hybrid.cache.exceptions import CacheCatalogError
+from airflow_hybrid.cache.schema import LATEST_VERSION, MIGRATIONS, current_version, migrate
+
+TIER = TierConfig("MEM", "file:///tmp/unused", quota=1000, high_watermark=0.9, low_watermark=0.5)
+
+
+def _url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path}/catalog.db"
+
+
+def _write(engine):
+    conn = engine.connect()
+    conn.execution_options(hybrid_begin="IMMEDIATE")
+    return conn
+
+
+def test_fresh_catalog_is_created_at_latest_version(tmp_path):
+    catalog = Catalog(_url(tmp_path))
+    with catalog.read() as conn:
+        assert current_version(conn) == LATEST_VERSION == MIGRATIONS[-1].version
+        names = set(sa.inspect(conn).get_table_names())
+    assert {"hybrid_cache_schema_version", "hybrid_cache_tiers", "hybrid_cache_entries", "hybrid_cache_pins",
+            "hybrid_cache_trash"} <= names
+    with catalog.read() as conn:
+        journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+    assert journal == "wal"
+
+
+def test_migrates_a_version_1_catalog_keeping_its_rows(tmp_path):
+    engine = create_catalog_engine(_url(tmp_path))
+    with _write(engine) as conn, conn.begin():
+        assert migrate(conn, target=1) == [1]
+        assert not sa.inspect(conn).has_table("hybrid_cache_pins")
+        conn.execute(
+            sa.text(
+                "INSERT INTO hybrid_cache_entries (mount, path, tier, location, source_member, source_size,"
+                " source_mtime, size, pinned, created_at, last_access, hits, state)"
+                " VALUES ('lake', 'a/b.parquet', 'MEM', 'loc', 'hdfs', 10, 5.0, 10, 0, 123.0, 124.0, 3, 'ready')"
+            )
+        )
+    engine.dispose()
+
+    catalog = Catalog(_url(tmp_path))  # opening upgrades it
+    with catalog.read() as conn:
+        assert current_version(conn) == 2
+        assert sa.inspect(conn).has_table("hybrid_cache_pins")
+    entry = catalog.get("lake", "a/b.parquet")
+    assert entry is not None
+    assert entry.hits == 3 and entry.size == 10 and entry.state == "ready"
+    assert entry.last_synced_at == 123.0  # back-filled from created_at by step 2
+
+    # Re-opening applies nothing.
+    with catalog.write() as conn:
+        assert migrate(conn) == []
+
+
+def test_refuses_a_catalog_from_newer_code(tmp_path):
+    Catalog(_url(tmp_path)).dispose()
+    engine = create_catalog_engine(_url(tmp_path))
+    with _write(engine) as conn, conn.begin():
+        conn.execute(sa.text("UPDATE hybrid_cache_schema_version SET version = 99"))
+    engine.dispose()
+    with pytest.raises(CacheCatalogError, match="version 99, newer than this code supports"):
+        Catalog(_url(tmp_path))
+
+
+def test_table_prefix_isolates_catalogs(tmp_path):
+    a = Catalog(_url(tmp_path), table_prefix="a_")
+    b = Catalog(_url(tmp_path), table_prefix="b_")
+    a.sync_tiers("lake", [TIER], 0.0)
+    with b.read() as conn:
+        assert sa.inspect(conn).has_table("a_tiers") and sa.inspect(conn).has_table("b_tiers")
+    assert [u.alias for u in a.usage("lake")] == ["MEM"]
+    assert b.usage("lake") == []
+
+
+def _claim(catalog, path, size, now, loader="L1", lease=60.0):
+    return catalog.claim(
+        "lake", path, tier=TIER, location=f"lake/{path}.{loader}", size=size, source_member="hdfs",
+        source_uri=None, source=SourceFingerprint(size, 1.0), loader_id=loader, lease_until=now + lease, now=now,
+    )
+
+
+def test_claim_state_machine(tmp_path):
+    catalog = Catalog(_url(tmp_path))
+    catalog.sync_tiers("lake", [TIER], 0.0)
+
+    first = _claim(catalog, "f", 100, now=10.0, loader="L1")
+    assert first.status == Claim.CLAIMED and first.entry.state == "loading"
+    assert catalog.usage("lake")[0].reserved == 100
+
+    # A second claimer while the lease is live is told the file is busy; nothing is double counted.
+    assert _claim(catalog, "f", 100, now=20.0, loader="L2").status == Claim.BUSY
+    assert catalog.usage("lake")[0].reserved == 100
+
+    # The lease expired: the next claimer reclaims it (the old copy goes to the trash) and owns it.
+    third = _claim(catalog, "f", 100, now=100.0, loader="L3")
+    assert third.status == Claim.CLAIMED and third.entry.loader_id == "L3"
+    assert [t.location for t in third.trash] == ["lake/f.L1"]
+    assert catalog.usage("lake")[0].reserved == 100
+
+    # The original loader finishing late is refused: its claim was lost.
+    assert catalog.complete(first.entry.id, "L1", 100, now=101.0) is None
+    ready = catalog.complete(third.entry.id, "L3", 90, now=101.0)
+    assert ready is not None and ready.state == "ready" and ready.size == 90
+    assert catalog.usage("lake")[0].reserved == 90  # adjusted to the verified size
+    assert _claim(catalog, "f", 100, now=102.0, loader="L4").status == Claim.EXISTS
+
+
+def test_claim_refuses_a_file_larger_than_the_quota_and_changes_nothing(tmp_path):
+    catalog = Catalog(_url(tmp_path))
+    catalog.sync_tiers("lake", [TIER], 0.0)
+    claim = _claim(catalog, "huge", 1001, now=1.0)
+    assert claim.status == Claim.NO_SPACE and "quota 1000" in claim.reason
+    assert catalog.get("lake", "huge") is None
+    assert catalog.usage("lake")[0].reserved == 0
