@@ -249,6 +249,49 @@ def test_orphaned_uploads_are_listed_and_aborted(store, s3_client, bucket):
     assert sorted(u.path for u in store.list_open_uploads()) == ["dsx.bin", "other/keep.bin"]
 
 
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_):
+        yield self.body
+
+
+def inject_server_errors(store: S3Store, operation: str, count: int) -> list[int]:
+    """Answer the next ``count`` ``operation`` requests with HTTP 500 instead of sending them (a fault
+    injected at botocore's HTTP layer; the retries and everything else are real)."""
+    from botocore.awsrequest import AWSResponse
+
+    injected = []
+
+    def fail(request, **_):
+        if len(injected) < count:
+            injected.append(1)
+            body = b"<Error><Code>InternalError</Code><Message>injected fault</Message></Error>"
+            return AWSResponse(request.url, 500, {"Content-Type": "application/xml"}, _Raw(body))
+        return None
+
+    store.client.meta.events.register(f"before-send.s3.{operation}", fail)
+    return injected
+
+
+def test_server_errors_are_retried(bucket):
+    store = S3Store(f"s3://{bucket}", aws_conn_id=AWS_CONN_ID, options={"part_size": PART, "max_attempts": 3})
+    injected = inject_server_errors(store, "UploadPart", 2)
+    payload = data_of(2 * PART + 1)
+    info = store.write("retried.bin", io.BytesIO(payload))
+    assert len(injected) == 2 and info.size == len(payload)
+    assert store.open_read("retried.bin").read() == payload
+
+
+def test_persistent_server_errors_fail_clearly_and_abort(bucket):
+    store = S3Store(f"s3://{bucket}", aws_conn_id=AWS_CONN_ID, options={"part_size": PART, "max_attempts": 2})
+    inject_server_errors(store, "UploadPart", 100)
+    with pytest.raises(StoreError, match=rf"S3 UploadPart \d of s3://{bucket}/failing.bin failed: InternalError"):
+        store.write("failing.bin", io.BytesIO(data_of(2 * PART + 1)))
+    assert list(store.list_open_uploads()) == [] and not store.exists("failing.bin")
+
+
 # -- delete and rename ----------------------------------------------------------------------------------
 def test_delete_file_directory_and_missing(store, s3_client, bucket):
     for key in ("root/d/a", "root/d/e/b", "root/f"):
