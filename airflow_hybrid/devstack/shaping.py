@@ -448,11 +448,13 @@ class ControlApp:
         stats: Callable[[], dict],
         reset_stats: Callable[[], None] | None = None,
         actions: dict[str, Callable[[dict], Any]] | None = None,
+        health: Callable[[], dict] | None = None,
     ) -> None:
         self.shaping = shaping
         self.stats = stats
         self.reset_stats = reset_stats
         self.actions = actions or {}
+        self.health = health
 
     def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
         route = environ.get("PATH_INFO", "")[len("/_devstack/") :].strip("/")
@@ -472,7 +474,7 @@ class ControlApp:
 
     def _dispatch(self, method: str, route: str, body: dict) -> Any:
         if route == "health":
-            return {"ok": True}
+            return {"ok": True, **(self.health() if self.health is not None else {})}
         if route == "stats" and method == "GET":
             return self.stats()
         if route == "stats/reset" and method == "POST":

@@ -882,7 +882,7 @@ class WebHdfsServer:
             Shaping({"webhdfs": self.shaper}),
             stats=lambda: {"webhdfs": self.stats.snapshot()},
             reset_stats=self.stats.reset,
-            actions={"config": self.configure},
+            actions={"config": lambda body: self.configure(**body)},
         )
         self._namenode: WSGIServer | None = None
         self._datanode: WSGIServer | None = None
@@ -901,9 +901,9 @@ class WebHdfsServer:
             raise ValueError(f"list page size must be positive, got {value}")
         self.namenode_app.list_page_size = value
 
-    def configure(self, settings: dict) -> dict:
+    def configure(self, **settings: Any) -> dict:
         """Runtime settings (``list_page_size``), also reachable as ``POST /_devstack/config``."""
-        unknown = set(settings) - {"list_page_size", "name"}
+        unknown = set(settings) - {"list_page_size"}
         if unknown:
             raise ValueError(f"unknown WebHDFS settings: {', '.join(sorted(unknown))}")
         if "list_page_size" in settings:
