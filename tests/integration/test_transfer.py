@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import os
 import threading
@@ -39,6 +41,19 @@ def s3(bucket):
                     options={"part_size": PART, "upload_concurrency": 2})
     yield store
     store.close()
+
+
+@pytest.fixture
+def hdfs(tmp_path, monkeypatch):
+    """The devstack's WebHDFS server (namenode + data node on loopback) as an HdfsStore."""
+    from airflow_hybrid.devstack.webhdfs import WebHdfsServer
+    from airflow_hybrid.stores.hdfs import HdfsStore
+
+    (tmp_path / "hdfs").mkdir()
+    with WebHdfsServer(tmp_path / "hdfs") as server:
+        monkeypatch.setenv("AIRFLOW_CONN_WEBHDFS_TRANSFER", json.dumps(
+            {"conn_type": "webhdfs", "host": server.host, "port": server.port, "login": "hdfs"}))
+        yield HdfsStore("hdfs:///warehouse", webhdfs_conn_id="webhdfs_transfer")
 
 
 @pytest.fixture
@@ -143,6 +158,15 @@ def test_local_to_s3_multipart_is_verified_by_s3_crc32c(src, s3, s3_client, buck
     assert result.destination.extra["parts"] == 3
     assert s3_client.get_object(Bucket=bucket, Key="lake/sales/part-0.parquet")["Body"].read() == data
     assert list(s3.list_open_uploads()) == []
+
+
+def test_hdfs_to_s3_through_webhdfs(hdfs, src, s3, s3_client, bucket):
+    data = make_file(src, "t/part-0.parquet", PART + 4321)
+    hdfs.write("store_sales/part-0.parquet", io.BytesIO(data))
+    planned = hdfs.info("store_sales/part-0.parquet")
+    result = copy_file(hdfs, "store_sales/part-0.parquet", s3, "store_sales/part-0.parquet", expected=planned)
+    assert result.verified_by == CRC32C and result.src_uri.startswith("hdfs://")
+    assert s3_client.get_object(Bucket=bucket, Key="lake/store_sales/part-0.parquet")["Body"].read() == data
 
 
 def test_local_to_s3_composite_checksum(src, bucket):
