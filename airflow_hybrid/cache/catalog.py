@@ -207,8 +207,8 @@ class Catalog:
         result = conn.execute(
             trash.insert().values(mount=row.mount, tier=row.tier, location=row.location, created_at=now)
         )
-        conn.execute(entries.delete().where(entries.c.id == row.id))
-        self._add_reserved(conn, row.mount, row.tier, -row.size)
+        if conn.execute(entries.delete().where(entries.c.id == row.id)).rowcount == 1:
+            self._add_reserved(conn, row.mount, row.tier, -row.size)
         return TrashItem(result.inserted_primary_key[0], row.mount, row.tier, row.location, row.size)
 
     def _under(self, column: sa.ColumnElement, prefix: str) -> sa.ColumnElement:
