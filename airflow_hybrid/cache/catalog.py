@@ -20,6 +20,7 @@ The catalog stores no bytes and never touches a store: callers delete the physic
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -151,11 +152,15 @@ class Catalog:
     _shared: dict[tuple[str, str], Catalog] = {}
     _shared_lock = threading.Lock()
 
-    def __init__(self, url: str, *, table_prefix: str = DEFAULT_TABLE_PREFIX, engine: Engine | None = None) -> None:
+    def __init__(
+        self, url: str, *, table_prefix: str = DEFAULT_TABLE_PREFIX, engine: Engine | None = None
+    ) -> None:
         self.engine = engine or create_catalog_engine(url)
         self.url = self.engine.url.render_as_string(hide_password=True)
         self.table_prefix = table_prefix
         self.t: Tables = build_tables(table_prefix)
+        if hasattr(os, "register_at_fork"):  # a forked worker must not reuse the parent's connections
+            os.register_at_fork(after_in_child=lambda: self.engine.dispose(close=False))
         with self.write() as conn:
             applied = migrate(conn, table_prefix)
         if applied:
@@ -227,8 +232,14 @@ class Catalog:
                 if row is None:
                     conn.execute(
                         table.insert().values(
-                            mount=mount, alias=tier.alias, uri=tier.uri, quota_bytes=tier.quota,
-                            reserved_bytes=0, hits=0, misses=0, updated_at=now,
+                            mount=mount,
+                            alias=tier.alias,
+                            uri=tier.uri,
+                            quota_bytes=tier.quota,
+                            reserved_bytes=0,
+                            hits=0,
+                            misses=0,
+                            updated_at=now,
                         )
                     )
                 elif row.quota_bytes != tier.quota or row.uri != tier.uri:
@@ -242,7 +253,9 @@ class Catalog:
         tiers = self.t.tiers
         with self.write() as conn:
             conn.execute(
-                tiers.update().where(tiers.c.mount == mount, tiers.c.alias == tier).values(misses=tiers.c.misses + 1)
+                tiers.update()
+                .where(tiers.c.mount == mount, tiers.c.alias == tier)
+                .values(misses=tiers.c.misses + 1)
             )
 
     def touch(self, entry: CachedEntry, now: float) -> None:
@@ -255,14 +268,18 @@ class Catalog:
                 .values(hits=tiers.c.hits + 1)
             )
             conn.execute(
-                entries.update().where(entries.c.id == entry.id).values(hits=entries.c.hits + 1, last_access=now)
+                entries.update()
+                .where(entries.c.id == entry.id)
+                .values(hits=entries.c.hits + 1, last_access=now)
             )
 
     # -- entries ------------------------------------------------------------------------------------
     def get(self, mount: str, path: str) -> CachedEntry | None:
         entries = self.t.entries
         with self.read() as conn:
-            row = conn.execute(sa.select(entries).where(entries.c.mount == mount, entries.c.path == path)).first()
+            row = conn.execute(
+                sa.select(entries).where(entries.c.mount == mount, entries.c.path == path)
+            ).first()
         return CachedEntry.from_row(row._mapping) if row else None
 
     def iter_entries(self, mount: str, prefix: str = "", state: str | None = None) -> Iterator[CachedEntry]:
@@ -314,10 +331,14 @@ class Catalog:
                 tiers = self._lock_tiers(conn, mount)
                 tier_row = tiers.get(tier.alias)
                 if tier_row is None:
-                    raise CacheError(f"tier {tier.alias!r} of mount {mount!r} is not in the catalog (sync_tiers first)")
+                    raise CacheError(
+                        f"tier {tier.alias!r} of mount {mount!r} is not in the catalog (sync_tiers first)"
+                    )
                 trashed: list[TrashItem] = []
                 row = conn.execute(
-                    sa.select(entries).where(entries.c.mount == mount, entries.c.path == path).with_for_update()
+                    sa.select(entries)
+                    .where(entries.c.mount == mount, entries.c.path == path)
+                    .with_for_update()
                 ).first()
                 if row is not None:
                     if row.state == READY:
@@ -332,7 +353,9 @@ class Catalog:
                 if row is not None and row.tier == tier.alias:
                     used -= row.size
                 if used + size > tier.high_bytes:
-                    victims = self._evict(conn, mount, tier.alias, now, used, lambda u: u + size <= tier.low_bytes)
+                    victims = self._evict(
+                        conn, mount, tier.alias, now, used, lambda u: u + size <= tier.low_bytes
+                    )
                     trashed.extend(item for item, _ in victims)
                     used -= sum(freed for _, freed in victims)
                 if used + size > tier.quota:
@@ -340,16 +363,34 @@ class Catalog:
                         f"tier {tier.alias!r} is full: {used} of {tier.quota} bytes used by pinned or loading "
                         f"entries, {size} more needed"
                     )
-                pinned = conn.execute(
-                    sa.select(pins.c.path).where(pins.c.mount == mount, pins.c.path == path)
-                ).first() is not None
+                pinned = (
+                    conn.execute(
+                        sa.select(pins.c.path).where(pins.c.mount == mount, pins.c.path == path)
+                    ).first()
+                    is not None
+                )
                 result = conn.execute(
                     entries.insert().values(
-                        mount=mount, path=path, tier=tier.alias, location=location, source_member=source_member,
-                        source_uri=source_uri, source_size=source.size, source_mtime=source.mtime,
-                        source_etag=source.etag, size=size, pinned=pinned, ttl=ttl,
-                        expires_at=None if ttl is None else now + ttl, created_at=now, last_access=now,
-                        last_synced_at=now, hits=0, state=LOADING, loader_id=loader_id, lease_expires_at=lease_until,
+                        mount=mount,
+                        path=path,
+                        tier=tier.alias,
+                        location=location,
+                        source_member=source_member,
+                        source_uri=source_uri,
+                        source_size=source.size,
+                        source_mtime=source.mtime,
+                        source_etag=source.etag,
+                        size=size,
+                        pinned=pinned,
+                        ttl=ttl,
+                        expires_at=None if ttl is None else now + ttl,
+                        created_at=now,
+                        last_access=now,
+                        last_synced_at=now,
+                        hits=0,
+                        state=LOADING,
+                        loader_id=loader_id,
+                        lease_expires_at=lease_until,
                     )
                 )
                 self._add_reserved(conn, mount, tier.alias, size)
@@ -380,14 +421,23 @@ class Catalog:
             if row is None:
                 return None
             self._add_reserved(conn, row.mount, row.tier, size - row.size)
-            pinned = conn.execute(
-                sa.select(pins.c.path).where(pins.c.mount == row.mount, pins.c.path == row.path)
-            ).first() is not None
+            pinned = (
+                conn.execute(
+                    sa.select(pins.c.path).where(pins.c.mount == row.mount, pins.c.path == row.path)
+                ).first()
+                is not None
+            )
             conn.execute(
                 entries.update()
                 .where(entries.c.id == entry_id)
-                .values(state=READY, size=size, pinned=pinned, lease_expires_at=None, last_access=now,
-                        last_synced_at=now)
+                .values(
+                    state=READY,
+                    size=size,
+                    pinned=pinned,
+                    lease_expires_at=None,
+                    last_access=now,
+                    last_synced_at=now,
+                )
             )
             new = conn.execute(sa.select(entries).where(entries.c.id == entry_id)).one()
         return CachedEntry.from_row(new._mapping)
@@ -415,7 +465,9 @@ class Catalog:
         with self.write() as conn:
             conn.execute(entries.update().where(entries.c.id == entry_id).values(last_synced_at=now))
 
-    def drop(self, mount: str, entry_ids: Iterable[int], now: float, *, include_loading: bool = False) -> list[TrashItem]:
+    def drop(
+        self, mount: str, entry_ids: Iterable[int], now: float, *, include_loading: bool = False
+    ) -> list[TrashItem]:
         """Move the given entries (ready ones, and loading ones when asked) to the trash."""
         entries = self.t.entries
         ids = list(entry_ids)
@@ -426,7 +478,8 @@ class Catalog:
                 self._lock_tiers(conn, mount)
                 rows = conn.execute(
                     sa.select(entries).where(
-                        entries.c.mount == mount, entries.c.id.in_(ids[start : start + _BATCH]),
+                        entries.c.mount == mount,
+                        entries.c.id.in_(ids[start : start + _BATCH]),
                         entries.c.state.in_(states),
                     )
                 ).all()
@@ -484,8 +537,10 @@ class Catalog:
                 rows = conn.execute(
                     sa.select(entries)
                     .where(
-                        entries.c.mount == mount, entries.c.state == READY,
-                        entries.c.expires_at.is_not(None), entries.c.expires_at <= now,
+                        entries.c.mount == mount,
+                        entries.c.state == READY,
+                        entries.c.expires_at.is_not(None),
+                        entries.c.expires_at <= now,
                     )
                     .limit(_BATCH)
                 ).all()
@@ -502,7 +557,8 @@ class Catalog:
             self._lock_tiers(conn, mount)
             rows = conn.execute(
                 sa.select(entries).where(
-                    entries.c.mount == mount, entries.c.state == LOADING,
+                    entries.c.mount == mount,
+                    entries.c.state == LOADING,
                     sa.or_(entries.c.lease_expires_at.is_(None), entries.c.lease_expires_at <= now),
                 )
             ).all()
@@ -523,8 +579,14 @@ class Catalog:
                 conn.execute(trash.delete().where(trash.c.id.in_(ids[start : start + _BATCH])))
 
     # -- pins ---------------------------------------------------------------------------------------
-    def pin(self, mount: str, requests: Iterable[PinRequest], tiers: dict[str, TierConfig], default_tier: str,
-            now: float) -> tuple[int, int]:
+    def pin(
+        self,
+        mount: str,
+        requests: Iterable[PinRequest],
+        tiers: dict[str, TierConfig],
+        default_tier: str,
+        now: float,
+    ) -> tuple[int, int]:
         """Pin paths atomically; returns ``(newly pinned files, their bytes)``.
 
         A cached file is pinned where it is; an uncached one (its ``size`` given) is pinned into its requested
@@ -550,10 +612,14 @@ class Catalog:
                     tier, size = row.tier, row.size
                     conn.execute(entries.update().where(entries.c.id == row.id).values(pinned=True))
                 elif request.size is None:
-                    raise CacheError(f"cannot pin {mount}:{request.path}: not cached, and no size given to reserve")
+                    raise CacheError(
+                        f"cannot pin {mount}:{request.path}: not cached, and no size given to reserve"
+                    )
                 else:
                     tier, size = request.tier or default_tier, int(request.size)
-                conn.execute(pins.insert().values(mount=mount, path=request.path, tier=tier, size=size, created_at=now))
+                conn.execute(
+                    pins.insert().values(mount=mount, path=request.path, tier=tier, size=size, created_at=now)
+                )
                 added[tier] = added.get(tier, 0) + size
                 count += 1
             for alias, extra in added.items():
@@ -575,10 +641,16 @@ class Catalog:
         entries, pins = self.t.entries, self.t.pins
         with self.write() as conn:
             self._lock_tiers(conn, mount)
-            removed = conn.execute(pins.delete().where(pins.c.mount == mount, self._under(pins.c.path, prefix)))
+            removed = conn.execute(
+                pins.delete().where(pins.c.mount == mount, self._under(pins.c.path, prefix))
+            )
             conn.execute(
                 entries.update()
-                .where(entries.c.mount == mount, entries.c.pinned == sa.true(), self._under(entries.c.path, prefix))
+                .where(
+                    entries.c.mount == mount,
+                    entries.c.pinned == sa.true(),
+                    self._under(entries.c.path, prefix),
+                )
                 .values(pinned=False)
             )
         return removed.rowcount
@@ -588,7 +660,11 @@ class Catalog:
         with self.write() as conn:
             self._lock_tiers(conn, mount)
             conn.execute(pins.delete().where(pins.c.mount == mount, pins.c.path.in_(paths)))
-            conn.execute(entries.update().where(entries.c.mount == mount, entries.c.path.in_(paths)).values(pinned=False))
+            conn.execute(
+                entries.update()
+                .where(entries.c.mount == mount, entries.c.path.in_(paths))
+                .values(pinned=False)
+            )
 
     # -- reporting ----------------------------------------------------------------------------------
     def usage(self, mount: str) -> list[TierUsage]:
@@ -602,7 +678,9 @@ class Catalog:
                     sa.select(
                         sa.func.count(),
                         sa.func.coalesce(sa.func.sum(entries.c.size), 0),
-                        sa.func.coalesce(sa.func.sum(sa.case((entries.c.pinned == sa.true(), entries.c.size), else_=0)), 0),
+                        sa.func.coalesce(
+                            sa.func.sum(sa.case((entries.c.pinned == sa.true(), entries.c.size), else_=0)), 0
+                        ),
                     ).where(ready)
                 ).one()
                 loading = conn.execute(
@@ -621,9 +699,17 @@ class Catalog:
                 ).first()
                 result.append(
                     TierUsage(
-                        alias=tier.alias, uri=tier.uri, quota=tier.quota_bytes, reserved=tier.reserved_bytes,
-                        hits=tier.hits, misses=tier.misses, files=files, ready_bytes=int(ready_bytes),
-                        loading=loading, pinned_bytes=int(pinned_bytes), pin_intent_bytes=int(intents),
+                        alias=tier.alias,
+                        uri=tier.uri,
+                        quota=tier.quota_bytes,
+                        reserved=tier.reserved_bytes,
+                        hits=tier.hits,
+                        misses=tier.misses,
+                        files=files,
+                        ready_bytes=int(ready_bytes),
+                        loading=loading,
+                        pinned_bytes=int(pinned_bytes),
+                        pin_intent_bytes=int(intents),
                         oldest_path=oldest.path if oldest else None,
                         oldest_created_at=oldest.created_at if oldest else None,
                     )

@@ -62,13 +62,17 @@ def parse_size(value: Any, option: str, what: str = "size") -> int:
     elif isinstance(value, str):
         match = _SIZE_RE.match(value)
         if not match:
-            raise CacheConfigError(f"{option}: cannot parse {what} {value!r} (expected e.g. 512MB, 2GB, 1TiB)")
+            raise CacheConfigError(
+                f"{option}: cannot parse {what} {value!r} (expected e.g. 512MB, 2GB, 1TiB)"
+            )
         number, unit = float(match.group(1)), match.group(2).lower()
     else:
         raise CacheConfigError(f"{option}: expected a {what} such as 2GB, got {value!r}")
     power = _unit_power(unit)
     if power is None:
-        raise CacheConfigError(f"{option}: unknown unit {unit!r} in {value!r} (use B, KB, MB, GB, TB, PB or KiB..PiB)")
+        raise CacheConfigError(
+            f"{option}: unknown unit {unit!r} in {value!r} (use B, KB, MB, GB, TB, PB or KiB..PiB)"
+        )
     if not math.isfinite(number):
         raise CacheConfigError(f"{option}: {what} {value!r} is not finite")
     if number < 0:
@@ -98,7 +102,9 @@ def parse_duration(value: Any, option: str, allow_negative_one: bool = False) ->
         match = _DURATION_RE.match(value)
         unit = match.group(2).lower() if match else None
         if not match or unit not in _DURATION_UNITS:
-            raise CacheConfigError(f"{option}: cannot parse duration {value!r} (expected e.g. 60, 30s, 5m, 1h, 1d)")
+            raise CacheConfigError(
+                f"{option}: cannot parse duration {value!r} (expected e.g. 60, 30s, 5m, 1h, 1d)"
+            )
         seconds = float(match.group(1)) * _DURATION_UNITS[unit]
     else:
         raise CacheConfigError(f"{option}: expected a duration such as 60 or 5m, got {value!r}")
@@ -146,7 +152,9 @@ class TierConfig:
             raise CacheConfigError(f"{option}: expected an object with alias, uri and quota, got {raw!r}")
         unknown = set(raw) - _TIER_KEYS
         if unknown:
-            raise CacheConfigError(f"{option}: unknown keys {sorted(unknown)} (expected {', '.join(sorted(_TIER_KEYS))})")
+            raise CacheConfigError(
+                f"{option}: unknown keys {sorted(unknown)} (expected {', '.join(sorted(_TIER_KEYS))})"
+            )
         alias = raw.get("alias")
         if not isinstance(alias, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", alias):
             raise CacheConfigError(f"{option}.alias: expected a name such as MEM, SSD or S3, got {alias!r}")
@@ -250,7 +258,9 @@ class CacheConfig:
             raise CacheConfigError(f"cache: expected an object with 'tiers', got {raw!r}")
         unknown = set(raw) - _CACHE_KEYS
         if unknown:
-            raise CacheConfigError(f"cache: unknown keys {sorted(unknown)} (expected {', '.join(sorted(_CACHE_KEYS))})")
+            raise CacheConfigError(
+                f"cache: unknown keys {sorted(unknown)} (expected {', '.join(sorted(_CACHE_KEYS))})"
+            )
 
         tiers_raw = raw.get("tiers")
         if not isinstance(tiers_raw, (list, tuple)) or not tiers_raw:
@@ -260,7 +270,9 @@ class CacheConfig:
         for i, tier in enumerate(tiers):
             key = tier.alias.lower()
             if key in seen:
-                raise CacheConfigError(f"cache.tiers[{i}].alias: {tier.alias!r} already used by cache.tiers[{seen[key]}]")
+                raise CacheConfigError(
+                    f"cache.tiers[{i}].alias: {tier.alias!r} already used by cache.tiers[{seen[key]}]"
+                )
             seen[key] = i
 
         catalog_url = raw.get("catalog_url") or top_catalog or None

@@ -208,13 +208,19 @@ class CacheManager:
         self.catalog.record_miss(self.mount_name, target.alias)
         claim = self._claim(path, source_member, source_info, target, self.config.default_ttl, source_uri)
         if claim.status != Claim.CLAIMED:
-            log.debug("not caching %s:%s while reading (%s %s)", self.mount_name, path, claim.status, claim.reason)
+            log.debug(
+                "not caching %s:%s while reading (%s %s)", self.mount_name, path, claim.status, claim.reason
+            )
             return source_stream
         entry = claim.entry
         assert entry is not None and entry.loader_id is not None
 
         def done(ok: bool, seen: int, written: FileInfo | None, reason: str) -> None:
-            if ok and written is not None and self.catalog.complete(entry.id, entry.loader_id, written.size, self.clock()):
+            if (
+                ok
+                and written is not None
+                and self.catalog.complete(entry.id, entry.loader_id, written.size, self.clock())
+            ):
                 log.debug("cached %s:%s in %s (%d bytes)", self.mount_name, path, target.alias, written.size)
                 return
             log.info("cache fill of %s:%s abandoned: %s", self.mount_name, path, reason or "claim lost")
@@ -228,6 +234,20 @@ class CacheManager:
             self._heartbeat(entry),
             name=f"{self.mount_name}:{path}",
         )
+
+    def info(self, path: str) -> FileInfo:
+        """Status of ``path`` as the source last had it when a fresh copy is cached, else from the source.
+
+        Lets a reader size a file (e.g. fsspec's ``AbstractBufferedFile``) without contacting the source on a
+        warm read; follows the same ``metadata_sync_interval`` rule as :meth:`lookup`.
+        """
+        source = self._require_source()
+        path = normalize_path(path)
+        entry = self.lookup(path, lambda: source.resolve(path)[1])
+        if entry is None:
+            return source.resolve(path)[1]
+        fp = entry.source
+        return FileInfo(path=path, size=fp.size, mtime=fp.mtime, etag=fp.etag)
 
     def open(self, path: str, offset: int = 0, length: int | None = None) -> BinaryIO:
         """Read-through over :attr:`source`: the fresh cached copy, else the source (filling the cache).
@@ -270,7 +290,9 @@ class CacheManager:
         store = self._require_source().members[member]
         whole = offset == 0 and (length is None or length >= info.size)
         if self.config.cache_on_read and whole:
-            return self.fill_while_reading(path, member, info, store.open_read(path), source_uri=store.uri(path))
+            return self.fill_while_reading(
+                path, member, info, store.open_read(path), source_uri=store.uri(path)
+            )
         self.catalog.record_miss(self.mount_name, self.tier().alias)
         if self.config.cache_on_read:
             # A ranged read (e.g. a Parquet footer) cannot fill the whole copy; load it alongside instead.
@@ -342,7 +364,9 @@ class CacheManager:
         done = self.catalog.complete(entry.id, entry.loader_id, written.size, self.clock())
         if done is None:
             tier.delete_copy(entry.location)
-            raise CacheError(f"load of {self.mount_name}:{entry.path} lost its claim (invalidated or reclaimed)")
+            raise CacheError(
+                f"load of {self.mount_name}:{entry.path} lost its claim (invalidated or reclaimed)"
+            )
         return LoadResult(entry.path, LoadResult.LOADED, written.size, done)
 
     def _load_in_background(self, path: str, member: str, info: FileInfo, store: Store) -> None:
@@ -535,7 +559,9 @@ class CacheManager:
         if not entries:
             return DropResult()
         ids = [e.id for e in entries]
-        return self._purge_counted(self.catalog.drop(self.mount_name, ids, self.clock(), include_loading=include_loading))
+        return self._purge_counted(
+            self.catalog.drop(self.mount_name, ids, self.clock(), include_loading=include_loading)
+        )
 
     def _purge_counted(self, trash: list[TrashItem]) -> DropResult:
         self._purge(trash)
@@ -562,4 +588,6 @@ class CacheManager:
 def _with_path(info: FileInfo, path: str) -> FileInfo:
     if info.path == path:
         return info
-    return FileInfo(path=path, size=info.size, mtime=info.mtime, is_dir=info.is_dir, atime=info.atime, etag=info.etag)
+    return FileInfo(
+        path=path, size=info.size, mtime=info.mtime, is_dir=info.is_dir, atime=info.atime, etag=info.etag
+    )

@@ -73,7 +73,9 @@ def _tiers_v1(metadata: sa.MetaData, prefix: str) -> sa.Table:
 
 def _entries_columns_v1() -> list[sa.Column]:
     return [
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
         sa.Column("mount", sa.String(250), nullable=False),
         sa.Column("path", sa.String(4000), nullable=False),
         sa.Column("tier", sa.String(64), nullable=False),
@@ -113,7 +115,9 @@ def _trash_table(metadata: sa.MetaData, prefix: str) -> sa.Table:
     return sa.Table(
         f"{prefix}trash",
         metadata,
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
         sa.Column("mount", sa.String(250), nullable=False),
         sa.Column("tier", sa.String(64), nullable=False),
         sa.Column("location", sa.String(4000), nullable=False),

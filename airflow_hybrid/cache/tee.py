@@ -116,7 +116,9 @@ class FillingReader(io.RawIOBase):
         self._written: FileInfo | None = None
         self._error: BaseException | None = None
         self._pipe = _Pipe()
-        self._writer = threading.Thread(target=self._write, args=(write,), name=f"cache-fill {name}", daemon=True)
+        self._writer = threading.Thread(
+            target=self._write, args=(write,), name=f"cache-fill {name}", daemon=True
+        )
         self._writer.start()
 
     def _write(self, write: Callable[[BinaryIO], FileInfo]) -> None:

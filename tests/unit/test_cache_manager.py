@@ -215,6 +215,7 @@ def test_warm_read_is_served_from_the_tier_without_touching_the_source(tmp_path,
     assert (source_store.opens, source_store.infos) == before  # neither opened nor stat'ed
     with manager.open("t/part-0.parquet", offset=100, length=50) as ranged:
         assert ranged.read() == data[100:150]
+    assert manager.info("t/part-0.parquet").size == 700
     assert (source_store.opens, source_store.infos) == before
     report = manager.report().tier("MEM")
     assert (report.hits, report.misses, report.files) == (4, 1, 1)
@@ -570,3 +571,36 @@ def test_recover_is_idempotent_and_counts_nothing_on_a_clean_catalog(tmp_path, c
     load(manager, source_store, "a")
     assert manager.recover() == 0
     assert hashlib.sha256(manager.open_cached(manager.lookup("a")).read()).hexdigest() == hashlib.sha256(b"a").hexdigest()
+
+
+# -- wiring with HybridMount --------------------------------------------------------------------------
+def test_hybrid_mount_reads_through_its_cache(tmp_path, clock):
+    from airflow_hybrid.mount import HybridMount
+
+    (tmp_path / "src").mkdir()
+    data = os.urandom(1000)
+    (tmp_path / "src" / "a.bin").write_bytes(data)
+    mount = HybridMount.from_options(
+        "lake_mount",
+        {
+            "members": {"local": {"uri": f"file://{tmp_path}/src"}},
+            "cache": {
+                "tiers": [{"alias": "MEM", "uri": f"file://{tmp_path}/mem", "quota": "1MB"}],
+                "catalog_url": f"sqlite:///{tmp_path}/catalog.db",
+            },
+        },
+    )
+    cache = mount.cache
+    assert isinstance(cache, CacheManager) and cache.mount_name == "lake_mount"
+    with mount.open_read("a.bin") as cold:
+        assert read_all(cold, 300) == data
+    assert cache.lookup("a.bin", mount.info("a.bin")) is not None
+    assert cache.info("a.bin").size == 1000
+    with mount.open_read("a.bin") as warm:
+        assert warm.read() == data
+    assert cache.report().tier("MEM").hits == 1
+
+    mount.write("a.bin", io.BytesIO(b"new content"))  # writes through the mount invalidate the copy
+    assert cache.catalog.get("lake_mount", "a.bin") is None
+    with mount.open_read("a.bin") as fresh:
+        assert fresh.read() == b"new content"
