@@ -23,9 +23,12 @@ def _ensure_moto_crc32c() -> None:
     try:
         import crc32c  # noqa: F401
     except ImportError:
+        from importlib.machinery import ModuleSpec
+
         from awscrt import checksums
 
         shim = types.ModuleType("crc32c")
+        shim.__spec__ = ModuleSpec("crc32c", None)  # moto probes it with importlib.util.find_spec
         shim.crc32c = lambda data, value=0: checksums.crc32c(data, value)
         sys.modules["crc32c"] = shim
 
