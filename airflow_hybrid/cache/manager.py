@@ -450,8 +450,15 @@ class CacheManager:
 
         Copies being loaded are abandoned too; pins stay, so a reload is pinned again.
         """
-        entries = list(self.catalog.iter_entries(self.mount_name, normalize_path(path)))
-        return self._drop(entries, include_loading=True)
+        files = size = 0
+        batch: list[CachedEntry] = []
+        for entry in self.catalog.iter_entries(self.mount_name, normalize_path(path)):
+            batch.append(entry)
+            if len(batch) >= 500:
+                result, batch = self._drop(batch, include_loading=True), []
+                files, size = files + result.files, size + result.bytes
+        result = self._drop(batch, include_loading=True)
+        return DropResult(files + result.files, size + result.bytes)
 
     def evict(self, tier: str | None = None, force: bool = False) -> DropResult:
         """Evict in the given tier (all tiers when ``None``) when past the high watermark (or ``force``):
