@@ -316,14 +316,43 @@ class Namespace:
             "type": "DIRECTORY" if is_dir else "FILE",
         }
 
-    def child_statuses(self, local: Path, names: Iterable[str]) -> Iterator[dict]:
+    def child_statuses(self, local: Path, names: Iterable[str]) -> Iterator[str]:
+        """``FileStatus`` JSON text of each child still present (the listing hot path: no dicts)."""
+        template = (
+            '{"accessTime":%d,"blockSize":%d,"childrenNum":%d,"fileId":%d,"group":'
+            + json.dumps(self.group)
+            + ',"length":%d,"modificationTime":%d,"owner":'
+            + json.dumps(self.owner)
+            + ',"pathSuffix":%s,"permission":"%o","replication":%d,"storagePolicy":0,"type":"%s"}'
+        )
+        base = str(local)
         for name in names:
-            child = local / name
+            child = f"{base}/{name}"
             try:
                 st = os.stat(child)
             except (FileNotFoundError, NotADirectoryError):
                 continue  # removed while listing
-            yield self.status_json(name, st, child)
+            mtime, suffix, mode = st.st_mtime_ns // 1_000_000, json.dumps(name), st.st_mode & 0o1777
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    children = len(self.listings.names(Path(child)))
+                except OSError:
+                    children = 0
+                yield template % (0, 0, children, st.st_ino, 0, mtime, suffix, mode, 0, "DIRECTORY")
+            else:
+                atime, size = st.st_atime_ns // 1_000_000, st.st_size
+                yield template % (
+                    atime,
+                    self.block_size,
+                    0,
+                    st.st_ino,
+                    size,
+                    mtime,
+                    suffix,
+                    mode,
+                    self.replication,
+                    "FILE",
+                )
 
     # -- leases -----------------------------------------------------------------------------------
     def take_lease(self, path: str, client: str) -> None:
@@ -462,7 +491,7 @@ class WebHdfsApp:
         batch: list[str] = []
         first = True
         for status in self.ns.child_statuses(local, names):
-            batch.append(json.dumps(status, separators=(",", ":")))
+            batch.append(status)
             if len(batch) >= 500:
                 yield (("" if first else ",") + ",".join(batch)).encode()
                 first, batch = False, []
@@ -473,7 +502,7 @@ class WebHdfsApp:
     def _nn_liststatus_batch(self, request: _Request, start_response: Callable) -> list[bytes]:
         local, st = self._list_target(request)
         if not stat.S_ISDIR(st.st_mode):
-            statuses, remaining = [self.ns.status_json("", st)], 0
+            statuses, remaining = [json.dumps(self.ns.status_json("", st))], 0
         else:
             names = self.ns.listings.names(local)
             start_after = request.params.get("startafter")
@@ -481,11 +510,15 @@ class WebHdfsApp:
             end = min(len(names), start + self.list_page_size)
             statuses = list(self.ns.child_statuses(local, names[start:end]))
             remaining = len(names) - end
-        listing = {
-            "partialListing": {"FileStatuses": {"FileStatus": statuses}},
-            "remainingEntries": remaining,
-        }
-        return _json(start_response, {"DirectoryListing": listing})
+        body = (
+            '{"DirectoryListing":{"partialListing":{"FileStatuses":{"FileStatus":['
+            + ",".join(statuses)
+            + f']}}}},"remainingEntries":{remaining}}}}}'
+        ).encode()
+        start_response(
+            _status_line(200), [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
 
     def _nn_getcontentsummary(self, request: _Request, start_response: Callable) -> list[bytes]:
         local, st = self.ns.file_status(request.path)

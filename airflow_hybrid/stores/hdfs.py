@@ -26,6 +26,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlparse
 
@@ -169,6 +170,12 @@ def _connect_failed(error: BaseException) -> bool:
     return isinstance(reason, urllib3.exceptions.NewConnectionError) or isinstance(
         error, (requests.exceptions.ConnectTimeout, ConnectionRefusedError)
     )
+
+
+def _describe(error: BaseException | None) -> str:
+    if isinstance(error, WebHdfsRemoteError):
+        return " ".join(filter(None, [f"HTTP {error.status}", error.exception])) + f": {error.remote_message}"
+    return f"{type(error).__name__}: {error}"
 
 
 class _WebHdfsReader(io.RawIOBase):
@@ -493,14 +500,14 @@ class HdfsStore(Store):
                 "WebHDFS %s %s failed (%s); retry %d of %d",
                 op,
                 target,
-                last_error,
+                _describe(last_error),
                 attempt,
                 self.max_attempts - 1,
             )
             self._backoff(attempt)
         raise StoreError(
-            f"{self.uri(rel)}: WebHDFS {op} failed after {attempt} attempt{'s' if attempt > 1 else ''}: "
-            f"{type(last_error).__name__}: {last_error}"
+            f"{self.uri(rel)}: WebHDFS {op} failed after {attempt} attempt{'s' if attempt > 1 else ''}; "
+            f"last error: {_describe(last_error)}"
         ) from last_error
 
     def _remote_error(
@@ -529,15 +536,15 @@ class HdfsStore(Store):
     def _builtin_error(error: WebHdfsRemoteError) -> Exception:
         message = str(error)
         if error.exception == "FileNotFoundException" or (error.status == 404 and not error.exception):
-            return FileNotFoundError(errno.ENOENT, message)
+            return FileNotFoundError(message)
         if error.exception in ("AccessControlException", "SecurityException", "AuthenticationException"):
-            return PermissionError(errno.EACCES, message)
+            return PermissionError(message)
         if error.exception == "FileAlreadyExistsException":
-            return FileExistsError(errno.EEXIST, message)
+            return FileExistsError(message)
         if error.exception == "PathIsNotEmptyDirectoryException":
             return OSError(errno.ENOTEMPTY, message)
         if error.exception == "ParentNotDirectoryException":
-            return NotADirectoryError(errno.ENOTDIR, message)
+            return NotADirectoryError(message)
         return error
 
     # -- metadata -----------------------------------------------------------------------------------
@@ -563,34 +570,46 @@ class HdfsStore(Store):
         return self._info(rel, status)
 
     def list(self, path: str) -> Iterator[FileInfo]:
+        """Children of ``path`` page by page (``LISTSTATUS_BATCH``); the next page is fetched while
+        the current one is consumed. Falls back to one ``LISTSTATUS`` on servers without batches."""
         rel = normalize_path(path)
-        start_after: str | None = None
-        while self._batch_listing:
-            try:
-                response = self._call("GET", rel, "LISTSTATUS_BATCH", params={"startAfter": start_after})
-            except WebHdfsRemoteError as error:
-                if (
-                    start_after is None
-                    and error.status == 400
-                    and error.exception
-                    in (
-                        "IllegalArgumentException",
-                        "UnsupportedOperationException",
-                    )
-                ):
-                    log.info("%s does not support LISTSTATUS_BATCH; listing with LISTSTATUS", self.root_uri)
-                    self._batch_listing = False
-                    break
-                raise
-            listing = response.json()["DirectoryListing"]
-            statuses = listing["partialListing"]["FileStatuses"]["FileStatus"]
-            yield from self._entries(rel, statuses)
-            if not listing.get("remainingEntries") or not statuses:
-                return
-            start_after = statuses[-1]["pathSuffix"]
-        if not self._batch_listing:
+        page = self._list_page(rel, None) if self._batch_listing else None
+        if page is None:
             statuses = self._call("GET", rel, "LISTSTATUS").json()["FileStatuses"]["FileStatus"]
             yield from self._entries(rel, statuses)
+            return
+        prefetcher: ThreadPoolExecutor | None = None
+        try:
+            while True:
+                statuses, remaining = page
+                upcoming: Future | None = None
+                if remaining and statuses:
+                    if prefetcher is None:
+                        prefetcher = ThreadPoolExecutor(1, thread_name_prefix="hdfs-list")
+                    upcoming = prefetcher.submit(self._list_page, rel, statuses[-1]["pathSuffix"])
+                yield from self._entries(rel, statuses)
+                if upcoming is None:
+                    return
+                page = upcoming.result()
+        finally:
+            if prefetcher is not None:
+                prefetcher.shutdown(wait=False, cancel_futures=True)
+
+    def _list_page(self, rel: str, start_after: str | None) -> tuple[list[dict], int] | None:
+        """One ``LISTSTATUS_BATCH`` page: statuses and remaining entries; ``None`` if unsupported."""
+        try:
+            response = self._call("GET", rel, "LISTSTATUS_BATCH", params={"startAfter": start_after})
+        except WebHdfsRemoteError as error:
+            unsupported = error.exception in ("IllegalArgumentException", "UnsupportedOperationException")
+            if start_after is None and error.status == 400 and unsupported:
+                log.info("%s does not support LISTSTATUS_BATCH; listing with LISTSTATUS", self.root_uri)
+                self._batch_listing = False
+                return None
+            raise
+        listing = response.json()["DirectoryListing"]
+        return listing["partialListing"]["FileStatuses"]["FileStatus"], int(
+            listing.get("remainingEntries") or 0
+        )
 
     def _entries(self, rel: str, statuses: list[dict]) -> Iterator[FileInfo]:
         for status in statuses:
@@ -615,7 +634,7 @@ class HdfsStore(Store):
     def write(self, path: str, stream: BinaryIO, size_hint: int | None = None) -> FileInfo:
         rel = normalize_path(path)
         if not rel:
-            raise IsADirectoryError(errno.EISDIR, f"{self.uri(rel)} is the store root, not a file")
+            raise IsADirectoryError(f"{self.uri(rel)} is the store root, not a file")
         target = self._abs(rel)
         parent, name = posixpath.split(target)
         temp = posixpath.join(parent, f"{HDFS_TMP_PREFIX}{uuid.uuid4().hex}-{name}"[:255])
