@@ -147,9 +147,12 @@ class CacheManager:
         """
         path = normalize_path(path)
         entry = self.catalog.get(self.mount_name, path)
-        if entry is None or entry.state != READY or entry.tier not in self.tiers:
+        if entry is None or entry.state != READY:
             return None
         now = self.clock()
+        if entry.tier not in self.tiers:  # a tier removed from the configuration: forget the copy
+            self._drop([entry])
+            return None
         if entry.is_expired(now):
             self._drop([entry])
             return None
