@@ -1,0 +1,155 @@
+"""The bulk copy path: an S3DistCp step on an existing EMR cluster, through the amazon provider.
+
+For a batch of a plan, the files that still need a copy are written, one source URI a line, to a
+manifest on S3 (S3DistCp's ``--srcPrefixesFile``); one step per (REMOVE member, STORE member) pair is
+submitted to the cluster::
+
+    command-runner.jar s3-dist-cp --src hdfs://nn:8020/warehouse --dest s3://bucket/warehouse
+                                  --srcPrefixesFile s3://bucket/manifests/<plan>/00003-hdfs-s3.txt
+
+S3DistCp keeps each file's path relative to ``--src`` under ``--dest``, so the copy lands at the same
+logical path of the mount. When a step is COMPLETED the operator runs the same verification and removal
+as the local path (:class:`~airflow_hybrid.migration.Migrator` with ``copy=False``); a step that FAILED,
+was CANCELLED or INTERRUPTED fails the task with its reason and removes nothing.
+
+Files whose STORE member already holds an identical copy, or a conflicting object (never overwritten),
+are left out of the manifest: S3DistCp itself overwrites whatever is at the destination.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_hybrid.stores.base import Store
+
+log = logging.getLogger(__name__)
+
+#: Terminal step states (``DescribeStep``): only COMPLETED lets the removal run.
+STEP_COMPLETED = "COMPLETED"
+STEP_FAILURE_STATES = ("FAILED", "CANCELLED", "INTERRUPTED")
+STEP_TERMINAL_STATES = (STEP_COMPLETED, *STEP_FAILURE_STATES)
+
+
+class S3DistCpStepError(Exception):
+    """An S3DistCp step did not complete; the message names the cluster, the step, its state and reason."""
+
+
+@dataclass(frozen=True)
+class CopyJob:
+    """Files of one REMOVE member to copy into one STORE member."""
+
+    source: str
+    store: str
+    src_root: str
+    dest_root: str
+    manifest_uri: str
+    files: int
+
+
+def s3distcp_step(
+    name: str,
+    src: str,
+    dest: str,
+    manifest_uri: str,
+    *,
+    extra_args: Iterable[str] = (),
+    action_on_failure: str = "CONTINUE",
+) -> dict[str, Any]:
+    """The ``AddJobFlowSteps`` step that runs S3DistCp over the files listed in ``manifest_uri``."""
+    return {
+        "Name": name,
+        "ActionOnFailure": action_on_failure,
+        "HadoopJarStep": {
+            "Jar": "command-runner.jar",
+            "Args": [
+                "s3-dist-cp",
+                "--src",
+                src,
+                "--dest",
+                dest,
+                "--srcPrefixesFile",
+                manifest_uri,
+                *extra_args,
+            ],
+        },
+    }
+
+
+def write_manifest(store: Store, key: str, uris: Iterable[str]) -> tuple[str, int]:
+    """Write ``uris`` one a line to ``key`` of ``store`` (streamed); return the manifest's URI and line count."""
+    lines = _CountingLines(uris)
+    store.write(key, lines)
+    return store.uri(key), lines.count
+
+
+class _CountingLines(io.RawIOBase):
+    """A readable stream over ``uri\\n`` lines, produced lazily (a manifest never sits in memory)."""
+
+    def __init__(self, uris: Iterable[str]) -> None:
+        super().__init__()
+        self._lines: Iterator[str] = iter(uris)
+        self._pending = b""
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while len(self._pending) < len(buffer):
+            line = next(self._lines, None)
+            if line is None:
+                break
+            if "\n" in line:
+                raise ValueError(f"a manifest line cannot contain a newline: {line!r}")
+            self._pending += line.encode("utf-8") + b"\n"
+            self.count += 1
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def describe_step(emr_client: Any, job_flow_id: str, step_id: str) -> tuple[str, str]:
+    """``(state, reason)`` of a step; the reason joins its failure details and state-change message."""
+    status = emr_client.describe_step(ClusterId=job_flow_id, StepId=step_id)["Step"]["Status"]
+    details = status.get("FailureDetails") or {}
+    parts = [
+        details.get("Reason"),
+        details.get("Message"),
+        details.get("LogFile"),
+        (status.get("StateChangeReason") or {}).get("Message"),
+    ]
+    return status["State"], "; ".join(str(p) for p in parts if p) or "no reason given"
+
+
+def wait_for_step(
+    emr_client: Any, job_flow_id: str, step_id: str, *, delay: float = 30.0, max_attempts: int = 2880
+) -> tuple[str, str]:
+    """Poll a step until it reaches a terminal state; return ``(state, reason)``.
+
+    :raises TimeoutError: still running after ``max_attempts`` polls.
+    """
+    for attempt in range(max_attempts):
+        state, reason = describe_step(emr_client, job_flow_id, step_id)
+        if state in STEP_TERMINAL_STATES:
+            return state, reason
+        if attempt % 10 == 0:
+            log.info("S3DistCp step %s on %s is %s", step_id, job_flow_id, state)
+        time.sleep(delay)
+    raise TimeoutError(
+        f"S3DistCp step {step_id} on {job_flow_id} did not finish after {max_attempts} polls of {delay}s"
+    )
+
+
+def check_step(emr_client: Any, job_flow_id: str, step_id: str) -> None:
+    """Raise :class:`S3DistCpStepError` unless the step is COMPLETED."""
+    state, reason = describe_step(emr_client, job_flow_id, step_id)
+    if state != STEP_COMPLETED:
+        raise S3DistCpStepError(
+            f"S3DistCp step {step_id} on cluster {job_flow_id} ended {state}: {reason}; no source was removed"
+        )

@@ -1,0 +1,440 @@
+"""Migrate planned files: copy -> verify -> re-check the source -> remove, idempotent and crash-safe.
+
+The unit of work is one :class:`~airflow_hybrid.policy.planner.PlanEntry` (a file of a REMOVE member, with
+the fingerprint it had when planned). :meth:`Migrator.migrate_file` moves it:
+
+1. the source is looked up; a source that is gone, or no longer matches the plan, is never removed;
+2. for every STORE member, in order, the member is inspected first:
+
+   * no object at the path: orphaned multipart uploads of that key (left by a killed run) are aborted,
+     then the file is streamed into the member and verified end to end (length, CRC32C computed while
+     streaming against the member's stored checksum, source unchanged; see :func:`~airflow_hybrid.
+     transfer.copy_file`);
+   * an identical object (same length and CRC32C): nothing is copied (a run that crashed between copy
+     and removal left it);
+   * a different object: a conflict. It is never overwritten and the file is reported as failed;
+
+3. once every STORE member holds a verified copy, the source's fingerprint is checked against the plan
+   once more, and only then is the file removed from its REMOVE member.
+
+Every step is safe to repeat, so a re-run of the same plan after a crash at any point converges: files
+already moved are recognised (the source is gone and every STORE member holds a copy of the planned
+size) and counted as skipped. Transient errors (S3 5xx, dropped connections) are retried with backoff.
+
+:class:`Migrator.run` drives a stream of entries through a thread pool with a bounded window, so a plan
+batch of any length runs in constant memory, and reports a :class:`MigrationSummary`.
+
+Limits worth knowing: WebHDFS has no conditional delete, so a write to the source landing between the
+final fingerprint check and the delete (a window of one request) is lost with the source; HDFS files are
+written once in practice. A copy in a STORE member shadows the source for readers that prefer that
+member, which is why copies of a source that changed are deleted straight away.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_hybrid.policy.model import Policy
+from airflow_hybrid.policy.planner import MountLike, PlanEntry
+from airflow_hybrid.stores.base import FileInfo, Store, StoreError
+from airflow_hybrid.transfer import (
+    ProgressTracker,
+    SourceChangedError,
+    TransferError,
+    comparable_crc32c,
+    copy_file,
+    format_bytes,
+    read_crc32c,
+)
+
+log = logging.getLogger(__name__)
+
+#: Outcomes of one file.
+MOVED = "moved"  # copied to every STORE member (at least one copy written now) and removed from its source
+SKIPPED = (
+    "skipped"  # nothing to copy: every STORE member already held an identical copy (or it was moved before)
+)
+KEPT = "kept"  # the source changed or vanished: not removed, by design
+FAILED = "failed"  # an error or a conflict: not removed
+OUTCOMES = (MOVED, SKIPPED, KEPT, FAILED)
+
+#: Errors a later attempt may get past (5xx after the store's own retries, dropped connections).
+_TRANSIENT = (StoreError, TransferError, ConnectionError, TimeoutError)
+#: Errors another attempt cannot fix.
+_PERMANENT = (SourceChangedError, FileNotFoundError, PermissionError, IsADirectoryError, ValueError)
+
+
+class MigrationConflict(Exception):
+    """A STORE member holds a different object at the path; it is left untouched."""
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What happened to one planned file."""
+
+    path: str
+    source: str
+    status: str
+    size: int
+    #: Bytes written to STORE members by this attempt (0 when every copy already existed).
+    copied_bytes: int = 0
+    reason: str | None = None
+    #: Attempts made (1 unless transient errors were retried).
+    attempts: int = 1
+
+    @property
+    def done(self) -> bool:
+        """The file is where the policy wants it: copies verified, source removed."""
+        return self.status in (MOVED, SKIPPED)
+
+
+@dataclass
+class MigrationSummary:
+    """Totals of a migration run; :meth:`as_dict` is what the operator pushes to XCom."""
+
+    files: int = 0
+    moved: int = 0
+    skipped: int = 0
+    kept: int = 0
+    failed: int = 0
+    #: Bytes written to STORE members.
+    bytes: int = 0
+    #: Size of the files now migrated (moved or skipped).
+    migrated_bytes: int = 0
+    elapsed: float = 0.0
+    #: The first ``max_failures_kept`` files that were kept or failed, with the reason.
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def throughput(self) -> float:
+        """Bytes written per second."""
+        return self.bytes / self.elapsed if self.elapsed > 0 else 0.0
+
+    def add(self, outcome: FileOutcome, max_failures_kept: int) -> None:
+        self.files += 1
+        self.bytes += outcome.copied_bytes
+        if outcome.status == MOVED:
+            self.moved += 1
+        elif outcome.status == SKIPPED:
+            self.skipped += 1
+        elif outcome.status == KEPT:
+            self.kept += 1
+        else:
+            self.failed += 1
+        if outcome.done:
+            self.migrated_bytes += outcome.size
+        elif len(self.failures) < max_failures_kept:
+            self.failures.append(
+                {"path": outcome.path, "status": outcome.status, "reason": outcome.reason or ""}
+            )
+
+    def merge(self, other: MigrationSummary, max_failures_kept: int) -> None:
+        for name in ("files", "moved", "skipped", "kept", "failed", "bytes", "migrated_bytes"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.elapsed += other.elapsed
+        self.failures.extend(other.failures[: max(0, max_failures_kept - len(self.failures))])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "moved": self.moved,
+            "skipped": self.skipped,
+            "kept": self.kept,
+            "failed": self.failed,
+            "bytes": self.bytes,
+            "migrated_bytes": self.migrated_bytes,
+            "elapsed": round(self.elapsed, 3),
+            "throughput": round(self.throughput, 1),
+            "failures": list(self.failures),
+        }
+
+
+class Migrator:
+    """Moves planned files of ``mount`` from the policy's REMOVE member(s) to its STORE member(s).
+
+    :param mount: the union mount (its ``members`` are used).
+    :param policy: the policy the plan was made with (names the STORE members).
+    :param copy: write missing copies (``False``: only verify copies another engine wrote, e.g. S3DistCp,
+        and remove the sources whose copies verify).
+    :param verify: how a fresh copy is verified (see :func:`~airflow_hybrid.transfer.copy_file`).
+    :param attempts: attempts per file for transient errors.
+    :param retry_delay: first backoff in seconds, doubled per attempt (capped at 30 s).
+    """
+
+    def __init__(
+        self,
+        mount: MountLike,
+        policy: Policy,
+        *,
+        copy: bool = True,
+        verify: bool | str = "auto",
+        attempts: int = 3,
+        retry_delay: float = 1.0,
+    ) -> None:
+        if attempts < 1:
+            raise ValueError(f"attempts={attempts} must be at least 1")
+        both = set(policy.store_members) & set(policy.remove_members)
+        if both:
+            raise ValueError(
+                f"policy {policy.to_text()!r}: member(s) {sorted(both)} are both STORE and REMOVE"
+            )
+        if not policy.store_members:
+            raise ValueError(f"policy {policy.to_text()!r} has no STORE member: removing would lose data")
+        self.mount = mount
+        self.policy = policy
+        self.copy = copy
+        self.verify = verify
+        self.attempts = attempts
+        self.retry_delay = retry_delay
+
+    # -- one file -------------------------------------------------------------------------------------
+    def migrate_file(self, entry: PlanEntry) -> FileOutcome:
+        """Move one file; never raises for a per-file problem (the outcome says what happened)."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                status, copied, reason = self._migrate_once(entry)
+                return FileOutcome(entry.path, entry.source, status, entry.size, copied, reason, attempt)
+            except MigrationConflict as err:
+                return FileOutcome(entry.path, entry.source, FAILED, entry.size, 0, str(err), attempt)
+            except SourceChangedError as err:
+                return FileOutcome(entry.path, entry.source, KEPT, entry.size, 0, f"{err}; kept", attempt)
+            except Exception as err:
+                transient = isinstance(err, _TRANSIENT) and not isinstance(err, _PERMANENT)
+                if not transient or attempt == self.attempts:
+                    log.warning("Migration of %s failed (attempt %d): %s", entry.path, attempt, err)
+                    reason = f"{type(err).__name__}: {err}"
+                    if transient:
+                        reason += f" (after {attempt} attempts)"
+                    return FileOutcome(entry.path, entry.source, FAILED, entry.size, 0, reason, attempt)
+                delay = min(self.retry_delay * 2 ** (attempt - 1), 30.0)
+                log.info(
+                    "Retrying %s in %.1fs (attempt %d of %d) after: %s",
+                    entry.path,
+                    delay,
+                    attempt + 1,
+                    self.attempts,
+                    err,
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _migrate_once(self, entry: PlanEntry) -> tuple[str, int, str | None]:
+        src = self.mount.members[entry.source]
+        path = entry.path
+        current = _stat(src, path)
+        if current is None:
+            return self._source_gone(entry)
+        if current.is_dir:
+            return FAILED, 0, f"{src.uri(path)} is now a directory"
+        if not entry.unchanged(current):
+            return (
+                KEPT,
+                0,
+                f"{src.uri(path)} changed since it was planned ({_describe_entry(entry)} -> "
+                f"{_describe(current)}); kept",
+            )
+
+        copied = 0
+        written: list[Store] = []
+        for member in self.policy.store_members:
+            dst = self.mount.members[member]
+            if self._holds_identical(src, dst, path, current):
+                continue
+            if not self.copy:
+                return (
+                    FAILED,
+                    copied,
+                    f"{dst.uri(path)} holds no copy (the bulk copy did not produce one); kept",
+                )
+            abort = getattr(dst, "abort_open_uploads", None)
+            if abort is not None:
+                aborted = abort(path)
+                if aborted:
+                    log.info("Aborted %d orphaned multipart upload(s) of %s", aborted, dst.uri(path))
+            try:
+                result = copy_file(src, path, dst, path, verify=self.verify, expected=current)
+            except SourceChangedError as err:  # copy_file deleted the copy it made
+                self._discard(written, path)
+                return KEPT, copied, f"{err}; kept"
+            copied += result.size
+            written.append(dst)
+
+        # Every STORE member holds a verified copy; the source must still be the planned file.
+        after = _stat(src, path)
+        if after is None:
+            return (MOVED if copied else SKIPPED), copied, None
+        if not entry.unchanged(after):
+            self._discard(written, path)
+            return (
+                KEPT,
+                copied,
+                f"{src.uri(path)} changed after it was copied ({_describe_entry(entry)} -> "
+                f"{_describe(after)}); kept, the copies made were deleted",
+            )
+        src.delete(path)
+        return (MOVED if copied else SKIPPED), copied, None
+
+    def _source_gone(self, entry: PlanEntry) -> tuple[str, int, str | None]:
+        """The source no longer exists: moved by an earlier run if every STORE member holds it."""
+        src = self.mount.members[entry.source]
+        for member in self.policy.store_members:
+            dst = self.mount.members[member]
+            existing = _stat(dst, entry.path)
+            if existing is None or existing.is_dir or existing.size != entry.size:
+                return (
+                    FAILED,
+                    0,
+                    f"{src.uri(entry.path)} no longer exists and {dst.uri(entry.path)} holds "
+                    f"no copy of its planned {entry.size} bytes",
+                )
+            planned = comparable_crc32c(entry.checksum)
+            stored = comparable_crc32c(existing.extra.get("checksum"))
+            if planned is not None and stored is not None and planned != stored:
+                return (
+                    FAILED,
+                    0,
+                    f"{src.uri(entry.path)} no longer exists and {dst.uri(entry.path)} holds a "
+                    "different object",
+                )
+        return SKIPPED, 0, None
+
+    def _holds_identical(self, src: Store, dst: Store, path: str, source: FileInfo) -> bool:
+        """Whether ``dst`` holds exactly the source's bytes; raise :class:`MigrationConflict` if it holds others."""
+        existing = _stat(dst, path)
+        if existing is None:
+            return False
+        where = dst.uri(path)
+        if existing.is_dir:
+            raise MigrationConflict(f"{where} is a directory; {src.uri(path)} not moved")
+        if existing.size != source.size:
+            raise MigrationConflict(
+                f"{where} already holds a different object ({existing.size} bytes, the "
+                f"source has {source.size}); not overwritten, {src.uri(path)} kept"
+            )
+        src_crc = comparable_crc32c(source.extra.get("checksum"))
+        if src_crc is None:
+            hashed = read_crc32c(src, path)
+            if hashed.length != source.size:
+                raise SourceChangedError(f"{src.uri(path)} changed while it was read")
+            src_crc = hashed.value
+        stored = existing.extra.get("checksum") if "checksum" in existing.extra else dst.checksum(path)
+        dst_crc = comparable_crc32c(stored)
+        if dst_crc is None:
+            dst_crc = read_crc32c(dst, path).value
+        if dst_crc != src_crc:
+            raise MigrationConflict(
+                f"{where} already holds a different object of the same size (CRC32C "
+                f"differs); not overwritten, {src.uri(path)} kept"
+            )
+        return True
+
+    @staticmethod
+    def _discard(written: list[Store], path: str) -> None:
+        for dst in written:
+            try:
+                dst.delete(path)
+            except Exception:
+                log.exception("Could not delete the copy %s of a changed source", dst.uri(path))
+
+    def pending_copies(self, entry: PlanEntry) -> list[str]:
+        """STORE members that hold no copy of ``entry`` yet (for a bulk copier's manifest).
+
+        Members holding an identical copy are left out, and so are all members when one of them holds a
+        conflicting object or the source is no longer the planned file: those need no copy.
+        """
+        src = self.mount.members[entry.source]
+        current = _stat(src, entry.path)
+        if current is None or current.is_dir or not entry.unchanged(current):
+            return []
+        missing = []
+        for member in self.policy.store_members:
+            try:
+                if not self._holds_identical(src, self.mount.members[member], entry.path, current):
+                    missing.append(member)
+            except (MigrationConflict, SourceChangedError):
+                return []
+        return missing
+
+    # -- many files -----------------------------------------------------------------------------------
+    def run(
+        self,
+        entries: Iterable[PlanEntry],
+        *,
+        concurrency: int = 8,
+        on_outcome: Callable[[FileOutcome], Any] | None = None,
+        progress: ProgressTracker | None = None,
+        max_failures_kept: int = 20,
+    ) -> MigrationSummary:
+        """Migrate every entry on ``concurrency`` threads; at most ``2 * concurrency`` are in flight.
+
+        ``on_outcome`` and ``progress`` are called from the calling thread, in completion order.
+        """
+        if concurrency < 1:
+            raise ValueError(f"concurrency={concurrency} must be at least 1")
+        summary = MigrationSummary()
+        started = time.monotonic()
+
+        def finish(future: Future) -> None:
+            outcome: FileOutcome = future.result()
+            summary.add(outcome, max_failures_kept)
+            if progress is not None:
+                progress.add(
+                    files=1 if outcome.done else 0,
+                    nbytes=outcome.size if outcome.done else 0,
+                    failed=0 if outcome.done else 1,
+                )
+            if on_outcome is not None:
+                on_outcome(outcome)
+
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="migrate") as pool:
+            pending: set[Future] = set()
+            try:
+                for entry in entries:
+                    while len(pending) >= 2 * concurrency:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            finish(future)
+                    pending.add(pool.submit(self.migrate_file, entry))
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        finish(future)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        summary.elapsed = time.monotonic() - started
+        log.info(
+            "Migrated %d of %d files (%s written in %.1fs, %s/s): %d moved, %d skipped, %d kept, %d failed",
+            summary.moved + summary.skipped,
+            summary.files,
+            format_bytes(summary.bytes),
+            summary.elapsed,
+            format_bytes(summary.throughput),
+            summary.moved,
+            summary.skipped,
+            summary.kept,
+            summary.failed,
+        )
+        return summary
+
+
+def _stat(store: Store, path: str) -> FileInfo | None:
+    try:
+        return store.info(path)
+    except FileNotFoundError:
+        return None
+
+
+def _describe(info: FileInfo) -> str:
+    etag = f", etag {info.etag}" if info.etag else ""
+    return f"{info.size} bytes, mtime {info.mtime:.0f}{etag}"
+
+
+def _describe_entry(entry: PlanEntry) -> str:
+    etag = f", etag {entry.etag}" if entry.etag else ""
+    return f"{entry.size} bytes, mtime {entry.mtime:.0f}{etag}"

@@ -1,0 +1,353 @@
+"""The policies file: which migration policy applies to which path of which mount, and how often.
+
+A YAML file (by default ``hybrid_policies.yaml`` in the DAGs folder, or the path in the Airflow Variable
+``hybrid_policies_file``) lists entries, at the top level or under ``policies:``::
+
+    policies:
+      - name: sales_cold_to_s3            # optional; default: the policy's name, else <mount>_<path>
+        mount: onprem_union                # hybrid_mount connection id
+        path: /tpcds/store_sales
+        policy: "ufsMigrate(olderThan(30d), UFS[hdfs]:REMOVE, UFS[s3]:STORE)"
+        schedule: "@daily"                 # cron, preset, or null for manual runs
+        min_files: 1                       # the sensor waits for at least this many selected files
+        min_bytes: 1GiB                    # ... and this many bytes (a number or a size)
+        executor: local                    # or emr (with an `emr:` section: job_flow_id, aws_conn_id, ...)
+
+Loading never stops at the first bad entry: :func:`load_policies_file` returns the valid entries and one
+error string per invalid one, naming the entry and the field. It reads no connection, so it is cheap
+enough for DAG parsing; members are checked against the mount when the migration runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from airflow_hybrid.policy.model import Policy, PolicyError
+from airflow_hybrid.policy.parser import parse_policy, parse_size
+from airflow_hybrid.stores.base import normalize_path
+
+POLICIES_VARIABLE = "hybrid_policies_file"
+DEFAULT_FILE_NAME = "hybrid_policies.yaml"
+DAG_ID_PREFIX = "hybrid_migrate_"
+EXECUTORS = ("local", "emr")
+EMR_KEYS = (
+    "job_flow_id",
+    "aws_conn_id",
+    "manifest_prefix",
+    "s3distcp_args",
+    "waiter_delay",
+    "waiter_max_attempts",
+)
+
+_REQUIRED = ("mount", "path", "policy", "schedule")
+_OPTIONAL = (
+    "name",
+    "min_files",
+    "min_bytes",
+    "executor",
+    "emr",
+    "concurrency",
+    "deferrable",
+    "poke_interval",
+    "timeout",
+    "batch_max_files",
+    "batch_max_bytes",
+    "plan_store",
+    "plan_store_conn_id",
+    "tags",
+    "description",
+)
+
+
+class PolicyEntryError(ValueError):
+    """One field of a policies-file entry is invalid."""
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    """One valid entry of the policies file."""
+
+    name: str
+    mount: str
+    path: str
+    policy: Policy
+    schedule: str | None
+    min_files: int = 1
+    min_bytes: int = 0
+    executor: str = "local"
+    emr: dict[str, Any] = field(default_factory=dict)
+    concurrency: int = 8
+    deferrable: bool = True
+    poke_interval: float = 300.0
+    timeout: float | None = None
+    batch_max_files: int | None = None
+    batch_max_bytes: int | None = None
+    plan_store: str | None = None
+    plan_store_conn_id: str | None = None
+    tags: tuple[str, ...] = ()
+    description: str | None = None
+
+    @property
+    def dag_id(self) -> str:
+        return f"{DAG_ID_PREFIX}{self.name}"
+
+    @property
+    def asset_uri(self) -> str:
+        """The ``hybrid://`` URI of the migrated path (the migration tasks' outlet)."""
+        return f"hybrid://{self.mount}/{self.path}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dag_id": self.dag_id,
+            "mount": self.mount,
+            "path": self.path,
+            "policy": self.policy.to_text(),
+            "schedule": self.schedule,
+            "min_files": self.min_files,
+            "min_bytes": self.min_bytes,
+            "executor": self.executor,
+            "emr": dict(self.emr),
+            "concurrency": self.concurrency,
+            "deferrable": self.deferrable,
+            "poke_interval": self.poke_interval,
+            "timeout": self.timeout,
+            "batch_max_files": self.batch_max_files,
+            "batch_max_bytes": self.batch_max_bytes,
+            "plan_store": self.plan_store,
+            "plan_store_conn_id": self.plan_store_conn_id,
+            "tags": list(self.tags),
+            "description": self.description,
+        }
+
+
+def default_policies_path() -> Path:
+    """The Variable ``hybrid_policies_file`` when set, else ``hybrid_policies.yaml`` in the DAGs folder."""
+    configured = _variable(POLICIES_VARIABLE)
+    if configured:
+        return Path(configured).expanduser()
+    try:
+        from airflow.configuration import conf
+
+        dags_folder = conf.get("core", "dags_folder")
+    except Exception:  # pragma: no cover - outside Airflow
+        dags_folder = os.path.join(os.environ.get("AIRFLOW_HOME", "~/airflow"), "dags")
+    return Path(dags_folder).expanduser() / DEFAULT_FILE_NAME
+
+
+def _variable(key: str) -> str | None:
+    """An Airflow Variable (environment ``AIRFLOW_VAR_*`` or metadata DB), ``None`` when unset or unreachable."""
+    value = os.environ.get(f"AIRFLOW_VAR_{key.upper()}")
+    if value:
+        return value
+    try:
+        from airflow.models import Variable
+
+        return Variable.get(key, default_var=None)
+    except Exception:
+        return None
+
+
+def load_policies_file(path: str | os.PathLike | None = None) -> tuple[list[PolicyEntry], list[str]]:
+    """Read the policies file; return ``(valid entries, errors)``, an error per invalid entry.
+
+    :param path: the YAML file; ``None`` for :func:`default_policies_path`.
+    """
+    file = Path(path).expanduser() if path is not None else default_policies_path()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return [], [f"policies file {file} does not exist"]
+    except OSError as err:
+        return [], [f"policies file {file} cannot be read: {err}"]
+    return parse_policies(text, source=str(file))
+
+
+def parse_policies(text: str, source: str = "<policies>") -> tuple[list[PolicyEntry], list[str]]:
+    """Parse the YAML text of a policies file (see :func:`load_policies_file`)."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        return [], [f"{source}: not valid YAML{where}: {getattr(err, 'problem', None) or err}"]
+    if document is None:
+        return [], []
+    if isinstance(document, dict):
+        unknown = set(document) - {"policies"}
+        if unknown:
+            return [], [f"{source}: unknown top-level keys {sorted(unknown)}; expected a list or 'policies:'"]
+        document = document.get("policies") or []
+    if not isinstance(document, list):
+        return [], [f"{source}: expected a list of policies, got {type(document).__name__}"]
+
+    entries: list[PolicyEntry] = []
+    errors: list[str] = []
+    names: dict[str, int] = {}
+    for index, raw in enumerate(document):
+        label = f"entry {index}"
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            label += f" ({raw['name']!r})"
+        try:
+            entry = _entry(raw)
+        except PolicyEntryError as err:
+            errors.append(f"{source}: {label}: {err}")
+            continue
+        if entry.name in names:
+            errors.append(
+                f"{source}: {label}: name {entry.name!r} is already used by entry {names[entry.name]}; "
+                "give each entry a distinct 'name'"
+            )
+            continue
+        names[entry.name] = index
+        entries.append(entry)
+    return entries, errors
+
+
+def _entry(raw: Any) -> PolicyEntry:
+    if not isinstance(raw, dict):
+        raise PolicyEntryError(f"expected a mapping with {', '.join(_REQUIRED)}, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(_REQUIRED) - set(_OPTIONAL))
+    if unknown:
+        raise PolicyEntryError(f"unknown keys {unknown}; known keys: {', '.join(_REQUIRED + _OPTIONAL)}")
+    missing = [key for key in _REQUIRED if key not in raw]
+    if missing:
+        raise PolicyEntryError(f"missing {', '.join(missing)}")
+
+    mount = _text(raw, "mount")
+    try:
+        path = normalize_path(_text(raw, "path", allow_empty=True))
+    except ValueError as err:
+        raise PolicyEntryError(f"path: {err}") from None
+    try:
+        policy = parse_policy(_text(raw, "policy"))
+    except PolicyError as err:
+        message = str(err).replace("\n", "\n    ")
+        raise PolicyEntryError(f"policy: {message}") from None
+    schedule = raw["schedule"]
+    if schedule is not None and not isinstance(schedule, str):
+        raise PolicyEntryError(
+            f"schedule: expected a cron expression, a preset such as '@daily', or null; got {schedule!r}"
+        )
+    name = raw.get("name") or policy.name or f"{mount}_{path or 'root'}"
+    name = _name(str(name), explicit="name" in raw)
+
+    executor = raw.get("executor", "local")
+    if executor not in EXECUTORS:
+        raise PolicyEntryError(f"executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+    emr = raw.get("emr") or {}
+    if not isinstance(emr, dict):
+        raise PolicyEntryError(f"emr: expected a mapping with {', '.join(EMR_KEYS)}, got {emr!r}")
+    unknown_emr = sorted(set(emr) - set(EMR_KEYS))
+    if unknown_emr:
+        raise PolicyEntryError(f"emr: unknown keys {unknown_emr}; known keys: {', '.join(EMR_KEYS)}")
+    if executor == "emr" and not emr.get("job_flow_id"):
+        raise PolicyEntryError(
+            "emr.job_flow_id: required with executor: emr (the EMR cluster to run S3DistCp on)"
+        )
+
+    tags = raw.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise PolicyEntryError(f"tags: expected a list of strings, got {tags!r}")
+    return PolicyEntry(
+        name=name,
+        mount=mount,
+        path=path,
+        policy=policy,
+        schedule=schedule,
+        min_files=_integer(raw, "min_files", 1, minimum=0),
+        min_bytes=_size(raw, "min_bytes", 0),
+        executor=executor,
+        emr=dict(emr),
+        concurrency=_integer(raw, "concurrency", 8, minimum=1),
+        deferrable=_boolean(raw, "deferrable", True),
+        poke_interval=_number(raw, "poke_interval", 300.0),
+        timeout=_number(raw, "timeout", None),
+        batch_max_files=_integer(raw, "batch_max_files", None, minimum=1),
+        batch_max_bytes=_size(raw, "batch_max_bytes", None, minimum=1),
+        plan_store=_optional_text(raw, "plan_store"),
+        plan_store_conn_id=_optional_text(raw, "plan_store_conn_id"),
+        tags=tuple(tags),
+        description=_optional_text(raw, "description"),
+    )
+
+
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _name(value: str, *, explicit: bool) -> str:
+    cleaned = _NAME_CHARS.sub("_", value).strip("_") or "root"
+    if explicit and cleaned != value:
+        raise PolicyEntryError(
+            f"name: {value!r} may only contain letters, digits, '_', '.' and '-' "
+            "(it becomes part of the DAG id)"
+        )
+    if len(DAG_ID_PREFIX) + len(cleaned) > 250:
+        raise PolicyEntryError(
+            f"name: {value!r} is too long for a DAG id (at most {250 - len(DAG_ID_PREFIX)})"
+        )
+    return cleaned
+
+
+def _text(raw: dict, key: str, *, allow_empty: bool = False) -> str:
+    value = raw[key]
+    if not isinstance(value, str) or (not allow_empty and not value.strip()):
+        raise PolicyEntryError(f"{key}: expected a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _optional_text(raw: dict, key: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PolicyEntryError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _integer(raw: dict, key: str, default: int | None, *, minimum: int) -> int | None:
+    value = raw.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise PolicyEntryError(f"{key}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _size(raw: dict, key: str, default: int | None, *, minimum: int = 0) -> int | None:
+    value = raw.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = parse_size(value).bytes
+        except PolicyError as err:
+            raise PolicyEntryError(
+                f"{key}: {value!r} is not a size such as 1048576, '512MiB' or '1GB' "
+                f"({err.message if hasattr(err, 'message') else err})"
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise PolicyEntryError(f"{key}: expected a size >= {minimum} bytes, got {raw.get(key)!r}")
+    return value
+
+
+def _number(raw: dict, key: str, default: float | None) -> float | None:
+    value = raw.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise PolicyEntryError(f"{key}: expected a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _boolean(raw: dict, key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise PolicyEntryError(f"{key}: expected true or false, got {value!r}")
+    return value
