@@ -88,6 +88,10 @@ class HybridMount:
         raise FileNotFoundError(f"hybrid://{self.name}/{rel} not found in any member ({', '.join(self.read_order)})")
 
     def info(self, path: str) -> FileInfo:
+        """Status of ``path``; with a cache, a fresh cached copy answers without contacting the source."""
+        cache = self.cache
+        if cache is not None:
+            return cache.info(path)
         return self.resolve(path)[1]
 
     def exists(self, path: str) -> bool:
@@ -149,12 +153,12 @@ class HybridMount:
     def open_read(self, path: str, offset: int = 0, length: int | None = None) -> BinaryIO:
         """Stream ``path`` from its cache copy when fresh, else from the first member that has it."""
         rel = normalize_path(path)
+        cache = self.cache
+        if cache is not None:  # contacts the source only on a miss or when a freshness check is due
+            return cache.open(rel, offset=offset, length=length)
         member, info = self.resolve(rel)
         if info.is_dir:
             raise IsADirectoryError(f"hybrid://{self.name}/{rel} is a directory")
-        cache = self.cache
-        if cache is not None:
-            return cache.open_read(rel, member, info, offset=offset, length=length)
         return self.members[member].open_read(rel, offset=offset, length=length)
 
     def write(self, path: str, stream: BinaryIO, size_hint: int | None = None) -> FileInfo:
@@ -213,7 +217,7 @@ class HybridMount:
         return renamed
 
     def _invalidate(self, rel: str) -> None:
-        if self.options.get("cache") and self.cache is not None:
+        if self.cache is not None:
             self.cache.invalidate(rel)
 
     def close(self) -> None:
