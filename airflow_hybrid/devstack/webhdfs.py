@@ -20,6 +20,7 @@ import json
 import os
 import posixpath
 import shutil
+import ssl
 import stat
 import tempfile
 import threading
@@ -898,9 +899,12 @@ class WebHdfsServer:
         owner: str = "hdfs",
         shaper: LinkShaper | None = None,
         control_app: Callable | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.namespace = Namespace(root, block_size=block_size, superuser=superuser, owner=owner)
         self.host = host
+        self.ssl_context = ssl_context
+        self.scheme = "https" if ssl_context is not None else "http"
         self.shaper = shaper or LinkShaper("webhdfs")
         self.stats = RequestStats()
         self._ports = (port, datanode_port)
@@ -954,8 +958,13 @@ class WebHdfsServer:
         )
 
     def start(self) -> WebHdfsServer:
-        self._datanode = WSGIServer(self.host, self._ports[1], self._wrap(self.datanode_app, "datanode"))
-        self._namenode = WSGIServer(self.host, self._ports[0], self._wrap(self.namenode_app, "namenode"))
+        tls = self.ssl_context
+        self._datanode = WSGIServer(
+            self.host, self._ports[1], self._wrap(self.datanode_app, "datanode"), ssl_context=tls
+        )
+        self._namenode = WSGIServer(
+            self.host, self._ports[0], self._wrap(self.namenode_app, "namenode"), ssl_context=tls
+        )
         self._datanode.start("webhdfs-datanode")
         self._namenode.start("webhdfs-namenode")
         return self
@@ -986,8 +995,8 @@ class WebHdfsServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def datanode_url(self) -> str:
-        return f"http://{self.host}:{self.datanode_port}"
+        return f"{self.scheme}://{self.host}:{self.datanode_port}"

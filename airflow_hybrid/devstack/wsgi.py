@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -234,7 +235,7 @@ class WSGIRequestHandler(BaseHTTPRequestHandler):
             "REMOTE_ADDR": self.client_address[0],
             "REMOTE_PORT": str(self.client_address[1]),
             "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
+            "wsgi.url_scheme": self.server.scheme,
             "wsgi.input": body,
             "wsgi.input_terminated": True,
             "wsgi.errors": sys.stderr,
@@ -375,15 +376,25 @@ class WSGIServer(ThreadingHTTPServer):
         *,
         idle_timeout: float = 120.0,
         environ_hook: Callable[[dict, Any], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.app = app
         self.idle_timeout = idle_timeout
         self.environ_hook = environ_hook
+        self.ssl_context = ssl_context
         self._connections: set[socket.socket] = set()
         self._aborted: set[int] = set()
         self._conn_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         super().__init__((host, port), WSGIRequestHandler)
+        if ssl_context is not None:
+            self.socket = ssl_context.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_context is not None else "http"
 
     @property
     def port(self) -> int:

@@ -1,0 +1,51 @@
+"""Pytest fixtures for the devstack (imported by ``tests/conftest.py``).
+
+``devstack``             session-scoped: WebHDFS (namenode + data node) and S3 servers in a background
+                         process on free loopback ports, data in a temporary directory; a
+                         :class:`~airflow_hybrid.devstack.control.DevStackClient` (addresses,
+                         ``connections()``, ``stats()``, ``shaping``, ``configure()``).
+``airflow_connections``  function-scoped: ``AIRFLOW_CONN_*`` for the devstack's connections
+                         (``webhdfs_default``, ``aws_default``, ``onprem_union``) and a temporary
+                         ``AIRFLOW_HOME``; returns the connection dicts by id.
+``devstack_shaping``     function-scoped: the devstack's link shaping, cleared before and after the test.
+
+The stack runs in its own process so its moto state is isolated from tests that use ``mock_aws``, and
+servers do not compete with the test for the GIL.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_hybrid.devstack.control import DevStackClient, devstack_down, devstack_up
+from airflow_hybrid.devstack.stack import airflow_env
+
+__all__ = ["airflow_connections", "devstack", "devstack_shaping"]
+
+
+@pytest.fixture(scope="session")
+def devstack(tmp_path_factory: pytest.TempPathFactory):
+    state_dir = tmp_path_factory.mktemp("devstack")
+    devstack_up(state_dir, seed=20240601)
+    try:
+        yield DevStackClient.from_state_dir(state_dir)
+    finally:
+        devstack_down(state_dir)
+
+
+@pytest.fixture
+def airflow_connections(devstack: DevStackClient, monkeypatch: pytest.MonkeyPatch, tmp_path):
+    home = tmp_path / "airflow-home"
+    home.mkdir()
+    monkeypatch.setenv("AIRFLOW_HOME", str(home))
+    connections = devstack.connections()
+    for name, value in airflow_env(connections).items():
+        monkeypatch.setenv(name, value)
+    return connections
+
+
+@pytest.fixture
+def devstack_shaping(devstack: DevStackClient):
+    devstack.shaping.clear()
+    yield devstack.shaping
+    devstack.shaping.clear()
