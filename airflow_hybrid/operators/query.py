@@ -7,9 +7,6 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.emr import EmrHook
-from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
-from airflow.providers.amazon.aws.utils.waiter_with_logging import wait
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
@@ -22,12 +19,12 @@ from airflow_hybrid.query.emr import (
     step_failure_reason,
     step_state,
 )
-from airflow_hybrid.query.schema import column_definitions, table_schema
 from airflow_hybrid.resolver import resolve_locations
 from airflow_hybrid.stores.base import normalize_path
 from airflow_hybrid.stores.factory import store_from_uri
 
 if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.emr import EmrHook
     from airflow.sdk import Context
 
     from airflow_hybrid.mount import HybridMount
@@ -68,7 +65,7 @@ class HybridQueryOperator(BaseOperator):
     :param emr_cluster_id: the EMR cluster (job flow) id (templated).
     :param aws_conn_id: AWS connection for EMR (and for ``s3://`` outputs of the DuckDB engine).
     :param region_name: AWS region of the cluster.
-    :param emr_cli: ``spark-sql``, ``trino`` or ``presto``.
+    :param emr_cli: ``spark-sql``, ``trino`` or ``presto`` (templated).
     :param emr_catalog: Hive catalog Trino/Presto register the tables in.
     :param emr_schema: schema for those tables and the result table.
     :param emr_step_name: step name (default: ``<dag_id>.<task_id>``).
@@ -86,6 +83,7 @@ class HybridQueryOperator(BaseOperator):
         "output_path",
         "output_format",
         "emr_cluster_id",
+        "emr_cli",
     )
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql", "tables": "json"}
@@ -116,7 +114,7 @@ class HybridQueryOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if emr_cli not in EMR_CLIS:
+        if emr_cli not in EMR_CLIS and "{{" not in emr_cli:  # templated values are checked when rendered
             raise ValueError(f"emr_cli must be one of {', '.join(EMR_CLIS)}, got {emr_cli!r}")
         self.sql = sql
         self.mount_conn_id = mount_conn_id
@@ -144,6 +142,8 @@ class HybridQueryOperator(BaseOperator):
     # -- shared ---------------------------------------------------------------------------------------
     @cached_property
     def emr_hook(self) -> EmrHook:
+        from airflow.providers.amazon.aws.hooks.emr import EmrHook
+
         return EmrHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -218,6 +218,8 @@ class HybridQueryOperator(BaseOperator):
 
     def resolve_tables(self) -> list[EmrTable]:
         """Each table's current physical location(s) and, for Trino/Presto, its columns."""
+        from airflow_hybrid.query.schema import column_definitions, table_schema
+
         if not self.tables:
             raise ValueError(
                 "engine='emr' needs tables={name: logical path}: the cluster cannot read hybrid://"
@@ -249,8 +251,13 @@ class HybridQueryOperator(BaseOperator):
         return uri.rstrip("/") + "/"
 
     def _submit_emr(self, context: Context, output_path: str) -> dict[str, Any]:
+        from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
+        from airflow.providers.amazon.aws.utils.waiter_with_logging import wait
+
         if not self.emr_cluster_id:
             raise ValueError("engine='emr' needs emr_cluster_id")
+        if self.emr_cli not in EMR_CLIS:
+            raise ValueError(f"emr_cli must be one of {', '.join(EMR_CLIS)}, got {self.emr_cli!r}")
         output_uri = self.resolve_output(output_path)
         tables = self.resolve_tables()
         step = build_emr_step(
