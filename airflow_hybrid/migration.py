@@ -267,7 +267,7 @@ class Migrator:
         # Every STORE member holds a verified copy; the source must still be the planned file.
         after = _stat(src, path)
         if after is None:
-            return (MOVED if copied else SKIPPED), copied, None
+            return (MOVED if written else SKIPPED), copied, None
         if not entry.unchanged(after):
             self._discard(written, path)
             return (
@@ -277,7 +277,7 @@ class Migrator:
                 f"{_describe(after)}); kept, the copies made were deleted",
             )
         src.delete(path)
-        return (MOVED if copied else SKIPPED), copied, None
+        return (MOVED if written else SKIPPED), copied, None
 
     def _source_gone(self, entry: PlanEntry) -> tuple[str, int, str | None]:
         """The source no longer exists: moved by an earlier run if every STORE member holds it."""

@@ -1,0 +1,110 @@
+"""Helpers of the migration tests on the devstack: a dataset of old and new files under a fresh path.
+
+The mount is the devstack's ``onprem_union`` (``hdfs:///tmp/tpcds`` + ``s3://hybrid-lake/tpcds``, read
+priority ``s3,hdfs``, create ``s3``); each test works below its own logical directory.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+
+from airflow_hybrid.mount import HybridMount
+
+MOUNT = "onprem_union"
+POLICY = "ufsMigrate(olderThan(1d), UFS[hdfs]:REMOVE, UFS[s3]:STORE)"
+DAY = 86_400
+MiB = 1024 * 1024
+
+
+def payload(rng: random.Random, size: int) -> bytes:
+    return rng.randbytes(size)
+
+
+@dataclass
+class Dataset:
+    """Files written to the HDFS member below ``root``: ``old`` ones (mtime 10 days ago) and ``new`` ones."""
+
+    mount: HybridMount
+    root: str
+    old: dict[str, bytes] = field(default_factory=dict)
+    new: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def hdfs(self):
+        return self.mount.members["hdfs"]
+
+    @property
+    def s3(self):
+        return self.mount.members["s3"]
+
+    def add(self, name: str, data: bytes, *, old: bool) -> str:
+        path = f"{self.root}/{name}"
+        self.hdfs.write(path, io.BytesIO(data))
+        if old:
+            self.hdfs.set_times(path, mtime=time.time() - 10 * DAY)
+            self.old[path] = data
+        else:
+            self.new[path] = data
+        return path
+
+    def s3_paths(self) -> list[str]:
+        return sorted(info.path for info in self.s3.walk_files(self.root)) if self.s3.exists(self.root) else []
+
+    def hdfs_paths(self) -> list[str]:
+        return sorted(info.path for info in self.hdfs.walk_files(self.root)) if self.hdfs.exists(self.root) else []
+
+    def read(self, member: str, path: str) -> bytes:
+        with self.mount.members[member].open_read(path) as stream:
+            return stream.read()
+
+    def assert_migrated(self) -> None:
+        """Old files exactly once, in S3 only, byte-identical; new files in HDFS only; no open upload."""
+        assert self.s3_paths() == sorted(self.old)
+        assert self.hdfs_paths() == sorted(self.new)
+        for path, data in self.old.items():
+            assert self.read("s3", path) == data, path
+        for path, data in self.new.items():
+            assert self.read("hdfs", path) == data, path
+        assert list(self.s3.list_open_uploads(self.root)) == []
+
+
+def make_dataset(mount: HybridMount, *, seed: int, small: int, medium: int = 0, large: int = 0,
+                 new: int = 2, large_size: int = 11 * MiB) -> Dataset:
+    """Old files: ``small`` of 0-64 KiB (one of them empty), ``medium`` of 1-3 MiB, ``large`` multipart
+    ones; plus ``new`` recent files, all below a fresh directory."""
+    rng = random.Random(seed)
+    dataset = Dataset(mount, f"migrate-{uuid.uuid4().hex[:10]}")
+    for i in range(small):
+        size = 0 if i == 0 else rng.randrange(1, 64 * 1024)
+        dataset.add(f"small/part-{i:05d}.bin", payload(rng, size), old=True)
+    for i in range(medium):
+        dataset.add(f"medium/part-{i:05d}.bin", payload(rng, rng.randrange(MiB, 3 * MiB)), old=True)
+    for i in range(large):
+        dataset.add(f"large/part-{i:05d}.bin", payload(rng, large_size + i * 12345), old=True)
+    for i in range(new):
+        dataset.add(f"small/new-{i:05d}.bin", payload(rng, rng.randrange(1, 32 * 1024)), old=False)
+    return dataset
+
+
+@pytest.fixture
+def lake(airflow_connections):
+    """The devstack's union mount, built from its Airflow connection."""
+    mount = HybridMount.from_conn_id(MOUNT)
+    yield mount
+    mount.close()
+
+
+class FakeTaskInstance:
+    """Records ``xcom_push`` calls (the only TaskInstance API the sensor uses outside a DAG run)."""
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.xcom[key] = value
