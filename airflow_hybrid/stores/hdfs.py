@@ -416,8 +416,16 @@ class HdfsStore(Store):
                 client = KerberosClient(
                     client.url, session=session, proxy=self.options.get("proxy_user"), **auth_options
                 )
-            try:
-                client.status("/")
+            session = client._session
+            try:  # like client.status("/"), but with the connection's TLS verification (see _call)
+                probe = session.get(
+                    self._url(client.url, "/"),
+                    params={"op": "GETFILESTATUS"},
+                    timeout=self.timeout,
+                    verify=session.verify,
+                )
+                if probe.status_code >= 400:
+                    raise HdfsError(f"HTTP {probe.status_code}: {probe.text[:200]}")
             except (HdfsError, *_TRANSPORT_ERRORS) as error:
                 log.warning("namenode %s of connection %s failed: %s", namenode, self.webhdfs_conn_id, error)
                 continue
@@ -475,6 +483,8 @@ class HdfsStore(Store):
                     timeout=self.timeout,
                     stream=stream,
                     allow_redirects=allow_redirects,
+                    # Explicit, or requests lets REQUESTS_CA_BUNDLE override the connection's "verify".
+                    verify=client._session.verify,
                 )
             except _TRANSPORT_ERRORS as error:
                 last_error = error
@@ -679,6 +689,7 @@ class HdfsStore(Store):
                     data=body(),
                     headers={"Content-Type": "application/octet-stream"},
                     timeout=self.timeout,
+                    verify=self.session.verify,
                 )
             except _TRANSPORT_ERRORS as error:
                 raise StoreError(f"{self.uri(rel)}: upload to the data node failed: {error}") from error
