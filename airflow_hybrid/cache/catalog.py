@@ -655,16 +655,38 @@ class Catalog:
             )
         return removed.rowcount
 
-    def unpin_paths(self, mount: str, paths: Sequence[str]) -> None:
+    def unpin_paths(self, mount: str, paths: Sequence[str]) -> int:
+        """Remove the pins on exactly ``paths``; returns how many there were."""
         entries, pins = self.t.entries, self.t.pins
         with self.write() as conn:
             self._lock_tiers(conn, mount)
-            conn.execute(pins.delete().where(pins.c.mount == mount, pins.c.path.in_(paths)))
+            removed = conn.execute(pins.delete().where(pins.c.mount == mount, pins.c.path.in_(paths)))
             conn.execute(
                 entries.update()
                 .where(entries.c.mount == mount, entries.c.path.in_(paths))
                 .values(pinned=False)
             )
+        return removed.rowcount
+
+    def iter_pinned_paths(self, mount: str, prefix: str = "") -> Iterator[str]:
+        """Pinned logical paths of ``mount`` under ``prefix`` (cached or not yet loaded), paged by path."""
+        pins = self.t.pins
+        last = None
+        while True:
+            stmt = (
+                sa.select(pins.c.path)
+                .where(pins.c.mount == mount, self._under(pins.c.path, prefix))
+                .order_by(pins.c.path)
+                .limit(_BATCH)
+            )
+            if last is not None:
+                stmt = stmt.where(pins.c.path > last)
+            with self.read() as conn:
+                paths = list(conn.execute(stmt).scalars())
+            yield from paths
+            if len(paths) < _BATCH:
+                return
+            last = paths[-1]
 
     # -- reporting ----------------------------------------------------------------------------------
     def usage(self, mount: str) -> list[TierUsage]:

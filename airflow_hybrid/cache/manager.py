@@ -420,21 +420,44 @@ class CacheManager:
         count, size = self.catalog.pin(self.mount_name, requests, configs, default, self.clock())
         return PinResult(count, size)
 
-    def unpin(self, paths: Iterable[str]) -> int:
-        """Remove pins on files or directories (``""`` = everything); returns how many were removed."""
-        return sum(self.catalog.unpin(self.mount_name, normalize_path(p)) for p in paths)
+    def unpin(self, paths: Iterable[str], *, match: Callable[[str], bool] | None = None) -> int:
+        """Remove pins on files or directories (``""`` = everything); returns how many were removed.
+
+        :param match: only pins whose logical path satisfies it (e.g. a glob below a directory).
+        """
+        removed = 0
+        for prefix in paths:
+            prefix = normalize_path(prefix)
+            if match is None:
+                removed += self.catalog.unpin(self.mount_name, prefix)
+                continue
+            batch: list[str] = []
+            for path in self.catalog.iter_pinned_paths(self.mount_name, prefix):  # paged: safe to unpin meanwhile
+                if match(path):
+                    batch.append(path)
+                if len(batch) >= 500:
+                    removed, batch = removed + self.catalog.unpin_paths(self.mount_name, batch), []
+            if batch:
+                removed += self.catalog.unpin_paths(self.mount_name, batch)
+        return removed
 
     # -- removal ------------------------------------------------------------------------------------
-    def free(self, paths: Iterable[str], force: bool = False) -> DropResult:
+    def free(
+        self, paths: Iterable[str], force: bool = False, *, match: Callable[[str], bool] | None = None
+    ) -> DropResult:
         """Drop the cached copies of files or directories (never the source).
 
         Pinned copies are kept (and counted in ``skipped_pinned``) unless ``force``, which also unpins them.
+
+        :param match: only copies whose logical path satisfies it (e.g. a glob below a directory).
         """
         files = size = skipped = 0
         for prefix in paths:
             prefix = normalize_path(prefix)
             batch: list[CachedEntry] = []
             for entry in self.catalog.iter_entries(self.mount_name, prefix, state=READY):
+                if match is not None and not match(entry.path):
+                    continue
                 if entry.pinned and not force:
                     skipped += 1
                     continue
@@ -445,7 +468,7 @@ class CacheManager:
             result = self._drop(batch)
             files, size = files + result.files, size + result.bytes
             if force:
-                self.catalog.unpin(self.mount_name, prefix)
+                self.unpin([prefix], match=match)
         return DropResult(files, size, skipped)
 
     def invalidate(self, path: str) -> DropResult:
