@@ -41,11 +41,12 @@ def devstack_up(args) -> None:
     shaping = None
     if args.wan:
         latency_ms, mbps = (float(x) for x in args.wan.split(","))
-        shaping = {"latency_ms": latency_ms, "bandwidth_mbps": mbps}
-    status = control.devstack_up(state_dir, mount_conn_id=args.mount, shaping=shaping)
-    print(f"devstack up: WebHDFS {status['webhdfs_url']}  S3 {status['s3_endpoint']}  data {status['data_dir']}")
+        shaping = {"all": {"latency_ms": latency_ms, "bandwidth": mbps * 1e6}}
+    status = control.devstack_up(state_dir, shaping=shaping)
+    client = control.DevStackClient(status)
+    print(f"devstack up: WebHDFS {client.webhdfs_url}  S3 {client.s3_endpoint}  data {client.data_dir}")
     if not args.no_connections:
-        ids = write_connections(status["connections"])
+        ids = write_connections(client.connections(mount_conn_id=args.mount))
         print(f"connections written: {', '.join(ids)}")
 
 
