@@ -18,15 +18,18 @@ from airflow_hybrid.transfer import copy_file
 
 pytestmark = pytest.mark.integration
 
+BUCKET = "query-devstack"
+
 OLDEST = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
 NEWEST = datetime.datetime(2024, 1, 31, tzinfo=datetime.timezone.utc)
 
 
 @pytest.fixture(scope="module")
 def stack():
-    """Mount ``onprem_union``: ``hdfs:///tmp`` on the WebHDFS server + ``s3://hybrid-lake/lake``."""
-    with DevStack() as devstack, pytest.MonkeyPatch.context() as mp:
-        for key, value in devstack.airflow_env(hdfs_root="/tmp", s3_prefix="lake").items():
+    """Mount ``onprem_union``: ``hdfs:///tmp`` on the WebHDFS server + ``s3://query-devstack/lake``."""
+    # moto's state is process-wide: a bucket of this module's own keeps other tests' objects out.
+    with DevStack(buckets=(BUCKET,)) as devstack, pytest.MonkeyPatch.context() as mp:
+        for key, value in devstack.airflow_env(bucket=BUCKET, hdfs_root="/tmp", s3_prefix="lake").items():
             mp.setenv(key, value)
         mount = HybridMount.from_conn_id("onprem_union")
         tpcds.write_tpcds(mount, member="hdfs", scale_factor=0.05, mtime_range=(OLDEST, NEWEST))

@@ -30,7 +30,7 @@ from airflow_hybrid.resolver import SplitLocationError
 
 pytestmark = pytest.mark.integration
 
-BUCKET = "hybrid-lake"
+BUCKET = "query-emr"
 SQL = "SELECT i_category, sum(ss_ext_sales_price) AS revenue\nFROM store_sales JOIN item ON ss_item_sk = i_item_sk\nGROUP BY i_category;\n"
 SCHEMAS = {
     "store_sales": pa.schema(
@@ -55,11 +55,11 @@ def _parquet(schema, rows) -> bytes:
 @pytest.fixture(scope="module")
 def stack():
     """The devstack with connections ``webhdfs_default``, ``aws_default`` (S3 and EMR) and mount ``lake``
-    (``hdfs:///tmp`` + ``s3://hybrid-lake/lake``, read priority s3,hdfs)."""
-    with DevStack() as devstack, pytest.MonkeyPatch.context() as mp:
-        for key, value in devstack.airflow_env(
-            mount_conn_id="lake", hdfs_root="/tmp", s3_prefix="lake"
-        ).items():
+    (``hdfs:///tmp`` + ``s3://query-emr/lake``, read priority s3,hdfs)."""
+    # moto's state is process-wide: a bucket of this module's own keeps other tests' objects out.
+    with DevStack(buckets=(BUCKET,)) as devstack, pytest.MonkeyPatch.context() as mp:
+        env = devstack.airflow_env(mount_conn_id="lake", bucket=BUCKET, hdfs_root="/tmp", s3_prefix="lake")
+        for key, value in env.items():
             mp.setenv(key, value)
         mount = HybridMount.from_conn_id("lake")
         sale = {"ss_sold_date_sk": 2451000, "ss_item_sk": 1, "ss_ext_sales_price": decimal.Decimal("9.99")}
@@ -167,9 +167,9 @@ def _only_step(emr, cluster_id):
 
 SPARK_SCRIPT = (
     "CREATE OR REPLACE TEMPORARY VIEW store_sales AS "
-    "SELECT * FROM parquet.`s3://hybrid-lake/lake/tpcds/store_sales` UNION ALL "
+    "SELECT * FROM parquet.`s3://query-emr/lake/tpcds/store_sales` UNION ALL "
     "SELECT * FROM parquet.`hdfs:///tmp/tpcds/store_sales`;\n"
-    "CREATE OR REPLACE TEMPORARY VIEW item AS SELECT * FROM parquet.`s3://hybrid-lake/lake/tpcds/item`;\n"
+    "CREATE OR REPLACE TEMPORARY VIEW item AS SELECT * FROM parquet.`s3://query-emr/lake/tpcds/item`;\n"
     "INSERT OVERWRITE DIRECTORY 's3://results-bucket/revenue/' USING parquet\n"
     "SELECT i_category, sum(ss_ext_sales_price) AS revenue\n"
     "FROM store_sales JOIN item ON ss_item_sk = i_item_sk\n"
@@ -205,8 +205,8 @@ def test_spark_sql_step_with_resolved_uris_and_deferral(emr, cluster_id, step_ou
         "cli": "spark-sql",
         "state": "COMPLETED",
         "tables": {
-            "store_sales": ["s3://hybrid-lake/lake/tpcds/store_sales", "hdfs:///tmp/tpcds/store_sales"],
-            "item": ["s3://hybrid-lake/lake/tpcds/item"],
+            "store_sales": ["s3://query-emr/lake/tpcds/store_sales", "hdfs:///tmp/tpcds/store_sales"],
+            "item": ["s3://query-emr/lake/tpcds/item"],
         },
     }
 
@@ -217,7 +217,7 @@ CREATE TABLE hive.hybrid.store_sales__0 (
   ss_sold_date_sk INTEGER,
   ss_item_sk BIGINT,
   ss_ext_sales_price DECIMAL(7,2)
-) WITH (external_location = 's3://hybrid-lake/lake/tpcds/store_sales', format = 'PARQUET');
+) WITH (external_location = 's3://query-emr/lake/tpcds/store_sales', format = 'PARQUET');
 DROP TABLE IF EXISTS hive.hybrid.store_sales__1;
 CREATE TABLE hive.hybrid.store_sales__1 (
   ss_sold_date_sk INTEGER,
@@ -230,10 +230,10 @@ CREATE TABLE hive.hybrid.item__0 (
   i_item_sk BIGINT,
   i_category VARCHAR,
   i_rec_start_date DATE
-) WITH (external_location = 's3://hybrid-lake/lake/tpcds/item', format = 'PARQUET');
+) WITH (external_location = 's3://query-emr/lake/tpcds/item', format = 'PARQUET');
 CREATE OR REPLACE VIEW hive.hybrid.item AS SELECT * FROM hive.hybrid.item__0;
 DROP TABLE IF EXISTS hive.hybrid.{result};
-CREATE TABLE hive.hybrid.{result} WITH (external_location = 's3://hybrid-lake/lake/results/daily/2024-01-01/', format = 'PARQUET') AS
+CREATE TABLE hive.hybrid.{result} WITH (external_location = 's3://query-emr/lake/results/daily/2024-01-01/', format = 'PARQUET') AS
 SELECT i_category, sum(ss_ext_sales_price) AS revenue
 FROM store_sales JOIN item ON ss_item_sk = i_item_sk
 GROUP BY i_category;"""
@@ -247,7 +247,7 @@ def test_trino_and_presto_steps_define_typed_external_tables(emr, cluster_id, st
     operator = _operator(cluster_id, emr_cli=cli, output_path="hybrid://lake/results/daily/2024-01-01")
     _submit(operator)
     args = _only_step(emr, cluster_id)["Config"]["Args"]
-    result = result_table_name("s3://hybrid-lake/lake/results/daily/2024-01-01/")
+    result = result_table_name("s3://query-emr/lake/results/daily/2024-01-01/")
     assert args == [
         command,
         "--catalog",
@@ -343,4 +343,4 @@ def test_default_output_prefix_is_per_run(emr, cluster_id, step_outcome):
     with pytest.raises(TaskDeferred) as deferred:
         operator.execute({"run_id": "scheduled__2024-01-02T00:00:00+00:00"})
     output = deferred.value.kwargs["summary"]["output_path"]
-    assert output == "s3://hybrid-lake/lake/results/adhoc_airflow/q/scheduled__2024-01-02T00_00_00_00_00/"
+    assert output == "s3://query-emr/lake/results/adhoc_airflow/q/scheduled__2024-01-02T00_00_00_00_00/"
