@@ -12,6 +12,9 @@ from urllib.parse import urlparse
 
 from airflow_hybrid.stores.base import CHUNK_SIZE, FileInfo, Store, normalize_path
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 class _RangeReader(BinaryIO):
     """File object limited to ``length`` bytes from its current position."""
@@ -109,6 +112,7 @@ class LocalStore(Store):
             with os.fdopen(fd, "wb") as out:
                 while chunk := stream.read(CHUNK_SIZE):
                     out.write(chunk)
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual mode
             os.replace(tmp, local)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -147,3 +147,16 @@ def test_normalize_path_rules():
         normalize_path("a\x00b")
     with pytest.raises(PathEscapeError):
         normalize_path(None)
+
+
+def test_written_files_get_the_usual_mode_not_mkstemps_0600(tmp_path):
+    import io
+    import os
+
+    from airflow_hybrid.stores.local import LocalStore
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    store = LocalStore(str(tmp_path))
+    store.write("a/b.bin", io.BytesIO(b"x"))
+    assert (tmp_path / "a" / "b.bin").stat().st_mode & 0o777 == 0o666 & ~umask
