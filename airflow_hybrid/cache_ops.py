@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_hybrid.cache.exceptions import CacheConfigError
+from airflow_hybrid.cache.exceptions import CacheConfigError, CacheQuotaError
 from airflow_hybrid.cache.manager import LoadResult
 from airflow_hybrid.stores.base import FileInfo, normalize_path
 from airflow_hybrid.transfer import ProgressTracker, format_bytes
@@ -43,6 +43,7 @@ GLOB_CHARS = frozenset("*?[")
 #: Failures kept (with their reasons) in a summary; the counts are always complete.
 MAX_FAILURES_KEPT = 10
 _SPOOL_MEMORY = 8 * 1024 * 1024
+DEFERRED = "deferred"
 
 
 class NoMatchError(FileNotFoundError):
@@ -365,7 +366,7 @@ def prefetch(
             summary.pinned, summary.pinned_bytes = pinned.files, pinned.bytes
         tracker = ProgressTracker(files.files, files.bytes, interval=progress_interval, logger=logger,
                                   label=f"Prefetch into {mount.name}:{target}")
-        _load_all(mount, cache, files, target, ttl, concurrency, summary, tracker)
+        _load_all(mount, cache, files, target, ttl, concurrency, summary, tracker, logger)
     summary.elapsed = time.monotonic() - started
     logger.info("%s", summary.message())
     return summary
@@ -380,11 +381,15 @@ def _load_all(
     concurrency: int,
     summary: PrefetchSummary,
     tracker: ProgressTracker,
+    logger: logging.Logger,
 ) -> None:
     lock = threading.Lock()
     window = threading.BoundedSemaphore(2 * concurrency)
+    quota = cache.tiers[tier].config.quota
+    #: Files refused because the tier was full of loads in flight (ours included): retried one at a time.
+    deferred = FileListing()
 
-    def load(listed: FileInfo) -> tuple[str, int, str | None]:
+    def load(listed: FileInfo, may_defer: bool = True) -> tuple[str, int, str | None]:
         """``(status, bytes, member or error)`` of one file."""
         try:
             member, info = mount.resolve(listed.path)
@@ -393,9 +398,15 @@ def _load_all(
                 listed.path, member, info, lambda: store.open_read(listed.path), tier=tier, ttl=ttl,
                 source_uri=store.uri(listed.path),
             )
+        except CacheQuotaError as err:
+            if may_defer and listed.size <= quota:
+                return DEFERRED, int(listed.size), str(err)
+            reason = f"{type(err).__name__}: {err}"
+            logger.warning("Not loaded: %s:%s: %s", mount.name, listed.path, reason)
+            return "failed", int(listed.size), reason
         except Exception as err:  # one file's failure does not stop the others
             reason = f"{type(err).__name__}: {err}"
-            log.warning("Prefetch of %s:%s failed: %s", mount.name, listed.path, reason)
+            logger.warning("Not loaded: %s:%s: %s", mount.name, listed.path, reason)
             return "failed", int(listed.size), reason
         size = result.bytes if result.status == LoadResult.LOADED else int(info.size)
         return result.status, size, member
@@ -403,6 +414,9 @@ def _load_all(
     def finish(listed: FileInfo, outcome: tuple[str, int, str | None]) -> None:
         status, size, detail = outcome
         with lock:
+            if status == DEFERRED:
+                deferred.add(listed)
+                return
             if status != "failed":
                 summary.source_members.add(str(detail))
             if status == LoadResult.LOADED:
@@ -433,14 +447,21 @@ def _load_all(
         finally:
             window.release()
 
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="prefetch") as pool:
-        try:
-            for listed in files:
-                window.acquire()
-                pool.submit(task, listed)
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="prefetch") as pool:
+            try:
+                for listed in files:
+                    window.acquire()
+                    pool.submit(task, listed)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        if deferred.files:
+            logger.info("Retrying %d files one at a time: the tier was full of loads in flight", deferred.files)
+        for listed in deferred:
+            finish(listed, load(listed, may_defer=False))
+    finally:
+        deferred.close()
     tracker.maybe_log(force=True)
 
 

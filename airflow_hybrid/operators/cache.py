@@ -156,8 +156,6 @@ class HybridPrefetchOperator(_MountCacheOperator):
              for prefix in prefixes],
             [cache.tiers[summary.tier].config.uri],
         )
-        for failure in summary.failures:
-            self.log.warning("Not loaded: %s: %s", failure["path"], failure["error"])
         return summary
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
