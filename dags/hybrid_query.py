@@ -4,7 +4,7 @@ Hybrid lake: SQL over the TPC-DS tables, wherever their files live.
 Two DAGs, because they answer two different needs:
 
 * ``hybrid_query`` runs when the data is ready: it is scheduled on the Assets
-  ``hybrid://onprem_union/tpcds/{store_sales,item,date_dim}`` (produced by the cache-warming and migration
+  ``hybrid://onprem_union/{store_sales,item,date_dim}`` (produced by the cache-warming and migration
   DAGs) and runs TPC-DS queries 3, 42, 52 and 55 (their text from the generator's own query set). Each result
   goes to ``hybrid://<mount>/results/hybrid_query/<task>/<run_id>.parquet``.
 * ``hybrid_query_daily`` is a daily report, ``@daily``: its SQL filters the sales of its data interval
@@ -26,11 +26,13 @@ from airflow.sdk import DAG, Asset, Param
 from airflow_hybrid.operators.query import HybridQueryOperator
 
 MOUNT = "onprem_union"
-BASE_PATH = "tpcds"
+BASE_PATH = ""  # the tables sit at the mount root: hdfs:///tmp/tpcds/<table>/ on the devstack
 TABLES = ("store_sales", "item", "date_dim")
 TPCDS_QUERIES = (3, 42, 52, 55)
 #: The tables as Assets; the cache-warming and migration DAGs list the same URIs as their outlets.
-TABLE_ASSETS = {table: Asset(f"hybrid://{MOUNT}/{BASE_PATH}/{table}") for table in TABLES}
+TABLE_ASSETS = {
+    table: Asset(f"hybrid://{MOUNT}/" + "/".join(part for part in (BASE_PATH, table) if part)) for table in TABLES
+}
 
 DAILY_SALES_SQL = """
 SELECT d.d_date AS sold_date,

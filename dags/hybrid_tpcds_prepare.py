@@ -34,7 +34,7 @@ with DAG(
         "scale_factor": Param(
             0.1, type="number", exclusiveMinimum=0, description="TPC-DS scale factor (1 = ~1 GB)."
         ),
-        "base_path": Param("tpcds", type="string", description="Logical directory of the lake in the mount."),
+        "base_path": Param("", type="string", description="Logical directory of the lake in the mount ('' = its root)."),
         "files_per_table": Param(4, type="integer", minimum=1, description="Parquet files per table."),
         "mtime_spread_days": Param(
             60,

@@ -59,7 +59,7 @@ def _reference(hdfs: Path, sql: str) -> list[tuple]:
     """The answer of DuckDB over the plain Parquet files the prepare DAG wrote."""
     con = duckdb.connect()
     for table in tpcds.TPCDS_TABLES:
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{hdfs}/tpcds/{table}/*.parquet')")
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{hdfs}/{table}/*.parquet')")
     return con.execute(sql).fetchall()
 
 
@@ -87,11 +87,11 @@ def _return_value(run, task_id: str):
 def test_prepare_dag_writes_the_lake_and_its_ddl(lake):
     hdfs, s3 = lake
     for table in tpcds.TPCDS_TABLES:
-        assert sorted(os.listdir(hdfs / "tpcds" / table)) == [f"part-{i:05d}.parquet" for i in range(3)]
-    assert not (s3 / "tpcds").exists()
-    ddl = (hdfs / "tpcds" / "create-table.sql").read_text()
-    assert f"LOCATION 'file://{hdfs}/tpcds/store_sales/';" in ddl
-    mtimes = [os.stat(hdfs / "tpcds" / "store_sales" / f"part-{i:05d}.parquet").st_mtime for i in range(3)]
+        assert sorted(os.listdir(hdfs / table)) == [f"part-{i:05d}.parquet" for i in range(3)]
+    assert not any(s3.iterdir())  # nothing in the S3 member yet
+    ddl = (hdfs / "create-table.sql").read_text()
+    assert f"LOCATION 'file://{hdfs}/store_sales/';" in ddl
+    mtimes = [os.stat(hdfs / "store_sales" / f"part-{i:05d}.parquet").st_mtime for i in range(3)]
     assert mtimes[2] - mtimes[0] == pytest.approx(30 * 86400)
 
 
