@@ -191,6 +191,9 @@ class Migrator:
         self.verify = verify
         self.attempts = attempts
         self.retry_delay = retry_delay
+        #: Per STORE member, the paths with an open multipart upload when :meth:`run` started (``None``:
+        #: not listed, so every key is checked before it is written).
+        self._orphans: dict[str, set[str]] | None = None
 
     # -- one file -------------------------------------------------------------------------------------
     def migrate_file(self, entry: PlanEntry) -> FileOutcome:
@@ -241,9 +244,11 @@ class Migrator:
 
         copied = 0
         written: list[Store] = []
+        after: FileInfo | None = None  # the source's status right after the last copy, when fresh
         for member in self.policy.store_members:
             dst = self.mount.members[member]
             if self._holds_identical(src, dst, path, current):
+                after = None
                 continue
             if not self.copy:
                 return (
@@ -251,11 +256,7 @@ class Migrator:
                     copied,
                     f"{dst.uri(path)} holds no copy (the bulk copy did not produce one); kept",
                 )
-            abort = getattr(dst, "abort_open_uploads", None)
-            if abort is not None:
-                aborted = abort(path)
-                if aborted:
-                    log.info("Aborted %d orphaned multipart upload(s) of %s", aborted, dst.uri(path))
+            self._abort_orphans(member, dst, path)
             try:
                 result = copy_file(src, path, dst, path, verify=self.verify, expected=current)
             except SourceChangedError as err:  # copy_file deleted the copy it made
@@ -263,9 +264,11 @@ class Migrator:
                 return KEPT, copied, f"{err}; kept"
             copied += result.size
             written.append(dst)
+            after = result.source  # copy_file stat'ed the source once the copy was complete
 
         # Every STORE member holds a verified copy; the source must still be the planned file.
-        after = _stat(src, path)
+        if after is None:
+            after = _stat(src, path)
         if after is None:
             return (MOVED if written else SKIPPED), copied, None
         if not entry.unchanged(after):
@@ -278,6 +281,23 @@ class Migrator:
             )
         src.delete(path)
         return (MOVED if written else SKIPPED), copied, None
+
+    def _abort_orphans(self, member: str, dst: Store, path: str) -> None:
+        """Abort multipart uploads of ``path`` a killed run left open (they would otherwise stay forever)."""
+        abort = getattr(dst, "abort_open_uploads", None)
+        if abort is None or (self._orphans is not None and path not in self._orphans.get(member, ())):
+            return
+        aborted = abort(path)
+        if aborted:
+            log.info("Aborted %d orphaned multipart upload(s) of %s", aborted, dst.uri(path))
+
+    def _list_orphans(self, prefix: str) -> dict[str, set[str]]:
+        orphans: dict[str, set[str]] = {}
+        for member in self.policy.store_members:
+            uploads = getattr(self.mount.members[member], "list_open_uploads", None)
+            if uploads is not None:
+                orphans[member] = {upload.path for upload in uploads(prefix)}
+        return orphans
 
     def _source_gone(self, entry: PlanEntry) -> tuple[str, int, str | None]:
         """The source no longer exists: moved by an earlier run if every STORE member holds it."""
@@ -369,13 +389,19 @@ class Migrator:
         on_outcome: Callable[[FileOutcome], Any] | None = None,
         progress: ProgressTracker | None = None,
         max_failures_kept: int = 20,
+        prefix: str | None = None,
     ) -> MigrationSummary:
         """Migrate every entry on ``concurrency`` threads; at most ``2 * concurrency`` are in flight.
 
         ``on_outcome`` and ``progress`` are called from the calling thread, in completion order.
+
+        :param prefix: a path every entry is below (the plan's path): the open multipart uploads under it
+            are listed once, and only keys having one are cleaned before they are written, instead of one
+            listing per file. Uploads started after the listing belong to concurrent writers and are spared.
         """
         if concurrency < 1:
             raise ValueError(f"concurrency={concurrency} must be at least 1")
+        self._orphans = self._list_orphans(prefix) if prefix is not None else None
         summary = MigrationSummary()
         started = time.monotonic()
 

@@ -256,7 +256,8 @@ class UfsMigrateOperator(BaseOperator):
         recorder = OutcomeRecorder(state, self._policy_name(plan), mount.name, plan.plan_id)
         try:
             summary = self._migrator(mount, plan.policy, copy=copy).run(
-                self._entries(plan, batches), concurrency=self.concurrency, on_outcome=recorder, progress=progress
+                self._entries(plan, batches), concurrency=self.concurrency, on_outcome=recorder,
+                progress=progress, prefix=plan.path,
             )
         finally:
             recorder.flush()

@@ -75,18 +75,22 @@ class Dataset:
 
 
 def make_dataset(mount: HybridMount, *, seed: int, small: int, medium: int = 0, large: int = 0,
-                 new: int = 2, large_size: int = 11 * MiB) -> Dataset:
+                 new: int = 2, large_size: int = 11 * MiB, mixed: bool = False) -> Dataset:
     """Old files: ``small`` of 0-64 KiB (one of them empty), ``medium`` of 1-3 MiB, ``large`` multipart
-    ones; plus ``new`` recent files, all below a fresh directory."""
+    ones; plus ``new`` recent files, all below a fresh directory. ``mixed`` puts the old files of every
+    size in one directory, in a shuffled order (so large files do not all come last)."""
     rng = random.Random(seed)
     dataset = Dataset(mount, f"migrate-{uuid.uuid4().hex[:10]}")
-    for i in range(small):
-        size = 0 if i == 0 else rng.randrange(1, 64 * 1024)
-        dataset.add(f"small/part-{i:05d}.bin", payload(rng, size), old=True)
-    for i in range(medium):
-        dataset.add(f"medium/part-{i:05d}.bin", payload(rng, rng.randrange(MiB, 3 * MiB)), old=True)
-    for i in range(large):
-        dataset.add(f"large/part-{i:05d}.bin", payload(rng, large_size + i * 12345), old=True)
+    sizes = [("small", 0 if i == 0 else rng.randrange(1, 64 * 1024)) for i in range(small)]
+    sizes += [("medium", rng.randrange(MiB, 3 * MiB)) for _ in range(medium)]
+    sizes += [("large", large_size + i * 12345) for i in range(large)]
+    if mixed:
+        rng.shuffle(sizes)
+    counters: dict[str, int] = {}
+    for kind, size in sizes:
+        directory = "mixed" if mixed else kind
+        index = counters[directory] = counters.get(directory, -1) + 1
+        dataset.add(f"{directory}/part-{index:05d}.bin", payload(rng, size), old=True)
     for i in range(new):
         dataset.add(f"small/new-{i:05d}.bin", payload(rng, rng.randrange(1, 32 * 1024)), old=False)
     return dataset

@@ -1,0 +1,180 @@
+"""Crash safety: the operator, in its own process, is killed with SIGKILL at random points, over and over.
+
+Each run executes the same plan in a fresh child process and is killed once the devstack has served a
+number of *mutating* requests (S3 PutObject / CreateMultipartUpload / UploadPart / CompleteMultipartUpload,
+WebHDFS DELETE) drawn from a seeded RNG, so kills land between any two steps of a migration: mid
+multipart upload, between upload and verification, between verification and removal... After every
+kill no byte may be lost: every old file is readable, identical, from HDFS or S3, and every S3 object is
+a complete copy. A last run then finishes the job: every file exists exactly once (in S3, not in HDFS),
+byte-identical, with no multipart upload left open.
+
+To keep many runs affordable, a parent process imports Airflow and the provider once and forks one child
+per run (``os.fork``, as Airflow's own task runner does); the child runs ``UfsMigrateOperator.execute``
+and is what gets killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from airflow_hybrid.devstack.stack import airflow_env
+from airflow_hybrid.fs import HybridFileSystem
+from airflow_hybrid.policy.planner import plan_migration
+from tests.integration.migrate_support import MOUNT, POLICY, Dataset, make_dataset
+from tests.integration.migrate_support import lake as lake  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNS = 24
+SEED = 20240611
+MUTATIONS = {
+    "s3": ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"),
+    "webhdfs": ("DELETE",),
+}
+
+#: Reads ``<mount> <plan_id>`` lines; forks a child per line that runs the operator; reports
+#: ``PID <pid>``, the child's ``SUMMARY <json>`` if it finishes, and ``EXIT <status>``.
+FORKING_WORKER = """
+import json, os, sys, traceback
+from airflow_hybrid.operators.migrate import UfsMigrateOperator
+
+for line in sys.stdin:
+    mount, plan_id = line.split()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            operator = UfsMigrateOperator(task_id="migrate", mount_conn_id=mount, plan_id=plan_id, concurrency=4,
+                                          retry_delay=0.1, fail_on_error=False, progress_interval=1.0)
+            print("SUMMARY " + json.dumps(operator.execute({})), flush=True)
+            os._exit(0)
+        except BaseException:
+            traceback.print_exc()
+            sys.stdout.flush()
+            os._exit(1)
+    print(f"PID {pid}", flush=True)
+    print(f"EXIT {os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}", flush=True)
+"""
+
+
+class ForkingWorker:
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", FORKING_WORKER], cwd=ROOT, env=os.environ.copy(), text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put("CLOSED")
+
+    def _next(self, prefix: str, output: list[str]) -> str:
+        while True:
+            line = self.lines.get(timeout=300)
+            output.append(line)
+            if line.startswith(prefix) or line == "CLOSED":
+                assert line != "CLOSED", "\n".join(output[-50:])
+                return line[len(prefix):]
+
+    def start(self, plan_id: str, output: list[str]) -> int:
+        self.process.stdin.write(f"{MOUNT} {plan_id}\n")
+        self.process.stdin.flush()
+        return int(self._next("PID ", output))
+
+    def finish(self, output: list[str]) -> int:
+        """Wait for the child's exit; its exit code (negative: killed by that signal)."""
+        return int(self._next("EXIT ", output))
+
+    def exited(self, output: list[str]) -> bool:
+        """Whether the child ended (drains the lines it printed)."""
+        while True:
+            try:
+                line = self.lines.get_nowait()
+            except queue.Empty:
+                return False
+            output.append(line)
+            if line.startswith("EXIT "):
+                self.lines.put(line)  # keep it for finish()
+                return True
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def _mutations(devstack) -> int:
+    stats = devstack.stats()
+    return sum(stats[server].get(op, 0) for server, ops in MUTATIONS.items() for op in ops)
+
+
+def _assert_nothing_lost(dataset: Dataset, rng: random.Random) -> None:
+    """Whatever the point of the kill: each old file is somewhere, whole; S3 holds only complete copies."""
+    in_s3 = {info.path: info for info in dataset.s3.walk_files(dataset.root)} if dataset.s3.exists(dataset.root) else {}
+    in_hdfs = {info.path: info for info in dataset.hdfs.walk_files(dataset.root)}
+    assert set(in_s3) <= set(dataset.old), sorted(set(in_s3) - set(dataset.old))
+    assert set(in_hdfs) >= set(dataset.new)
+    for path, data in dataset.old.items():
+        assert path in in_s3 or path in in_hdfs, f"{path} was lost"
+        if path in in_s3:
+            assert dataset.read("s3", path) == data, f"incomplete or wrong copy of {path} in S3"
+        if path in in_hdfs:
+            assert in_hdfs[path].size == len(data), f"{path} damaged in HDFS"
+    fs = HybridFileSystem()
+    for path in rng.sample(sorted(dataset.old), 10):
+        assert fs.cat_file(f"hybrid://{MOUNT}/{path}") == dataset.old[path]
+
+
+def test_sigkill_at_random_points_then_a_rerun_converges(lake, devstack, monkeypatch):
+    # Small parts (5 MiB, 2 in flight) so a large file takes several requests to upload: more kill points.
+    connections = devstack.connections()
+    connections[MOUNT]["extra"]["members"]["s3"]["options"] = {"part_size": "5MiB", "upload_concurrency": 2}
+    for name, value in airflow_env(connections).items():
+        monkeypatch.setenv(name, value)
+    dataset = make_dataset(lake, seed=SEED, small=90, medium=3, large=6, new=3, mixed=True)
+    plan = plan_migration(lake, dataset.root, POLICY)
+    rng = random.Random(SEED)
+    kills, orphans, progress = 0, 0, []
+    worker = ForkingWorker()
+    try:
+        for _ in range(RUNS):
+            output: list[str] = []
+            threshold = rng.randint(1, 10)
+            start = _mutations(devstack)
+            pid = worker.start(plan.plan_id, output)
+            while not worker.exited(output) and _mutations(devstack) - start < threshold:
+                time.sleep(0.001)
+            if not worker.exited(output):
+                os.kill(pid, signal.SIGKILL)
+            code = worker.finish(output)
+            assert code in (0, -signal.SIGKILL), "\n".join(output[-60:])
+            kills += code == -signal.SIGKILL
+            _assert_nothing_lost(dataset, rng)
+            orphans += len(list(dataset.s3.list_open_uploads(dataset.root)))
+            progress.append(len(dataset.s3_paths()))
+
+        assert kills >= RUNS // 2, f"only {kills} of {RUNS} runs were killed before finishing"
+        assert orphans > 0, "no kill landed inside a multipart upload"
+        output = []
+        worker.start(plan.plan_id, output)
+        assert worker.finish(output) == 0, "\n".join(output[-60:])
+    finally:
+        worker.close()
+    print(f"{kills} kills; S3 copies after each run: {progress}; open uploads left by kills: {orphans}")
+    summary = json.loads(next(line for line in reversed(output) if line.startswith("SUMMARY "))[8:])
+    assert summary["failed"] == summary["kept"] == 0, summary
+    assert summary["moved"] + summary["skipped"] == len(dataset.old)
+    dataset.assert_migrated()  # exactly once, in S3 only, identical, no open multipart upload
