@@ -6,6 +6,11 @@ thread through a bounded in-memory pipe (a few chunks; a slow tier slows the rea
 memory). The reader never waits for a whole copy. The fill succeeds only when the reader reached the end of
 the source and the copy holds exactly the expected bytes; anything else (closed early, source longer or
 shorter than announced, the tier failing) aborts the fill, and the store discards the partial write.
+
+The fill completes as soon as the reader has taken the announced size and the source confirms its end, even
+if the reader keeps the stream open: engines reading through fsspec (DuckDB) keep file handles until garbage
+collection, and a fill waiting for ``close`` would hold the file's load claim all that time, so ranged reads
+of the same file could not load it either.
 """
 
 from __future__ import annotations
@@ -112,6 +117,8 @@ class FillingReader(io.RawIOBase):
         self._heartbeat = heartbeat
         self.name = name
         self._seen = 0
+        #: A byte read past the announced size while confirming the end; handed to the reader next.
+        self._pending = b""
         self._filling = True
         self._written: FileInfo | None = None
         self._error: BaseException | None = None
@@ -136,14 +143,33 @@ class FillingReader(io.RawIOBase):
     def read(self, n: int | None = -1) -> bytes:
         if self.closed:
             raise ValueError("I/O operation on closed file")
+        if self._pending and n != 0:
+            data, self._pending = self._pending, b""
+            if n is None or n < 0:
+                data += self._source.read()
+            elif n > len(data):
+                data += self._source.read(n - len(data))
+            self._seen += len(data)
+            return data
         data = self._source.read() if n is None or n < 0 else self._source.read(n)
         if data:
             self._seen += len(data)
             if self._filling:
                 self._feed(bytes(data))
+                if self._filling and self._seen == self._expected:
+                    self._confirm_end()
         elif self._filling and n != 0:
             self._finish()
         return data
+
+    def _confirm_end(self) -> None:
+        """The reader has the announced size: complete the fill now if the source ends there too."""
+        extra = self._source.read(1)
+        if extra:
+            self._pending = extra
+            self._abort("source is longer than its announced size")
+        else:
+            self._finish()
 
     def readinto(self, buffer) -> int:
         data = self.read(len(buffer))
