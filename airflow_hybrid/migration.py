@@ -55,12 +55,14 @@ from airflow_hybrid.transfer import (
 log = logging.getLogger(__name__)
 
 #: Outcomes of one file.
-MOVED = "moved"  # copied to every STORE member (at least one copy written now) and removed from its source
-SKIPPED = (
-    "skipped"  # nothing to copy: every STORE member already held an identical copy (or it was moved before)
-)
-KEPT = "kept"  # the source changed or vanished: not removed, by design
-FAILED = "failed"  # an error or a conflict: not removed
+#: Copied to every STORE member (at least one copy made by this run) and removed from its source.
+MOVED = "moved"
+#: Nothing copied: every STORE member already held an identical copy (or the file was moved before).
+SKIPPED = "skipped"
+#: The source changed or vanished: not removed, by design.
+KEPT = "kept"
+#: An error or a conflict: not removed.
+FAILED = "failed"
 OUTCOMES = (MOVED, SKIPPED, KEPT, FAILED)
 
 #: Errors a later attempt may get past (5xx after the store's own retries, dropped connections).
@@ -160,7 +162,7 @@ class Migrator:
     :param mount: the union mount (its ``members`` are used).
     :param policy: the policy the plan was made with (names the STORE members).
     :param copy: write missing copies (``False``: only verify copies another engine wrote, e.g. S3DistCp,
-        and remove the sources whose copies verify).
+        and remove the sources whose copies verify; those files count as moved, their bytes as written).
     :param verify: how a fresh copy is verified (see :func:`~airflow_hybrid.transfer.copy_file`).
     :param attempts: attempts per file for transient errors.
     :param retry_delay: first backoff in seconds, doubled per attempt (capped at 30 s).
@@ -249,6 +251,9 @@ class Migrator:
             dst = self.mount.members[member]
             if self._holds_identical(src, dst, path, current):
                 after = None
+                if not self.copy:  # verifying a bulk copier's work: the copy it made is this run's
+                    copied += current.size
+                    written.append(dst)
                 continue
             if not self.copy:
                 return (
