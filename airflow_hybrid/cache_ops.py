@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_hybrid.cache.exceptions import CacheConfigError, CacheQuotaError
+from airflow_hybrid.cache.exceptions import CacheConfigError, CacheError, CacheQuotaError
 from airflow_hybrid.cache.manager import LoadResult
 from airflow_hybrid.stores.base import FileInfo, normalize_path
 from airflow_hybrid.transfer import ProgressTracker, format_bytes
@@ -542,6 +542,9 @@ def close_mount(mount: HybridMount) -> None:
     """Close the mount's cache (its background loads and tier stores) and member stores; errors are logged."""
     try:
         cache = mount.cache
+    except CacheError:
+        cache = None  # never built (an invalid configuration, reported where it was first used)
+    try:
         if cache is not None:
             cache.close()
     except Exception:

@@ -64,6 +64,8 @@ def lake(tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_LAKE", json.dumps({"conn_type": "hybrid_mount", "extra": extra}))
     nocache = {k: v for k, v in extra.items() if k != "cache"}
     monkeypatch.setenv("AIRFLOW_CONN_NOCACHE", json.dumps({"conn_type": "hybrid_mount", "extra": nocache}))
+    badcache = {**nocache, "cache": {"tiers": [{"alias": "MEM", "uri": f"file://{tmp_path}/m", "quota": "-5MB"}]}}
+    monkeypatch.setenv("AIRFLOW_CONN_BADCACHE", json.dumps({"conn_type": "hybrid_mount", "extra": badcache}))
     return tmp_path, data
 
 
@@ -273,6 +275,7 @@ def test_prefetch_operator_fails_on_failed_files_unless_told_not_to(lake):
         ({"paths": "t/nope"}, r"'t/nope': no such file or directory in mount 'lake'"),
         ({"paths": "t", "tier": "NVME"}, r"unknown cache tier 'NVME' for mount 'lake'; configured tiers: MEM, SSD"),
         ({"paths": "t", "mount_conn_id": "nocache"}, r"mount 'nocache' has no cache: add a 'cache' section"),
+        ({"paths": "t", "mount_conn_id": "badcache"}, r"CacheConfigError: cache.tiers\[0\].quota: negative quota"),
         ({"paths": "{{ params.p }}", "params": {"p": "../outside"}}, r"PathEscapeError: path '../outside' escapes"),
     ],
 )

@@ -1,0 +1,296 @@
+"""Benchmark: DuckDB over ``hybrid://`` through a WAN-like link, cold and warm, against a local directory.
+
+One run prints the figures (nothing is asserted about speed)::
+
+    .venv/bin/python bench/bench_cache.py [--scale-factor 1] [--files 12] [--latency-ms 20] [--bandwidth-mb 50]
+
+What it does:
+
+1. starts the devstack (WebHDFS + S3 servers) in a background process and writes TPC-DS ``store_sales``
+   (``airflow_hybrid.tpcds``; DuckDB-generated synthetic rows if the TPC-DS extension is missing) as Parquet
+   files to a local directory, then uploads them to the HDFS member of the union mount (``s3,hdfs``);
+2. shapes both links like a WAN: a fixed latency per request and a shared bandwidth cap;
+3. runs one aggregate query with DuckDB (``register_filesystem(HybridFileSystem())``) over
+   ``read_parquet('hybrid://bench_lake/tpcds/store_sales/*.parquet')``:
+
+   * cold: empty cache -- ranged reads cross the link and each file is loaded whole into the tier alongside;
+   * warm: after those loads finished, served from the cache tier (a local directory);
+   * local: the same files read by DuckDB from the local directory;
+
+   plus, for context, the same local files through an fsspec filesystem (the Python bridge ``hybrid://``
+   goes through) and a prefetch of the dataset through the link (``cache_ops.prefetch``, what
+   ``HybridPrefetchOperator`` runs).
+
+Every DuckDB run uses a new connection and a new ``HybridFileSystem`` (no engine-side caching carried over),
+and the query results of all runs are checked to be equal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MOUNT = "bench_lake"
+TABLE_PATH = "tpcds/store_sales"
+QUERY = """
+SELECT ss_store_sk,
+       count(*)                       AS sales,
+       sum(ss_quantity)               AS quantity,
+       round(sum(ss_net_paid), 2)     AS net_paid,
+       round(avg(ss_sales_price), 4)  AS avg_price,
+       count(DISTINCT ss_customer_sk) AS customers
+FROM read_parquet('{source}')
+WHERE ss_sold_date_sk IS NOT NULL
+GROUP BY ss_store_sk
+ORDER BY ss_store_sk NULLS LAST
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale-factor", type=float, default=1.0, help="TPC-DS scale factor (1 = ~150 MB)")
+    parser.add_argument("--files", type=int, default=12, help="Parquet files of store_sales")
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="added to every request on the link")
+    parser.add_argument("--bandwidth-mb", type=float, default=50.0, help="link cap in MB/s (10^6 bytes)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the warm and local queries (best kept)")
+    parser.add_argument("--prefetch-concurrency", type=int, default=8)
+    parser.add_argument("--work-dir", help="keep data here (default: a temporary directory, removed)")
+    return parser.parse_args(argv)
+
+
+def setup_environment(work: Path) -> None:
+    """A private AIRFLOW_HOME; must run before Airflow is imported."""
+    home = work / "airflow-home"
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["AIRFLOW_HOME"] = str(home)
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    sys.path.insert(0, str(ROOT))
+
+
+def write_dataset(local_dir: Path, scale_factor: float, files: int, work: Path) -> tuple[str, int]:
+    """store_sales as Parquet under ``local_dir/tpcds/store_sales``; returns (description, rows)."""
+    from airflow_hybrid.mount import HybridMount
+    from airflow_hybrid.tpcds import TpcdsExtensionError, write_tpcds
+
+    mount = HybridMount.from_options("bench_local", {"members": {"local": {"uri": f"file://{local_dir}"}}})
+    try:
+        lake = write_tpcds(mount, tables=("store_sales",), scale_factor=scale_factor, files_per_table=files,
+                           ddl=False, work_dir=str(work))
+        return f"TPC-DS store_sales SF{scale_factor:g}", lake.tables["store_sales"].rows
+    except TpcdsExtensionError as err:
+        print(f"(TPC-DS extension unavailable: {err}; writing synthetic store_sales rows with DuckDB)")
+    import duckdb
+
+    rows = int(2_880_404 * scale_factor)
+    target = local_dir / TABLE_PATH
+    target.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    per_file = -(-rows // files)
+    for i in range(files):
+        start, stop = i * per_file, min((i + 1) * per_file, rows)
+        con.execute(f"""
+            COPY (SELECT 2450816 + (r // 1600)::INT AS ss_sold_date_sk, (hash(r) % 100000)::INT AS ss_customer_sk,
+                         (hash(r * 7) % 12)::INT + 1 AS ss_store_sk, (hash(r * 3) % 100)::INT + 1 AS ss_quantity,
+                         (hash(r * 5) % 20000) / 100.0 AS ss_sales_price, (hash(r * 11) % 500000) / 100.0 AS ss_net_paid,
+                         hash(r * 13) AS ss_ticket_number, repeat('x', (hash(r) % 20)::INT) AS ss_filler
+                  FROM range({start}, {stop}) t(r))
+            TO '{target}/part-{i:05d}.parquet' (FORMAT parquet)""")
+    return f"synthetic store_sales ({rows} rows)", rows
+
+
+def upload(local_dir: Path, hdfs_store) -> None:
+    for path in sorted((local_dir / TABLE_PATH).glob("*.parquet")):
+        with open(path, "rb") as stream:
+            hdfs_store.write(f"{TABLE_PATH}/{path.name}", stream, size_hint=path.stat().st_size)
+
+
+def mount_connection(connections: dict, work: Path) -> dict:
+    extra = json.loads(json.dumps(connections["onprem_union"]["extra"]))
+    extra["cache"] = {
+        "tiers": [{"alias": "SSD", "uri": f"file://{work}/tier-ssd", "quota": "4GB"}],
+        "catalog_url": f"sqlite:///{work}/catalog.db",
+        "metadata_sync_interval": 60,
+    }
+    return {"conn_type": "hybrid_mount", "extra": extra}
+
+
+def source_stats(client) -> tuple[int, int]:
+    """(requests, body bytes) that crossed the shaped links so far."""
+    stats = client.stats()["shaping"]
+    return (sum(int(link.get("requests", 0)) for link in stats.values()),
+            sum(int(link.get("throttled_bytes", 0)) for link in stats.values()))
+
+
+def operations(client) -> dict[str, int]:
+    """Requests per server operation so far (``webhdfs LISTSTATUS_BATCH``, ``s3 HeadObject``...)."""
+    stats = client.stats()
+    return {f"{server} {op}": n for server in ("webhdfs", "s3") for op, n in stats[server].items()}
+
+
+def ops_moved(before: dict[str, int], after: dict[str, int]) -> str:
+    moved = {op: after[op] - before.get(op, 0) for op in after if after[op] != before.get(op, 0)}
+    return ", ".join(f"{op} {n}" for op, n in sorted(moved.items())) or "none"
+
+
+def run_query(source: str, filesystem=None) -> tuple[float, list]:
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET enable_external_file_cache = false")  # no engine-side cache across queries
+        if filesystem is not None:
+            con.register_filesystem(filesystem)
+        started = time.perf_counter()
+        rows = con.execute(QUERY.format(source=source)).fetchall()
+        return time.perf_counter() - started, rows
+    finally:
+        con.close()
+
+
+def hybrid_filesystem():
+    from airflow_hybrid.fs import HybridFileSystem
+
+    return HybridFileSystem(skip_instance_cache=True)
+
+
+def close_filesystem(fs) -> None:
+    from airflow_hybrid import cache_ops
+
+    for mount in fs._mounts.values():
+        cache_ops.close_mount(mount)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = Path(args.work_dir).resolve() if args.work_dir else Path(tempfile.mkdtemp(prefix="hybrid-bench-cache-"))
+    work.mkdir(parents=True, exist_ok=True)
+    setup_environment(work)
+
+    import duckdb
+
+    from airflow_hybrid import cache_ops
+    from airflow_hybrid.devstack.control import DevStackClient, devstack_down, devstack_up
+    from airflow_hybrid.devstack.stack import airflow_env
+    from airflow_hybrid.mount import HybridMount
+    from airflow_hybrid.transfer import format_bytes
+
+    state_dir = work / "devstack"
+    local_dir = work / "local"
+    devstack_up(state_dir, data_dir=work / "devstack-data")
+    try:
+        client = DevStackClient.from_state_dir(state_dir)
+        connections = client.connections()
+        os.environ.update(airflow_env(connections))
+        os.environ[f"AIRFLOW_CONN_{MOUNT.upper()}"] = json.dumps(mount_connection(connections, work))
+
+        print(f"Generating the dataset in {local_dir} ...", flush=True)
+        described, rows = write_dataset(local_dir, args.scale_factor, args.files, work)
+        files = sorted((local_dir / TABLE_PATH).glob("*.parquet"))
+        total = sum(p.stat().st_size for p in files)
+        mount = HybridMount.from_conn_id(MOUNT)
+        upload(local_dir, mount.members["hdfs"])  # at full speed: the link is shaped only from here on
+
+        bandwidth = args.bandwidth_mb * 1e6
+        client.shaping.configure("all", latency_ms=args.latency_ms, bandwidth=bandwidth)
+        hybrid = f"hybrid://{MOUNT}/{TABLE_PATH}/*.parquet"
+        local = f"{local_dir}/{TABLE_PATH}/*.parquet"
+        print(f"\n{described}: {len(files)} Parquet files, {format_bytes(total)}, {rows:,} rows")
+        print(f"mount {MOUNT}: HDFS (WebHDFS devstack) + S3 (moto), read priority s3,hdfs; data on HDFS")
+        print(f"link: {args.latency_ms:g} ms per request, {args.bandwidth_mb:g} MB/s shared (both links); "
+              f"cache tier: local directory; DuckDB {duckdb.__version__}, {os.cpu_count()} CPUs")
+        print("query: " + " ".join(QUERY.format(source="hybrid://.../store_sales/*.parquet").split()))
+        print()
+
+        # cold: empty cache; ranged reads cross the link, whole files load into the tier alongside
+        fs = hybrid_filesystem()
+        requests0, bytes0 = source_stats(client)
+        cold, cold_rows = run_query(hybrid, fs)
+        requests1, bytes1 = source_stats(client)
+        started = time.perf_counter()
+        fs.mount(MOUNT).cache.wait_for_background_loads()
+        fill_wait = time.perf_counter() - started
+        requests2, bytes2 = source_stats(client)
+        close_filesystem(fs)
+        cached = sum(1 for e in mount.cache.entries(TABLE_PATH) if e.state == "ready")
+
+        warm_times, warm_rows, warm_ops = [], None, ""
+        for _ in range(args.repeat):
+            fs = hybrid_filesystem()
+            before = operations(client)
+            elapsed, warm_rows = run_query(hybrid, fs)
+            warm_ops = ops_moved(before, operations(client))
+            warm_times.append(elapsed)
+            close_filesystem(fs)
+        warm_requests, warm_bytes = (now - then for now, then in zip(source_stats(client), (requests2, bytes2), strict=True))
+
+        local_times, local_rows = [], None
+        for _ in range(args.repeat):
+            elapsed, local_rows = run_query(local)
+            local_times.append(elapsed)
+        fsspec_local, fsspec_rows = run_query(f"benchlocal://{local}", _local_fsspec())
+
+        if not (cold_rows == warm_rows == local_rows == fsspec_rows):
+            print("ERROR: the runs returned different results", file=sys.stderr)
+            return 1
+
+        cache_ops.free(mount, TABLE_PATH)
+        before = source_stats(client)
+        started = time.perf_counter()
+        summary = cache_ops.prefetch(mount, f"{TABLE_PATH}/*.parquet", concurrency=args.prefetch_concurrency,
+                                     progress_interval=3600)
+        prefetch = time.perf_counter() - started
+        prefetch_requests = source_stats(client)[0] - before[0]
+        cache_ops.close_mount(mount)
+
+        warm, best_local = min(warm_times), min(local_times)
+        mib = 1024 * 1024
+        print(f"cold   hybrid://, empty cache         {cold:8.2f} s   link: {requests1 - requests0} requests, "
+              f"{(bytes1 - bytes0) / mib:.1f} MiB")
+        print(f"       (whole-file loads finished     {fill_wait:+8.2f} s later; {cached}/{len(files)} files cached, "
+              f"link total {requests2 - requests0} requests, {(bytes2 - bytes0) / mib:.1f} MiB)")
+        print(f"warm   hybrid://, served from tier    {warm:8.2f} s   (best of {args.repeat}; link over the "
+              f"{args.repeat} runs: {warm_requests} requests, {warm_bytes / mib:.2f} MiB)")
+        print(f"       source requests of one warm run: {warm_ops}")
+        print(f"local  DuckDB on a local directory    {best_local:8.2f} s   (best of {args.repeat})")
+        print(f"\nwarm/local ratio: {warm / best_local:.2f}x    cold/warm ratio: {cold / warm:.1f}x")
+        print(f"\ncontext: local directory through an fsspec LocalFileSystem registered in DuckDB: "
+              f"{fsspec_local:.2f} s (the Python filesystem bridge hybrid:// goes through)")
+        print(f"context: prefetch of all files over the link (concurrency {args.prefetch_concurrency}): "
+              f"{prefetch:.2f} s, {summary.loaded} files, {format_bytes(summary.loaded_bytes)}, "
+              f"{summary.loaded_bytes / prefetch / 1e6:.1f} MB/s, {prefetch_requests} requests")
+        return 0
+    finally:
+        devstack_down(state_dir)
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _local_fsspec():
+    """fsspec's LocalFileSystem under its own protocol, so DuckDB goes through the Python bridge (for
+    ``file://`` it would use its native reader)."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    class BenchLocalFileSystem(LocalFileSystem):
+        protocol = ("benchlocal",)
+
+        @classmethod
+        def _strip_protocol(cls, path):
+            if isinstance(path, str) and path.startswith("benchlocal://"):
+                path = path[len("benchlocal://") :]
+            return LocalFileSystem._strip_protocol(path)
+
+        def unstrip_protocol(self, name: str) -> str:
+            return f"benchlocal://{self._strip_protocol(name)}"
+
+    return BenchLocalFileSystem(skip_instance_cache=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
