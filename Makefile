@@ -21,6 +21,10 @@ bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # Start the Airflow UI (standalone) with this project's DAGs, on the demo's AIRFLOW_HOME.
+AIRFLOW_ENV := AIRFLOW_HOME=$${AIRFLOW_HOME:-$(CURDIR)/.demo/airflow} AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins
+
 airflow: setup
-	AIRFLOW_HOME=$${AIRFLOW_HOME:-$(CURDIR)/.demo/airflow} AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
-	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins .venv/bin/airflow standalone
+	$(AIRFLOW_ENV) .venv/bin/airflow db migrate
+	$(AIRFLOW_ENV) .venv/bin/airflow hybrid devstack up
+	$(AIRFLOW_ENV) .venv/bin/airflow standalone

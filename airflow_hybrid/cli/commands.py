@@ -12,13 +12,20 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "hybrid" / "devstack"
 
 
-def write_connections(connections: dict[str, dict[str, Any]]) -> list[str]:
-    """Create or replace Airflow connections in the metadata database; return their ids."""
+def write_connections(connections: dict[str, dict[str, Any]], keep: tuple[str, ...] = ()) -> list[str]:
+    """Create or replace Airflow connections in the metadata database; return the ids written.
+
+    Connections named in ``keep`` are left as they are when they already exist.
+    """
     from airflow.models import Connection
     from airflow.utils.session import create_session
 
+    written = []
     with create_session() as session:
         for conn_id, fields in connections.items():
+            if conn_id in keep and session.query(Connection).filter(Connection.conn_id == conn_id).count():
+                continue
+            written.append(conn_id)
             fields = dict(fields)
             extra = fields.pop("extra", None)
             session.query(Connection).filter(Connection.conn_id == conn_id).delete()
@@ -27,7 +34,7 @@ def write_connections(connections: dict[str, dict[str, Any]]) -> list[str]:
                     conn_id=conn_id, extra=json.dumps(extra) if isinstance(extra, dict) else extra, **fields
                 )
             )
-    return list(connections)
+    return written
 
 
 def _print(data: Any, as_json: bool, text: str) -> None:
@@ -46,7 +53,9 @@ def devstack_up(args) -> None:
     client = control.DevStackClient(status)
     print(f"devstack up: WebHDFS {client.webhdfs_url}  S3 {client.s3_endpoint}  data {client.data_dir}")
     if not args.no_connections:
-        ids = write_connections(client.connections(mount_conn_id=args.mount))
+        # the mount connection only names the member connections: an existing one (with its cache and
+        # catalog settings) is kept; the member connections carry this run's ports and are rewritten
+        ids = write_connections(client.connections(mount_conn_id=args.mount), keep=(args.mount,))
         print(f"connections written: {', '.join(ids)}")
 
 
