@@ -5,7 +5,7 @@ Two small tables (SQLAlchemy Core) in the mount's ``catalog_url`` database, or b
 
 * ``hybrid_migration_files``: the latest outcome of each file of a policy (``moved``, ``skipped``: moved
   earlier or already copied, ``kept``: the source changed so it stayed, ``failed``), with the reason;
-* ``hybrid_migration_runs``: one row per operator run (plan, batch, executor, totals, state, times).
+* ``hybrid_migration_runs``: one row per operator run (plan, batch, engine, totals, state, times).
 
 The state is a record, not a lock: migrations are idempotent and never consult it to decide what to do,
 so a lost or stale row cannot cause a wrong move.
@@ -60,7 +60,7 @@ runs_table = sa.Table(
     sa.Column("path", sa.String(1024), nullable=False),
     sa.Column("plan_id", sa.String(250)),
     sa.Column("batch", sa.Integer),
-    sa.Column("executor", sa.String(16), nullable=False),
+    sa.Column("engine", sa.String(16), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
@@ -152,7 +152,7 @@ class MigrationState:
 
     # -- runs -----------------------------------------------------------------------------------------
     def start_run(
-        self, policy: str, mount: str, path: str, *, plan_id: str | None, batch: int | None, executor: str
+        self, policy: str, mount: str, path: str, *, plan_id: str | None, batch: int | None, engine: str
     ) -> int:
         with self.engine.begin() as conn:
             result = conn.execute(
@@ -162,7 +162,7 @@ class MigrationState:
                     path=path,
                     plan_id=plan_id,
                     batch=batch,
-                    executor=executor,
+                    engine=engine,
                     state=RUNNING,
                     started_at=_utcnow(),
                     files=0,

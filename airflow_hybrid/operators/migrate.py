@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from airflow.configuration import conf
 from airflow.exceptions import AirflowException
-from airflow.sdk import Asset, BaseOperator
+from airflow.sdk import Asset, BaseOperator, task
 
 from airflow_hybrid.emr import STEP_TERMINAL_STATES, CopyJob, describe_step, s3distcp_step, wait_for_step
 from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
@@ -38,7 +38,15 @@ if TYPE_CHECKING:
 
     from airflow_hybrid.mount import HybridMount
 
-EXECUTORS = ("local", "emr")
+#: How copies are made: by this task (``local``) or by an S3DistCp step on EMR (``emr``).
+ENGINES = ("local", "emr")
+
+
+@task
+def plan_batches(plan: dict[str, Any]) -> list[int]:
+    """The batch indexes ``[0, ..., batches - 1]`` of a plan summary (the sensor's return value), to map
+    migrate tasks over: ``UfsMigrateOperator.partial(...).expand(batch=plan_batches(sensor.output))``."""
+    return list(range(int(plan["batches"])))
 
 
 def hybrid_asset(mount_conn_id: str, path: str) -> Asset:
@@ -64,7 +72,7 @@ class UfsMigrateOperator(BaseOperator):
     Map it over a plan's batches::
 
         UfsMigrateOperator.partial(task_id="migrate", mount_conn_id="lake", plan_id=plan.output["plan_id"]
-                                   ).expand(batch=plan.output["batch_indexes"])
+                                   ).expand(batch=plan_batches(plan.output))
 
     :param mount_conn_id: the ``hybrid_mount`` connection.
     :param plan_id: the plan to execute (e.g. the sensor's XCom ``plan_id``).
@@ -73,7 +81,7 @@ class UfsMigrateOperator(BaseOperator):
     :param policy: the policy text, to plan inline (without ``plan_id``).
     :param batch: the plan batch to run (0-based); ``None`` runs every batch.
     :param concurrency: files migrated in parallel.
-    :param executor: ``local`` (this worker copies) or ``emr`` (an S3DistCp step on an EMR cluster copies,
+    :param engine: ``local`` (this worker copies) or ``emr`` (an S3DistCp step on an EMR cluster copies,
         then this task verifies and removes).
     :param policy_name: name the outcomes are recorded under (default: the policy's name, else
         ``ufsMigrate-/<path>``).
@@ -84,7 +92,7 @@ class UfsMigrateOperator(BaseOperator):
     :param progress_interval: seconds between progress lines in the log.
     :param plan_store: where plans live (URI; default ``[hybrid] plan_store`` or ``$AIRFLOW_HOME/hybrid/plans``).
     :param plan_store_conn_id: connection for ``plan_store``.
-    :param emr_job_flow_id: the EMR cluster running S3DistCp (``executor="emr"``).
+    :param emr_job_flow_id: the EMR cluster running S3DistCp (``engine="emr"``).
     :param emr_aws_conn_id: AWS connection for EMR.
     :param emr_manifest_prefix: ``s3://`` prefix the cluster reads manifests from (default: the plan store,
         when it is on S3).
@@ -110,7 +118,7 @@ class UfsMigrateOperator(BaseOperator):
         policy: str | None = None,
         batch: int | None = None,
         concurrency: int = 8,
-        executor: str = "local",
+        engine: str = "local",
         policy_name: str | None = None,
         verify: bool | str = "auto",
         attempts: int = 3,
@@ -133,10 +141,10 @@ class UfsMigrateOperator(BaseOperator):
     ) -> None:
         if plan_id is None and (path is None or policy is None):
             raise ValueError("UfsMigrateOperator needs plan_id, or path and policy to plan inline")
-        if executor not in EXECUTORS:
-            raise ValueError(f"executor={executor!r} must be one of {', '.join(EXECUTORS)}")
-        if executor == "emr" and not emr_job_flow_id:
-            raise ValueError("executor='emr' needs emr_job_flow_id (the EMR cluster that runs S3DistCp)")
+        if engine not in ENGINES:
+            raise ValueError(f"engine={engine!r} must be one of {', '.join(ENGINES)}")
+        if engine == "emr" and not emr_job_flow_id:
+            raise ValueError("engine='emr' needs emr_job_flow_id (the EMR cluster that runs S3DistCp)")
         if concurrency < 1 or attempts < 1:
             raise ValueError(f"concurrency={concurrency} and attempts={attempts} must be at least 1")
         if policy is not None and "{{" not in policy:
@@ -150,7 +158,7 @@ class UfsMigrateOperator(BaseOperator):
         self.policy = policy
         self.batch = batch
         self.concurrency = concurrency
-        self.executor = executor
+        self.engine = engine
         self.policy_name = policy_name
         self.verify = verify
         self.attempts = attempts
@@ -230,11 +238,11 @@ class UfsMigrateOperator(BaseOperator):
             self._remember_lineage(mount, plan)
             state = MigrationState.for_mount(mount)
             run_id = state.start_run(self._policy_name(plan), mount.name, plan.path, plan_id=plan.plan_id,
-                                     batch=self.batch, executor=self.executor)
+                                     batch=self.batch, engine=self.engine)
             try:
-                if self.executor == "emr":
+                if self.engine == "emr":
                     self._submit_s3distcp(mount, plan, batches, run_id)  # defers, or waits for the steps
-                return self._verify_and_remove(mount, plan, batches, state, run_id, copy=self.executor == "local")
+                return self._verify_and_remove(mount, plan, batches, state, run_id, copy=self.engine == "local")
             except BaseException as err:
                 if not _is_deferral(err):
                     state.finish_run(run_id, None, state=FAILURE, message=f"{type(err).__name__}: {err}")
@@ -249,8 +257,8 @@ class UfsMigrateOperator(BaseOperator):
         files = sum(plan.batches[i].files for i in batches)
         size = sum(plan.batches[i].bytes for i in batches)
         label = f"Migration {plan.plan_id}" + (f" batch {self.batch}" if self.batch is not None else "")
-        self.log.info("%s: %d files, %d bytes from %s to %s (executor %s, concurrency %d)", label, files, size,
-                      ",".join(plan.policy.remove_members), ",".join(plan.policy.store_members), self.executor,
+        self.log.info("%s: %d files, %d bytes from %s to %s (engine %s, concurrency %d)", label, files, size,
+                      ",".join(plan.policy.remove_members), ",".join(plan.policy.store_members), self.engine,
                       self.concurrency)
         progress = ProgressTracker(files, size, interval=self.progress_interval, logger=self.log, label=label)
         recorder = OutcomeRecorder(state, self._policy_name(plan), mount.name, plan.plan_id)
@@ -265,7 +273,7 @@ class UfsMigrateOperator(BaseOperator):
         return self._finish(plan, summary, state, run_id)
 
     def _finish(self, plan: Plan, summary: MigrationSummary, state: MigrationState, run_id: int) -> dict[str, Any]:
-        result = {"plan_id": plan.plan_id, "batch": self.batch, "executor": self.executor, **summary.as_dict()}
+        result = {"plan_id": plan.plan_id, "batch": self.batch, "engine": self.engine, **summary.as_dict()}
         failed = summary.failed and self.fail_on_error
         message = "; ".join(f"{f['path']}: {f['reason']}" for f in summary.failures[:5]) or None
         state.finish_run(run_id, summary, state=FAILURE if failed else SUCCESS, message=message)
@@ -284,7 +292,7 @@ class UfsMigrateOperator(BaseOperator):
         store = resolve_plan_store(self.plan_store, self.plan_store_conn_id)
         if store.scheme != "s3":
             raise AirflowException(
-                f"executor='emr' needs emr_manifest_prefix (an s3:// prefix the cluster can read): the plan "
+                f"engine='emr' needs emr_manifest_prefix (an s3:// prefix the cluster can read): the plan "
                 f"store {store.root_uri} is not on S3"
             )
         return store
@@ -293,7 +301,7 @@ class UfsMigrateOperator(BaseOperator):
         """Write the manifests and submit the steps, then defer on them (or wait for them)."""
         for member in plan.policy.store_members:
             if mount.members[member].scheme != "s3":
-                raise AirflowException(f"executor='emr' copies with S3DistCp into S3 only; STORE member "
+                raise AirflowException(f"engine='emr' copies with S3DistCp into S3 only; STORE member "
                                        f"{member!r} is {mount.members[member].root_uri}")
         jobs = self._write_manifests(mount, plan, batches)
         if not jobs:

@@ -11,7 +11,7 @@ A YAML file (by default ``hybrid_policies.yaml`` in the DAGs folder, or the path
         schedule: "@daily"                 # cron, preset, or null for manual runs
         min_files: 1                       # the sensor waits for at least this many selected files
         min_bytes: 1GiB                    # ... and this many bytes (a number or a size)
-        executor: local                    # or emr (with an `emr:` section: job_flow_id, aws_conn_id, ...)
+        engine: local                      # or emr (with an `emr:` section: job_flow_id, aws_conn_id, ...)
 
 Loading never stops at the first bad entry: :func:`load_policies_file` returns the valid entries and one
 error string per invalid one, naming the entry and the field. It reads no connection, so it is cheap
@@ -35,7 +35,7 @@ from airflow_hybrid.stores.base import normalize_path
 POLICIES_VARIABLE = "hybrid_policies_file"
 DEFAULT_FILE_NAME = "hybrid_policies.yaml"
 DAG_ID_PREFIX = "hybrid_migrate_"
-EXECUTORS = ("local", "emr")
+ENGINES = ("local", "emr")
 EMR_KEYS = (
     "job_flow_id",
     "aws_conn_id",
@@ -50,6 +50,7 @@ _OPTIONAL = (
     "name",
     "min_files",
     "min_bytes",
+    "engine",
     "executor",
     "emr",
     "concurrency",
@@ -80,7 +81,7 @@ class PolicyEntry:
     schedule: str | None
     min_files: int = 1
     min_bytes: int = 0
-    executor: str = "local"
+    engine: str = "local"
     emr: dict[str, Any] = field(default_factory=dict)
     concurrency: int = 8
     deferrable: bool = True
@@ -112,7 +113,7 @@ class PolicyEntry:
             "schedule": self.schedule,
             "min_files": self.min_files,
             "min_bytes": self.min_bytes,
-            "executor": self.executor,
+            "engine": self.engine,
             "emr": dict(self.emr),
             "concurrency": self.concurrency,
             "deferrable": self.deferrable,
@@ -238,19 +239,20 @@ def _entry(raw: Any) -> PolicyEntry:
     name = raw.get("name") or policy.name or f"{mount}_{path or 'root'}"
     name = _name(str(name), explicit="name" in raw)
 
-    executor = raw.get("executor", "local")
-    if executor not in EXECUTORS:
-        raise PolicyEntryError(f"executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if "engine" in raw and "executor" in raw:
+        raise PolicyEntryError("engine and executor: give one of them (executor is another name for engine)")
+    key = "executor" if "executor" in raw else "engine"
+    engine = raw.get(key, "local")
+    if engine not in ENGINES:
+        raise PolicyEntryError(f"{key}: expected one of {', '.join(ENGINES)}, got {engine!r}")
     emr = raw.get("emr") or {}
     if not isinstance(emr, dict):
         raise PolicyEntryError(f"emr: expected a mapping with {', '.join(EMR_KEYS)}, got {emr!r}")
     unknown_emr = sorted(set(emr) - set(EMR_KEYS))
     if unknown_emr:
         raise PolicyEntryError(f"emr: unknown keys {unknown_emr}; known keys: {', '.join(EMR_KEYS)}")
-    if executor == "emr" and not emr.get("job_flow_id"):
-        raise PolicyEntryError(
-            "emr.job_flow_id: required with executor: emr (the EMR cluster to run S3DistCp on)"
-        )
+    if engine == "emr" and not emr.get("job_flow_id"):
+        raise PolicyEntryError(f"emr.job_flow_id: required with {key}: emr (the EMR cluster to run S3DistCp on)")
 
     tags = raw.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -263,7 +265,7 @@ def _entry(raw: Any) -> PolicyEntry:
         schedule=schedule,
         min_files=_integer(raw, "min_files", 1, minimum=0),
         min_bytes=_size(raw, "min_bytes", 0),
-        executor=executor,
+        engine=engine,
         emr=dict(emr),
         concurrency=_integer(raw, "concurrency", 8, minimum=1),
         deferrable=_boolean(raw, "deferrable", True),

@@ -98,7 +98,7 @@ def _run(run: dict[str, Any] | None) -> dict[str, Any] | None:
         "state",
         "plan_id",
         "batch",
-        "executor",
+        "engine",
         "files",
         "moved",
         "skipped",

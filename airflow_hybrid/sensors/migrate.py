@@ -23,8 +23,7 @@ from airflow_hybrid.triggers.migrate import UfsMigrateTrigger
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-#: XCom key holding ``[0, 1, ..., batches - 1]``, to ``.expand(batch=...)`` migrate tasks over the plan.
-BATCH_INDEXES_KEY = "batch_indexes"
+#: XCom key of the plan id (also in the ``return_value`` summary).
 PLAN_ID_KEY = "plan_id"
 
 
@@ -34,12 +33,12 @@ class UfsMigrateSensor(BaseSensorOperator):
     of a hybrid mount, then write the migration plan.
 
     Returns (XCom ``return_value``) the plan id and totals, ``{"plan_id", "files", "bytes", "batches"}``,
-    never file lists; also pushes XCom ``plan_id`` and ``batch_indexes`` (``[0, ..., batches - 1]``) so
-    migrate tasks can be mapped over the plan's batches::
+    never file lists, and pushes the plan id alone as XCom ``plan_id``. Migrate tasks are mapped over the
+    plan's batches with :func:`~airflow_hybrid.operators.migrate.plan_batches`::
 
         plan = UfsMigrateSensor(task_id="plan", mount_conn_id="lake", path="tpcds", policy=POLICY)
         UfsMigrateOperator.partial(task_id="migrate", mount_conn_id="lake", plan_id=plan.output["plan_id"]
-                                   ).expand(batch=plan.output["batch_indexes"])
+                                   ).expand(batch=plan_batches(plan.output))
 
     :param mount_conn_id: the ``hybrid_mount`` connection.
     :param path: logical path of the mount below which the policy selects files.
@@ -149,7 +148,5 @@ class UfsMigrateSensor(BaseSensorOperator):
         )
         self.log.info("Plan %s: %d files, %d bytes in %d batches", summary.plan_id, summary.files,
                       summary.bytes, summary.batches)
-        ti = context["ti"]
-        ti.xcom_push(key=PLAN_ID_KEY, value=summary.plan_id)
-        ti.xcom_push(key=BATCH_INDEXES_KEY, value=list(range(summary.batches)))
+        context["ti"].xcom_push(key=PLAN_ID_KEY, value=summary.plan_id)
         return summary.to_dict()

@@ -1,4 +1,4 @@
-"""``UfsMigrateOperator(executor="emr")``: the S3DistCp step it submits, and how each step state ends.
+"""``UfsMigrateOperator(engine="emr")``: the S3DistCp step it submits, and how each step state ends.
 
 Real servers on loopback: the devstack's WebHDFS and S3 servers (run in this process), whose moto server
 also answers the EMR API. EMR cannot run here -- moto records steps but runs none -- so the tests stand in
@@ -120,7 +120,7 @@ def cluster(monkeypatch, s3, lake):
 
 
 def _operator(cluster_id, **kwargs) -> UfsMigrateOperator:
-    defaults = {"task_id": "migrate", "mount_conn_id": MOUNT, "executor": "emr", "emr_job_flow_id": cluster_id,
+    defaults = {"task_id": "migrate", "mount_conn_id": MOUNT, "engine": "emr", "emr_job_flow_id": cluster_id,
                 "emr_aws_conn_id": "aws_default", "emr_manifest_prefix": MANIFESTS, "deferrable": True,
                 "waiter_delay": 15, "waiter_max_attempts": 40, "retry_delay": 0.05}
     return UfsMigrateOperator(**{**defaults, **kwargs})
@@ -170,14 +170,14 @@ def test_s3distcp_step_with_a_manifest_of_the_missing_copies_then_verify_and_rem
     summary = operator.execute_complete({}, event={"status": "success", "value": None}, **resume)
 
     assert sorted(cluster["copied"]) == expected_copies
-    assert (summary["moved"], summary["failed"], summary["executor"]) == (len(paths) - 1, 1, "emr")
+    assert (summary["moved"], summary["failed"], summary["engine"]) == (len(paths) - 1, 1, "emr")
     assert summary["failures"][0]["path"] == conflict
     assert "not overwritten" in summary["failures"][0]["reason"]
     for path in set(paths) - {conflict}:
         assert dataset.read("s3", path) == dataset.old[path] and not dataset.hdfs.exists(path)
     assert dataset.read("hdfs", conflict) == dataset.old[conflict]  # the conflict keeps its source
     assert dataset.read("s3", conflict) == b"not the same object"
-    assert MigrationState.for_mount(lake).last_run("bulk", MOUNT)["executor"] == "emr"
+    assert MigrationState.for_mount(lake).last_run("bulk", MOUNT)["engine"] == "emr"
 
 
 @pytest.mark.parametrize("state", ["FAILED", "CANCELLED", "INTERRUPTED"])

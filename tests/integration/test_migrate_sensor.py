@@ -40,7 +40,7 @@ def test_poke_waits_for_min_files_then_writes_the_plan(lake):
     summary = result.xcom_value
     assert summary == {"plan_id": summary["plan_id"], "files": 4,
                        "bytes": sum(len(d) for d in dataset.old.values()), "batches": 2}
-    assert ti.xcom == {"plan_id": summary["plan_id"], "batch_indexes": [0, 1]}
+    assert ti.xcom == {"plan_id": summary["plan_id"]}
     plan = load_plan(None, summary["plan_id"])
     assert sorted(entry.path for entry in plan.iter_entries()) == sorted(dataset.old)
     assert (plan.mount, plan.path, plan.policy.to_text()) == (MOUNT, dataset.root, POLICY)
@@ -88,7 +88,7 @@ def test_deferrable_sensor_does_not_defer_when_enough_is_selected(lake):
     dataset = make_dataset(lake, seed=34, small=2, new=0)
     ti = FakeTaskInstance()
     summary = _sensor(dataset, min_files=2, deferrable=True).execute({"ti": ti})
-    assert summary["files"] == 2 and ti.xcom["batch_indexes"] == [0]
+    assert summary["files"] == 2 and ti.xcom["plan_id"] == summary["plan_id"]
 
 
 def test_trigger_lists_in_a_thread_and_fires_once_enough_is_selected(lake):
@@ -170,7 +170,7 @@ def test_openlineage_names_follow_the_naming_conventions(uri, expected):
 def test_operator_needs_a_plan_or_a_path_and_policy():
     with pytest.raises(ValueError, match="needs plan_id, or path and policy"):
         UfsMigrateOperator(task_id="m", mount_conn_id=MOUNT, path="x")
-    with pytest.raises(ValueError, match="executor='spark' must be one of local, emr"):
-        UfsMigrateOperator(task_id="m", mount_conn_id=MOUNT, plan_id="p", executor="spark")
+    with pytest.raises(ValueError, match="engine='spark' must be one of local, emr"):
+        UfsMigrateOperator(task_id="m", mount_conn_id=MOUNT, plan_id="p", engine="spark")
     with pytest.raises(ValueError, match="needs emr_job_flow_id"):
-        UfsMigrateOperator(task_id="m", mount_conn_id=MOUNT, plan_id="p", executor="emr")
+        UfsMigrateOperator(task_id="m", mount_conn_id=MOUNT, plan_id="p", engine="emr")

@@ -25,7 +25,7 @@ def test_valid_entries_with_defaults_and_dag_ids():
             schedule: "@daily"
             min_files: 10
             min_bytes: 1GiB
-            executor: emr
+            engine: emr
             emr: {{job_flow_id: j-ABC, aws_conn_id: aws_emr}}
             tags: [tpcds]
           - mount: lake
@@ -42,11 +42,11 @@ def test_valid_entries_with_defaults_and_dag_ids():
     assert (sales.name, sales.dag_id, sales.mount, sales.path) == (
         "sales_cold", "hybrid_migrate_sales_cold", "lake", "tpcds/store_sales")
     assert sales.policy.to_text() == POLICY
-    assert (sales.min_files, sales.min_bytes, sales.executor) == (10, 1024**3, "emr")
+    assert (sales.min_files, sales.min_bytes, sales.engine) == (10, 1024**3, "emr")
     assert sales.emr == {"job_flow_id": "j-ABC", "aws_conn_id": "aws_emr"}
     assert sales.asset_uri == "hybrid://lake/tpcds/store_sales"
     # the policy's own name, else <mount>_<path>
-    assert (web.name, web.schedule, web.min_files, web.min_bytes, web.executor) == ("web", None, 1, 0, "local")
+    assert (web.name, web.schedule, web.min_files, web.min_bytes, web.engine) == ("web", None, 1, 0, "local")
     assert catalog.name == "lake_catalog_2020"
     row = sales.to_dict()
     assert row["dag_id"] == "hybrid_migrate_sales_cold"
@@ -66,7 +66,7 @@ def test_a_plain_list_at_the_top_level_is_accepted():
     [
         ("{mount: lake, path: x, policy: 'P', schedule: '@daily', colour: red}",
          "p.yaml: entry 0: unknown keys ['colour']; known keys: mount, path, policy, schedule, name, min_files, "
-         "min_bytes, executor, emr, concurrency, deferrable, poke_interval, timeout, batch_max_files, "
+         "min_bytes, engine, executor, emr, concurrency, deferrable, poke_interval, timeout, batch_max_files, "
          "batch_max_bytes, plan_store, plan_store_conn_id, tags, description"),
         ("{mount: lake, policy: 'P'}", "p.yaml: entry 0: missing path, schedule"),
         ("{mount: lake, path: x, policy: 'ufsMigrate(olderThan(1m, UFS[hdfs]:REMOVE, UFS[s3]:STORE)', "
@@ -84,8 +84,10 @@ def test_a_plain_list_at_the_top_level_is_accepted():
          "p.yaml: entry 0: min_files: expected an integer >= 0, got -1"),
         ("{mount: lake, path: x, policy: 'P', schedule: '@daily', min_bytes: lots}",
          "p.yaml: entry 0: min_bytes: 'lots' is not a size such as 1048576, '512MiB' or '1GB'"),
-        ("{mount: lake, path: x, policy: 'P', schedule: '@daily', executor: spark}",
-         "p.yaml: entry 0: executor: expected one of local, emr, got 'spark'"),
+        ("{mount: lake, path: x, policy: 'P', schedule: '@daily', engine: spark}",
+         "p.yaml: entry 0: engine: expected one of local, emr, got 'spark'"),
+        ("{mount: lake, path: x, policy: 'P', schedule: '@daily', engine: emr, executor: emr}",
+         "p.yaml: entry 0: engine and executor: give one of them (executor is another name for engine)"),
         ("{mount: lake, path: x, policy: 'P', schedule: '@daily', executor: emr}",
          "p.yaml: entry 0: emr.job_flow_id: required with executor: emr (the EMR cluster to run S3DistCp on)"),
         ("{name: 'my policy', mount: lake, path: x, policy: 'P', schedule: '@daily'}",
