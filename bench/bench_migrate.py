@@ -1,0 +1,281 @@
+"""Issue 5 benchmark: migrating a dataset from the WebHDFS server to the S3 server, side by side with the
+straightforward alternatives, then planning over 1,000,000 listed files.
+
+All contenders move the same files between the same devstack servers (their own process, loopback):
+
+* ``UfsMigrateOperator``: plan + per file: streamed copy (S3 multipart, parallel parts), CRC32C verified
+  against S3's stored checksum, source re-checked, source removed -- 8 files in parallel;
+* ``hdfs download + boto3 upload_file``: the ``hdfs`` client downloads the directory to local disk
+  (``n_threads=8``), then boto3's ``upload_file`` uploads each file (a loop, and on 8 threads): no end-to-end
+  verification, no removal, twice the disk I/O;
+* ``FileTransferOperator`` (common-io), one file after another as one task would. Its S3 side normally
+  needs ``s3fs`` (the amazon provider's ``s3`` filesystem), which cannot be installed here (it pins
+  botocore below the version this environment runs), so both of its ends are ``hybrid://`` paths of
+  one-member mounts (the only fsspec filesystem here that reaches the S3 server): the same servers,
+  ``ObjectStoragePath.copy`` streaming through fsspec, no verification, no removal.
+
+The alternatives run first (they leave the sources in place); ours runs last and moves them. Planning is
+measured in a child process (so its peak RSS is its own) over a synthetic, lazily generated listing of
+1,000,000 files. Prints figures; asserts nothing about speed.
+
+    .venv/bin/python bench/bench_migrate.py [--small 2000] [--medium 60] [--large 3] [--listed 1000000]
+    BENCH_SCALE=0.2 .venv/bin/python bench/bench_migrate.py     # a fifth of every count
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from _common import ROOT, devstack, mib_s, peak_rss_mib
+
+MiB = 2**20
+DAY = 86_400
+POLICY = "ufsMigrate(olderThan(1d), UFS[hdfs]:REMOVE, UFS[s3]:STORE)"
+BUCKET = "hybrid-lake"
+
+
+class RssSampler:
+    """Peak RSS of this process while a block runs (sampled every 20 ms; ``ru_maxrss`` only ever grows)."""
+
+    def __enter__(self) -> RssSampler:
+        import psutil
+
+        self._process = psutil.Process()
+        self.peak = self._process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def make_dataset(hdfs_dir: Path, root: str, small: int, medium: int, large: int, seed: int = 5) -> tuple[int, int]:
+    """Old files (mtime 10 days ago) written straight into the WebHDFS server's data directory."""
+    rng = random.Random(seed)
+    base = hdfs_dir / root
+    old = time.time() - 10 * DAY
+    sizes = [rng.randrange(1, 64 * 1024) for _ in range(small)]
+    sizes += [rng.randrange(MiB, 4 * MiB) for _ in range(medium)]
+    sizes += [24 * MiB + i for i in range(large)]
+    block = rng.randbytes(4 * MiB)
+    total = 0
+    for index, size in enumerate(sizes):
+        path = base / f"part-{index // 500:03d}" / f"file-{index:06d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as out:
+            out.write(index.to_bytes(8, "big"))  # every file distinct
+            left = size - 8
+            while left > 0:
+                out.write(block[: min(left, len(block))])
+                left -= len(block)
+        os.utime(path, (old, old))
+        total += max(size, 8)
+    return len(sizes), total
+
+
+def hdfs_then_boto3(stack, root: str, prefix: str, upload_threads: int) -> None:
+    import boto3
+    from hdfs import InsecureClient
+
+    local = Path(tempfile.mkdtemp(prefix="bench-download-"))
+    try:
+        client = InsecureClient(stack.webhdfs_url, user=stack.user)
+        client.download(f"/tmp/tpcds/{root}", str(local / "data"), n_threads=8)
+        s3 = boto3.client("s3", endpoint_url=stack.s3_endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        files = [p for p in (local / "data").rglob("*") if p.is_file()]
+
+        def upload(path: Path) -> None:
+            s3.upload_file(str(path), BUCKET, f"{prefix}/{path.relative_to(local / 'data')}")
+
+        if upload_threads == 1:
+            for path in files:
+                upload(path)
+        else:
+            with ThreadPoolExecutor(upload_threads) as pool:
+                list(pool.map(upload, files))
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+
+
+def file_transfer_operator(stack, root: str, prefix: str) -> None:
+    from airflow.providers.common.io.operators.file_transfer import FileTransferOperator
+
+    from airflow_hybrid.devstack.stack import airflow_env
+    from airflow_hybrid.mount import HybridMount
+
+    os.environ.update(airflow_env({
+        "bench_hdfs": {"conn_type": "hybrid_mount", "extra": {"members": {
+            "hdfs": {"uri": "hdfs:///tmp/tpcds", "conn_id": "webhdfs_default"}}}},
+        "bench_s3": {"conn_type": "hybrid_mount", "extra": {"members": {
+            "s3": {"uri": f"s3://{BUCKET}/{prefix}", "conn_id": "aws_default"}}}},
+    }))
+    source = HybridMount.from_conn_id("bench_hdfs")
+    paths = [info.path for info in source.members["hdfs"].walk_files(root)]
+    for path in paths:
+        FileTransferOperator(task_id="copy", src=f"hybrid://bench_hdfs/{path}", dst=f"hybrid://bench_s3/{path}",
+                             overwrite=True).execute({})
+
+
+def ufs_migrate(root: str) -> dict:
+    from airflow_hybrid.operators.migrate import UfsMigrateOperator
+
+    return UfsMigrateOperator(task_id="migrate", mount_conn_id="onprem_union", path=root, policy=POLICY,
+                              concurrency=8, progress_interval=10.0).execute({})
+
+
+def run(name: str, fn, files: int, nbytes: int, rows: list) -> object:
+    with RssSampler() as rss:
+        start = time.perf_counter()
+        result = fn()
+        elapsed = time.perf_counter() - start
+    rows.append((name, elapsed, files / elapsed, mib_s(nbytes, elapsed), rss.peak / MiB))
+    print(f"   {name}: {elapsed:.1f}s", flush=True)
+    return result
+
+
+def check_copies(stack, prefix: str, files: int, nbytes: int) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=stack.s3_endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    count = size = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{prefix}/"):
+        for obj in page.get("Contents", ()):
+            count += 1
+            size += obj["Size"]
+    assert (count, size) == (files, nbytes), f"{prefix}: {count} objects, {size} bytes; expected {files}, {nbytes}"
+
+
+# -- planning over a synthetic listing ---------------------------------------------------------------
+PLANNING_CHILD = """
+import json, resource, sys, tempfile, time
+sys.path.insert(0, sys.argv[2])
+from bench_migrate import plan_synthetic
+print(json.dumps(plan_synthetic(int(sys.argv[1]))))
+"""
+
+
+def plan_synthetic(listed: int) -> dict:
+    """Plan over ``listed`` synthetic files (half of them old enough); runs in a child process."""
+    import resource
+
+    from airflow_hybrid.policy.planner import plan_migration
+    from airflow_hybrid.stores.base import FileInfo, Store
+
+    now = time.time()
+
+    class SyntheticStore(Store):
+        """A listing of ``listed`` files generated lazily, 1,000 per directory."""
+
+        scheme = "hdfs"
+
+        def info(self, path):
+            return FileInfo(path=path, size=0, mtime=0.0, is_dir=True)
+
+        def walk_files(self, path=""):
+            for i in range(listed):
+                yield FileInfo(path=f"{path}/d{i // 1000:05d}/part-{i:07d}.parquet", size=1000 + i % 5000,
+                               mtime=now - (10 * DAY if i % 2 else 3600))
+
+        def list(self, path):
+            raise NotImplementedError
+
+        def open_read(self, path, offset=0, length=None):
+            raise NotImplementedError
+
+        def write(self, path, stream, size_hint=None):
+            raise NotImplementedError
+
+        def delete(self, path, recursive=False):
+            raise NotImplementedError
+
+        def mkdir(self, path):
+            pass
+
+    class Mount:
+        name = "synthetic"
+        members = {"hdfs": SyntheticStore("hdfs:///warehouse"), "s3": SyntheticStore("s3://bucket/warehouse")}
+
+    plans = tempfile.mkdtemp(prefix="bench-plans-")
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    summary = plan_migration(Mount(), "tpcds", POLICY, plan_store=plans)
+    elapsed = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    shutil.rmtree(plans, ignore_errors=True)
+    return {"listed": listed, "selected": summary.files, "batches": summary.batches, "seconds": elapsed,
+            "baseline_mib": baseline, "peak_mib": peak}
+
+
+def bench_planning(listed: int) -> None:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    output = subprocess.run([sys.executable, "-c", PLANNING_CHILD, str(listed), str(Path(__file__).parent)],
+                            capture_output=True, text=True, env=env, check=True).stdout
+    result = json.loads(output.strip().splitlines()[-1])
+    print(f"\n-- planning over {result['listed']:,} listed files (synthetic lazy listing, child process) --")
+    print(f"   selected {result['selected']:,} files in {result['batches']:,} batches in {result['seconds']:.1f}s "
+          f"({result['listed'] / result['seconds']:,.0f} files/s listed)")
+    print(f"   peak RSS {result['peak_mib']:.0f} MiB (after imports {result['baseline_mib']:.0f} MiB: "
+          f"+{result['peak_mib'] - result['baseline_mib']:.0f} MiB for the whole listing)")
+
+
+def main() -> None:
+    scale = float(os.environ.get("BENCH_SCALE", "1"))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--small", type=int, default=int(2000 * scale), help="files of 1-64 KiB")
+    parser.add_argument("--medium", type=int, default=int(60 * scale), help="files of 1-4 MiB")
+    parser.add_argument("--large", type=int, default=max(1, int(3 * scale)), help="files of 24 MiB")
+    parser.add_argument("--listed", type=int, default=int(1_000_000 * scale), help="files listed for planning")
+    parser.add_argument("--skip-alternatives", action="store_true", help="only time UfsMigrateOperator")
+    args = parser.parse_args()
+
+    with devstack() as stack:
+        files, nbytes = make_dataset(stack.hdfs_dir / "tmp" / "tpcds", "bench", args.small, args.medium, args.large)
+        print(f"-- migrate {files:,} files, {nbytes / MiB:.0f} MiB ({args.small} small, {args.medium} medium, "
+              f"{args.large} large) from WebHDFS to S3 (devstack, loopback) --", flush=True)
+        rows: list = []
+        if not args.skip_alternatives:
+            run("hdfs download (8 threads) + boto3 upload_file loop",
+                lambda: hdfs_then_boto3(stack, "bench", "alt-loop", 1), files, nbytes, rows)
+            check_copies(stack, "alt-loop", files, nbytes)
+            run("hdfs download (8 threads) + boto3 upload_file x8 threads",
+                lambda: hdfs_then_boto3(stack, "bench", "alt-threads", 8), files, nbytes, rows)
+            check_copies(stack, "alt-threads", files, nbytes)
+            run("FileTransferOperator per file (hybrid:// ends)",
+                lambda: file_transfer_operator(stack, "bench", "alt-fto"), files, nbytes, rows)
+            check_copies(stack, "alt-fto", files, nbytes)
+        summary = run("UfsMigrateOperator (plan, copy, verify, remove)", lambda: ufs_migrate("bench"),
+                      files, nbytes, rows)
+        assert summary["moved"] == files and summary["failed"] == 0, summary
+        check_copies(stack, "tpcds/bench", files, nbytes)
+
+        print(f"\n   {'contender':58} {'wall':>7} {'files/s':>9} {'throughput':>14} {'peak RSS':>9}")
+        for name, elapsed, rate, throughput, rss in rows:
+            print(f"   {name:58} {elapsed:6.1f}s {rate:9.0f} {throughput:>14} {rss:7.0f}MiB")
+        print(f"   (UfsMigrateOperator's own copy phase: {summary['throughput'] / MiB:.1f} MiB/s over "
+              f"{summary['elapsed']:.1f}s; it also verified every copy and removed every source)")
+    bench_planning(args.listed)
+    print(f"\n   bench process peak RSS {peak_rss_mib():.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
