@@ -37,7 +37,30 @@ def _templated(*values: Any) -> bool:
     return any("{{" in str(v) for v in values if v is not None)
 
 
+def _unset(value: Any) -> bool:
+    """An option left empty, also as a template renders it (``{{ params.tier or '' }}``, ``None``)."""
+    return value is None or (isinstance(value, str) and value.strip() in ("", "None"))
+
+
+def _as_bool(value: Any, option: str) -> bool:
+    """``pin`` given as a bool, or rendered from a template as ``True``/``False``."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", "", "none"):
+        return False
+    raise ValueError(f"{option}: expected true or false, got {value!r}")
+
+
+def _tier(tier: str | None) -> str | None:
+    return None if _unset(tier) else tier
+
+
 def _ttl_seconds(ttl: float | str | None) -> float | None:
+    if _unset(ttl):
+        return None
     seconds = parse_duration(ttl, "ttl")
     if seconds == 0:
         raise ValueError("ttl: must be positive (None keeps the cache's default_ttl)")
@@ -46,6 +69,15 @@ def _ttl_seconds(ttl: float | str | None) -> float | None:
 
 def _paths_list(paths: str | Sequence[str]) -> list[str]:
     return [paths] if isinstance(paths, str) else list(paths)
+
+
+def _check_rendered_paths(paths: str | Sequence[str]) -> None:
+    """A list parameter rendered by a template without native rendering arrives as its text."""
+    if isinstance(paths, str) and paths.startswith(("['", '["')) and paths.endswith(("']", '"]')):
+        raise ValueError(
+            f"paths rendered to the text of a list ({paths}); set render_template_as_native_obj=True on the DAG "
+            f"so that a list parameter renders as a list"
+        )
 
 
 class _MountCacheOperator(BaseOperator):
@@ -67,6 +99,10 @@ class _MountCacheOperator(BaseOperator):
 
     def _with_mount(self, action: Callable[[HybridMount], T]) -> T:
         """Run ``action`` on the mount; input and quota errors become AirflowException with their message."""
+        try:
+            _check_rendered_paths(self.paths)
+        except ValueError as err:
+            raise AirflowException(str(err)) from err
         mount = self.hook.get_mount()
         try:
             return action(mount)
@@ -91,10 +127,11 @@ class HybridPrefetchOperator(_MountCacheOperator):
     scheduled on warmed data.
 
     :param mount_conn_id: the ``hybrid_mount`` connection (its extras configure the cache).
-    :param paths: a logical path or glob under the mount, or a list of them (templated).
-    :param tier: tier alias to load into (templated); default: the cache's default tier.
+    :param paths: a logical path or glob under the mount, or a list of them (templated; a list parameter
+        needs ``render_template_as_native_obj=True`` on the DAG).
+    :param tier: tier alias to load into (templated); default (also when empty): the cache's default tier.
     :param pin: pin the files too, all or nothing, before loading (over the tier's quota: the task fails and
-        nothing is pinned or loaded).
+        nothing is pinned or loaded); templated (``"True"``/``"False"`` accepted).
     :param ttl: lifetime of the new copies: seconds or a duration such as ``6h`` (templated); default: the
         cache's ``default_ttl``.
     :param concurrency: files loaded in parallel.
@@ -102,7 +139,7 @@ class HybridPrefetchOperator(_MountCacheOperator):
     :param progress_interval: seconds between progress lines in the log.
     """
 
-    template_fields: Sequence[str] = ("mount_conn_id", "paths", "tier", "ttl")
+    template_fields: Sequence[str] = ("mount_conn_id", "paths", "tier", "pin", "ttl")
 
     def __init__(
         self,
@@ -110,7 +147,7 @@ class HybridPrefetchOperator(_MountCacheOperator):
         mount_conn_id: str,
         paths: str | Sequence[str],
         tier: str | None = None,
-        pin: bool = False,
+        pin: bool | str = False,
         ttl: float | str | None = None,
         concurrency: int = 8,
         fail_on_error: bool = True,
@@ -121,6 +158,8 @@ class HybridPrefetchOperator(_MountCacheOperator):
             raise ValueError(f"concurrency={concurrency} must be at least 1")
         if not _templated(ttl):
             _ttl_seconds(ttl)
+        if not _templated(pin):
+            _as_bool(pin, "pin")
         if "outlets" not in kwargs and not _templated(mount_conn_id, *_paths_list(paths)):
             prefixes = dict.fromkeys(p.static_prefix for p in cache_ops.parse_patterns(paths))
             kwargs["outlets"] = [hybrid_asset(mount_conn_id, prefix) for prefix in prefixes]
@@ -146,7 +185,7 @@ class HybridPrefetchOperator(_MountCacheOperator):
 
     def _prefetch(self, mount: HybridMount) -> cache_ops.PrefetchSummary:
         summary = cache_ops.prefetch(
-            mount, self.paths, tier=self.tier, pin=self.pin, ttl=_ttl_seconds(self.ttl),
+            mount, self.paths, tier=_tier(self.tier), pin=_as_bool(self.pin, "pin"), ttl=_ttl_seconds(self.ttl),
             concurrency=self.concurrency, progress_interval=self.progress_interval, logger=self.log,
         )
         prefixes = dict.fromkeys(p.static_prefix for p in cache_ops.parse_patterns(self.paths))
@@ -193,7 +232,7 @@ class HybridPinOperator(_MountCacheOperator):
         self.tier = tier
 
     def execute(self, context: Context) -> dict[str, Any]:
-        summary = self._with_mount(lambda mount: cache_ops.pin(mount, self.paths, tier=self.tier))
+        summary = self._with_mount(lambda mount: cache_ops.pin(mount, self.paths, tier=_tier(self.tier)))
         self.log.info("Pinned %d new files (%d bytes) of %d matched in %s:%s", summary.pinned,
                       summary.pinned_bytes, summary.files, summary.mount, summary.tier)
         return summary.as_dict()

@@ -226,7 +226,7 @@ def test_prefetch_operator_declares_assets_and_templated_fields(lake):
     op = HybridPrefetchOperator(task_id="warm", mount_conn_id="lake",
                                 paths=["/t/sub/*.parquet", "u/d.parquet", "t/sub/**"])
     assert op.outlets == [Asset("hybrid://lake/t/sub"), Asset("hybrid://lake/u/d.parquet")]
-    assert set(op.template_fields) == {"mount_conn_id", "paths", "tier", "ttl"}
+    assert set(op.template_fields) == {"mount_conn_id", "paths", "tier", "pin", "ttl"}
     templated = HybridPrefetchOperator(task_id="t", mount_conn_id="lake", paths="{{ params.glob }}", ttl="{{ x }}")
     assert templated.outlets == []  # unknown until rendered
 
@@ -288,11 +288,34 @@ def test_prefetch_operator_bad_input_at_run_time(lake, kwargs, message):
         op.execute({})
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_prefetch_operator_rendered_from_dag_params(lake, mount, native):
+    """As dags/hybrid_cache_warming.py uses it: every option from a param, empty meaning the default."""
+    from airflow.sdk import DAG
+
+    params = {"mount": "lake", "paths": ["/u/*.parquet", "t/sub"], "tier": None, "pin": False, "ttl": None}
+    with DAG("warm", schedule=None, render_template_as_native_obj=native) as dag:
+        op = HybridPrefetchOperator(task_id="prefetch", mount_conn_id="{{ params.mount }}", paths="{{ params.paths }}",
+                                    tier="{{ params.tier or '' }}", pin="{{ params.pin }}",
+                                    ttl="{{ params.ttl or '' }}")
+    op.render_template_fields({"params": params}, jinja_env=dag.get_template_env())
+    if not native:
+        with pytest.raises(AirflowException, match=r"paths rendered to the text of a list .*"
+                                                   r"set render_template_as_native_obj=True on the DAG"):
+            op.execute({})
+        return
+    summary = op.execute({})
+    assert (summary["tier"], summary["files"], summary["loaded"], summary["pinned"]) == ("MEM", 3, 3, 0)
+    assert all(not pinned for _, pinned in cached(mount).values())
+
+
 def test_bad_input_fails_when_the_dag_is_parsed():
     with pytest.raises(PathEscapeError, match=r"'/t/../../etc' escapes its root"):
         HybridPrefetchOperator(task_id="warm", mount_conn_id="lake", paths="/t/../../etc")
     with pytest.raises(ValueError, match=r"ttl: negative duration"):
         HybridPrefetchOperator(task_id="warm", mount_conn_id="lake", paths="t", ttl="-5m")
+    with pytest.raises(ValueError, match=r"pin: expected true or false, got 'maybe'"):
+        HybridPrefetchOperator(task_id="warm", mount_conn_id="lake", paths="t", pin="maybe")
     with pytest.raises(ValueError, match=r"concurrency=0"):
         HybridPrefetchOperator(task_id="warm", mount_conn_id="lake", paths="t", concurrency=0)
     with pytest.raises(PathEscapeError):
