@@ -330,7 +330,7 @@ class Migrator:
 
     def _holds_identical(self, src: Store, dst: Store, path: str, source: FileInfo) -> bool:
         """Whether ``dst`` holds exactly the source's bytes; raise :class:`MigrationConflict` if it holds others."""
-        existing = _stat(dst, path)
+        existing = _stored_stat(dst, path)
         if existing is None:
             return False
         where = dst.uri(path)
@@ -459,6 +459,18 @@ def _stat(store: Store, path: str) -> FileInfo | None:
         return store.info(path)
     except FileNotFoundError:
         return None
+
+
+def _stored_stat(store: Store, path: str) -> FileInfo | None:
+    """:func:`_stat` for a STORE member, where the path is usually missing. On S3 a missing key then costs
+    one request: the object's checksum (a HEAD) fails first, where a status would also list the prefix
+    to tell a missing key from a directory; an existing key gets its full status."""
+    if store.scheme == "s3":
+        try:
+            store.checksum(path)
+        except FileNotFoundError:
+            return None
+    return _stat(store, path)
 
 
 def _describe(info: FileInfo) -> str:
