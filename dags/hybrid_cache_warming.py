@@ -29,6 +29,7 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    render_template_as_native_obj=True,  # the paths param renders as a list
     tags=["hybrid", "cache"],
     params={
         "mount": Param(MOUNT, type="string", description="The hybrid_mount connection id."),
@@ -41,7 +42,6 @@ with DAG(
         "tier": Param(None, type=["null", "string"], description="Cache tier alias (default: the first tier)."),
         "pin": Param(False, type="boolean", description="Pin the files: eviction never removes them."),
         "ttl": Param(None, type=["null", "string"], description="Lifetime of the copies, e.g. 6h or 2d."),
-        "concurrency": Param(8, type="integer", minimum=1, maximum=64, description="Files loaded in parallel."),
     },
     doc_md=__doc__,
 ) as dag:
