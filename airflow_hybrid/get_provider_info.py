@@ -22,6 +22,18 @@ def get_provider_info() -> dict:
                 "python-modules": ["airflow_hybrid.hooks.hybrid_mount"],
             }
         ],
+        "operators": [
+            {
+                "integration-name": "Hybrid mount",
+                "python-modules": [
+                    "airflow_hybrid.operators.cache",
+                    "airflow_hybrid.operators.migrate",
+                    "airflow_hybrid.operators.query",
+                ],
+            }
+        ],
+        "sensors": [{"integration-name": "Hybrid mount", "python-modules": ["airflow_hybrid.sensors.migrate"]}],
+        "triggers": [{"integration-name": "Hybrid mount", "python-modules": ["airflow_hybrid.triggers.migrate"]}],
         "connection-types": [
             {
                 "hook-class-name": "airflow_hybrid.hooks.hybrid_mount.HybridMountHook",
