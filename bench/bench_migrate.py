@@ -46,13 +46,14 @@ BUCKET = "hybrid-lake"
 
 
 class RssSampler:
-    """Peak RSS of this process while a block runs (sampled every 20 ms; ``ru_maxrss`` only ever grows)."""
+    """Peak RSS of this process while a block runs, and by how much it exceeded the RSS at the start
+    (sampled every 20 ms; ``ru_maxrss`` only ever grows over the whole process)."""
 
     def __enter__(self) -> RssSampler:
         import psutil
 
         self._process = psutil.Process()
-        self.peak = self._process.memory_info().rss
+        self.start = self.peak = self._process.memory_info().rss
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -142,12 +143,19 @@ def ufs_migrate(root: str) -> dict:
                               concurrency=8, progress_interval=10.0).execute({})
 
 
-def run(name: str, fn, files: int, nbytes: int, rows: list) -> object:
+def _requests(stack) -> int:
+    return sum(link.get("requests", 0) for link in stack.stats()["shaping"].values())
+
+
+def run(stack, name: str, fn, files: int, nbytes: int, rows: list) -> object:
+    requests = _requests(stack)
     with RssSampler() as rss:
         start = time.perf_counter()
         result = fn()
         elapsed = time.perf_counter() - start
-    rows.append((name, elapsed, files / elapsed, mib_s(nbytes, elapsed), rss.peak / MiB))
+    requests = _requests(stack) - requests
+    rows.append((name, elapsed, files / elapsed, mib_s(nbytes, elapsed), (rss.peak - rss.start) / MiB,
+                 requests / files))
     print(f"   {name}: {elapsed:.1f}s", flush=True)
     return result
 
@@ -267,23 +275,25 @@ def main() -> None:
               f"{args.large} large) from WebHDFS to S3 (devstack, loopback) --", flush=True)
         rows: list = []
         if not args.skip_alternatives:
-            run("hdfs download (8 threads) + boto3 upload_file loop",
+            run(stack, "hdfs download (8 threads) + boto3 upload_file loop",
                 lambda: hdfs_then_boto3(stack, "bench", "alt-loop", 1), files, nbytes, rows)
             check_copies(stack, "alt-loop", files, nbytes)
-            run("hdfs download (8 threads) + boto3 upload_file x8 threads",
+            run(stack, "hdfs download (8 threads) + boto3 upload_file x8 threads",
                 lambda: hdfs_then_boto3(stack, "bench", "alt-threads", 8), files, nbytes, rows)
             check_copies(stack, "alt-threads", files, nbytes)
-            run("FileTransferOperator per file (hybrid:// ends)",
+            run(stack, "FileTransferOperator per file (hybrid:// ends)",
                 lambda: file_transfer_operator(stack, "bench", "alt-fto"), files, nbytes, rows)
             check_copies(stack, "alt-fto", files, nbytes)
-        summary = run("UfsMigrateOperator (plan, copy, verify, remove)", lambda: ufs_migrate("bench"),
+        summary = run(stack, "UfsMigrateOperator (plan, copy, verify, remove)", lambda: ufs_migrate("bench"),
                       files, nbytes, rows)
         assert summary["moved"] == files and summary["failed"] == 0, summary
         check_copies(stack, "tpcds/bench", files, nbytes)
 
-        print(f"\n   {'contender':58} {'wall':>7} {'files/s':>9} {'throughput':>14} {'peak RSS':>9}")
-        for name, elapsed, rate, throughput, rss in rows:
-            print(f"   {name:58} {elapsed:6.1f}s {rate:9.0f} {throughput:>14} {rss:7.0f}MiB")
+        print(f"\n   {'contender':58} {'wall':>7} {'files/s':>8} {'throughput':>14} {'+RSS':>8} {'req/file':>8}")
+        for name, elapsed, rate, throughput, rss, per_file in rows:
+            print(f"   {name:58} {elapsed:6.1f}s {rate:8.0f} {throughput:>14} {rss:5.0f}MiB {per_file:8.1f}")
+        print("   (+RSS: peak resident memory above the process's at the start; req/file: HTTP requests the "
+              "WebHDFS and S3 servers served, per file)")
         print(f"   (UfsMigrateOperator's own copy phase: {summary['throughput'] / MiB:.1f} MiB/s over "
               f"{summary['elapsed']:.1f}s; it also verified every copy and removed every source)")
     bench_planning(args.listed)
