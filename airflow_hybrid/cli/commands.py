@@ -8,6 +8,14 @@ from pathlib import Path
 from typing import Any
 
 
+def _server_context() -> None:
+    """Read connections from the metadata database too, as the API server and scheduler do.
+
+    The Task SDK looks up connections by process context; a CLI command is a server-side process.
+    """
+    os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
+
+
 def default_state_dir() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "hybrid" / "devstack"
 
@@ -87,6 +95,7 @@ def _mount_conn_ids(selected: str | None) -> list[str]:
 
 
 def cache_report(args) -> None:
+    _server_context()
     from airflow_hybrid.mount import HybridMount
 
     reports = {}
@@ -104,6 +113,7 @@ def cache_report(args) -> None:
 
 
 def policy_list(args) -> None:
+    _server_context()
     from airflow_hybrid.policy.registry import load_policies_file
 
     entries, errors = load_policies_file(args.policies)
@@ -114,6 +124,7 @@ def policy_list(args) -> None:
 
 
 def policy_status(args) -> None:
+    _server_context()
     from airflow_hybrid.policy.status import policy_status_rows
 
     rows = policy_status_rows(args.policies)

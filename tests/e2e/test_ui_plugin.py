@@ -1,0 +1,81 @@
+"""The "Hybrid lake" UI page and its JSON endpoints, served by FastAPI's test client over a real metadata DB."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture
+def mount_in_db(airflow_db, tmp_path):
+    from airflow_hybrid.cli.commands import write_connections
+
+    (tmp_path / "hdfs" / "t").mkdir(parents=True)
+    (tmp_path / "hdfs" / "t" / "a.bin").write_bytes(b"12345")
+    extra = {
+        "members": {"hdfs": {"uri": f"file://{tmp_path / 'hdfs'}"}, "s3": {"uri": f"file://{tmp_path / 's3'}"}},
+        "priority.read": "s3,hdfs",
+        "collection.create": "s3",
+        "cache": {
+            "tiers": [{"alias": "SSD", "uri": f"file://{tmp_path / 'cache'}", "quota": "1MB"}],
+            "catalog_url": f"sqlite:///{tmp_path / 'catalog.db'}",
+        },
+    }
+    broken = {"members": {"a": {"uri": "gs://nope"}}}
+    write_connections(
+        {
+            "ui_lake": {"conn_type": "hybrid_mount", "extra": extra},
+            "ui_broken": {"conn_type": "hybrid_mount", "extra": broken},
+        }
+    )
+    policies = tmp_path / "policies.yaml"
+    policies.write_text(
+        json.dumps(
+            {"policies": [{"name": "ui_policy", "mount": "ui_lake", "path": "/t", "schedule": None,
+                           "policy": "ufsMigrate(olderThan(1d), UFS[hdfs]:REMOVE, UFS[s3]:STORE)"}]}
+        )
+    )
+    import os
+
+    os.environ["AIRFLOW_VAR_HYBRID_POLICIES_FILE"] = str(policies)
+    yield
+    del os.environ["AIRFLOW_VAR_HYBRID_POLICIES_FILE"]
+
+
+def test_page_and_endpoints_show_mounts_cache_and_policies(mount_in_db, monkeypatch):
+    # what the API server process sets: connections are read from the metadata database
+    monkeypatch.setenv("_AIRFLOW_PROCESS_CONTEXT", "server")
+    from fastapi.testclient import TestClient
+
+    from airflow_hybrid.ui import create_app
+
+    client = TestClient(create_app())
+    mounts = {m["conn_id"]: m for m in client.get("/api/mounts").json()}
+    assert "error" not in mounts["ui_lake"], mounts["ui_lake"]
+    assert mounts["ui_lake"]["priority.read"] == ["s3", "hdfs"]
+    assert mounts["ui_lake"]["cache"]["tiers"][0]["alias"] == "SSD"
+    assert "unsupported scheme 'gs'" in mounts["ui_broken"]["error"]  # one bad connection never breaks the page
+
+    policies = client.get("/api/policies").json()
+    (row,) = [r for r in policies if r["name"] == "ui_policy"]
+    assert row["mount"] == "ui_lake"
+
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "Hybrid lake" in page.text and "ui_lake" in page.text and "ui_policy" in page.text
+
+
+def test_plugin_registers_page_and_macros():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "plugins" / "hybrid_plugin.py"
+    spec = importlib.util.spec_from_file_location("hybrid_plugin", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    plugin = module.HybridLakePlugin
+    assert plugin.name == "hybrid"
+    assert {m.__name__ for m in plugin.macros} == {"uri", "locations"}
+    assert plugin.fastapi_apps[0]["url_prefix"] == "/hybrid"
+    assert plugin.external_views[0]["href"] == "/hybrid/"
