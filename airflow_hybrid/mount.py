@@ -155,11 +155,20 @@ class HybridMount:
         rel = normalize_path(path)
         cache = self.cache
         if cache is not None:  # contacts the source only on a miss or when a freshness check is due
-            return cache.open(rel, offset=offset, length=length)
+            try:
+                return cache.open(rel, offset=offset, length=length)
+            except FileNotFoundError:  # moved between resolving and opening (a migration): resolve again
+                return cache.open(rel, offset=offset, length=length)
         member, info = self.resolve(rel)
         if info.is_dir:
             raise IsADirectoryError(f"hybrid://{self.name}/{rel} is a directory")
-        return self.members[member].open_read(rel, offset=offset, length=length)
+        try:
+            return self.members[member].open_read(rel, offset=offset, length=length)
+        except FileNotFoundError:
+            # A migration removed it from ``member`` after we resolved it (it was copied to a member first,
+            # which the new resolution finds): readers of the logical path never break.
+            member, _ = self.resolve(rel)
+            return self.members[member].open_read(rel, offset=offset, length=length)
 
     def write(self, path: str, stream: BinaryIO, size_hint: int | None = None) -> FileInfo:
         """Write ``stream`` to every ``collection.create`` member; all must succeed.

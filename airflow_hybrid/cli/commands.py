@@ -129,9 +129,13 @@ def policy_status(args) -> None:
 
     rows = policy_status_rows(args.policies)
     text = "\n".join(
-        f"{r['name']}: {r['mount']}:{r['path']} pending {r['pending_files']} files/{r['pending_bytes']} B, "
-        f"moved {r['moved_files']}, failed {r['failed_files']}, last run {r['last_run']}"
-        + "".join(f"\n    failed {f['path']}: {f['reason']}" for f in r.get("failures", []))
+        (
+            f"{r['name']}: {r['mount']}:{r['path']} ERROR {r['error']}"
+            if r.get("error")
+            else f"{r['name']}: {r['mount']}:{r['path']} pending {r['pending_files']} files/{r['pending_bytes']} B, "
+            f"moved {r['moved_files']}, failed {r['failed_files']}, last run {r['last_run']}"
+        )
+        + "".join(f"\n    {f.get('status', 'failed')} {f['path']}: {f['reason']}" for f in r.get("failures", []))
         for r in rows
     )
     _print(rows, args.json, text)

@@ -151,3 +151,23 @@ def test_alluxio_mount_options_are_accepted_unchanged():
     assert spec.members["hdfs"].conn_id == "webhdfs_default"
     assert spec.members["hdfs"].options == {"alluxio.underfs.version": "3.3"}
     assert spec.members["s3"].conn_id == "aws_lake"
+
+
+def test_a_file_moved_between_resolve_and_open_is_read_from_its_new_member(mount, dirs, monkeypatch):
+    """A migration may copy a file to S3 and remove it from HDFS between a reader's stat and its open."""
+    hdfs, s3 = dirs
+    _put(hdfs, "t/a", b"same-bytes")
+    resolve = mount.resolve
+    calls = []
+
+    def resolve_then_migrate(path):
+        found = resolve(path)
+        if not calls:  # the migration lands right after the first resolution
+            _put(s3, "t/a", b"same-bytes")
+            (hdfs / "t" / "a").unlink()
+        calls.append(found[0])
+        return found
+
+    monkeypatch.setattr(mount, "resolve", resolve_then_migrate)
+    assert mount.open_read("t/a").read() == b"same-bytes"
+    assert calls == ["hdfs", "s3"]
