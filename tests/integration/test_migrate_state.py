@@ -8,7 +8,12 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_hybrid.migration import FAILED, KEPT, MOVED, SKIPPED, FileOutcome, MigrationSummary
-from airflow_hybrid.migration_state import MigrationState, OutcomeRecorder, default_state_url, state_url_for_mount
+from airflow_hybrid.migration_state import (
+    MigrationState,
+    OutcomeRecorder,
+    default_state_url,
+    state_url_for_mount,
+)
 
 pytestmark = pytest.mark.integration
 
