@@ -45,6 +45,7 @@ from airflow_hybrid.stores.base import FileInfo, Store, StoreError
 from airflow_hybrid.transfer import (
     ProgressTracker,
     SourceChangedError,
+    SourceGoneError,
     TransferError,
     comparable_crc32c,
     copy_file,
@@ -231,24 +232,48 @@ class Migrator:
     def _migrate_once(self, entry: PlanEntry) -> tuple[str, int, str | None]:
         src = self.mount.members[entry.source]
         path = entry.path
-        current = _stat(src, path)
-        if current is None:
-            return self._source_gone(entry)
-        if current.is_dir:
-            return FAILED, 0, f"{src.uri(path)} is now a directory"
-        if not entry.unchanged(current):
-            return (
-                KEPT,
-                0,
-                f"{src.uri(path)} changed since it was planned ({_describe_entry(entry)} -> "
-                f"{_describe(current)}); kept",
-            )
+        # Where every STORE member can create the key exclusively (S3 conditional writes), the copy starts
+        # straight from the plan: no status of the source first (the one after the copy catches any change
+        # since the plan) and no look at the destination first (a key that exists refuses the write, and
+        # only then is it inspected). Otherwise the source and each destination are inspected first.
+        current: FileInfo | None = None
+        if not self._create_exclusively(entry):
+            current = _stat(src, path)
+            problem = self._source_problem(entry, current)
+            if problem is not None:
+                return problem
+        planned = FileInfo(path=path, size=entry.size, mtime=entry.mtime, etag=entry.etag,
+                           extra={"checksum": entry.checksum} if entry.checksum is not None else {})
 
         copied = 0
         written: list[Store] = []
         after: FileInfo | None = None  # the source's status right after the last copy, when fresh
         for member in self.policy.store_members:
             dst = self.mount.members[member]
+            if current is None:
+                self._abort_orphans(member, dst, path)
+                try:
+                    result = copy_file(src, path, dst, path, verify=self.verify, expected=planned, if_absent=True)
+                except (FileExistsError, SourceGoneError) as err:
+                    # An object is there (inspected below, against the source as it is now), or the source
+                    # could not be opened. Copies already made are of the planned file: kept if the source
+                    # is gone, deleted if it changed.
+                    current = _stat(src, path)
+                    problem = self._source_problem(entry, current)
+                    if problem is not None:
+                        if current is not None:
+                            self._discard(written, path)
+                        return problem
+                    if isinstance(err, SourceGoneError):  # there after all: a transient failure, retried
+                        raise TransferError(f"{src.uri(path)} could not be opened though it exists") from err
+                except SourceChangedError as err:  # copy_file deleted the copy it made
+                    self._discard(written, path)
+                    return KEPT, copied, f"{err}; kept"
+                else:
+                    copied += result.size
+                    written.append(dst)
+                    after = result.source  # copy_file stat'ed the source once the copy was complete
+                    continue
             if self._holds_identical(src, dst, path, current):
                 after = None
                 if not self.copy:  # verifying a bulk copier's work: the copy it made is this run's
@@ -286,6 +311,32 @@ class Migrator:
             )
         src.delete(path)
         return (MOVED if written else SKIPPED), copied, None
+
+    def _create_exclusively(self, entry: PlanEntry) -> bool:
+        """Whether every STORE member can take this file with an exclusive create (see :meth:`_migrate_once`)."""
+        if not self.copy:
+            return False
+        for member in self.policy.store_members:
+            exclusive = getattr(self.mount.members[member], "creates_exclusively", None)
+            if exclusive is None or not exclusive(entry.size):
+                return False
+        return True
+
+    def _source_problem(self, entry: PlanEntry, current: FileInfo | None) -> tuple[str, int, str | None] | None:
+        """The outcome when the source is gone, a directory or not the planned file; ``None`` when it is."""
+        src = self.mount.members[entry.source]
+        if current is None:
+            return self._source_gone(entry)
+        if current.is_dir:
+            return FAILED, 0, f"{src.uri(entry.path)} is now a directory"
+        if not entry.unchanged(current):
+            return (
+                KEPT,
+                0,
+                f"{src.uri(entry.path)} changed since it was planned ({_describe_entry(entry)} -> "
+                f"{_describe(current)}); kept",
+            )
+        return None
 
     def _abort_orphans(self, member: str, dst: Store, path: str) -> None:
         """Abort multipart uploads of ``path`` a killed run left open (they would otherwise stay forever)."""

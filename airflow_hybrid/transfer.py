@@ -48,6 +48,10 @@ class SourceChangedError(TransferError):
     """The source changed (or vanished) while it was copied; the copy is not a copy of it."""
 
 
+class SourceGoneError(SourceChangedError):
+    """The planned source no longer existed when the copy began; nothing was written."""
+
+
 @dataclass(frozen=True)
 class TransferResult:
     """A verified copy."""
@@ -144,6 +148,7 @@ def copy_file(
     verify: bool | str = True,
     expected: FileInfo | None = None,
     remove_bad_copy: bool = True,
+    if_absent: bool = False,
 ) -> TransferResult:
     """Copy ``src_path`` of ``src`` to ``dst_path`` of ``dst``, streamed, and verify it end to end.
 
@@ -153,7 +158,11 @@ def copy_file(
     :param expected: the source's status when the copy was planned (saves a status request); a source
         that differs from it (size, mtime, etag) after the copy raises :class:`SourceChangedError`.
     :param remove_bad_copy: delete a destination that failed verification or came from a changing source.
+    :param if_absent: create the destination only if nothing is there (a store whose ``write`` takes
+        ``if_absent``, e.g. S3 with conditional writes): :class:`FileExistsError` if something is, and the
+        existing object is neither replaced nor deleted.
     :raises FileNotFoundError: the source does not exist (and no ``expected`` status says it should).
+    :raises SourceGoneError: the ``expected`` source no longer exists (nothing was written).
     """
     mode = _verify_mode(verify)
     src_uri, dst_uri = src.uri(src_path), dst.uri(dst_path)
@@ -178,14 +187,19 @@ def copy_file(
         raw = src.open_read(src_path)
     except FileNotFoundError:
         if expected is not None:
-            raise SourceChangedError(f"{where}: the source no longer exists") from None
+            raise SourceGoneError(f"{where}: the source no longer exists") from None
         raise
     except Exception as err:
         raise TransferError(f"{where}: opening the source failed: {type(err).__name__}: {err}") from err
     hasher = Crc32c()
+    condition = {"if_absent": True} if if_absent else {}
     try:
         with raw:
-            written = dst.write(dst_path, _HashingReader(raw, hasher), size_hint=before.size)
+            written = dst.write(dst_path, _HashingReader(raw, hasher), size_hint=before.size, **condition)
+    except FileExistsError as err:
+        if if_absent:  # someone else's object (or an earlier run's copy): left as it is
+            raise
+        raise TransferError(f"{where}: {type(err).__name__}: {err}") from err
     except Exception as err:
         raise TransferError(f"{where}: {type(err).__name__}: {err}") from err
 

@@ -143,20 +143,26 @@ def ufs_migrate(root: str) -> dict:
                               concurrency=8, progress_interval=10.0).execute({})
 
 
-def _requests(stack) -> int:
-    return sum(link.get("requests", 0) for link in stack.stats()["shaping"].values())
+def _requests(stack) -> tuple[int, dict[str, int]]:
+    """Requests the servers served: in total, and per ``server operation``."""
+    stats = stack.stats()
+    per_op = {f"{server} {op}": count for server in ("webhdfs", "s3") for op, count in stats[server].items()}
+    return sum(link.get("requests", 0) for link in stats["shaping"].values()), per_op
 
 
 def run(stack, name: str, fn, files: int, nbytes: int, rows: list) -> object:
-    requests = _requests(stack)
+    requests, ops_before = _requests(stack)
     with RssSampler() as rss:
         start = time.perf_counter()
         result = fn()
         elapsed = time.perf_counter() - start
-    requests = _requests(stack) - requests
+    total, ops_after = _requests(stack)
+    requests = total - requests
+    per_op = {op: count - ops_before.get(op, 0) for op, count in ops_after.items() if count > ops_before.get(op, 0)}
     rows.append((name, elapsed, files / elapsed, mib_s(nbytes, elapsed), (rss.peak - rss.start) / MiB,
                  requests / files))
-    print(f"   {name}: {elapsed:.1f}s", flush=True)
+    breakdown = ", ".join(f"{op} {count / files:.2f}" for op, count in sorted(per_op.items(), key=lambda i: -i[1]))
+    print(f"   {name}: {elapsed:.1f}s; requests per file: {breakdown}", flush=True)
     return result
 
 

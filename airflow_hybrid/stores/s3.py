@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
@@ -92,6 +94,10 @@ class S3Options:
     read_timeout: float = 60.0
     #: Keys per listing page (at most 1000).
     page_size: int = 1000
+    #: Whether the server honours ``If-None-Match: *`` on ``PutObject`` / ``CompleteMultipartUpload`` (AWS
+    #: S3 since 2024, MinIO, moto). Off for servers that ignore it: ``write(..., if_absent=True)`` then fails
+    #: rather than risk replacing an object, and callers check for an existing object first.
+    conditional_writes: bool = True
 
     @classmethod
     def from_mapping(cls, options: dict[str, Any] | None) -> S3Options:
@@ -112,6 +118,8 @@ class S3Options:
                     values[key] = int(value)
                 elif kind == "float":
                     values[key] = float(value)
+                elif kind == "bool":
+                    values[key] = _parse_bool(value)
                 else:
                     values[key] = str(value).upper()
             except (TypeError, ValueError) as err:
@@ -131,6 +139,17 @@ class S3Options:
             raise ValueError(f"S3 option max_attempts={self.max_attempts} must be at least 1")
         if not 1 <= self.page_size <= 1000:
             raise ValueError(f"S3 option page_size={self.page_size} must be between 1 and 1000")
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not a boolean")
 
 
 @dataclass(frozen=True)
@@ -466,29 +485,66 @@ class S3Store(Store):
                 raise StoreError(f"{size_hint} bytes exceed S3's largest object (10,000 parts of 5 GiB)")
         return part_size
 
-    def write(self, path: str, stream: BinaryIO, size_hint: int | None = None) -> FileInfo:
+    def creates_exclusively(self, size: int) -> bool:
+        """Whether ``write(..., if_absent=True)`` of ``size`` bytes is the cheapest way to create a key that is
+        usually missing: the server honours conditional writes and the file fits one ``PutObject`` (a
+        multipart upload would send every part before S3 refused it, so check with :meth:`info` first)."""
+        return self.options.conditional_writes and size < self.options.part_size
+
+    def write(self, path: str, stream: BinaryIO, size_hint: int | None = None, *, if_absent: bool = False) -> FileInfo:
         """Upload ``stream`` to ``path``; return its status with our checksums in ``extra``.
 
         ``extra`` holds ``crc32c`` (base64 CRC32C of every byte written), ``parts`` (0 for a single
         ``PutObject``), ``crc32c_composite`` for multipart uploads, and ``checksum``: what S3 reports it
-        stored. The object is verified against it before returning (:class:`StoreError` otherwise).
+        stored (the ``PutObject`` answer carries it: S3 validated the CRC32C we sent against the body it
+        stored; a multipart upload costs one ``HeadObject`` when the completion does not report it). The
+        object is verified against it before returning (:class:`StoreError` otherwise). The status's
+        ``mtime`` is the server's ``Date`` of the answer when no ``HeadObject`` was made (S3 does not report
+        ``LastModified`` on writes; it may be a second later than a later :meth:`info` shows).
+
+        :param if_absent: create the object only if no object exists at ``path`` (``If-None-Match: *``,
+            atomic on the server): :class:`FileExistsError` if one does, and nothing is replaced.
         """
         rel = normalize_path(path)
         if not rel:
             raise IsADirectoryError(f"cannot write to the root of {self.root_uri}")
         key = self._key(rel)
+        if if_absent and not self.options.conditional_writes:
+            raise ValueError(f"{self.uri(rel)}: if_absent=True needs conditional_writes, which are switched off")
+        condition = {"IfNoneMatch": "*"} if if_absent else {}
         part_size = self._initial_part_size(size_hint)
         first = read_full(stream, part_size)
-        if len(first) < part_size:
-            whole, composite, parts = self._put_single(key, first), None, 0
-        else:
-            whole, composite, parts = self._put_multipart(key, stream, first, part_size)
-        head = self._head(key)
-        stored = checksum_from_response(head)
-        info = self._file_info(rel, head["ContentLength"], head["LastModified"], head.get("ETag"),
-                               checksum=stored, crc32c=whole.b64, crc32c_composite=composite, parts=parts)
+        with self._conditional(key, if_absent):
+            if len(first) < part_size:
+                whole, composite, parts = Crc32c(), None, 0
+                whole.update(first)
+                response = self._put_single(key, first, whole, **condition)
+            else:
+                whole, composite, parts, response = self._put_multipart(key, stream, first, part_size, **condition)
+        stored = checksum_from_response(response)
+        if stored is not None and response.get("ETag"):
+            info = self._file_info(rel, whole.length, _response_date(response), response["ETag"], checksum=stored,
+                                   crc32c=whole.b64, crc32c_composite=composite, parts=parts)
+        else:  # the answer has no checksum (S3-compatible servers, moto's CompleteMultipartUpload)
+            head = self._head(key)
+            info = self._file_info(rel, head["ContentLength"], head["LastModified"], head.get("ETag"),
+                                   checksum=checksum_from_response(head), crc32c=whole.b64,
+                                   crc32c_composite=composite, parts=parts)
         self._check_stored(key, info, whole, composite)
         return info
+
+    @contextmanager
+    def _conditional(self, key: str, if_absent: bool):
+        """Turn S3's refusal of ``If-None-Match: *`` (412, or 409 for a concurrent conditional write)
+        into :class:`FileExistsError`."""
+        try:
+            yield
+        except StoreError as err:
+            cause = err.__cause__
+            code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
+            if if_absent and code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                raise FileExistsError(f"{self.s3_uri(key)} already exists; not replaced") from err
+            raise
 
     def _check_stored(self, key: str, info: FileInfo, whole: Crc32c, composite: str | None) -> None:
         stored: Checksum | None = info.extra["checksum"]
@@ -506,15 +562,14 @@ class S3Store(Store):
                 self.client.delete_object(Bucket=self.bucket, Key=key)
             raise StoreError(f"upload of {self.s3_uri(key)} did not verify and was deleted: {problem}")
 
-    def _put_single(self, key: str, data: bytes) -> Crc32c:
-        whole = Crc32c()
-        whole.update(data)
+    def _put_single(self, key: str, data: bytes, whole: Crc32c, **condition: str) -> dict[str, Any]:
         with self._errors("PutObject", key):
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentLength=len(data),
-                                   ChecksumAlgorithm="CRC32C", ChecksumCRC32C=whole.b64)
-        return whole
+            return self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentLength=len(data),
+                                          ChecksumAlgorithm="CRC32C", ChecksumCRC32C=whole.b64, **condition)
 
-    def _put_multipart(self, key: str, stream: BinaryIO, first: bytes, part_size: int) -> tuple[Crc32c, str, int]:
+    def _put_multipart(
+        self, key: str, stream: BinaryIO, first: bytes, part_size: int, **condition: str
+    ) -> tuple[Crc32c, str, int, dict[str, Any]]:
         checksum_type = self.options.checksum_type
         with self._errors("CreateMultipartUpload", key):
             upload_id = self.client.create_multipart_upload(
@@ -550,12 +605,12 @@ class S3Store(Store):
             for part in parts:
                 whole.combine(part.crc, part.size)
             composite = composite_crc32c(part.crc for part in parts)
-            kwargs: dict[str, Any] = {}
+            kwargs: dict[str, Any] = dict(condition)
             if checksum_type == "FULL_OBJECT":
                 # S3 checks the whole-object checksum and size against the parts it assembled.
-                kwargs = {"ChecksumType": "FULL_OBJECT", "ChecksumCRC32C": whole.b64, "MpuObjectSize": whole.length}
+                kwargs.update(ChecksumType="FULL_OBJECT", ChecksumCRC32C=whole.b64, MpuObjectSize=whole.length)
             with self._errors("CompleteMultipartUpload", key):
-                self.client.complete_multipart_upload(
+                response = self.client.complete_multipart_upload(
                     Bucket=self.bucket, Key=key, UploadId=upload_id,
                     MultipartUpload={"Parts": [
                         {"PartNumber": p.number, "ETag": p.etag, "ChecksumCRC32C": encode_crc32c(p.crc)}
@@ -567,7 +622,7 @@ class S3Store(Store):
             failed.set()
             self._abort(key, upload_id)
             raise
-        return whole, composite, len(parts)
+        return whole, composite, len(parts), response
 
     def _upload_part(self, key: str, upload_id: str, number: int, data: bytes,
                      slots: threading.BoundedSemaphore, failed: threading.Event) -> _Part:
@@ -710,6 +765,15 @@ class S3Store(Store):
                                         ChecksumAlgorithm="CRC32C")
             else:  # CopyObject stops at 5 GiB; boto3's managed copy runs a multipart UploadPartCopy
                 self.client.copy(source, self.bucket, dst_key, ExtraArgs={"ChecksumAlgorithm": "CRC32C"})
+
+
+def _response_date(response: dict[str, Any]) -> datetime:
+    """The server's ``Date`` header of an answer (now, if it has none)."""
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        return parsedate_to_datetime(date) if date else datetime.now(timezone.utc)
+    except (TypeError, ValueError):
+        return datetime.now(timezone.utc)
 
 
 def composite_matches(reported: str, ours: str | None) -> bool:
