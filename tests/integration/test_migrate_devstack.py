@@ -314,3 +314,34 @@ def test_no_store_member_copy_means_no_removal(lake):
     assert dataset.hdfs_paths() == sorted(dataset.old) and dataset.s3_paths() == []
     assert all("holds no copy" in f["reason"] for f in summary.failures)
 
+
+
+def test_a_small_file_costs_five_requests_and_sources_changed_or_gone_since_the_plan_are_not_removed(
+    lake, devstack
+):
+    """Small files go straight from the plan into exclusive S3 creates: OPEN (namenode + data node),
+    PutObject, one source status after the copy, DELETE -- no HEAD, no status before the copy."""
+    dataset = make_dataset(lake, seed=10, small=4, new=0)
+    plan = plan_migration(lake, dataset.root, POLICY)
+    before = devstack.stats()
+    assert _operator(plan_id=plan.plan_id).execute({})["moved"] == 4
+    after = devstack.stats()
+    used = {f"{server} {op}": count - before[server].get(op, 0) for server in ("webhdfs", "s3")
+            for op, count in after[server].items() if count > before[server].get(op, 0)}
+    # per run: WebHDFSHook's connection probe (a GETFILESTATUS of /) and one listing of open uploads
+    assert used == {"webhdfs OPEN": 4, "webhdfs datanode.OPEN": 4, "webhdfs GETFILESTATUS": 4 + 1,
+                    "webhdfs DELETE": 4, "s3 PutObject": 4, "s3 ListMultipartUploads": 1}, used
+    dataset.assert_migrated()
+
+    dataset = make_dataset(lake, seed=11, small=4, new=0)
+    plan = plan_migration(lake, dataset.root, POLICY)
+    changed, gone, *_ = sorted(dataset.old)
+    dataset.hdfs.write(changed, io.BytesIO(b"rewritten after the plan"))
+    dataset.hdfs.delete(gone)
+    summary = _operator(plan_id=plan.plan_id, fail_on_error=False).execute({})
+    assert (summary["moved"], summary["kept"], summary["failed"]) == (2, 1, 1)
+    reasons = {f["path"]: (f["status"], f["reason"]) for f in summary["failures"]}
+    assert reasons[changed][0] == "kept" and "changed during the copy" in reasons[changed][1]
+    assert reasons[gone][0] == "failed" and "no longer exists" in reasons[gone][1]
+    assert dataset.read("hdfs", changed) == b"rewritten after the plan" and not dataset.s3.exists(changed)
+    assert not dataset.s3.exists(gone)

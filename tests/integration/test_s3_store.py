@@ -336,3 +336,30 @@ def test_access_denied_and_other_errors_are_mapped():
                               http_status_code=503)
         with pytest.raises(StoreError, match="S3 GetObject of s3://locked/data/hot.bin failed: SlowDown"):
             store.open_read("hot.bin")
+
+
+def test_write_reports_the_put_answer_and_if_absent_never_replaces(store, s3_client, bucket):
+    calls: list[str] = []
+    store.client.meta.events.register("before-call.s3", lambda event_name, **_: calls.append(event_name))
+    info = store.write("x/new.bin", io.BytesIO(b"first"), if_absent=True)
+    assert [c.rsplit(".", 1)[-1] for c in calls] == ["PutObject"]  # no HeadObject after the write
+    stored = store.info("x/new.bin")
+    assert info.extra["checksum"] == store.checksum("x/new.bin") == stored.extra["checksum"]
+    assert (info.size, info.etag) == (stored.size, stored.etag) and abs(info.mtime - stored.mtime) <= 2
+
+    with pytest.raises(FileExistsError, match="already exists"):
+        store.write("x/new.bin", io.BytesIO(b"second"), if_absent=True)
+    with pytest.raises(FileExistsError):  # multipart: refused at completion, and the upload aborted
+        store.write("x/new.bin", io.BytesIO(data_of(PART + 1)), if_absent=True)
+    assert s3_client.get_object(Bucket=bucket, Key="root/x/new.bin")["Body"].read() == b"first"
+    assert list(store.list_open_uploads()) == []
+    store.write("x/new.bin", io.BytesIO(b"replaced"))  # without if_absent, a write replaces
+    assert s3_client.get_object(Bucket=bucket, Key="root/x/new.bin")["Body"].read() == b"replaced"
+
+    assert store.creates_exclusively(PART - 1) and not store.creates_exclusively(PART)
+    off = S3Store(f"s3://{bucket}/root", aws_conn_id=AWS_CONN_ID, options={"conditional_writes": "false"})
+    assert off.options.conditional_writes is False and not off.creates_exclusively(1)
+    with pytest.raises(ValueError, match="conditional_writes"):
+        off.write("x/other.bin", io.BytesIO(b""), if_absent=True)
+    with pytest.raises(ValueError, match="conditional_writes=.maybe. is invalid"):
+        S3Options.from_mapping({"conditional_writes": "maybe"})

@@ -334,3 +334,13 @@ def test_progress_tracker_rate_eta_and_interval():
     tracker.add(failed=1)
     assert len(lines) == 1  # 5 s since the last line
     assert tracker.maybe_log(force=True).endswith("1 failed, ETA 0m15s")
+
+
+def test_if_absent_copy_leaves_an_existing_destination_alone(src, s3, s3_client, bucket):
+    data = make_file(src, "e.bin", 1000)
+    result = copy_file(src, "e.bin", s3, "e.bin", if_absent=True)
+    assert result.verified_by == CRC32C and result.destination.extra["checksum"].value == result.crc32c
+    make_file(src, "e.bin", 1000)  # new content, same name
+    with pytest.raises(FileExistsError):
+        copy_file(src, "e.bin", s3, "e.bin", if_absent=True)
+    assert s3_client.get_object(Bucket=bucket, Key="lake/e.bin")["Body"].read() == data  # neither replaced nor deleted
