@@ -41,8 +41,9 @@ def _banner(text: str) -> None:
     print(f"\n{'=' * 100}\n{text}\n{'=' * 100}", flush=True)
 
 
-def _mount_connection(client: Any, cache_dir: Path) -> dict[str, dict]:
-    connections = client.connections(mount_conn_id=MOUNT)
+def mount_connections(client: Any, cache_dir: Path, **ids: str) -> dict[str, dict]:
+    """The devstack's connections, the mount with a two-tier cache (MEM 64 MB, SSD 1 GB) under ``cache_dir``."""
+    connections = client.connections(mount_conn_id=MOUNT, **ids)
     connections[MOUNT]["extra"]["cache"] = {
         "tiers": [
             {"alias": "MEM", "uri": f"file://{cache_dir / 'mem'}", "quota": "64MB"},
@@ -56,7 +57,7 @@ def _mount_connection(client: Any, cache_dir: Path) -> dict[str, dict]:
     return connections
 
 
-def _run(dag_file: str, dag_id: str, conf: dict | None = None):
+def run_dag(dag_file: str, dag_id: str, conf: dict | None = None):
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(REPO / "dags" / dag_file))
@@ -72,7 +73,7 @@ def _run(dag_file: str, dag_id: str, conf: dict | None = None):
     return run
 
 
-def _xcom(run, task_id: str) -> Any:
+def xcom_value(run, task_id: str) -> Any:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -90,8 +91,8 @@ def _xcom(run, task_id: str) -> Any:
     return decoded[0] if len(decoded) == 1 else decoded
 
 
-def _answers(run) -> dict[str, Any]:
-    return {task: _xcom(run, task) for task in QUERY_TASKS}
+def query_answers(run) -> dict[str, Any]:
+    return {task: xcom_value(run, task) for task in QUERY_TASKS}
 
 
 def _print_answers(answers: dict[str, Any]) -> None:
@@ -142,21 +143,21 @@ def main(argv: list[str] | None = None) -> None:
     client = DevStackClient(devstack_up(state_dir))
     try:
         print(f"  WebHDFS {client.webhdfs_url}   S3 {client.s3_endpoint}")
-        written = write_connections(_mount_connection(client, home / "cache"))
+        written = write_connections(mount_connections(client, home / "cache"))
         print(f"  connections: {', '.join(written)}")
         os.environ.update(client.airflow_env())  # the same connections, for this process's tasks
-        os.environ[f"AIRFLOW_CONN_{MOUNT.upper()}"] = json.dumps(_mount_connection(client, home / "cache")[MOUNT])
+        os.environ[f"AIRFLOW_CONN_{MOUNT.upper()}"] = json.dumps(mount_connections(client, home / "cache")[MOUNT])
 
         _banner(f"3. Sample lake: TPC-DS at scale factor {args.scale_factor} into the HDFS member (/tmp/tpcds)")
-        _run("hybrid_tpcds_prepare.py", "hybrid_tpcds_prepare", {"scale_factor": args.scale_factor})
+        run_dag("hybrid_tpcds_prepare.py", "hybrid_tpcds_prepare", {"scale_factor": args.scale_factor})
         _where_files_live()
 
         _banner("4. Cache warming: prefetch the tables into the SSD tier, pinned")
-        warm = _run("hybrid_cache_warming.py", "hybrid_cache_warming", {"pin": True})
-        print(json.dumps(_xcom(warm, "prefetch"), indent=1, default=str))
+        warm = run_dag("hybrid_cache_warming.py", "hybrid_cache_warming", {"pin": True})
+        print(json.dumps(xcom_value(warm, "prefetch"), indent=1, default=str))
 
         _banner("5. Queries (TPC-DS 3, 42, 52, 55) on the embedded DuckDB engine over hybrid://")
-        before = _answers(_run("hybrid_query.py", "hybrid_query"))
+        before = query_answers(run_dag("hybrid_query.py", "hybrid_query"))
         _print_answers(before)
 
         _banner("6. Migration: ufsMigrate(olderThan(30d), UFS[hdfs]:REMOVE, UFS[s3]:STORE) on /store_sales")
@@ -166,12 +167,12 @@ def main(argv: list[str] | None = None) -> None:
         if errors:
             raise SystemExit(f"policies file errors: {errors}")
         for entry in entries:
-            run = _run("hybrid_ufs_migrate.py", entry.dag_id)
-            print(json.dumps(_xcom(run, "report"), indent=1, default=str))
+            run = run_dag("hybrid_ufs_migrate.py", entry.dag_id)
+            print(json.dumps(xcom_value(run, "report"), indent=1, default=str))
         _where_files_live()
 
         _banner("7. The same queries again, now over HDFS + S3")
-        after = _answers(_run("hybrid_query.py", "hybrid_query"))
+        after = query_answers(run_dag("hybrid_query.py", "hybrid_query"))
         _print_answers(after)
         same = all(before[t].get("preview") == after[t].get("preview") and before[t].get("rows") == after[t].get("rows")
                    for t in QUERY_TASKS)
