@@ -4,23 +4,54 @@
 ``<mount_conn_id>``. Registered with fsspec (entry point) and with Airflow (provider ``filesystems``), so
 ``ObjectStoragePath("hybrid://onprem_union/store_sales/")``, pandas, pyarrow and DuckDB (after
 ``duckdb.register_filesystem(HybridFileSystem())``) read it unchanged before and after a migration.
+
+Status memo. Engines ask for a file's status many times per query (DuckDB calls ``size`` on every read), so a
+filesystem instance remembers what ``info`` and ``ls`` returned, as fsspec's listing caches do, within limits
+set by the mount:
+
+* within one ``find``/``glob``/``walk``/``du`` call, every path is stated and every directory listed once;
+* across calls, only for a mount with a cache, and for at most its ``metadata_sync_interval`` seconds (Alluxio's
+  metadata sync interval, which also bounds how long a cached copy is served unchecked); with ``0`` or ``-1``
+  nothing is remembered across calls, so listings and stats always reflect the members;
+* any change made through this filesystem forgets what it knew of the path, its parent and its children.
+
+Listings themselves are never answered from memory across calls; the memo only answers ``info``.
+A file opened for reading fixes its version at open: the fresh cached copy (opened once, one hit recorded) or the
+source member's current status, and the memo is updated to what the file serves, so ``size`` and the bytes
+agree. When the memo (e.g. a listing) shows a status that differs from the cached copy's fingerprint -- the
+source changed, or a migration moved the file to another member -- the copy is checked against the source at
+once instead of waiting for the interval.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import queue
 import threading
-from typing import Any
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.stores.base import FileInfo, normalize_path
 
+if TYPE_CHECKING:
+    from airflow_hybrid.cache.entry import CachedEntry, SourceFingerprint
+
 #: Airflow's ObjectStoragePath looks these up in the provider's ``filesystems`` modules.
 schemes = ["hybrid"]
 
 _PIPE_DEPTH = 4
+#: Paths a filesystem instance remembers the status of at most (the memo is cleared when full).
+_MEMO_LIMIT = 100_000
+
+#: The status memo of the fsspec call in progress (``find``/``glob``/``walk``/``du``): name -> info or listing.
+_operation_memo: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "hybrid_operation_memo", default=None
+)
 
 
 def get_fs(conn_id: str | None, storage_options: dict[str, Any] | None = None) -> HybridFileSystem:
@@ -38,6 +69,9 @@ class HybridFileSystem(AbstractFileSystem):
         super().__init__(**kwargs)
         self._mounts: dict[str, HybridMount] = dict(mounts or {})
         self._lock = threading.Lock()
+        #: name -> (expires at, info dict): statuses remembered across calls (see the module doc).
+        self._memo: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._memo_lock = threading.Lock()
 
     # -- paths ------------------------------------------------------------------------------------
     @classmethod
@@ -72,6 +106,75 @@ class HybridFileSystem(AbstractFileSystem):
     def unstrip_protocol(self, name: str) -> str:
         return f"hybrid://{self._strip_protocol(name)}"
 
+    # -- status memo ------------------------------------------------------------------------------
+    @staticmethod
+    def _memo_seconds(mount: HybridMount) -> float:
+        """How long a status of ``mount`` may be remembered across calls (0: not at all)."""
+        cache = mount.cache
+        if cache is None:
+            return 0.0
+        return max(cache.config.metadata_sync_interval, 0.0)
+
+    @contextlib.contextmanager
+    def _operation(self) -> Iterator[dict[str, Any]]:
+        """Scope of one fsspec call: each path is stated and listed at most once inside it."""
+        memo = _operation_memo.get()
+        if memo is not None:
+            yield memo
+            return
+        token = _operation_memo.set({})
+        try:
+            yield _operation_memo.get()
+        finally:
+            _operation_memo.reset(token)
+
+    def _recall(self, name: str) -> dict[str, Any] | None:
+        memo = _operation_memo.get()
+        if memo is not None and ("info", name) in memo:
+            return memo["info", name]
+        remembered = self._memo.get(name)
+        if remembered is not None:
+            if remembered[0] > time.monotonic():
+                return remembered[1]
+            self._memo.pop(name, None)
+        return None
+
+    def _remember(self, mount: HybridMount, entries: list[dict[str, Any]]) -> None:
+        memo = _operation_memo.get()
+        if memo is not None:
+            for entry in entries:
+                memo["info", entry["name"]] = entry
+        seconds = self._memo_seconds(mount)
+        if seconds <= 0:
+            return
+        expires = time.monotonic() + seconds
+        with self._memo_lock:
+            if len(self._memo) + len(entries) > _MEMO_LIMIT:
+                self._memo.clear()
+            for entry in entries:
+                self._memo[entry["name"]] = (expires, entry)
+
+    def _forget(self, mount: HybridMount, rel: str) -> None:
+        """Forget ``rel`` (and what lies under it) and its parent's listing after a change through this fs."""
+        name = f"{mount.name}/{rel}" if rel else mount.name
+        parent = self._parent(name)
+        with self._memo_lock:
+            for key in [k for k in self._memo if k == name or k.startswith(name + "/")]:
+                del self._memo[key]
+        memo = _operation_memo.get()
+        if memo is not None:
+            for key in [k for k in memo if k[1] in (name, parent) or k[1].startswith(name + "/")]:
+                del memo[key]
+
+    def invalidate_cache(self, path: str | None = None) -> None:
+        if path is None:
+            with self._memo_lock:
+                self._memo.clear()
+        else:
+            mount, rel = self._split(path)
+            self._forget(mount, rel)
+        super().invalidate_cache(path)
+
     # -- metadata ---------------------------------------------------------------------------------
     def _entry(self, mount: HybridMount, info: FileInfo) -> dict[str, Any]:
         return {
@@ -87,10 +190,33 @@ class HybridFileSystem(AbstractFileSystem):
         mount, rel = self._split(path)
         if not rel:
             return {"name": mount.name, "size": 0, "type": "directory"}
-        return self._entry(mount, mount.info(rel))
+        name = f"{mount.name}/{rel}"
+        known = self._recall(name)
+        if known is not None:
+            return known
+        memo = _operation_memo.get()
+        if memo is not None and ("ls", name) in memo:  # listed in this call: a directory (or the file itself)
+            listing = memo["ls", name]
+            if len(listing) == 1 and listing[0]["name"] == name and listing[0]["type"] == "file":
+                return listing[0]
+            return {"name": name, "size": 0, "type": "directory"}
+        entry = self._entry(mount, mount.info(rel))
+        self._remember(mount, [entry])
+        return entry
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list:
         mount, rel = self._split(path)
+        name = f"{mount.name}/{rel}" if rel else mount.name
+        memo = _operation_memo.get()
+        entries = memo.get(("ls", name)) if memo is not None else None
+        if entries is None:
+            entries = self._list(mount, rel, path)
+            if memo is not None:
+                memo["ls", name] = entries
+            self._remember(mount, entries)
+        return entries if detail else [e["name"] for e in entries]
+
+    def _list(self, mount: HybridMount, rel: str, path: str) -> list[dict[str, Any]]:
         try:
             entries = [self._entry(mount, e) for e in mount.ls(rel)]
         except FileNotFoundError:
@@ -100,7 +226,23 @@ class HybridFileSystem(AbstractFileSystem):
             if not info.is_dir:
                 entries = [self._entry(mount, info)]
         entries.sort(key=lambda e: e["name"])
-        return entries if detail else [e["name"] for e in entries]
+        return entries
+
+    def find(self, path: str, maxdepth: int | None = None, withdirs: bool = False, detail: bool = False, **kwargs):
+        with self._operation():
+            if withdirs:
+                # fsspec states the root before walking it; listing it first answers that from the listing
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    self.ls(path)
+            return super().find(path, maxdepth=maxdepth, withdirs=withdirs, detail=detail, **kwargs)
+
+    def walk(self, path: str, maxdepth: int | None = None, topdown: bool = True, on_error: str = "omit", **kwargs):
+        with self._operation():
+            yield from super().walk(path, maxdepth=maxdepth, topdown=topdown, on_error=on_error, **kwargs)
+
+    def du(self, path: str, total: bool = True, maxdepth: int | None = None, withdirs: bool = False, **kwargs):
+        with self._operation():
+            return super().du(path, total=total, maxdepth=maxdepth, withdirs=withdirs, **kwargs)
 
     def modified(self, path: str):
         import datetime
@@ -110,15 +252,18 @@ class HybridFileSystem(AbstractFileSystem):
     # -- mutation ---------------------------------------------------------------------------------
     def _rm(self, path: str) -> None:
         mount, rel = self._split(path)
+        self._forget(mount, rel)
         mount.delete(rel, recursive=False)
 
     def rm(self, path: str | list[str], recursive: bool = False, maxdepth: int | None = None) -> None:
         for p in [path] if isinstance(path, str) else path:
             mount, rel = self._split(p)
+            self._forget(mount, rel)
             mount.delete(rel, recursive=recursive)
 
     def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
         mount, rel = self._split(path)
+        self._forget(mount, rel)
         mount.mkdir(rel)
 
     def makedirs(self, path: str, exist_ok: bool = False) -> None:
@@ -130,11 +275,14 @@ class HybridFileSystem(AbstractFileSystem):
         if mount1 is not mount2:
             super().mv(path1, path2, recursive=recursive, maxdepth=maxdepth, **kwargs)
             return
+        self._forget(mount1, rel1)
+        self._forget(mount2, rel2)
         mount1.rename(rel1, rel2)
 
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         src_mount, src_rel = self._split(path1)
         dst_mount, dst_rel = self._split(path2)
+        self._forget(dst_mount, dst_rel)
         with src_mount.open_read(src_rel) as stream:
             dst_mount.write(dst_rel, stream)
 
@@ -144,6 +292,7 @@ class HybridFileSystem(AbstractFileSystem):
         if "r" in mode:
             return HybridReadFile(self, path, mount, rel, block_size=block_size, **kwargs)
         if "w" in mode:
+            self._forget(mount, rel)
             return HybridWriteFile(self, path, mount, rel, block_size=block_size, **kwargs)
         raise ValueError(f"{path}: mode {mode!r} not supported (use rb or wb)")
 
@@ -159,26 +308,81 @@ class HybridFileSystem(AbstractFileSystem):
 
 
 class HybridReadFile(AbstractBufferedFile):
-    """Read file: sequential reads stream over one open ranged request; seeks reopen at the new offset."""
+    """Read file: sequential reads stream over one open ranged request; seeks reopen at the new offset.
+
+    The version is fixed at open. A fresh cached copy is opened once (one hit recorded) and serves every range
+    (a seekable tier stream, e.g. a local tier, is seeked; others are reopened at the offset). Otherwise the
+    ranges are read through the cache from the member that had the file at open (a range that finds it gone,
+    e.g. moved by a migration, is read from wherever the mount resolves it then).
+    """
 
     def __init__(self, fs: HybridFileSystem, path: str, mount: HybridMount, rel: str, **kwargs: Any) -> None:
-        info = mount.info(rel)
-        if info.is_dir:
-            raise IsADirectoryError(f"hybrid://{mount.name}/{rel} is a directory")
-        kwargs.setdefault("cache_type", "readahead")
-        block_size = kwargs.pop("block_size", None) or 4 * 1024 * 1024
-        super().__init__(fs, path, mode="rb", block_size=block_size, size=info.size, **kwargs)
         self.mount, self.rel = mount, rel
+        self._entry: CachedEntry | None = None
+        self._source: tuple[str, FileInfo] | None = None
         self._stream = None
         self._stream_pos = -1
+        size = self._pin_version(fs)
+        kwargs.setdefault("cache_type", "readahead")
+        block_size = kwargs.pop("block_size", None) or 4 * 1024 * 1024
+        super().__init__(fs, path, mode="rb", block_size=block_size, size=size, **kwargs)
+
+    def _pin_version(self, fs: HybridFileSystem) -> int:
+        """Choose what this file serves; returns its size. The fs memo is updated to match."""
+        mount, rel = self.mount, self.rel
+        cache = mount.cache
+        if cache is None:
+            info = mount.info(rel)
+            if info.is_dir:
+                raise IsADirectoryError(f"hybrid://{mount.name}/{rel} is a directory")
+            return info.size
+        resolved: list[tuple[str, FileInfo]] = []
+
+        def current() -> FileInfo:
+            resolved.append(mount.resolve(rel))
+            return resolved[-1][1]
+
+        entry = cache.lookup(rel, current)
+        known = fs._recall(f"{mount.name}/{rel}")
+        if entry is not None and known is not None and not _same_version(entry.source, known):
+            entry = cache.lookup(rel, current, force_sync=True)  # a newer status was seen: check now
+        if entry is not None:
+            try:
+                self._stream, self._stream_pos = cache.open_cached(entry), 0
+                self._entry = entry
+                info = FileInfo(path=rel, size=entry.source.size, mtime=entry.source.mtime, etag=entry.source.etag)
+            except FileNotFoundError:  # evicted meanwhile: read from the source
+                entry = None
+        if entry is None:
+            member, info = resolved[-1] if resolved else mount.resolve(rel)
+            if info.is_dir:
+                raise IsADirectoryError(f"hybrid://{mount.name}/{rel} is a directory")
+            self._source = (member, info)
+        fs._remember(mount, [fs._entry(mount, _with_path(info, rel))])
+        return info.size
+
+    def _open_at(self, start: int):
+        cache = self.mount.cache
+        if self._entry is not None:
+            return cache.reopen_cached(self._entry, offset=start)
+        if self._source is not None:
+            member, info = self._source
+            try:
+                return cache.open_read(self.rel, member, info, offset=start)
+            except FileNotFoundError:
+                self._source = None  # moved since open (e.g. migrated): resolve again from now on
+        return self.mount.open_read(self.rel, offset=start)
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         end = min(end, self.size)
         if start >= end:
             return b""
         if self._stream is None or self._stream_pos != start:
-            self._close_stream()
-            self._stream = self.mount.open_read(self.rel, offset=start)
+            if self._stream is not None and self._entry is not None and _seekable(self._stream):
+                self._stream.seek(start)
+            else:
+                self._close_stream()
+                self._stream = self._open_at(start)
             self._stream_pos = start
         chunks, want = [], end - start
         while want > 0:
@@ -199,6 +403,27 @@ class HybridReadFile(AbstractBufferedFile):
     def close(self) -> None:
         self._close_stream()
         super().close()
+
+
+def _seekable(stream) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _same_version(fingerprint: SourceFingerprint, known: dict[str, Any]) -> bool:
+    return (fingerprint.size, fingerprint.mtime, fingerprint.etag) == (
+        known.get("size"),
+        known.get("mtime"),
+        known.get("ETag"),
+    )
+
+
+def _with_path(info: FileInfo, path: str) -> FileInfo:
+    if info.path == path:
+        return info
+    return FileInfo(path=path, size=info.size, mtime=info.mtime, is_dir=info.is_dir, etag=info.etag)
 
 
 class _QueueReader:

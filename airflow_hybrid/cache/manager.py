@@ -137,13 +137,18 @@ class CacheManager:
         return self.tiers[self.config.tier(alias).alias]
 
     # -- lookup and reads -----------------------------------------------------------------------------
-    def lookup(self, path: str, source_info: SourceInfo = None) -> CachedEntry | None:
+    def lookup(
+        self, path: str, source_info: SourceInfo = None, *, force_sync: bool = False
+    ) -> CachedEntry | None:
         """The ready, fresh copy of ``path``, or ``None``.
 
         When a freshness check is due (see module doc), ``source_info`` gives the source's current status
         (a :class:`FileInfo`, or a function returning it, called only then); a changed or missing source drops
         the copy. A due check without ``source_info`` cannot be made, so the copy is not served. Expired
         (TTL) copies are dropped too.
+
+        :param force_sync: check the source now whatever the interval (the caller has seen a status of the
+            source that differs from the copy's fingerprint, e.g. in a listing).
         """
         path = normalize_path(path)
         entry = self.catalog.get(self.mount_name, path)
@@ -156,7 +161,7 @@ class CacheManager:
         if entry.is_expired(now):
             self._drop([entry])
             return None
-        if not self._sync_due(entry, now):
+        if not force_sync and not self._sync_due(entry, now):
             return entry
         if source_info is None:
             return None
@@ -189,6 +194,10 @@ class CacheManager:
         stream = self.tiers[entry.tier].open(entry.location, offset=offset, length=length)
         self.catalog.touch(entry, self.clock())
         return stream
+
+    def reopen_cached(self, entry: CachedEntry, offset: int = 0, length: int | None = None) -> BinaryIO:
+        """Another range of a copy already opened by :meth:`open_cached` (no second hit is recorded)."""
+        return self.tiers[entry.tier].open(entry.location, offset=offset, length=length)
 
     def fill_while_reading(
         self,
