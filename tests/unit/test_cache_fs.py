@@ -1,0 +1,174 @@
+"""``hybrid://`` over a cached union of two local members: the status memo (per fsspec call, and per
+``metadata_sync_interval`` across calls), version pinning of read files, and files moving between members.
+
+Members are real local directories; a counting subclass of LocalStore records what the filesystem asks of them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from airflow_hybrid.fs import HybridFileSystem
+from airflow_hybrid.mount import HybridMount
+from airflow_hybrid.stores.local import LocalStore
+
+
+class CountingStore(LocalStore):
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.calls: dict[str, int] = {}
+
+    def _count(self, op: str) -> None:
+        self.calls[op] = self.calls.get(op, 0) + 1
+
+    def info(self, path):
+        self._count("info")
+        return super().info(path)
+
+    def list(self, path):
+        self._count("list")
+        return super().list(path)
+
+    def open_read(self, path, offset=0, length=None):
+        self._count("open")
+        return super().open_read(path, offset, length)
+
+
+def put(root: Path, path: str, data: bytes, mtime: float) -> None:
+    local = root / path
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_bytes(data)
+    os.utime(local, (mtime, mtime))
+
+
+@pytest.fixture
+def lake(tmp_path):
+    """``make(interval)`` -> (filesystem, mount, {member: store}); members ``s3`` (read first) and ``hdfs``."""
+    made = []
+
+    def make(interval: float):
+        stores = {name: CountingStore(str(tmp_path / name)) for name in ("s3", "hdfs")}
+        for name in stores:
+            (tmp_path / name).mkdir(exist_ok=True)
+        options = {
+            "members": {name: {"uri": f"file://{tmp_path / name}"} for name in stores},
+            "priority": {"read": "s3,hdfs"},
+            "collection": {"create": "hdfs"},
+            "cache": {
+                "tiers": [{"alias": "SSD", "uri": f"file://{tmp_path}/tier", "quota": "64MB"}],
+                "catalog_url": f"sqlite:///{tmp_path}/catalog.db",
+                "metadata_sync_interval": interval,
+            },
+        }
+        mount = HybridMount.from_options("lake", options, stores=stores)
+        made.append(mount)
+        return HybridFileSystem(mounts={"lake": mount}, skip_instance_cache=True), mount, stores
+
+    yield make
+    for mount in made:
+        if mount.cache is not None:
+            mount.cache.close()
+
+
+def reset(stores) -> None:
+    for store in stores.values():
+        store.calls.clear()
+
+
+def read_all(fs: HybridFileSystem, path: str) -> bytes:
+    with fs.open(f"hybrid://lake/{path}", "rb") as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("interval", [0, 60])
+def test_glob_lists_each_directory_once_and_states_nothing(lake, tmp_path, interval):
+    fs, _, stores = lake(interval)
+    for i in range(3):
+        put(tmp_path / "hdfs", f"t/part-{i}.parquet", b"x" * (10 + i), 1_700_000_000.0)
+    reset(stores)
+    assert fs.glob("hybrid://lake/t/*.parquet") == [f"lake/t/part-{i}.parquet" for i in range(3)]
+    assert stores["s3"].calls == {"list": 1} and stores["hdfs"].calls == {"list": 1}
+
+
+def test_statuses_seen_are_remembered_for_the_sync_interval(lake, tmp_path):
+    fs, _, stores = lake(60)
+    put(tmp_path / "hdfs", "t/a.parquet", b"a" * 100, 1_700_000_000.0)
+    fs.glob("hybrid://lake/t/*.parquet")
+    reset(stores)
+    assert [fs.size("hybrid://lake/t/a.parquet") for _ in range(5)] == [100] * 5  # DuckDB asks on every read
+    assert fs.modified("hybrid://lake/t/a.parquet").timestamp() == 1_700_000_000.0
+    assert stores["s3"].calls == {} and stores["hdfs"].calls == {}
+
+
+def test_with_interval_zero_every_call_sees_the_members(lake, tmp_path):
+    fs, _, stores = lake(0)
+    put(tmp_path / "hdfs", "t/a.parquet", b"a" * 100, 1_700_000_000.0)
+    assert fs.size("hybrid://lake/t/a.parquet") == 100
+    put(tmp_path / "hdfs", "t/a.parquet", b"a" * 150, 1_700_000_100.0)  # changed behind the filesystem's back
+    assert fs.size("hybrid://lake/t/a.parquet") == 150
+    assert fs.ls("hybrid://lake/t", detail=True)[0]["size"] == 150
+
+
+def test_a_change_through_the_filesystem_is_seen_at_once(lake, tmp_path):
+    fs, _, _ = lake(60)
+    put(tmp_path / "hdfs", "t/a.parquet", b"a" * 100, 1_700_000_000.0)
+    assert fs.size("hybrid://lake/t/a.parquet") == 100
+    with fs.open("hybrid://lake/t/a.parquet", "wb") as f:
+        f.write(b"b" * 250)
+    assert fs.size("hybrid://lake/t/a.parquet") == 250
+    assert read_all(fs, "t/a.parquet") == b"b" * 250
+    fs.rm("hybrid://lake/t/a.parquet")
+    assert not fs.exists("hybrid://lake/t/a.parquet")
+
+
+def test_warm_file_is_opened_once_in_the_tier_with_one_hit_and_no_source_access(lake, tmp_path):
+    fs, mount, stores = lake(60)
+    data = os.urandom(300_000)
+    put(tmp_path / "hdfs", "t/a.parquet", data, 1_700_000_000.0)
+    assert read_all(fs, "t/a.parquet") == data  # cold: fills the tier
+    reset(stores)
+    with fs.open("hybrid://lake/t/a.parquet", "rb", block_size=4096, cache_type="none") as f:
+        assert f.size == len(data)
+        for start in (len(data) - 8, 0, 150_000, 10):  # footer first, then column chunks, as Parquet readers do
+            f.seek(start)
+            assert f.read(1000) == data[start : start + 1000]
+    assert stores["s3"].calls == {} and stores["hdfs"].calls == {}
+    tier = mount.cache.report().tier("SSD")
+    assert (tier.hits, tier.misses) == (1, 1)
+
+
+def test_a_file_migrated_to_another_member_is_served_from_its_new_member(lake, tmp_path):
+    """A listing newer than the cached copy's fingerprint (the file moved, with a new mtime) makes the copy be
+    checked at open, before the interval is up; what the file serves and what ``size`` says agree."""
+    fs, mount, stores = lake(3600)
+    data = os.urandom(50_000)
+    put(tmp_path / "hdfs", "t/a.parquet", data, 1_700_000_000.0)
+    assert read_all(fs, "t/a.parquet") == data
+    assert mount.cache.catalog.get("lake", "t/a.parquet").source_member == "hdfs"
+
+    moved = data[:20_000] + b"!" * 10 + data[20_010:]  # same size; only a check can tell
+    put(tmp_path / "s3", "t/a.parquet", moved, 1_700_000_500.0)
+    (tmp_path / "hdfs" / "t/a.parquet").unlink()
+    fs2, _, _ = lake(3600)  # another task: lists, then reads
+    listed = fs2.ls("hybrid://lake/t", detail=True)
+    assert listed[0]["mtime"] == 1_700_000_500.0
+    with fs2.open("hybrid://lake/t/a.parquet", "rb") as f:
+        assert f.read() == moved
+    assert fs2.size("hybrid://lake/t/a.parquet") == len(moved)
+
+
+def test_a_cold_read_follows_a_file_that_moves_while_it_is_open(lake, tmp_path):
+    fs, _, stores = lake(60)
+    data = os.urandom(200_000)
+    put(tmp_path / "hdfs", "t/a.parquet", data, 1_700_000_000.0)
+    with fs.open("hybrid://lake/t/a.parquet", "rb", block_size=4096, cache_type="none") as f:
+        f.seek(len(data) - 100)
+        assert f.read(100) == data[-100:]  # a ranged miss on hdfs
+        put(tmp_path / "s3", "t/a.parquet", data, 1_700_000_500.0)  # migrated: copied, then removed
+        (tmp_path / "hdfs" / "t/a.parquet").unlink()
+        f.seek(0)
+        assert f.read(5000) == data[:5000]
+    assert stores["s3"].calls.get("open", 0) >= 1
