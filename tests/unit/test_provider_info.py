@@ -20,11 +20,12 @@ def test_every_module_named_in_provider_info_imports():
 
 def test_airflow_discovers_the_provider_and_the_hybrid_scheme():
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
-    manager = ProvidersManager()
-    assert "airflow-hybrid" in manager.providers
-    assert "hybrid_mount" in manager.hooks
-    assert "airflow_hybrid.fs" in manager.filesystem_module_names
+    assert "airflow-hybrid" in ProvidersManager().providers
+    runtime = ProvidersManagerTaskRuntime()
+    assert "hybrid_mount" in runtime.hooks
+    assert "airflow_hybrid.fs" in runtime.filesystem_module_names
 
 
 def test_hybrid_scheme_resolves_through_airflow_object_storage():
