@@ -15,7 +15,11 @@ set by the mount:
   nothing is remembered across calls, so listings and stats always reflect the members;
 * any change made through this filesystem forgets what it knew of the path, its parent and its children.
 
-Listings themselves are never answered from memory across calls; the memo only answers ``info``.
+Listings themselves are never answered from this memory across calls; the memo only answers ``info``.
+A mount whose cache sets ``listing_sync_interval`` (default 0: off) has listings answered from the cache
+catalog, shared by every worker, for that many seconds after its members were listed (Alluxio's metadata sync
+for directories): files added or removed at a member directly, not through the mount, show up in
+``ls``/``glob`` only once the interval is up; changes through the mount are seen at once.
 A file opened for reading fixes its version at open: the fresh cached copy (opened once, one hit recorded) or the
 source member's current status, and the memo is updated to what the file serves, so ``size`` and the bytes
 agree. When the memo (e.g. a listing) shows a status that differs from the cached copy's fingerprint -- the
@@ -217,8 +221,13 @@ class HybridFileSystem(AbstractFileSystem):
         return entries if detail else [e["name"] for e in entries]
 
     def _list(self, mount: HybridMount, rel: str, path: str) -> list[dict[str, Any]]:
+        cache = mount.cache
         try:
-            entries = [self._entry(mount, e) for e in mount.ls(rel)]
+            if cache is not None and cache.config.listing_sync_interval:
+                infos = cache.listing(rel, lambda: mount.ls(rel))
+            else:
+                infos = mount.ls(rel)
+            entries = [self._entry(mount, e) for e in infos]
         except FileNotFoundError:
             raise FileNotFoundError(self.unstrip_protocol(path)) from None
         if not entries and rel:
@@ -265,6 +274,8 @@ class HybridFileSystem(AbstractFileSystem):
         mount, rel = self._split(path)
         self._forget(mount, rel)
         mount.mkdir(rel)
+        if mount.cache is not None:
+            mount.cache.forget_listings(rel)
 
     def makedirs(self, path: str, exist_ok: bool = False) -> None:
         self.mkdir(path)

@@ -35,6 +35,7 @@ from airflow_hybrid.cache.config import TierConfig
 from airflow_hybrid.cache.entry import CachedEntry, SourceFingerprint
 from airflow_hybrid.cache.exceptions import CacheError, CacheQuotaError
 from airflow_hybrid.cache.schema import DEFAULT_TABLE_PREFIX, LOADING, READY, Tables, build_tables, migrate
+from airflow_hybrid.stores.base import FileInfo
 
 log = logging.getLogger(__name__)
 
@@ -687,6 +688,69 @@ class Catalog:
             if len(paths) < _BATCH:
                 return
             last = paths[-1]
+
+    # -- listings -----------------------------------------------------------------------------------
+    def listing(self, mount: str, path: str, synced_after: float | None) -> list[FileInfo] | None:
+        """The stored listing of directory ``path`` if its members were listed after ``synced_after``
+        (``None``: whenever), else ``None``. Entries are sorted by name; their paths are logical."""
+        listings, items = self.t.listings, self.t.listing_entries
+        with self.read() as conn:
+            row = conn.execute(
+                sa.select(listings.c.id, listings.c.synced_at).where(
+                    listings.c.mount == mount, listings.c.path == path
+                )
+            ).first()
+            if row is None or (synced_after is not None and row.synced_at <= synced_after):
+                return None
+            rows = conn.execute(
+                sa.select(items).where(items.c.listing_id == row.id).order_by(items.c.name)
+            ).all()
+        prefix = f"{path}/" if path else ""
+        return [
+            FileInfo(path=prefix + r.name, size=r.size, mtime=r.mtime, is_dir=bool(r.is_dir), etag=r.etag)
+            for r in rows
+        ]
+
+    def store_listing(self, mount: str, path: str, entries: Sequence[FileInfo], synced_at: float) -> None:
+        """Replace the stored listing of directory ``path`` with ``entries`` (listed at ``synced_at``)."""
+        listings, items = self.t.listings, self.t.listing_entries
+        with self.write() as conn:
+            self._lock_tiers(conn, mount)  # serialises writers of the mount (see the module doc)
+            self._delete_listings(conn, listings.c.mount == mount, listings.c.path == path)
+            listing_id = conn.execute(
+                listings.insert().values(mount=mount, path=path, synced_at=synced_at)
+            ).inserted_primary_key[0]
+            rows = [
+                {
+                    "listing_id": listing_id,
+                    "name": e.name,
+                    "is_dir": bool(e.is_dir),
+                    "size": int(e.size),
+                    "mtime": float(e.mtime),
+                    "etag": e.etag,
+                }
+                for e in entries
+            ]
+            for start in range(0, len(rows), _BATCH):
+                conn.execute(items.insert(), rows[start : start + _BATCH])
+
+    def forget_listings(self, mount: str, path: str) -> None:
+        """Forget the stored listings that a change of ``path`` makes stale: its parent's, its own and those
+        of the directories under it."""
+        listings = self.t.listings
+        parent = path.rpartition("/")[0]
+        with self.write() as conn:
+            self._lock_tiers(conn, mount)
+            stale = sa.or_(listings.c.path == parent, self._under(listings.c.path, path))
+            self._delete_listings(conn, listings.c.mount == mount, stale)
+
+    def _delete_listings(self, conn: Connection, *where: sa.ColumnElement) -> None:
+        listings, items = self.t.listings, self.t.listing_entries
+        ids = list(conn.execute(sa.select(listings.c.id).where(*where)).scalars())
+        for start in range(0, len(ids), _BATCH):
+            batch = ids[start : start + _BATCH]
+            conn.execute(items.delete().where(items.c.listing_id.in_(batch)))
+            conn.execute(listings.delete().where(listings.c.id.in_(batch)))
 
     # -- reporting ----------------------------------------------------------------------------------
     def usage(self, mount: str) -> list[TierUsage]:

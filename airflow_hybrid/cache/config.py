@@ -11,6 +11,7 @@ Example (connection extras)::
         "catalog_url": null,
         "cache_on_read": true,
         "metadata_sync_interval": 60,
+        "listing_sync_interval": 0,
         "default_ttl": null}}
 
 Sizes follow Alluxio: a number of bytes or a number with a unit ``B``, ``K``/``KB``/``KiB``, ``M``/``MB``/``MiB``,
@@ -50,6 +51,7 @@ _CACHE_KEYS = {
     "default_ttl",
     "default_tier",
     "load_lease",
+    "listing_sync_interval",
 }
 
 
@@ -203,6 +205,10 @@ class CacheConfig:
     cache_on_read: bool = True
     #: Seconds between source fingerprint checks of a cached copy: 0 = every open, -1 = never.
     metadata_sync_interval: float = DEFAULT_METADATA_SYNC_INTERVAL
+    #: Seconds a directory listing read through ``hybrid://`` is answered from the catalog before the members
+    #: are listed again: 0 = always list the members (default), -1 = only changes made through the mount
+    #: refresh it. Files added or removed at a member directly appear within this interval (Alluxio's rule).
+    listing_sync_interval: float = 0.0
     #: TTL given to new entries when a load names none; ``None`` = no expiry.
     default_ttl: float | None = None
     #: Tier that reads fill and loads target when none is named; the first tier by default.
@@ -288,6 +294,9 @@ class CacheConfig:
             "cache.metadata_sync_interval",
             allow_negative_one=True,
         )
+        listing_interval = parse_duration(
+            raw.get("listing_sync_interval", 0), "cache.listing_sync_interval", allow_negative_one=True
+        )
         default_ttl = parse_duration(raw.get("default_ttl"), "cache.default_ttl")
         if default_ttl == 0:
             raise CacheConfigError("cache.default_ttl: must be positive (null for no expiry)")
@@ -300,6 +309,7 @@ class CacheConfig:
             catalog_url=catalog_url,
             cache_on_read=cache_on_read,
             metadata_sync_interval=DEFAULT_METADATA_SYNC_INTERVAL if interval is None else interval,
+            listing_sync_interval=listing_interval or 0.0,
             default_ttl=default_ttl,
             load_lease=lease,
         )

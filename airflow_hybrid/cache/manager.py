@@ -480,11 +480,36 @@ class CacheManager:
                 self.unpin([prefix], match=match)
         return DropResult(files, size, skipped)
 
+    def listing(self, path: str, list_members: Callable[[], Iterable[FileInfo]]) -> list[FileInfo]:
+        """The merged listing of directory ``path``: the one stored in the catalog while
+        ``listing_sync_interval`` allows, else ``list_members()`` (stored for the next caller when not empty).
+
+        With the default interval 0 the members are always listed and nothing is stored.
+        """
+        path = normalize_path(path)
+        interval = self.config.listing_sync_interval
+        if interval:
+            synced_after = None if interval < 0 else self.clock() - interval
+            stored = self.catalog.listing(self.mount_name, path, synced_after)
+            if stored is not None:
+                return stored
+        listed_at = self.clock()
+        entries = list(list_members())
+        if interval and entries:
+            self.catalog.store_listing(self.mount_name, path, entries, listed_at)
+        return entries
+
+    def forget_listings(self, path: str) -> None:
+        """Forget stored listings made stale by a change of ``path`` (its parent's, its own, those below)."""
+        self.catalog.forget_listings(self.mount_name, normalize_path(path))
+
     def invalidate(self, path: str) -> DropResult:
-        """Forget copies of ``path`` (a file or a directory) after it changed through the mount.
+        """Forget copies of ``path`` (a file or a directory) after it changed through the mount, and the
+        stored listings the change makes stale.
 
         Copies being loaded are abandoned too; pins stay, so a reload is pinned again.
         """
+        self.forget_listings(path)
         files = size = 0
         batch: list[CachedEntry] = []
         for entry in self.catalog.iter_entries(self.mount_name, normalize_path(path)):

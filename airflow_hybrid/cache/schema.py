@@ -16,6 +16,8 @@ Versions:
 2. ``pins`` (pin intents per logical path with the bytes they hold against the tier's quota, so a file can
    be pinned before it is loaded) and ``entries.last_synced_at`` (when the source fingerprint was last
    verified; back-filled with ``created_at``).
+3. ``listings`` (one row per listed directory of a mount with the time its members were listed) and
+   ``listing_entries`` (the merged entries of that listing), for ``cache.listing_sync_interval``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class Tables:
     entries: sa.Table
     trash: sa.Table
     pins: sa.Table
+    listings: sa.Table
+    listing_entries: sa.Table
 
 
 def _version_table(metadata: sa.MetaData, prefix: str) -> sa.Table:
@@ -139,6 +143,40 @@ def _pins_table(metadata: sa.MetaData, prefix: str) -> sa.Table:
     )
 
 
+def _listings_table(metadata: sa.MetaData, prefix: str) -> sa.Table:
+    return sa.Table(
+        f"{prefix}listings",
+        metadata,
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+        sa.Column("mount", sa.String(250), nullable=False),
+        # Logical directory ("" = the mount's root).
+        sa.Column("path", sa.String(4000), nullable=False),
+        # When the members were listed.
+        sa.Column("synced_at", sa.Float, nullable=False),
+        sa.UniqueConstraint("mount", "path", name=f"{prefix}listings_mount_path_uq"),
+    )
+
+
+def _listing_entries_table(metadata: sa.MetaData, prefix: str) -> sa.Table:
+    return sa.Table(
+        f"{prefix}listing_entries",
+        metadata,
+        sa.Column(
+            "listing_id",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            sa.ForeignKey(f"{prefix}listings.id"),
+            primary_key=True,
+        ),
+        sa.Column("name", sa.String(1000), primary_key=True),
+        sa.Column("is_dir", sa.Boolean, nullable=False),
+        sa.Column("size", sa.BigInteger, nullable=False),
+        sa.Column("mtime", sa.Float, nullable=False),
+        sa.Column("etag", sa.String(512), nullable=True),
+    )
+
+
 def build_tables(prefix: str = DEFAULT_TABLE_PREFIX) -> Tables:
     """The tables at the latest schema version."""
     metadata = sa.MetaData()
@@ -149,6 +187,8 @@ def build_tables(prefix: str = DEFAULT_TABLE_PREFIX) -> Tables:
         entries=_entries_table(metadata, prefix, [sa.Column("last_synced_at", sa.Float, nullable=True)]),
         trash=_trash_table(metadata, prefix),
         pins=_pins_table(metadata, prefix),
+        listings=_listings_table(metadata, prefix),
+        listing_entries=_listing_entries_table(metadata, prefix),
     )
 
 
@@ -169,6 +209,13 @@ def _v2(conn: Connection, prefix: str) -> None:
     conn.execute(sa.text(f"UPDATE {prefix}entries SET last_synced_at = created_at"))
 
 
+def _v3(conn: Connection, prefix: str) -> None:
+    metadata = sa.MetaData()
+    _listings_table(metadata, prefix)
+    _listing_entries_table(metadata, prefix)
+    metadata.create_all(conn)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -179,6 +226,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tiers, entries and trash", _v1),
     Migration(2, "pins table; entries.last_synced_at", _v2),
+    Migration(3, "listings and listing_entries tables", _v3),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

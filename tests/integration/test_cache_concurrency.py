@@ -344,7 +344,7 @@ def test_worker_killed_mid_load(catalog_url, tmp_path, recovery):
 
 
 def test_postgresql_catalog_migrates_from_version_1(pg_url):
-    from airflow_hybrid.cache.schema import current_version, migrate
+    from airflow_hybrid.cache.schema import LATEST_VERSION, current_version, migrate
 
     engine = sa.create_engine(pg_url)
     with engine.begin() as conn:
@@ -359,6 +359,6 @@ def test_postgresql_catalog_migrates_from_version_1(pg_url):
     engine.dispose()
     catalog = Catalog(pg_url)
     with catalog.read() as conn:
-        assert current_version(conn) == 2
+        assert current_version(conn) == LATEST_VERSION
     assert catalog.get("lake", "a").last_synced_at == 42.0
     catalog.dispose()

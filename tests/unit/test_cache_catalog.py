@@ -52,7 +52,7 @@ def test_migrates_a_version_1_catalog_keeping_its_rows(tmp_path):
 
     catalog = Catalog(_url(tmp_path))  # opening upgrades it
     with catalog.read() as conn:
-        assert current_version(conn) == 2
+        assert current_version(conn) == LATEST_VERSION
         assert sa.inspect(conn).has_table("hybrid_cache_pins")
     entry = catalog.get("lake", "a/b.parquet")
     assert entry is not None

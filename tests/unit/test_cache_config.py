@@ -124,6 +124,7 @@ def test_duplicate_alias():
         ({"tiers": []}, r"cache\.tiers: expected a non-empty list"),
         ({"tiers": [MEM], "metadata_sync_interval": -5}, r"cache\.metadata_sync_interval: negative duration"),
         ({"tiers": [MEM], "metadata_sync_interval": "soon"}, r"cache\.metadata_sync_interval: cannot parse"),
+        ({"tiers": [MEM], "listing_sync_interval": -5}, r"cache\.listing_sync_interval: negative duration"),
         ({"tiers": [MEM], "default_ttl": 0}, r"cache\.default_ttl: must be positive"),
         ({"tiers": [MEM], "cache_on_read": "yes"}, r"cache\.cache_on_read: expected true or false"),
         ({"tiers": [MEM], "default_tier": "NVME"}, r"cache\.default_tier: unknown cache tier 'NVME'"),
@@ -147,6 +148,15 @@ def test_metadata_sync_interval_values():
     assert interval("2min") == 120
     assert CacheConfig.from_options({"cache": {"tiers": [MEM]}}, "m").metadata_sync_interval == 60
     assert parse_duration("250ms", "x") == 0.25
+
+
+def test_listing_sync_interval_values():
+    def interval(value):
+        return CacheConfig.from_options({"cache": {"tiers": [MEM], "listing_sync_interval": value}}, "m").listing_sync_interval
+
+    assert CacheConfig.from_options({"cache": {"tiers": [MEM]}}, "m").listing_sync_interval == 0  # off by default
+    assert interval("1m") == 60
+    assert interval(-1) == -1
 
 
 def test_unknown_tier_lists_the_configured_ones():

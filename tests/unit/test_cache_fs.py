@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from airflow_hybrid.cache import CacheConfig, CacheManager
 from airflow_hybrid.fs import HybridFileSystem
 from airflow_hybrid.mount import HybridMount
+from airflow_hybrid.stores.base import FileInfo
 from airflow_hybrid.stores.local import LocalStore
 
 
@@ -49,7 +51,7 @@ def lake(tmp_path):
     """``make(interval)`` -> (filesystem, mount, {member: store}); members ``s3`` (read first) and ``hdfs``."""
     made = []
 
-    def make(interval: float):
+    def make(interval: float, **cache):
         stores = {name: CountingStore(str(tmp_path / name)) for name in ("s3", "hdfs")}
         for name in stores:
             (tmp_path / name).mkdir(exist_ok=True)
@@ -61,6 +63,7 @@ def lake(tmp_path):
                 "tiers": [{"alias": "SSD", "uri": f"file://{tmp_path}/tier", "quota": "64MB"}],
                 "catalog_url": f"sqlite:///{tmp_path}/catalog.db",
                 "metadata_sync_interval": interval,
+                **cache,
             },
         }
         mount = HybridMount.from_options("lake", options, stores=stores)
@@ -172,3 +175,62 @@ def test_a_cold_read_follows_a_file_that_moves_while_it_is_open(lake, tmp_path):
         f.seek(0)
         assert f.read(5000) == data[:5000]
     assert stores["s3"].calls.get("open", 0) >= 1
+
+
+def test_listings_are_shared_through_the_catalog_within_listing_sync_interval(lake, tmp_path):
+    for i in range(2):
+        put(tmp_path / "hdfs", f"t/part-{i}.parquet", b"x" * 10, 1_700_000_000.0)
+    fs, _, stores = lake(60, listing_sync_interval=3600)
+    assert len(fs.glob("hybrid://lake/t/*.parquet")) == 2
+    assert stores["hdfs"].calls == {"list": 1}
+
+    fs, _, stores = lake(60, listing_sync_interval=3600)  # another task: answered from the catalog
+    assert [e["size"] for e in fs.ls("hybrid://lake/t")] == [10, 10]
+    assert fs.glob("hybrid://lake/t/*.parquet") == ["lake/t/part-0.parquet", "lake/t/part-1.parquet"]
+    assert stores["s3"].calls == {} and stores["hdfs"].calls == {}
+
+    put(tmp_path / "hdfs", "t/part-2.parquet", b"x" * 10, 1_700_000_000.0)  # behind the mount's back
+    fs, _, _ = lake(60, listing_sync_interval=3600)
+    assert len(fs.glob("hybrid://lake/t/*.parquet")) == 2  # not seen before the interval is up (documented)
+
+    with fs.open("hybrid://lake/t/part-3.parquet", "wb") as f:  # a change through the mount: seen at once
+        f.write(b"y" * 5)
+    fs, _, stores = lake(60, listing_sync_interval=3600)
+    assert len(fs.glob("hybrid://lake/t/*.parquet")) == 4
+    assert stores["hdfs"].calls == {"list": 1}
+
+
+def test_listings_are_not_stored_by_default(lake, tmp_path):
+    put(tmp_path / "hdfs", "t/a.parquet", b"x", 1_700_000_000.0)
+    for _ in range(2):
+        fs, mount, stores = lake(60)
+        assert fs.glob("hybrid://lake/t/*.parquet") == ["lake/t/a.parquet"]
+        assert stores["hdfs"].calls == {"list": 1}
+    assert mount.cache.catalog.listing("lake", "t", None) is None
+
+
+def test_a_stored_listing_is_used_until_listing_sync_interval_passes(tmp_path):
+    now = [1_800_000_000.0]
+    config = CacheConfig.from_options(
+        {"cache": {"tiers": [{"alias": "SSD", "uri": f"file://{tmp_path}/tier", "quota": "1MB"}],
+                   "catalog_url": f"sqlite:///{tmp_path}/catalog.db", "listing_sync_interval": 30}}, "lake")
+    manager = CacheManager("lake", config, clock=lambda: now[0])
+    listed = []
+
+    def members(*names):
+        def list_members():
+            listed.append(names)
+            return [FileInfo(path=f"d/{n}", size=len(n), mtime=1.0) for n in names]
+        return list_members
+
+    try:
+        assert [e.path for e in manager.listing("d", members("a", "b"))] == ["d/a", "d/b"]
+        now[0] += 29
+        assert [e.path for e in manager.listing("d", members("a", "b", "c"))] == ["d/a", "d/b"]
+        now[0] += 1
+        assert [e.path for e in manager.listing("d", members("a", "b", "c"))] == ["d/a", "d/b", "d/c"]
+        assert len(listed) == 2
+        manager.invalidate("d/c")  # a change through the mount forgets the parent's listing
+        assert [e.path for e in manager.listing("d", members("a"))] == ["d/a"]
+    finally:
+        manager.close()
