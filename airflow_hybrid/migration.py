@@ -3,19 +3,27 @@
 The unit of work is one :class:`~airflow_hybrid.policy.planner.PlanEntry` (a file of a REMOVE member, with
 the fingerprint it had when planned). :meth:`Migrator.migrate_file` moves it:
 
-1. the source is looked up; a source that is gone, or no longer matches the plan, is never removed;
-2. for every STORE member, in order, the member is inspected first:
+1. for every STORE member, in order, a copy is made unless the member already holds one:
 
-   * no object at the path: orphaned multipart uploads of that key (left by a killed run) are aborted,
-     then the file is streamed into the member and verified end to end (length, CRC32C computed while
-     streaming against the member's stored checksum, source unchanged; see :func:`~airflow_hybrid.
-     transfer.copy_file`);
-   * an identical object (same length and CRC32C): nothing is copied (a run that crashed between copy
-     and removal left it);
-   * a different object: a conflict. It is never overwritten and the file is reported as failed;
+   * a file every STORE member can create exclusively (S3 with conditional writes, below the multipart
+     threshold) is streamed straight from the plan into an ``If-None-Match: *`` write: no status of the
+     source first (the one after the copy compares it with the plan) and no look at the destination
+     first. Only when the write is refused because an object is there is it inspected, as below;
+   * otherwise the source's status is compared with the plan first (a source that is gone, or no longer
+     the planned file, is never removed), then the member is inspected: no object at the path:
+     orphaned multipart uploads of that key (left by a killed run) are aborted and the file is streamed
+     into the member; an identical object (same length and CRC32C): nothing is copied (a run that
+     crashed between copy and removal left it); a different object: a conflict. It is never overwritten
+     and the file is reported as failed;
 
-3. once every STORE member holds a verified copy, the source's fingerprint is checked against the plan
-   once more, and only then is the file removed from its REMOVE member.
+   every copy is verified end to end (length, CRC32C computed while streaming against the member's
+   stored checksum, source unchanged; see :func:`~airflow_hybrid.transfer.copy_file`);
+
+2. once every STORE member holds a verified copy, the source's status (taken right after the last copy)
+   must still be the planned file, and only then is the file removed from its REMOVE member.
+
+A small file thus costs five requests: the source's ``OPEN`` (name node and data node), one
+``PutObject``, one source status and the ``DELETE``.
 
 Every step is safe to repeat, so a re-run of the same plan after a crash at any point converges: files
 already moved are recognised (the source is gone and every STORE member holds a copy of the planned
@@ -27,7 +35,10 @@ batch of any length runs in constant memory, and reports a :class:`MigrationSumm
 Limits worth knowing: WebHDFS has no conditional delete, so a write to the source landing between the
 final fingerprint check and the delete (a window of one request) is lost with the source; HDFS files are
 written once in practice. A copy in a STORE member shadows the source for readers that prefer that
-member, which is why copies of a source that changed are deleted straight away.
+member, which is why copies of a source that changed are deleted straight away; on the exclusive-create
+path a source changed since the plan is noticed only after its copy, so such a copy exists briefly too.
+A ``PutObject`` whose answer was lost and that botocore retried is refused by its own object: the file is
+then compared as an existing copy and counted as skipped rather than moved.
 """
 
 from __future__ import annotations
