@@ -16,7 +16,8 @@ All contenders move the same files between the same devstack servers (their own 
 
 The alternatives run first (they leave the sources in place); ours runs last and moves them. Planning is
 measured in a child process (so its peak RSS is its own) over a synthetic, lazily generated listing of
-1,000,000 files. Prints figures; asserts nothing about speed.
+1,000,000 files. Prints figures, with the requests each contender made per file and per server
+operation (from the devstack's counters); asserts nothing about speed.
 
     .venv/bin/python bench/bench_migrate.py [--small 2000] [--medium 60] [--large 3] [--listed 1000000]
     BENCH_SCALE=0.2 .venv/bin/python bench/bench_migrate.py     # a fifth of every count
