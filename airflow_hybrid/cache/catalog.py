@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from airflow_hybrid.cache.config import TierConfig
 from airflow_hybrid.cache.entry import CachedEntry, SourceFingerprint
 from airflow_hybrid.cache.exceptions import CacheError, CacheQuotaError
+from airflow_hybrid.cache.hits import HitRecorder
 from airflow_hybrid.cache.schema import DEFAULT_TABLE_PREFIX, LOADING, READY, Tables, build_tables, migrate
 from airflow_hybrid.stores.base import FileInfo
 
@@ -162,6 +163,8 @@ class Catalog:
         self.t: Tables = build_tables(table_prefix)
         if hasattr(os, "register_at_fork"):  # a forked worker must not reuse the parent's connections
             os.register_at_fork(after_in_child=lambda: self.engine.dispose(close=False))
+        #: Hits recorded off the read path (:meth:`record_hit`), written in batches.
+        self.hits = HitRecorder(self.touch_many)
         with self.write() as conn:
             applied = migrate(conn, table_prefix)
         if applied:
@@ -177,6 +180,7 @@ class Catalog:
             return cls._shared[key]
 
     def dispose(self) -> None:
+        self.hits.flush()
         self.engine.dispose()
 
     # -- transactions -------------------------------------------------------------------------------
@@ -274,6 +278,45 @@ class Catalog:
                 .values(hits=entries.c.hits + 1, last_access=now)
             )
 
+    def record_hit(self, entry: CachedEntry, now: float) -> None:
+        """Like :meth:`touch`, written a moment later in a batch (see :mod:`airflow_hybrid.cache.hits`).
+
+        An in-memory SQLite catalog (one connection for all threads) records it at once instead.
+        """
+        if isinstance(self.engine.pool, sa.pool.StaticPool):
+            self.touch(entry, now)
+        else:
+            self.hits.record(entry, now)
+
+    def touch_many(self, hits: Sequence[tuple[CachedEntry, float]]) -> None:
+        """Record hits in one transaction: per tier and per entry counters, and each entry's last access."""
+        tiers, entries = self.t.tiers, self.t.entries
+        per_tier: dict[tuple[str, str], int] = {}
+        per_entry: dict[int, list] = {}
+        for entry, now in hits:
+            per_tier[entry.mount, entry.tier] = per_tier.get((entry.mount, entry.tier), 0) + 1
+            count, last = per_entry.get(entry.id, (0, now))
+            per_entry[entry.id] = [count + 1, max(last, now)]
+        if not per_entry:
+            return
+        with self.write() as conn:
+            conn.execute(
+                tiers.update()
+                .where(tiers.c.mount == sa.bindparam("b_mount"), tiers.c.alias == sa.bindparam("b_tier"))
+                .values(hits=tiers.c.hits + sa.bindparam("b_n")),
+                [{"b_mount": m, "b_tier": t, "b_n": n} for (m, t), n in sorted(per_tier.items())],
+            )
+            at = sa.bindparam("b_at")
+            conn.execute(
+                entries.update()
+                .where(entries.c.id == sa.bindparam("b_id"))
+                .values(
+                    hits=entries.c.hits + sa.bindparam("b_n"),
+                    last_access=sa.case((entries.c.last_access < at, at), else_=entries.c.last_access),
+                ),
+                [{"b_id": i, "b_n": n, "b_at": last} for i, (n, last) in sorted(per_entry.items())],
+            )
+
     # -- entries ------------------------------------------------------------------------------------
     def get(self, mount: str, path: str) -> CachedEntry | None:
         entries = self.t.entries
@@ -326,6 +369,7 @@ class Catalog:
         used unpinned entries until the tier plus this file is under the low watermark (or nothing is left to
         evict). The claim is refused (``no_space``, nothing changed) when the file still does not fit the quota.
         """
+        self.hits.flush()  # eviction order depends on them
         entries, pins = self.t.entries, self.t.pins
         try:
             with self.write() as conn:
@@ -489,6 +533,7 @@ class Catalog:
 
     def evict(self, mount: str, tier: TierConfig, now: float, *, force: bool = False) -> list[TrashItem]:
         """When ``tier`` is past its high watermark (or ``force``), free entries until under the low watermark."""
+        self.hits.flush()
         with self.write() as conn:
             tier_row = self._lock_tiers(conn, mount).get(tier.alias)
             if tier_row is None:
@@ -530,6 +575,7 @@ class Catalog:
 
     def expire(self, mount: str, now: float) -> list[TrashItem]:
         """Trash every entry whose TTL has passed (pinned ones too: the TTL bounds the pin) and its pin."""
+        self.hits.flush()
         entries, pins = self.t.entries, self.t.pins
         trashed: list[TrashItem] = []
         while True:
@@ -754,6 +800,7 @@ class Catalog:
 
     # -- reporting ----------------------------------------------------------------------------------
     def usage(self, mount: str) -> list[TierUsage]:
+        self.hits.flush()
         tiers, entries, pins = self.t.tiers, self.t.entries, self.t.pins
         result = []
         with self.read() as conn:

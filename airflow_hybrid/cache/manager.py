@@ -192,7 +192,7 @@ class CacheManager:
         Raises :class:`FileNotFoundError` if the copy was removed meanwhile (evicted by another worker).
         """
         stream = self.tiers[entry.tier].open(entry.location, offset=offset, length=length)
-        self.catalog.touch(entry, self.clock())
+        self.catalog.record_hit(entry, self.clock())  # written in a batch, off the read path
         return stream
 
     def reopen_cached(self, entry: CachedEntry, offset: int = 0, length: int | None = None) -> BinaryIO:
@@ -573,6 +573,7 @@ class CacheManager:
         return CacheReport(self.mount_name, self.catalog.url, self.clock(), tiers)
 
     def close(self) -> None:
+        self.catalog.hits.flush()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
