@@ -379,7 +379,7 @@ class HybridReadFile(AbstractBufferedFile):
         if self._source is not None:
             member, info = self._source
             try:
-                return cache.open_read(self.rel, member, info, offset=start)
+                return cache.open_version(self.rel, member, info, offset=start)
             except FileNotFoundError:
                 self._source = None  # moved since open (e.g. migrated): resolve again from now on
         return self.mount.open_read(self.rel, offset=start)

@@ -298,6 +298,27 @@ class CacheManager:
                 pass
         return self._open_miss(path, member, info, offset, length)
 
+    def open_version(
+        self, path: str, member: str, info: FileInfo, offset: int = 0, length: int | None = None
+    ) -> BinaryIO:
+        """A range of the version ``info`` of ``path``, seen at ``member`` when a reader opened it: from the
+        cached copy when that holds this version, else read through from ``member``.
+
+        Unlike :meth:`open_read`, ``info`` may be older than the source, so a copy of another version is left
+        alone (neither served nor dropped: freshness checks with a current status decide about it).
+        """
+        path = normalize_path(path)
+        entry = self.catalog.get(self.mount_name, path)
+        if entry is not None and entry.state == READY:
+            if not entry.source.matches(info):
+                return self._require_source().members[member].open_read(path, offset=offset, length=length)
+            if entry.tier in self.tiers and not entry.is_expired(self.clock()):
+                try:
+                    return self.open_cached(entry, offset, length)
+                except FileNotFoundError:
+                    pass
+        return self._open_miss(path, member, info, offset, length)
+
     def _open_miss(self, path: str, member: str, info: FileInfo, offset: int, length: int | None) -> BinaryIO:
         store = self._require_source().members[member]
         whole = offset == 0 and (length is None or length >= info.size)

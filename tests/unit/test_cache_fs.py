@@ -234,3 +234,20 @@ def test_a_stored_listing_is_used_until_listing_sync_interval_passes(tmp_path):
         assert [e.path for e in manager.listing("d", members("a"))] == ["d/a"]
     finally:
         manager.close()
+
+
+def test_a_reader_holding_an_old_version_leaves_a_newer_cached_copy_alone(lake, tmp_path):
+    fs, mount, _ = lake(0)  # every open checks the source
+    put(tmp_path / "hdfs", "t/a.parquet", b"1" * 50_000, 1_700_000_000.0)
+    with fs.open("hybrid://lake/t/a.parquet", "rb", block_size=4096, cache_type="none") as old_reader:
+        old_reader.seek(40_000)
+        assert old_reader.read(10) == b"1" * 10  # opened on version 1: a ranged miss, loaded alongside
+        mount.cache.wait_for_background_loads()
+        assert mount.cache.catalog.get("lake", "t/a.parquet").state == "ready"
+        put(tmp_path / "hdfs", "t/a.parquet", b"2" * 50_000, 1_700_000_100.0)  # rewritten at the source
+        other, _, _ = lake(0)
+        assert read_all(other, "t/a.parquet") == b"2" * 50_000  # checks, drops version 1, caches version 2
+        old_reader.seek(0)
+        old_reader.read(10)
+    entry = mount.cache.catalog.get("lake", "t/a.parquet")
+    assert entry is not None and entry.state == "ready" and entry.source.mtime == 1_700_000_100.0
