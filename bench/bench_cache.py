@@ -13,7 +13,9 @@ What it does:
 3. runs one aggregate query with DuckDB (``register_filesystem(HybridFileSystem())``) over
    ``read_parquet('hybrid://bench_lake/tpcds/store_sales/*.parquet')``:
 
-   * cold: empty cache -- ranged reads cross the link and each file is loaded whole into the tier alongside;
+   * cold: empty cache -- the first ranged read of a file (its footer) crosses the link and starts loading the
+     whole file into the tier alongside; later ranges of it wait for that load (``join_running_load_up_to``)
+     rather than fetching the same bytes twice;
    * warm: after those loads finished, served from the cache tier (a local directory); the glob still lists
      the directory at the members;
    * warm, listings from the catalog: the same with the cache's ``listing_sync_interval`` set (Alluxio's

@@ -36,6 +36,7 @@ DEFAULT_HIGH_WATERMARK = 0.95
 DEFAULT_LOW_WATERMARK = 0.7
 DEFAULT_METADATA_SYNC_INTERVAL = 60.0
 DEFAULT_LOAD_LEASE = 60.0
+DEFAULT_JOIN_RUNNING_LOAD_UP_TO = 256 * 1024**2
 
 _SIZE_UNITS = {"": 0, "b": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 _SIZE_RE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
@@ -52,6 +53,7 @@ _CACHE_KEYS = {
     "default_tier",
     "load_lease",
     "listing_sync_interval",
+    "join_running_load_up_to",
 }
 
 
@@ -209,6 +211,10 @@ class CacheConfig:
     #: are listed again: 0 = always list the members (default), -1 = only changes made through the mount
     #: refresh it. Files added or removed at a member directly appear within this interval (Alluxio's rule).
     listing_sync_interval: float = 0.0
+    #: A ranged read missing a file whose whole-file load is already running in this process waits for that
+    #: load (then reads the copy) instead of fetching the same bytes over the link again, for files up to this
+    #: many bytes; larger files are read from the source meanwhile. 0 = never wait.
+    join_running_load_up_to: int = DEFAULT_JOIN_RUNNING_LOAD_UP_TO
     #: TTL given to new entries when a load names none; ``None`` = no expiry.
     default_ttl: float | None = None
     #: Tier that reads fill and loads target when none is named; the first tier by default.
@@ -297,6 +303,9 @@ class CacheConfig:
         listing_interval = parse_duration(
             raw.get("listing_sync_interval", 0), "cache.listing_sync_interval", allow_negative_one=True
         )
+        join_up_to = parse_size(
+            raw.get("join_running_load_up_to", DEFAULT_JOIN_RUNNING_LOAD_UP_TO), "cache.join_running_load_up_to"
+        )
         default_ttl = parse_duration(raw.get("default_ttl"), "cache.default_ttl")
         if default_ttl == 0:
             raise CacheConfigError("cache.default_ttl: must be positive (null for no expiry)")
@@ -310,6 +319,7 @@ class CacheConfig:
             cache_on_read=cache_on_read,
             metadata_sync_interval=DEFAULT_METADATA_SYNC_INTERVAL if interval is None else interval,
             listing_sync_interval=listing_interval or 0.0,
+            join_running_load_up_to=join_up_to,
             default_ttl=default_ttl,
             load_lease=lease,
         )

@@ -326,11 +326,31 @@ class CacheManager:
             return self.fill_while_reading(
                 path, member, info, store.open_read(path), source_uri=store.uri(path)
             )
+        if info.size <= self.config.join_running_load_up_to:
+            joined = self._join_running_load(path, info, offset, length)
+            if joined is not None:
+                return joined
         self.catalog.record_miss(self.mount_name, self.tier().alias)
         if self.config.cache_on_read:
             # A ranged read (e.g. a Parquet footer) cannot fill the whole copy; load it alongside instead.
             self._load_in_background(path, member, info, store)
         return store.open_read(path, offset=offset, length=length)
+
+    def _join_running_load(self, path: str, info: FileInfo, offset: int, length: int | None) -> BinaryIO | None:
+        """Wait for this process's running load of ``path`` and read the range from its copy (``None`` when no
+        load is running, or it did not produce a copy of version ``info``)."""
+        with self._inflight_lock:
+            running = self._inflight.get(path)
+        if running is None or not (running.running() or running.done()):
+            return None  # none, or still queued behind other loads: read the source meanwhile
+        running.exception()  # waits; a failed load leaves the reader to the source
+        entry = self.catalog.get(self.mount_name, path)
+        if entry is None or entry.state != READY or not entry.source.matches(info):
+            return None
+        try:
+            return self.open_cached(entry, offset, length)
+        except FileNotFoundError:
+            return None
 
     def _require_source(self) -> CacheSource:
         if self.source is None:

@@ -125,6 +125,7 @@ def test_duplicate_alias():
         ({"tiers": [MEM], "metadata_sync_interval": -5}, r"cache\.metadata_sync_interval: negative duration"),
         ({"tiers": [MEM], "metadata_sync_interval": "soon"}, r"cache\.metadata_sync_interval: cannot parse"),
         ({"tiers": [MEM], "listing_sync_interval": -5}, r"cache\.listing_sync_interval: negative duration"),
+        ({"tiers": [MEM], "join_running_load_up_to": "-1GB"}, r"cache\.join_running_load_up_to: negative size"),
         ({"tiers": [MEM], "default_ttl": 0}, r"cache\.default_ttl: must be positive"),
         ({"tiers": [MEM], "cache_on_read": "yes"}, r"cache\.cache_on_read: expected true or false"),
         ({"tiers": [MEM], "default_tier": "NVME"}, r"cache\.default_tier: unknown cache tier 'NVME'"),
@@ -189,3 +190,12 @@ def test_default_catalog_is_sqlite_under_airflow_home(monkeypatch, tmp_path):
     assert config.resolved_catalog_url == f"sqlite:///{tmp_path}/hybrid/catalog.db"
     monkeypatch.delenv("AIRFLOW_HOME")
     assert default_catalog_url() == f"sqlite:///{os.path.expanduser('~')}/airflow/hybrid/catalog.db"
+
+
+def test_join_running_load_up_to_values():
+    def limit(value):
+        return CacheConfig.from_options({"cache": {"tiers": [MEM], "join_running_load_up_to": value}}, "m").join_running_load_up_to
+
+    assert CacheConfig.from_options({"cache": {"tiers": [MEM]}}, "m").join_running_load_up_to == 256 * 1024**2
+    assert limit("1GB") == 1024**3
+    assert limit(0) == 0

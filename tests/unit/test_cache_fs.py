@@ -7,6 +7,7 @@ Members are real local directories; a counting subclass of LocalStore records wh
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -251,3 +252,40 @@ def test_a_reader_holding_an_old_version_leaves_a_newer_cached_copy_alone(lake, 
         old_reader.read(10)
     entry = mount.cache.catalog.get("lake", "t/a.parquet")
     assert entry is not None and entry.state == "ready" and entry.source.mtime == 1_700_000_100.0
+
+
+def test_a_ranged_miss_joins_the_running_load_of_its_file_instead_of_reading_it_twice(lake, tmp_path):
+    fs, mount, stores = lake(60)
+    data = os.urandom(100_000)
+    put(tmp_path / "hdfs", "t/a.parquet", data, 1_700_000_000.0)
+    hdfs = stores["hdfs"]
+    load_started, release = threading.Event(), threading.Event()
+    open_read = hdfs.open_read
+
+    def gated_open_read(path, offset=0, length=None):
+        if offset == 0 and length is None:  # the whole-file load: hold it until the second range waits
+            load_started.set()
+            release.wait()
+        return open_read(path, offset, length)
+
+    hdfs.open_read = gated_open_read
+    with fs.open("hybrid://lake/t/a.parquet", "rb", block_size=4096, cache_type="none") as f:
+        f.seek(90_000)
+        assert f.read(100) == data[90_000:90_100]  # a ranged miss: read from hdfs, load started alongside
+        assert load_started.wait(timeout=60)
+        second: list[bytes] = []
+        reader = threading.Thread(target=lambda: (f.seek(1000), second.append(f.read(100))))
+        catalog, get = mount.cache.catalog, mount.cache.catalog.get
+
+        def get_then_release(*args, **kwargs):  # the reader has seen the copy still loading: let the load go
+            entry = get(*args, **kwargs)
+            if threading.current_thread() is reader:
+                release.set()
+            return entry
+
+        catalog.get = get_then_release
+        reader.start()
+        reader.join(timeout=60)
+    assert second == [data[1000:1100]]
+    assert hdfs.calls["open"] == 2  # the first range and the load; the second range came from the copy
+    assert mount.cache.report().tier("SSD").hits == 1
