@@ -198,6 +198,7 @@ class HybridMount:
         rel = normalize_path(path)
         for member in self.create_members:
             self.members[member].mkdir(rel)
+        self._invalidate(rel)
 
     def delete(self, path: str, recursive: bool = False) -> list[str]:
         """Remove ``path`` from every member that has it; return those members."""

@@ -132,6 +132,16 @@ def parse_mount_options(name: str, extras: dict[str, Any]) -> MountSpec:
 
     :raises MountConfigError: naming the offending option.
     """
+    unknown = [
+        k for k in extras
+        if k not in ("members", "priority.read", "collection.create", *PASSTHROUGH_KEYS)
+        and not k.startswith(ALLUXIO_PREFIX)
+    ]
+    if unknown:
+        raise MountConfigError(
+            f"mount {name!r}: unknown options {sorted(unknown)} (expected members, priority.read, "
+            f"collection.create, cache, catalog_url, mount_options or {ALLUXIO_PREFIX}*)"
+        )
     members_raw, union = _collect(extras)
     if not members_raw:
         raise MountConfigError(

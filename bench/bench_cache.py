@@ -123,6 +123,9 @@ def mount_connection(connections: dict, work: Path, listing_sync_interval: float
         "catalog_url": f"sqlite:///{work}/catalog.db",
         "metadata_sync_interval": 60,
         "listing_sync_interval": listing_sync_interval,
+        # opt-in (default 0): a ranged read of a file whose whole-file load is running waits for it
+        # instead of fetching the same bytes over the link twice
+        "join_running_load_up_to": "256MB",
     }
     return {"conn_type": "hybrid_mount", "extra": extra}
 

@@ -36,7 +36,7 @@ DEFAULT_HIGH_WATERMARK = 0.95
 DEFAULT_LOW_WATERMARK = 0.7
 DEFAULT_METADATA_SYNC_INTERVAL = 60.0
 DEFAULT_LOAD_LEASE = 60.0
-DEFAULT_JOIN_RUNNING_LOAD_UP_TO = 256 * 1024**2
+DEFAULT_JOIN_RUNNING_LOAD_UP_TO = 0  # off: a reader never waits for a copy (opt in per mount)
 
 _SIZE_UNITS = {"": 0, "b": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 _SIZE_RE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)

@@ -196,6 +196,6 @@ def test_join_running_load_up_to_values():
     def limit(value):
         return CacheConfig.from_options({"cache": {"tiers": [MEM], "join_running_load_up_to": value}}, "m").join_running_load_up_to
 
-    assert CacheConfig.from_options({"cache": {"tiers": [MEM]}}, "m").join_running_load_up_to == 256 * 1024**2
+    assert CacheConfig.from_options({"cache": {"tiers": [MEM]}}, "m").join_running_load_up_to == 0
     assert limit("1GB") == 1024**3
     assert limit(0) == 0

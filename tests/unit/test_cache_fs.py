@@ -58,8 +58,8 @@ def lake(tmp_path):
             (tmp_path / name).mkdir(exist_ok=True)
         options = {
             "members": {name: {"uri": f"file://{tmp_path / name}"} for name in stores},
-            "priority": {"read": "s3,hdfs"},
-            "collection": {"create": "hdfs"},
+            "priority.read": "s3,hdfs",
+            "collection.create": "hdfs",
             "cache": {
                 "tiers": [{"alias": "SSD", "uri": f"file://{tmp_path}/tier", "quota": "64MB"}],
                 "catalog_url": f"sqlite:///{tmp_path}/catalog.db",
@@ -255,7 +255,7 @@ def test_a_reader_holding_an_old_version_leaves_a_newer_cached_copy_alone(lake, 
 
 
 def test_a_ranged_miss_joins_the_running_load_of_its_file_instead_of_reading_it_twice(lake, tmp_path):
-    fs, mount, stores = lake(60)
+    fs, mount, stores = lake(60, join_running_load_up_to="1MB")  # opt-in (off by default)
     data = os.urandom(100_000)
     put(tmp_path / "hdfs", "t/a.parquet", data, 1_700_000_000.0)
     hdfs = stores["hdfs"]

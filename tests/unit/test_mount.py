@@ -127,6 +127,7 @@ def test_missing_path_error_names_mount_and_members(mount):
         ({"members": {"a": {"uri": "/x", "bogus": 1}}}, "members.a: unknown keys"),
         ({"alluxio-union.a.url": "/x"}, "unknown member attribute 'url'"),
         ({"mount_options": "alluxio-union.a.uri"}, "mount_options: expected key=value"),
+        ({"members": {"a": {"uri": "/x"}}, "priority_read": "a"}, r"unknown options \['priority_read'\]"),
     ],
 )
 def test_invalid_options_name_the_option(extras, message):
