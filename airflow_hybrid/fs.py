@@ -68,6 +68,10 @@ class HybridFileSystem(AbstractFileSystem):
 
     protocol = ("hybrid",)
     root_marker = ""
+    #: No process-wide instance cache: each instance builds its mounts from the connections as they are when
+    #: it is created, so a connection changed later (or another test's connection of the same id) is never
+    #: served from a mount built for an older definition.
+    cachable = False
 
     def __init__(self, mounts: dict[str, HybridMount] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

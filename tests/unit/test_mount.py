@@ -172,3 +172,18 @@ def test_a_file_moved_between_resolve_and_open_is_read_from_its_new_member(mount
     monkeypatch.setattr(mount, "resolve", resolve_then_migrate)
     assert mount.open_read("t/a").read() == b"same-bytes"
     assert calls == ["hdfs", "s3"]
+
+
+def test_each_hybrid_filesystem_sees_the_connection_as_it_is_now(tmp_path, monkeypatch):
+    """fsspec caches instances process-wide by default; a mount built for an older definition of a
+    connection must not be served to a later reader."""
+    import json
+
+    from airflow_hybrid.fs import HybridFileSystem
+
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f").write_text(name)
+        extra = {"members": {"only": {"uri": f"file://{tmp_path / name}"}}}
+        monkeypatch.setenv("AIRFLOW_CONN_REDEFINED", json.dumps({"conn_type": "hybrid_mount", "extra": extra}))
+        assert HybridFileSystem().cat_file("hybrid://redefined/f") == name.encode()
