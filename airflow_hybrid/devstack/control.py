@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import airflow_hybrid
-from airflow_hybrid.devstack.stack import DEFAULT_BUCKET, STATE_FILE, airflow_env, devstack_connections
+from airflow_hybrid.devstack.stack import DEFAULT_BUCKET, STATE_FILE, StackConnections
 
 LOG_FILE = "devstack.log"
 
@@ -219,7 +219,7 @@ class RemoteShaping:
         return self.snapshot()[target]["stats"]
 
 
-class DevStackClient:
+class DevStackClient(StackConnections):
     """A running devstack seen from another process: addresses, connections, stats and shaping."""
 
     def __init__(self, state: dict[str, Any]) -> None:
@@ -290,18 +290,3 @@ class DevStackClient:
         """Runtime settings of the stack, e.g. ``list_page_size``."""
         return _http(f"{self.control_url}/_devstack/config", settings)
 
-    def connections(
-        self, mount_conn_id: str = "onprem_union", bucket: str = DEFAULT_BUCKET, **ids: str
-    ) -> dict[str, dict]:
-        return devstack_connections(
-            webhdfs_host=self.webhdfs_host,
-            webhdfs_port=self.webhdfs_port,
-            s3_endpoint=self.s3_endpoint,
-            user=self.user,
-            mount_conn_id=mount_conn_id,
-            bucket=bucket,
-            **ids,
-        )
-
-    def airflow_env(self, **kwargs: Any) -> dict[str, str]:
-        return airflow_env(self.connections(**kwargs))

@@ -79,7 +79,35 @@ def airflow_env(connections: dict[str, dict]) -> dict[str, str]:
     return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn) for conn_id, conn in connections.items()}
 
 
-class DevStack:
+class StackConnections:
+    """The Airflow connections of a stack, from its ``webhdfs_host``, ``webhdfs_port``, ``s3_endpoint`` and
+    ``user`` (shared by :class:`DevStack` and the remote :class:`~.control.DevStackClient`)."""
+
+    webhdfs_host: str
+    webhdfs_port: int
+    s3_endpoint: str
+    user: str
+
+    def connections(
+        self, mount_conn_id: str = "onprem_union", bucket: str = DEFAULT_BUCKET, **ids: str
+    ) -> dict[str, dict]:
+        """Airflow connection dicts by id (``webhdfs_conn_id``, ``aws_conn_id``, ``hdfs_root``, ``s3_prefix``)."""
+        return devstack_connections(
+            webhdfs_host=self.webhdfs_host,
+            webhdfs_port=self.webhdfs_port,
+            s3_endpoint=self.s3_endpoint,
+            user=self.user,
+            mount_conn_id=mount_conn_id,
+            bucket=bucket,
+            **ids,
+        )
+
+    def airflow_env(self, **kwargs: Any) -> dict[str, str]:
+        """``AIRFLOW_CONN_*`` variables for :meth:`connections` (same arguments)."""
+        return airflow_env(self.connections(**kwargs))
+
+
+class DevStack(StackConnections):
     """WebHDFS (namenode + data node) and S3 servers in this process, on free loopback ports.
 
     :param data_dir: where HDFS files live (``<data_dir>/hdfs``); a temporary directory (removed on
@@ -274,24 +302,6 @@ class DevStack:
         webhdfs.stats.reset()
         s3.stats.reset()
         self.shaping.reset_stats()
-
-    def connections(
-        self, mount_conn_id: str = "onprem_union", bucket: str = DEFAULT_BUCKET, **ids: str
-    ) -> dict[str, dict]:
-        """Airflow connection dicts by id (``webhdfs_conn_id``, ``aws_conn_id``, ``hdfs_root``, ``s3_prefix``)."""
-        return devstack_connections(
-            webhdfs_host=self.webhdfs_host,
-            webhdfs_port=self.webhdfs_port,
-            s3_endpoint=self.s3_endpoint,
-            user=self.user,
-            mount_conn_id=mount_conn_id,
-            bucket=bucket,
-            **ids,
-        )
-
-    def airflow_env(self, **kwargs: Any) -> dict[str, str]:
-        """``AIRFLOW_CONN_*`` variables for :meth:`connections` (same arguments)."""
-        return airflow_env(self.connections(**kwargs))
 
     def state(self) -> dict[str, Any]:
         """What the state file records: pid, ports, URLs, data directory."""
