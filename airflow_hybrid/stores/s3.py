@@ -74,6 +74,21 @@ def parse_size(value: int | str, option: str) -> int:
         raise ValueError(f"S3 option {option}={value!r} is not a size (e.g. 8388608, '16MiB')") from None
 
 
+class _PartSlots:
+    """Room for one more part in memory: a slot of its upload and a slot of the whole store."""
+
+    def __init__(self, upload: threading.BoundedSemaphore, store: threading.BoundedSemaphore) -> None:
+        self._upload, self._store = upload, store
+
+    def acquire(self) -> None:
+        self._upload.acquire()
+        self._store.acquire()
+
+    def release(self) -> None:
+        self._store.release()
+        self._upload.release()
+
+
 @dataclass(frozen=True)
 class S3Options:
     """Tuning of an :class:`S3Store`; every field can be set from the store's ``options`` mapping."""
@@ -82,6 +97,9 @@ class S3Options:
     part_size: int = 8 * MiB
     #: Parts of one upload in flight at once (memory per upload is about ``part_size * this``).
     upload_concurrency: int = 8
+    #: Parts buffered at once across all uploads of this store (e.g. a migration writing many large files in
+    #: parallel): memory stays under about ``part_size * this`` plus one first part per upload.
+    max_buffered_parts: int = 16
     #: ``FULL_OBJECT`` (CRC32C of the whole object) or ``COMPOSITE`` (CRC32C of the part checksums),
     #: the latter for S3-compatible servers that lack full-object checksums on multipart uploads.
     checksum_type: str = "FULL_OBJECT"
@@ -133,6 +151,8 @@ class S3Options:
             raise ValueError(f"S3 option part_size={self.part_size} must be between 5 MiB and 5 GiB")
         if self.upload_concurrency < 1:
             raise ValueError(f"S3 option upload_concurrency={self.upload_concurrency} must be at least 1")
+        if self.max_buffered_parts < 1:
+            raise ValueError(f"S3 option max_buffered_parts={self.max_buffered_parts} must be at least 1")
         if self.checksum_type not in ("FULL_OBJECT", "COMPOSITE"):
             raise ValueError(f"S3 option checksum_type={self.checksum_type!r} must be FULL_OBJECT or COMPOSITE")
         if self.max_attempts < 1:
@@ -286,6 +306,8 @@ class S3Store(Store):
         self.prefix = normalize_path(parsed.path)
         self.aws_conn_id = aws_conn_id
         self.options = S3Options.from_mapping(options)
+        #: Store-wide cap on multipart parts held in memory (see ``S3Options.max_buffered_parts``).
+        self._buffered_parts = threading.BoundedSemaphore(self.options.max_buffered_parts)
         self._client = client
         self._owns_client = client is None
         self._client_lock = threading.Lock()
@@ -576,7 +598,7 @@ class S3Store(Store):
                 Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32C", ChecksumType=checksum_type
             )["UploadId"]
         concurrency = self.options.upload_concurrency
-        slots = threading.BoundedSemaphore(concurrency)  # one per part held in memory
+        slots = _PartSlots(threading.BoundedSemaphore(concurrency), self._buffered_parts)  # one per part held
         failed = threading.Event()
         futures = []
         try:
@@ -625,7 +647,7 @@ class S3Store(Store):
         return whole, composite, len(parts), response
 
     def _upload_part(self, key: str, upload_id: str, number: int, data: bytes,
-                     slots: threading.BoundedSemaphore, failed: threading.Event) -> _Part:
+                     slots: _PartSlots, failed: threading.Event) -> _Part:
         try:
             if failed.is_set():
                 raise StoreError(f"upload of {self.s3_uri(key)} cancelled before part {number}")

@@ -363,3 +363,38 @@ def test_write_reports_the_put_answer_and_if_absent_never_replaces(store, s3_cli
         off.write("x/other.bin", io.BytesIO(b""), if_absent=True)
     with pytest.raises(ValueError, match="conditional_writes=.maybe. is invalid"):
         S3Options.from_mapping({"conditional_writes": "maybe"})
+
+
+def test_parts_buffered_across_uploads_stay_under_the_store_wide_cap(bucket):
+    """Many large files written in parallel (a migration) hold at most max_buffered_parts parts at once."""
+    cap = 3
+    store = S3Store(f"s3://{bucket}/root", aws_conn_id=AWS_CONN_ID,
+                    options={"part_size": PART, "upload_concurrency": 4, "max_buffered_parts": cap})
+    lock = threading.Lock()
+    state = {"in_flight": 0, "max_in_flight": 0}
+
+    def started(**_):
+        with lock:
+            state["in_flight"] += 1
+            state["max_in_flight"] = max(state["max_in_flight"], state["in_flight"])
+
+    def finished(**_):
+        with lock:
+            state["in_flight"] -= 1
+
+    store.client.meta.events.register("before-call.s3.UploadPart", started)
+    store.client.meta.events.register("after-call.s3.UploadPart", finished)
+    payloads = {f"many/{i}.bin": data_of(4 * PART + i) for i in range(3)}
+    writers = [
+        threading.Thread(target=store.write, args=(path, io.BytesIO(data)), kwargs={"size_hint": len(data)})
+        for path, data in payloads.items()
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert state["max_in_flight"] <= cap
+    for path, data in payloads.items():
+        assert store.open_read(path).read() == data
+    with pytest.raises(ValueError, match="max_buffered_parts=0 must be at least 1"):
+        S3Store(f"s3://{bucket}/root", aws_conn_id=AWS_CONN_ID, options={"max_buffered_parts": 0})
