@@ -45,7 +45,9 @@ def migration_report(plan: dict[str, Any], summaries: Any, *, policy_name: str, 
     from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
     from airflow_hybrid.migration_state import MigrationState
 
-    done = [s for s in (summaries or []) if s]
+    # index within len(): iterating Airflow's lazy XCom sequence probes one past the end (a logged 404)
+    summaries = summaries or []
+    done = [s for s in (summaries[i] for i in range(len(summaries))) if s]
     keys = ("files", "moved", "skipped", "kept", "failed", "bytes", "migrated_bytes")
     totals: dict[str, Any] = {key: sum(s[key] for s in done) for key in keys}
     elapsed = max((s["elapsed"] for s in done), default=0.0)
