@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: setup demo test lint bench airflow devstack-up devstack-down
+.PHONY: setup demo test lint bench airflow lock
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -16,6 +16,10 @@ test: setup
 
 lint: setup
 	$(PY) -m ruff check airflow_hybrid dags plugins tests bench
+
+# Re-resolve the pinned versions (then run `make test` before committing constraints.txt).
+lock:
+	uv pip compile -q pyproject.toml --extra test --universal --python-version 3.10 -o constraints.txt
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -29,11 +29,12 @@ fi
 UV="uv"; command -v uv >/dev/null 2>&1 || UV="$PYTHON -m uv"
 
 stamp="$VENV/.airflow-hybrid-installed"
-want="$(sha256sum pyproject.toml | cut -c1-16)"
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
   exit 0
 fi
 [ -x "$VENV/bin/python" ] || $UV venv -q --python "$PYTHON" "$VENV"
 echo "installing airflow-hybrid and its dependencies into $VENV ..."
-$UV pip install -q -p "$VENV/bin/python" -e '.[test]'
+# constraints.txt pins every package to the versions the test suite passed with (`make lock` renews it)
+$UV pip install -q -p "$VENV/bin/python" -e '.[test]' -c constraints.txt
 echo "$want" > "$stamp"
