@@ -441,17 +441,24 @@ def _with_path(info: FileInfo, path: str) -> FileInfo:
     return FileInfo(path=path, size=info.size, mtime=info.mtime, is_dir=info.is_dir, etag=info.etag)
 
 
+#: Sent down the pipe by ``discard()``: the reader raises, so the store's atomic write keeps nothing.
+_ABORT = object()
+
+
 class _QueueReader:
     """The read end of a bounded in-memory pipe (at most ``_PIPE_DEPTH`` chunks in flight)."""
 
-    def __init__(self, chunks: queue.Queue) -> None:
+    def __init__(self, chunks: queue.Queue, name: str) -> None:
         self._chunks = chunks
+        self._name = name
         self._buffer = b""
         self._eof = False
 
     def read(self, n: int = -1) -> bytes:
         while not self._eof and (n < 0 or len(self._buffer) < n):
             chunk = self._chunks.get()
+            if chunk is _ABORT:
+                raise OSError(f"write to {self._name} was discarded")
             if chunk is None:
                 self._eof = True
             else:
@@ -476,21 +483,20 @@ class HybridWriteFile(AbstractBufferedFile):
         self._chunks: queue.Queue = queue.Queue(maxsize=_PIPE_DEPTH)
         self._error: BaseException | None = None
         self._writer: threading.Thread | None = None
+        self._producer_done = False
 
     def _run_writer(self) -> None:
         try:
-            self.mount.write(self.rel, _QueueReader(self._chunks))
+            self.mount.write(self.rel, _QueueReader(self._chunks, f"hybrid://{self.mount.name}/{self.rel}"))
         except BaseException as err:  # surfaced in _upload_chunk / commit
             self._error = err
             while True:  # drain so the producer never blocks forever
                 try:
-                    if self._chunks.get(timeout=0.1) is None:
+                    if self._chunks.get(timeout=0.1) in (None, _ABORT):
                         break
                 except queue.Empty:
                     if self._producer_done:
                         break
-
-    _producer_done = False
 
     def _initiate_upload(self) -> None:
         self._writer = threading.Thread(target=self._run_writer, name=f"hybrid-write-{self.rel}", daemon=True)
@@ -515,6 +521,9 @@ class HybridWriteFile(AbstractBufferedFile):
         return True
 
     def discard(self) -> None:
-        if self._writer is not None:
-            self._error = self._error or RuntimeError("discarded")
-            self._chunks.put(None)
+        """Abandon the write: nothing is created (the store's write is atomic and sees an error)."""
+        if self._writer is not None and not self._producer_done:
+            self._producer_done = True
+            self._chunks.put(_ABORT)
+            self._writer.join()
+        self.closed = True  # abandoned: closing it later must not commit anything

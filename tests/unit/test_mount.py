@@ -187,3 +187,17 @@ def test_each_hybrid_filesystem_sees_the_connection_as_it_is_now(tmp_path, monke
         extra = {"members": {"only": {"uri": f"file://{tmp_path / name}"}}}
         monkeypatch.setenv("AIRFLOW_CONN_REDEFINED", json.dumps({"conn_type": "hybrid_mount", "extra": extra}))
         assert HybridFileSystem().cat_file("hybrid://redefined/f") == name.encode()
+
+
+def test_a_discarded_hybrid_write_creates_nothing(mount, dirs):
+    from airflow_hybrid.fs import HybridFileSystem
+
+    _, s3 = dirs
+    fs = HybridFileSystem(mounts={"union": mount})
+    handle = fs.open("hybrid://union/new/partial.bin", "wb", block_size=5 * 2**20)
+    handle.write(b"x" * (6 * 2**20))  # one block already piped to the store
+    handle.discard()
+    assert not (s3 / "new" / "partial.bin").exists()
+    with fs.open("hybrid://union/new/whole.bin", "wb", block_size=5 * 2**20) as out:
+        out.write(b"y" * (6 * 2**20))
+    assert (s3 / "new" / "whole.bin").stat().st_size == 6 * 2**20
