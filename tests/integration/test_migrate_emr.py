@@ -20,7 +20,6 @@ import pytest
 from airflow.exceptions import AirflowException
 from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
 from airflow.sdk.exceptions import TaskDeferred
-from moto.emr.models import Cluster, Step
 
 from airflow_hybrid.devstack.stack import DevStack
 from airflow_hybrid.emr import s3distcp_step
@@ -28,6 +27,7 @@ from airflow_hybrid.migration_state import MigrationState
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.operators.migrate import UfsMigrateOperator
 from airflow_hybrid.policy.planner import plan_migration
+from tests.integration.emr_support import patch_step_outcomes
 from tests.integration.migrate_support import POLICY, make_dataset
 
 pytestmark = pytest.mark.integration
@@ -81,8 +81,7 @@ def cluster_id(emr):
 @pytest.fixture
 def cluster(monkeypatch, s3, lake):
     """Stand-in for the cluster: how added steps end, and S3DistCp's copy for COMPLETED ones."""
-    outcome = {"state": "COMPLETED", "failure_details": None, "reason": None, "copied": []}
-    add_steps, status = Cluster.add_steps, Step.status
+    copied: list[str] = []
 
     def s3distcp(args: list[str]) -> None:
         assert args[0] == "s3-dist-cp"
@@ -95,27 +94,10 @@ def cluster(monkeypatch, s3, lake):
             relative = uri[len(options["--src"]) + 1:]
             with lake.members["hdfs"].open_read(relative) as stream:
                 s3.put_object(Bucket=dest_bucket, Key=f"{dest_prefix}/{relative}", Body=stream.read())
-            outcome["copied"].append(relative)
+            copied.append(relative)
 
-    def add_steps_ending(self, steps):
-        added = add_steps(self, steps)
-        for step in added:
-            if outcome["state"] == "COMPLETED":
-                s3distcp(step.args)
-            step.state = outcome["state"]
-            step.failure_details = outcome["failure_details"]
-            if outcome["reason"]:
-                step.last_state_change_reason = outcome["reason"]
-        return added
-
-    def status_with_failure_details(self):
-        result = status.fget(self)
-        if getattr(self, "failure_details", None):
-            result["FailureDetails"] = self.failure_details
-        return result
-
-    monkeypatch.setattr(Cluster, "add_steps", add_steps_ending)
-    monkeypatch.setattr(Step, "status", property(status_with_failure_details))
+    outcome = patch_step_outcomes(monkeypatch, on_completed=s3distcp)
+    outcome["copied"] = copied
     return outcome
 
 

@@ -21,12 +21,12 @@ import pyarrow.parquet as pq
 import pytest
 from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
-from moto.emr.models import Cluster, Step
 
 from airflow_hybrid.devstack.stack import DevStack
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.operators.query import HybridQueryOperator
 from airflow_hybrid.resolver import SplitLocationError
+from tests.integration.emr_support import patch_step_outcomes
 
 pytestmark = pytest.mark.integration
 
@@ -114,28 +114,7 @@ def cluster_id(emr):
 @pytest.fixture
 def step_outcome(monkeypatch):
     """How the next submitted steps end, applied in moto's backend (moto runs no step)."""
-    outcome = {"state": "COMPLETED", "failure_details": None, "reason": None}
-    add_steps = Cluster.add_steps
-    status = Step.status
-
-    def add_steps_ending(self, steps):
-        added = add_steps(self, steps)
-        for step in added:
-            step.state = outcome["state"]
-            step.failure_details = outcome["failure_details"]
-            if outcome["reason"]:
-                step.last_state_change_reason = outcome["reason"]
-        return added
-
-    def status_with_failure_details(self):
-        result = status.fget(self)
-        if getattr(self, "failure_details", None):
-            result["FailureDetails"] = self.failure_details
-        return result
-
-    monkeypatch.setattr(Cluster, "add_steps", add_steps_ending)
-    monkeypatch.setattr(Step, "status", property(status_with_failure_details))
-    return outcome
+    return patch_step_outcomes(monkeypatch)
 
 
 def _operator(cluster_id, **kwargs):
