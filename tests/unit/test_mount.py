@@ -13,24 +13,8 @@ from airflow_hybrid.stores.base import PathEscapeError
 
 
 @pytest.fixture
-def dirs(tmp_path):
-    hdfs, s3 = tmp_path / "hdfs", tmp_path / "s3"
-    hdfs.mkdir()
-    s3.mkdir()
-    return hdfs, s3
-
-
-@pytest.fixture
-def mount(dirs):
-    hdfs, s3 = dirs
-    return HybridMount.from_options(
-        "union",
-        {
-            "members": {"hdfs": {"uri": f"file://{hdfs}"}, "s3": {"uri": f"file://{s3}"}},
-            "priority.read": "s3,hdfs",
-            "collection.create": "s3",
-        },
-    )
+def mount(options):
+    return HybridMount.from_options("union", options)
 
 
 def _put(directory, rel, data: bytes):

@@ -22,24 +22,8 @@ NEWEST = datetime.datetime(2024, 3, 1, tzinfo=datetime.timezone.utc)
 
 
 @pytest.fixture
-def dirs(tmp_path):
-    hdfs, s3 = tmp_path / "hdfs", tmp_path / "s3"
-    hdfs.mkdir()
-    s3.mkdir()
-    return hdfs, s3
-
-
-@pytest.fixture
-def mount(dirs):
-    hdfs, s3 = dirs
-    return HybridMount.from_options(
-        "lake",
-        {
-            "members": {"hdfs": {"uri": f"file://{hdfs}"}, "s3": {"uri": f"file://{s3}"}},
-            "priority.read": "s3,hdfs",
-            "collection.create": "s3",
-        },
-    )
+def mount(options):
+    return HybridMount.from_options("lake", options)
 
 
 @pytest.fixture(scope="module")
