@@ -2,15 +2,19 @@
 PY := .venv/bin/python
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: setup demo test lint bench airflow lock
+.PHONY: setup setup-test demo test lint bench airflow lock
 
 setup:
 	@bash scripts/bootstrap.sh
 
+# The tests and benchmarks also need a JDK + Maven (Apache Hadoop), PostgreSQL and Redis, installed and started.
+setup-test:
+	@bash scripts/bootstrap.sh --test
+
 demo: setup
 	$(PY) -m airflow_hybrid.demo
 
-test: setup
+test: setup-test
 	$(PY) -m ruff check airflow_hybrid dags plugins tests bench
 	$(PY) -m pytest -q -p no:cacheprovider
 
@@ -21,7 +25,7 @@ lint: setup
 lock:
 	uv pip compile -q pyproject.toml --extra test --universal --python-version 3.10 -o constraints.txt
 
-bench: setup
+bench: setup-test
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # Start the Airflow UI (standalone) with this project's DAGs, on the demo's AIRFLOW_HOME.

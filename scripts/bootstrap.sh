@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything airflow-hybrid needs on a fresh Debian/Ubuntu machine: system headers, uv, .venv.
 # Idempotent and quick when nothing changed (a stamp keyed on pyproject.toml).
+# With --test it also installs and starts the tests' services (scripts/services.sh: a JDK and Maven for
+# Apache Hadoop, PostgreSQL, Redis); the demo needs none of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,13 +30,18 @@ if ! command -v uv >/dev/null 2>&1 && ! "$PYTHON" -m uv --version >/dev/null 2>&
 fi
 UV="uv"; command -v uv >/dev/null 2>&1 || UV="$PYTHON -m uv"
 
+with_services=false
+[ "${1:-}" = "--test" ] && with_services=true
+
 stamp="$VENV/.airflow-hybrid-installed"
 want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
-  exit 0
+if ! { [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/python" ]; }; then
+  [ -x "$VENV/bin/python" ] || $UV venv -q --python "$PYTHON" "$VENV"
+  echo "installing airflow-hybrid and its dependencies into $VENV ..."
+  # constraints.txt pins every package to the versions the test suite passed with (`make lock` renews it)
+  $UV pip install -q -p "$VENV/bin/python" -e '.[test]' -c constraints.txt
+  echo "$want" > "$stamp"
 fi
-[ -x "$VENV/bin/python" ] || $UV venv -q --python "$PYTHON" "$VENV"
-echo "installing airflow-hybrid and its dependencies into $VENV ..."
-# constraints.txt pins every package to the versions the test suite passed with (`make lock` renews it)
-$UV pip install -q -p "$VENV/bin/python" -e '.[test]' -c constraints.txt
-echo "$want" > "$stamp"
+if $with_services; then
+  VENV="$VENV" bash scripts/services.sh
+fi

@@ -25,6 +25,9 @@ os.environ.setdefault(
     ),
 )
 
+# Apache Hadoop's HDFS (session fixture, the `hdfs_servers` marker) and its hooks.
+pytest_plugins = ["tests.hadoop_fixtures"]
+
 try:  # the devstack fixtures (WebHDFS + S3 servers on loopback)
     from tests.devstack_fixtures import *  # noqa: F403
 except ImportError as _err:  # pragma: no cover - only while the devstack is being written

@@ -4,9 +4,10 @@
                          process on free loopback ports, data in a temporary directory; a
                          :class:`~airflow_hybrid.devstack.control.DevStackClient` (addresses,
                          ``connections()``, ``stats()``, ``shaping``, ``configure()``).
-``airflow_connections``  function-scoped: ``AIRFLOW_CONN_*`` for the devstack's connections
-                         (``webhdfs_default``, ``aws_default``, ``onprem_union``) and a temporary
-                         ``AIRFLOW_HOME``; returns the connection dicts by id.
+``airflow_connections``  function-scoped: ``AIRFLOW_CONN_*`` for the connections of ``hdfs_server``
+                         (the devstack, or real HDFS in modules marked ``hdfs_servers``; see
+                         ``tests/hadoop_fixtures.py``): ``webhdfs_default``, ``aws_default``,
+                         ``onprem_union``, and a temporary ``AIRFLOW_HOME``; returns the connection dicts by id.
 ``devstack_shaping``     function-scoped: the devstack's link shaping, cleared before and after the test.
 
 The stack runs in its own process so its moto state is isolated from tests that use ``mock_aws``, and
@@ -34,11 +35,11 @@ def devstack(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def airflow_connections(devstack: DevStackClient, monkeypatch: pytest.MonkeyPatch, tmp_path):
+def airflow_connections(hdfs_server, monkeypatch: pytest.MonkeyPatch, tmp_path):
     home = tmp_path / "airflow-home"
     home.mkdir()
     monkeypatch.setenv("AIRFLOW_HOME", str(home))
-    connections = devstack.connections()
+    connections = hdfs_server.connections()
     for name, value in airflow_env(connections).items():
         monkeypatch.setenv(name, value)
     return connections

@@ -1,0 +1,77 @@
+"""Pytest fixtures for Apache Hadoop's HDFS (imported by ``tests/conftest.py``).
+
+``hadoop_hdfs``   session-scoped: a real NameNode + DataNode (Hadoop 3.5.0, :mod:`airflow_hybrid.devstack.hadoop`)
+                  on free loopback ports, 4 MiB blocks, permissions on; its logs are appended to the report
+                  of any failing test that used it.
+``hdfs_server``   which HDFS a test talks to: ``devstack`` (our WebHDFS server) unless a module or test is
+                  marked ``hdfs_servers``, which runs it once per server (``devstack`` and ``hadoop``). Both
+                  kinds offer ``kind``, ``connections()``, ``airflow_env()``, ``webhdfs_host``/``port``,
+                  ``user``, ``s3_endpoint`` (the devstack's S3 server serves both).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_hybrid.devstack.hadoop import HadoopError, HadoopHdfs
+from airflow_hybrid.devstack.stack import StackConnections
+from tests.services import unavailable
+
+HDFS_SERVERS = ("devstack", "hadoop")
+_HADOOP_KEY = pytest.StashKey[HadoopHdfs]()
+
+
+class HadoopStack(StackConnections):
+    """Real HDFS for ``hdfs``, the devstack's S3 server for ``s3``: what ``connections()`` gives tests."""
+
+    kind = "hadoop"
+
+    def __init__(self, hadoop: HadoopHdfs, devstack) -> None:
+        self.hadoop = hadoop
+        self.devstack = devstack
+        self.webhdfs_host = hadoop.webhdfs_host
+        self.webhdfs_port = hadoop.webhdfs_port
+        self.user = hadoop.user
+        self.s3_endpoint = devstack.s3_endpoint
+
+    def __repr__(self) -> str:
+        return f"HadoopStack({self.hadoop.webhdfs_url}, s3={self.s3_endpoint})"
+
+
+@pytest.fixture(scope="session")
+def hadoop_hdfs(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    base = tmp_path_factory.mktemp("hadoop")
+    hdfs = HadoopHdfs(base)
+    try:
+        hdfs.start()
+    except HadoopError as error:
+        unavailable(f"Apache Hadoop could not be started: {error}")
+    request.config.stash[_HADOOP_KEY] = hdfs
+    try:
+        yield hdfs
+    finally:
+        hdfs.stop()
+
+
+@pytest.fixture
+def hdfs_server(request: pytest.FixtureRequest, devstack):
+    kind = getattr(request, "param", "devstack")
+    if kind == "devstack":
+        devstack.kind = "devstack"
+        return devstack
+    return HadoopStack(request.getfixturevalue("hadoop_hdfs"), devstack)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "hdfs_server" in metafunc.fixturenames and metafunc.definition.get_closest_marker("hdfs_servers"):
+        metafunc.parametrize("hdfs_server", HDFS_SERVERS, indirect=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    outcome = yield
+    report = outcome.get_result()
+    hdfs = item.config.stash.get(_HADOOP_KEY, None)
+    used = {*getattr(item, "fixturenames", ()), *getattr(item, "funcargs", {})}
+    if report.failed and hdfs is not None and "hadoop_hdfs" in used:
+        report.sections.append(("Apache Hadoop logs", f"{hdfs.base_dir}\n{hdfs.log_tail()}"))
