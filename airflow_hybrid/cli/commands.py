@@ -57,9 +57,10 @@ def devstack_up(args) -> None:
     if args.wan:
         latency_ms, mbps = (float(x) for x in args.wan.split(","))
         shaping = {"all": {"latency_ms": latency_ms, "bandwidth": mbps * 1e6}}
-    status = control.devstack_up(state_dir, shaping=shaping)
+    status = control.devstack_up(state_dir, shaping=shaping, hdfs=args.hdfs)
     client = control.DevStackClient(status)
-    print(f"devstack up: WebHDFS {client.webhdfs_url}  S3 {client.s3_endpoint}  data {client.data_dir}")
+    hdfs = "Apache Hadoop HDFS" if status.get("hdfs") == "hadoop" else "WebHDFS"
+    print(f"devstack up: {hdfs} {client.webhdfs_url}  S3 {client.s3_endpoint}  data {client.data_dir}")
     if not args.no_connections:
         # the mount connection only names the member connections: an existing one (with its cache and
         # catalog settings) is kept; the member connections carry this run's ports and are rewritten

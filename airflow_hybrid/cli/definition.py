@@ -11,6 +11,12 @@ ARG_MOUNT = Arg(("--mount",), help="hybrid_mount connection id", default="onprem
 ARG_MOUNTS = Arg(("--mount",), help="hybrid_mount connection id (default: every hybrid_mount connection)")
 ARG_JSON = Arg(("--json",), help="Print JSON instead of text", action="store_true")
 ARG_NO_CONNECTIONS = Arg(("--no-connections",), help="Do not write the Airflow connections", action="store_true")
+ARG_HDFS = Arg(
+    ("--hdfs",),
+    help="HDFS server: 'devstack' (our WebHDFS server, no Java) or 'hadoop' (Apache Hadoop 3.5; Java 17, Maven)",
+    choices=("devstack", "hadoop"),
+    default="devstack",
+)
 ARG_WAN = Arg(("--wan",), help="Shape the link like a WAN: 'LATENCY_MS,MBPS' (e.g. 20,50)")
 ARG_POLICIES = Arg(("--policies",), help="Policies file (default: the hybrid_policies_file Variable or dags/)")
 
@@ -19,7 +25,7 @@ DEVSTACK_COMMANDS = (
         name="up",
         help="Start the local WebHDFS + S3 stack in the background and write its Airflow connections",
         func=lazy_load_command(f"{_COMMANDS}.devstack_up"),
-        args=(ARG_STATE_DIR, ARG_MOUNT, ARG_NO_CONNECTIONS, ARG_WAN),
+        args=(ARG_STATE_DIR, ARG_MOUNT, ARG_NO_CONNECTIONS, ARG_WAN, ARG_HDFS),
     ),
     ActionCommand(
         name="down",

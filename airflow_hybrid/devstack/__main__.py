@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--webhdfs-port", type=int, default=0)
     parser.add_argument("--datanode-port", type=int, default=0)
     parser.add_argument("--s3-port", type=int, default=0)
+    parser.add_argument(
+        "--hdfs", choices=DevStack.HDFS_KINDS, default="devstack",
+        help="our WebHDFS server (default, no Java) or Apache Hadoop's NameNode + DataNode",
+    )
     parser.add_argument("--shaping", type=json.loads, help='JSON per link, e.g. {"s3": {"latency_ms": 40}}')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -41,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         webhdfs_port=args.webhdfs_port,
         datanode_port=args.datanode_port,
         s3_port=args.s3_port,
+        hdfs=args.hdfs,
     )
     stack.run_forever(args.state_dir)
 

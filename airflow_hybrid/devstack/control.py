@@ -95,13 +95,16 @@ def devstack_up(
     block_size: int | None = None,
     seed: int | None = None,
     shaping: dict[str, dict] | None = None,
-    timeout: float = 60.0,
+    hdfs: str = "devstack",
+    timeout: float | None = None,
 ) -> dict[str, Any]:
     """Start the devstack in the background (unless it already runs) and return its status.
 
     Data lives in ``data_dir`` (default ``<state_dir>/data``, kept across restarts); the process log is
-    ``<state_dir>/devstack.log``.
+    ``<state_dir>/devstack.log``. ``hdfs="hadoop"`` runs Apache Hadoop's HDFS instead of our WebHDFS server.
     """
+    if timeout is None:
+        timeout = 240.0 if hdfs == "hadoop" else 60.0
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     status = devstack_status(state_dir)
@@ -133,6 +136,7 @@ def devstack_up(
         command += ["--seed", str(seed)]
     if shaping:
         command += ["--shaping", json.dumps(shaping)]
+    command += ["--hdfs", hdfs]
     env = dict(os.environ)
     package_parent = str(Path(airflow_hybrid.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))

@@ -121,7 +121,8 @@ def _site_xml(properties: dict[str, Any]) -> str:
 class HadoopHdfs:
     """A one-data-node HDFS of Apache Hadoop in two JVMs, stopped by whoever started it.
 
-    :param base_dir: configuration, metadata, blocks and logs (kept after :meth:`stop` for a post-mortem).
+    :param base_dir: configuration, metadata, blocks and logs (kept after :meth:`stop` for a post-mortem, and
+        reused by the next start: the namenode is formatted only once).
     :param block_size: ``dfs.blocksize`` (4 MiB, so test files span several blocks).
     :param user: the user the connections log in as; a superuser (group ``supergroup``) unless ``superuser``
         is false. Any other ``user.name`` is an ordinary user of no group.
@@ -208,7 +209,8 @@ class HadoopHdfs:
         classpath = hadoop_classpath()
         self._configure()
         full_classpath = os.pathsep.join([str(self.conf_dir), classpath])
-        self._run_once(java, full_classpath, "format", [_NAMENODE, "-format", "-force", "-nonInteractive"])
+        if not (self.base_dir / "data" / "name" / "current").exists():  # kept across restarts otherwise
+            self._run_once(java, full_classpath, "format", [_NAMENODE, "-format", "-force", "-nonInteractive"])
         try:
             for name, main in (("namenode", _NAMENODE), ("datanode", _DATANODE)):
                 self._processes[name] = self._spawn(java, full_classpath, name, [main])

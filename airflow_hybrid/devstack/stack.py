@@ -1,5 +1,8 @@
 """The local stack: a WebHDFS namenode and data node, an S3 server, and the shaped link between them.
 
+The HDFS side is our own WebHDFS server by default (pure Python, no Java: the demo's), or Apache Hadoop's
+NameNode and DataNode with ``hdfs="hadoop"`` (:mod:`.hadoop`; needs Java 17 and Maven), whose link is not shaped.
+
 ::
 
     with DevStack() as stack:  # loopback ports chosen free, data in a temporary directory
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_hybrid.devstack.hadoop import HadoopHdfs
 from airflow_hybrid.devstack.s3 import DEFAULT_REGION, S3Server
 from airflow_hybrid.devstack.shaping import ControlApp, LinkShaper, Shaping
 from airflow_hybrid.devstack.webhdfs import DEFAULT_PAGE_SIZE, WebHdfsServer
@@ -117,7 +121,11 @@ class DevStack(StackConnections):
     :param block_size: HDFS block size reported and used for checksums.
     :param seed: seed of the fault RNG of both links.
     :param shaping: initial settings per link, e.g. ``{"s3": {"latency_ms": 40, "bandwidth": 5e7}}``.
+    :param hdfs: ``"devstack"`` (our WebHDFS server) or ``"hadoop"`` (Apache Hadoop's, data in
+        ``<data_dir>/hadoop``; ``block_size`` and ``list_page_size`` then keep Hadoop's test defaults).
     """
+
+    HDFS_KINDS = ("devstack", "hadoop")
 
     def __init__(
         self,
@@ -133,7 +141,11 @@ class DevStack(StackConnections):
         webhdfs_port: int = 0,
         datanode_port: int = 0,
         s3_port: int = 0,
+        hdfs: str = "devstack",
     ) -> None:
+        if hdfs not in self.HDFS_KINDS:
+            raise ValueError(f"hdfs must be one of {', '.join(self.HDFS_KINDS)}, got {hdfs!r}")
+        self.hdfs_kind = hdfs
         self.host = host
         self.user = user
         self.buckets = tuple(buckets)
@@ -160,6 +172,7 @@ class DevStack(StackConnections):
             health=lambda: {"pid": os.getpid()},
         )
         self.webhdfs: WebHdfsServer | None = None
+        self.hadoop: HadoopHdfs | None = None
         self.s3: S3Server | None = None
         self._stop = threading.Event()
 
@@ -171,6 +184,8 @@ class DevStack(StackConnections):
             self._data_dir = Path(tempfile.mkdtemp(prefix="airflow-hybrid-devstack-"))
         self._data_dir.mkdir(parents=True, exist_ok=True)
         nn_port, dn_port, s3_port = self._options["ports"]
+        if self.hdfs_kind == "hadoop":
+            return self._start_with_hadoop(s3_port)
         webhdfs = WebHdfsServer(
             self._data_dir / "hdfs",
             host=self.host,
@@ -201,11 +216,26 @@ class DevStack(StackConnections):
         )
         return self
 
+    def _start_with_hadoop(self, s3_port: int) -> DevStack:
+        s3 = S3Server(host=self.host, port=s3_port, shaper=self.shaping["s3"], control_app=self.control_app)
+        hadoop = HadoopHdfs(self._data_dir / "hadoop", host=self.host, user=self.user)
+        try:
+            s3.start()
+            for bucket in self.buckets:
+                s3.ensure_bucket(bucket)
+            hadoop.start()
+        except BaseException:
+            s3.stop()
+            raise
+        self.hadoop, self.s3 = hadoop, s3
+        log.info("devstack up: Apache Hadoop HDFS %s (%s), S3 %s", hadoop.webhdfs_url, hadoop.fs_uri, self.s3_endpoint)
+        return self
+
     def stop(self) -> None:
-        for server in (self.webhdfs, self.s3):
+        for server in (self.webhdfs, self.hadoop, self.s3):
             if server is not None:
                 server.stop()
-        self.webhdfs = self.s3 = None
+        self.webhdfs = self.hadoop = self.s3 = None
         if self._owns_data_dir and self._data_dir is not None:
             shutil.rmtree(self._data_dir, ignore_errors=True)
             self._data_dir = None
@@ -240,9 +270,16 @@ class DevStack(StackConnections):
 
     # -- addresses ----------------------------------------------------------------------------------
     def _servers(self) -> tuple[WebHdfsServer, S3Server]:
-        if self.webhdfs is None or self.s3 is None:
+        if self.s3 is None:
             raise RuntimeError("the devstack is not started; call start() or use it as a context manager")
+        if self.webhdfs is None:
+            raise RuntimeError("this devstack runs Apache Hadoop's HDFS, not the devstack WebHDFS server")
         return self.webhdfs, self.s3
+
+    def _s3(self) -> S3Server:
+        if self.s3 is None:
+            raise RuntimeError("the devstack is not started; call start() or use it as a context manager")
+        return self.s3
 
     @property
     def data_dir(self) -> Path:
@@ -261,24 +298,24 @@ class DevStack(StackConnections):
 
     @property
     def webhdfs_port(self) -> int:
-        return self._servers()[0].port
+        return self.hadoop.webhdfs_port if self.hadoop else self._servers()[0].port
 
     @property
     def webhdfs_url(self) -> str:
-        return self._servers()[0].url
+        return self.hadoop.webhdfs_url if self.hadoop else self._servers()[0].url
 
     @property
     def datanode_url(self) -> str:
-        return self._servers()[0].datanode_url
+        return self.hadoop.state()["datanode_url"] if self.hadoop else self._servers()[0].datanode_url
 
     @property
     def s3_endpoint(self) -> str:
-        return self._servers()[1].endpoint_url
+        return self._s3().endpoint_url
 
     @property
     def control_url(self) -> str:
-        """Base URL of the ``/_devstack/`` API (served on every port; this is the namenode's)."""
-        return self.webhdfs_url
+        """Base URL of the ``/_devstack/`` API (served on every port of ours: the namenode's, or S3's)."""
+        return self.s3_endpoint if self.hadoop else self.webhdfs_url
 
     # -- operations -----------------------------------------------------------------------------------
     def ensure_bucket(self, name: str) -> str:
@@ -289,35 +326,42 @@ class DevStack(StackConnections):
         return self._servers()[0].configure(**settings)
 
     def stats(self) -> dict[str, Any]:
-        """Requests per operation of each server, and each link's shaping counters."""
-        webhdfs, s3 = self._servers()
+        """Requests per operation of each of our servers (none for Hadoop's), and each link's counters."""
+        s3 = self._s3()
         return {
-            "webhdfs": webhdfs.stats.snapshot(),
+            "webhdfs": self.webhdfs.stats.snapshot() if self.webhdfs else {},
             "s3": s3.stats.snapshot(),
             "shaping": {name: link.stats() for name, link in self.shaping.links.items()},
         }
 
     def reset_stats(self) -> None:
-        webhdfs, s3 = self._servers()
-        webhdfs.stats.reset()
-        s3.stats.reset()
+        if self.webhdfs:
+            self.webhdfs.stats.reset()
+        self._s3().stats.reset()
         self.shaping.reset_stats()
 
     def state(self) -> dict[str, Any]:
-        """What the state file records: pid, ports, URLs, data directory."""
-        webhdfs, s3 = self._servers()
+        """What the state file records: pid, ports, URLs, data directory, which HDFS."""
+        s3 = self._s3()
+        hdfs: dict[str, Any]
+        if self.hadoop is not None:
+            hadoop = self.hadoop.state()
+            hdfs = {"hdfs_dir": None, "datanode_port": None, "fs_uri": hadoop["fs_uri"], "hadoop": hadoop}
+        else:
+            webhdfs = self._servers()[0]
+            hdfs = {"hdfs_dir": str(webhdfs.root), "datanode_port": webhdfs.datanode_port, "fs_uri": None}
         return {
             "pid": os.getpid(),
             "started_at": time.time(),
             "host": self.host,
             "user": self.user,
+            "hdfs": self.hdfs_kind,
             "data_dir": str(self.data_dir),
-            "hdfs_dir": str(webhdfs.root),
-            "webhdfs_port": webhdfs.port,
-            "datanode_port": webhdfs.datanode_port,
+            **hdfs,
+            "webhdfs_port": self.webhdfs_port,
             "s3_port": s3.port,
-            "webhdfs_url": webhdfs.url,
-            "datanode_url": webhdfs.datanode_url,
+            "webhdfs_url": self.webhdfs_url,
+            "datanode_url": self.datanode_url,
             "s3_endpoint": s3.endpoint_url,
             "control_url": self.control_url,
             "buckets": list(self.buckets),
