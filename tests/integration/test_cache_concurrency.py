@@ -1,7 +1,7 @@
 """Several worker processes sharing one cache catalog: concurrent fills and a worker killed mid-load.
 
-Runs on the PostgreSQL server at 127.0.0.1:5432 (a fresh database per test, dropped afterwards; skipped with
-a message only when that server cannot be reached) and on a SQLite file. Workers are real processes
+Runs on the PostgreSQL server that ``scripts/bootstrap.sh --test`` starts (a fresh database per test, dropped
+afterwards; a failure under CI when it cannot be reached, a skip elsewhere) and on a SQLite file. Workers are real processes
 (``spawn``); a crash is a real ``SIGKILL``.
 """
 
@@ -26,28 +26,23 @@ from airflow_hybrid.cache import CacheConfig, CacheManager
 from airflow_hybrid.cache.catalog import Catalog
 from airflow_hybrid.cache.tee import FillingReader
 from airflow_hybrid.stores.local import LocalStore
+from tests.services import postgres_url
 
 pytestmark = pytest.mark.integration
 
-PG_ADMIN_URL = os.environ.get("HYBRID_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1/test")
 MOUNT = "lake"
 
 
 @pytest.fixture
 def pg_url():
     """A fresh PostgreSQL database for this test, dropped afterwards."""
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as err:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL} ({str(err.orig).strip()}); needs a local server")
+    admin_url = postgres_url()
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     name = f"hybrid_cache_test_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
         conn.execute(sa.text(f"CREATE DATABASE {name}"))
     try:
-        yield sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        yield sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-import sqlalchemy as sa
 
 from airflow_hybrid.migration import FAILED, KEPT, MOVED, SKIPPED, FileOutcome, MigrationSummary
 from airflow_hybrid.migration_state import (
@@ -14,28 +13,16 @@ from airflow_hybrid.migration_state import (
     default_state_url,
     state_url_for_mount,
 )
+from tests.services import postgres_url
 
 pytestmark = pytest.mark.integration
-
-POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-
-
-def _postgres_available() -> bool:
-    try:
-        with sa.create_engine(POSTGRES).connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-        return True
-    except Exception:
-        return False
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def state(request, tmp_path):
     if request.param == "sqlite":
         return MigrationState(f"sqlite:///{tmp_path}/state.db")
-    if not _postgres_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-    return MigrationState(POSTGRES)
+    return MigrationState(postgres_url())
 
 
 def _outcome(path: str, status: str, size: int = 10, reason: str | None = None) -> FileOutcome:
