@@ -1,7 +1,9 @@
-"""Helpers of the migration tests on the devstack: a dataset of old and new files under a fresh path.
+"""Helpers of the migration tests on real servers: a dataset of old and new files under a fresh path.
 
-The mount is the devstack's ``onprem_union`` (``hdfs:///tmp/tpcds`` + ``s3://hybrid-lake/tpcds``, read
-priority ``s3,hdfs``, create ``s3``); each test works below its own logical directory.
+The mount is ``onprem_union`` of ``hdfs_server`` (``hdfs:///tmp/tpcds`` on the devstack's WebHDFS server or on
+Apache Hadoop's, + ``s3://hybrid-lake/tpcds`` on the devstack's S3 server; read priority ``s3,hdfs``, create
+``s3``); each test works below its own logical directory. Every file is written through the stores, so the
+same dataset works on either HDFS server.
 """
 
 from __future__ import annotations
@@ -98,7 +100,20 @@ def make_dataset(mount: HybridMount, *, seed: int, small: int, medium: int = 0, 
 
 @pytest.fixture
 def lake(airflow_connections):
-    """The devstack's union mount, built from its Airflow connection."""
+    """The union mount of ``hdfs_server`` (both servers in modules marked ``hdfs_servers``)."""
+    mount = HybridMount.from_conn_id(MOUNT)
+    yield mount
+    mount.close()
+
+
+@pytest.fixture
+def devstack_lake(devstack, monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """The devstack's union mount, never Apache Hadoop's: for tests that shape its links (fault injection)."""
+    home = tmp_path / "airflow-home"
+    home.mkdir()
+    monkeypatch.setenv("AIRFLOW_HOME", str(home))
+    for name, value in devstack.airflow_env().items():
+        monkeypatch.setenv(name, value)
     mount = HybridMount.from_conn_id(MOUNT)
     yield mount
     mount.close()

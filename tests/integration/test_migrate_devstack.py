@@ -1,9 +1,11 @@
-"""UfsMigrateOperator on the devstack (real WebHDFS and S3 servers on loopback).
+"""UfsMigrateOperator on real servers on loopback: HDFS on the devstack's WebHDFS server and on Apache Hadoop's
+(every test marked ``hdfs_servers`` runs on both), S3 on the devstack's moto server.
 
 Old files move and new ones stay; readers of ``hybrid://`` get the same bytes before, during and after;
 existing copies are reused, conflicting objects never overwritten; orphaned multipart uploads are
-aborted; a source written to during its copy is kept; injected S3 5xx and WebHDFS connection resets are
-retried; the status of a policy reflects all of it.
+aborted; a source written to during its copy is kept; the status of a policy reflects all of it; a small
+file costs five requests. Injected S3 5xx and WebHDFS connection resets are retried (the devstack only: its
+links are the ones that can be shaped).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from airflow_hybrid.migration_state import MigrationState
 from airflow_hybrid.operators.migrate import UfsMigrateOperator
 from airflow_hybrid.policy.planner import load_plan, plan_migration
 from airflow_hybrid.stores.hdfs import HdfsStore
+from tests.client_requests import hdfs_requests
 from tests.integration.migrate_support import MOUNT, POLICY, make_dataset
+from tests.integration.migrate_support import devstack_lake as devstack_lake  # noqa: F401 - the fixture
 from tests.integration.migrate_support import lake as lake  # noqa: F401 - the fixture
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
 
 
 def _operator(**kwargs) -> UfsMigrateOperator:
@@ -36,8 +40,10 @@ def _operator(**kwargs) -> UfsMigrateOperator:
     return UfsMigrateOperator(**{**defaults, **kwargs})
 
 
-def test_old_files_move_new_files_stay_and_readers_always_see_the_same_bytes(lake, monkeypatch):
-    dataset = make_dataset(lake, seed=1, small=40, medium=3, large=2, new=5)
+def test_old_files_move_new_files_stay_and_readers_always_see_the_same_bytes(lake, hdfs_server, monkeypatch):
+    # fewer small files on Apache Hadoop, whose writes are slower; multi-block (11 MiB) files on both
+    small, medium, new = (40, 3, 5) if hdfs_server.kind == "devstack" else (16, 2, 3)
+    dataset = make_dataset(lake, seed=1, small=small, medium=medium, large=2, new=new)
     expected = {**dataset.old, **dataset.new}
     fs = HybridFileSystem()
 
@@ -160,11 +166,11 @@ def test_existing_copies_are_reused_and_conflicting_objects_never_overwritten(la
     assert (run["state"], run["moved"], run["skipped"], run["failed"]) == ("failed", 3, 1, 2)
 
 
-def test_orphaned_multipart_uploads_of_a_key_are_aborted_before_it_is_written(lake, devstack):
+def test_orphaned_multipart_uploads_of_a_key_are_aborted_before_it_is_written(lake, hdfs_server):
     dataset = make_dataset(lake, seed=4, small=3, large=1, new=0)
     large = next(p for p in dataset.old if p.startswith(f"{dataset.root}/large/"))
     s3 = dataset.s3
-    client = boto3.client("s3", endpoint_url=devstack.s3_endpoint, region_name="us-east-1",
+    client = boto3.client("s3", endpoint_url=hdfs_server.s3_endpoint, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")
     orphan = client.create_multipart_upload(Bucket=s3.bucket, Key=s3._key(large))["UploadId"]
     client.upload_part(Bucket=s3.bucket, Key=s3._key(large), UploadId=orphan, PartNumber=1, Body=b"x" * 5 * 2**20)
@@ -236,8 +242,8 @@ class _Prepend(io.RawIOBase):
         super().close()
 
 
-def test_injected_s3_5xx_and_webhdfs_resets_are_retried_until_the_run_completes(lake, devstack_shaping):
-    dataset = make_dataset(lake, seed=6, small=40, medium=2, large=1, new=2)
+def test_injected_s3_5xx_and_webhdfs_resets_are_retried_until_the_run_completes(devstack_lake, devstack_shaping):
+    dataset = make_dataset(devstack_lake, seed=6, small=40, medium=2, large=1, new=2)
     devstack_shaping.configure("s3", fault_rate=0.08, fault_kinds=["500", "503"], seed=11)
     devstack_shaping.configure("webhdfs", fault_rate=0.08, fault_kinds=["reset", "reset_body"], seed=12)
     try:
@@ -315,24 +321,24 @@ def test_no_store_member_copy_means_no_removal(lake):
     assert all("holds no copy" in f["reason"] for f in summary.failures)
 
 
-
-def test_a_small_file_costs_five_requests_and_sources_changed_or_gone_since_the_plan_are_not_removed(
-    lake, devstack
-):
+def test_a_small_file_costs_five_requests(lake, hdfs_server, devstack):
     """Small files go straight from the plan into exclusive S3 creates: OPEN (namenode + data node),
     PutObject, one source status after the copy, DELETE -- no HEAD, no status before the copy."""
     dataset = make_dataset(lake, seed=10, small=4, new=0)
     plan = plan_migration(lake, dataset.root, POLICY)
-    before = devstack.stats()
-    assert _operator(plan_id=plan.plan_id).execute({})["moved"] == 4
-    after = devstack.stats()
-    used = {f"{server} {op}": count - before[server].get(op, 0) for server in ("webhdfs", "s3")
-            for op, count in after[server].items() if count > before[server].get(op, 0)}
+    with hdfs_requests(hdfs_server) as webhdfs:
+        before = {**webhdfs(), **{f"s3 {op}": n for op, n in devstack.stats()["s3"].items()}}  # S3: the devstack's
+        assert _operator(plan_id=plan.plan_id).execute({})["moved"] == 4
+        after = {**webhdfs(), **{f"s3 {op}": n for op, n in devstack.stats()["s3"].items()}}
+    used = {op if op.startswith("s3 ") else f"webhdfs {op}": n - before.get(op, 0)
+            for op, n in after.items() if n > before.get(op, 0)}
     # per run: WebHDFSHook's connection probe (a GETFILESTATUS of /) and one listing of open uploads
     assert used == {"webhdfs OPEN": 4, "webhdfs datanode.OPEN": 4, "webhdfs GETFILESTATUS": 4 + 1,
                     "webhdfs DELETE": 4, "s3 PutObject": 4, "s3 ListMultipartUploads": 1}, used
     dataset.assert_migrated()
 
+
+def test_sources_changed_or_gone_since_the_plan_are_not_removed(lake):
     dataset = make_dataset(lake, seed=11, small=4, new=0)
     plan = plan_migration(lake, dataset.root, POLICY)
     changed, gone, *_ = sorted(dataset.old)
