@@ -1,5 +1,5 @@
-"""Union semantics of HybridMount over the real servers: HDFS through the devstack's WebHDFS server and S3
-through moto's S3 server, both on loopback, reached through Airflow connections."""
+"""Union semantics of HybridMount over real servers on loopback, reached through Airflow connections: HDFS on
+the devstack's WebHDFS server and on Apache Hadoop's (every test that reaches a server runs on both), S3 on moto's S3 server."""
 
 from __future__ import annotations
 
@@ -12,17 +12,18 @@ import pytest
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.mount_options import MountConfigError
 from airflow_hybrid.stores.base import PathEscapeError
+from tests.client_requests import RequestLog, hdfs_requests
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
 
 
 @pytest.fixture
-def mount(devstack, monkeypatch):
-    """A mount with its own roots (hdfs:///union-<id>, s3://hybrid-lake/union-<id>), read s3 then hdfs."""
+def mount(hdfs_server, monkeypatch):
+    """A mount with its own roots (hdfs:///tmp/union-<id>, s3://hybrid-lake/union-<id>), read s3 then hdfs."""
     from airflow_hybrid.devstack.stack import airflow_env
 
     unique = f"union-{uuid.uuid4().hex[:8]}"
-    conns = devstack.connections(mount_conn_id="union_it", hdfs_root=f"/{unique}", s3_prefix=unique)
+    conns = hdfs_server.connections(mount_conn_id="union_it", hdfs_root=f"/tmp/{unique}", s3_prefix=unique)
     for name, value in airflow_env(conns).items():
         monkeypatch.setenv(name, value)
     mount = HybridMount.from_conn_id("union_it")
@@ -34,22 +35,24 @@ def _put(mount: HybridMount, member: str, path: str, data: bytes) -> None:
     mount.members[member].write(path, io.BytesIO(data))
 
 
-def test_members_are_the_real_servers(mount, devstack):
+def test_members_are_the_real_servers(mount, hdfs_server):
     assert mount.read_order == ["s3", "hdfs"] and mount.create_members == ["s3"]
-    assert mount.members["hdfs"].uri("x").startswith("hdfs:///union-")
+    assert mount.members["hdfs"].uri("x").startswith("hdfs:///tmp/union-")
     assert mount.members["s3"].uri("x").startswith("s3://hybrid-lake/union-")
 
 
-def test_read_follows_priority_with_the_same_name_in_both(mount, devstack):
+def test_read_follows_priority_with_the_same_name_in_both(mount, hdfs_server):
     _put(mount, "hdfs", "t/a.bin", b"hdfs-version")
     _put(mount, "s3", "t/a.bin", b"s3-version")
     _put(mount, "hdfs", "t/only-hdfs.bin", b"on-prem")
-    opens_before = devstack.stats()["webhdfs"].get("OPEN", 0)
-    with mount.open_read("t/a.bin") as stream:
-        assert stream.read() == b"s3-version"
-    assert devstack.stats()["webhdfs"].get("OPEN", 0) == opens_before  # the HDFS copy was not read
-    with mount.open_read("t/only-hdfs.bin") as stream:
-        assert stream.read() == b"on-prem"
+    with hdfs_requests(hdfs_server) as webhdfs:
+        opens_before = webhdfs().get("OPEN", 0)
+        with mount.open_read("t/a.bin") as stream:
+            assert stream.read() == b"s3-version"
+        assert webhdfs().get("OPEN", 0) == opens_before  # the HDFS copy was not read
+        with mount.open_read("t/only-hdfs.bin") as stream:
+            assert stream.read() == b"on-prem"
+        assert webhdfs().get("OPEN", 0) == opens_before + 1  # ... where this one was
     assert mount.member_of("t/a.bin") == "s3" and mount.member_of("t/only-hdfs.bin") == "hdfs"
     with mount.open_read("t/only-hdfs.bin", offset=3, length=2) as stream:  # ranged, through the datanode
         assert stream.read() == b"pr"
@@ -89,13 +92,13 @@ def test_rename_applies_to_every_member_that_has_the_path(mount):
 
 
 @pytest.mark.parametrize("path", ["../outside", "t/../../outside", "/../etc/passwd"])
-def test_traversal_is_rejected_before_any_request(mount, devstack, path):
-    before = devstack.stats()
-    with pytest.raises(PathEscapeError, match="escapes"):
-        mount.open_read(path)
-    with pytest.raises(PathEscapeError):
-        mount.write(path, io.BytesIO(b"x"))
-    assert devstack.stats()["webhdfs"] == before["webhdfs"]
+def test_traversal_is_rejected_before_any_request(mount, path):
+    with RequestLog() as sent:
+        with pytest.raises(PathEscapeError, match="escapes"):
+            mount.open_read(path)
+        with pytest.raises(PathEscapeError):
+            mount.write(path, io.BytesIO(b"x"))
+    assert sent.counts() == {}  # neither WebHDFS nor S3 was asked anything
 
 
 def test_hybrid_filesystem_reads_and_lists_the_union(mount):
