@@ -1,24 +1,43 @@
-"""A WebHDFS server (namenode + data node) over a local directory, following the Hadoop REST spec.
+"""A WebHDFS server (namenode + data node) over a local directory that answers as Apache Hadoop 3.5 does.
 
-Implemented operations: ``GETFILESTATUS``, ``LISTSTATUS``, ``LISTSTATUS_BATCH`` (``startAfter`` paging),
-``GETCONTENTSUMMARY``, ``GETFILECHECKSUM`` (HDFS's MD5-of-MD5-of-CRC32C), ``GETHOMEDIRECTORY``,
-``GETTRASHROOT``, ``OPEN`` (``offset``/``length``), ``CREATE`` and ``APPEND`` (two-step: the namenode
-answers 307 with a data-node URL that takes the body, plain or chunked), ``MKDIRS``, ``RENAME`` (with
-``renameoptions=OVERWRITE`` as HDFS ``rename2``), ``DELETE`` (``recursive``), ``SETTIMES``,
-``SETPERMISSION``, ``SETOWNER``, ``SETREPLICATION``. Errors are ``RemoteException`` JSON with the
-status HDFS uses. Permissions are checked against the owner bits of each file's real mode
-(``SETPERMISSION`` changes them), for every user except the configured superuser.
+Implemented operations: ``GETFILESTATUS``, ``LISTSTATUS``, ``LISTSTATUS_BATCH`` (``startafter`` paging),
+``GETCONTENTSUMMARY``, ``GETFILECHECKSUM`` (HDFS's MD5-of-MD5-of-CRC32C over the file's own block size),
+``GETHOMEDIRECTORY``, ``GETTRASHROOT``, ``OPEN`` (``offset``/``length``), ``CREATE`` and ``APPEND``
+(two-step: the namenode answers 307 with a data-node URL that takes the body, plain or chunked),
+``MKDIRS``, ``RENAME`` (with ``renameoptions=OVERWRITE`` as HDFS ``rename2``), ``DELETE``
+(``recursive``), ``SETTIMES``, ``SETPERMISSION``, ``SETOWNER``, ``SETREPLICATION``.
+
+As Hadoop (checked against a real NameNode and DataNode, see ``tests/integration/test_hdfs_servers.py``):
+
+* errors are ``RemoteException`` JSON with Hadoop's status, exception and message; the namenode only
+  builds ``CREATE``'s redirect, the data node checks it (existing file, permissions, parent that is a
+  file, block size) and, like every data-node answer, closes the connection;
+* query parameter names are case-sensitive (``startAfter`` is ignored, ``startafter`` pages), except
+  ``user.name`` and ``doas``; a request without ``user.name`` acts as the configured owner (Hadoop's
+  ``hadoop.http.staticuser.user``);
+* every file and directory has an owner (the ``user.name`` that created it) and a group (its parent's,
+  ``supergroup`` at the root), kept in an extended attribute of the local file with the file's block
+  size; permissions are checked on the owner, group and other bits, with traverse (execute) checks on
+  every ancestor and the sticky bit, for everyone but the superuser (the configured owner, as the user
+  that starts a NameNode); new files are 644, new directories 755 unless ``permission`` says otherwise,
+  parents made by ``CREATE`` inherit the nearest ancestor's permission (plus ``u+wx``); ``/tmp`` and
+  ``/user`` start as 1777;
+* with ``csrf`` (``dfs.webhdfs.rest-csrf.enabled``) a browser's ``PUT``/``POST``/``DELETE`` without an
+  ``X-XSRF-HEADER`` header is refused with 400.
 
 Files are plain files under ``root``; a ``CREATE`` writes a hidden temporary file next to its target
-and renames it into place when the body is complete, so readers never see a partial file.
+and renames it into place when the body is complete, so readers never see a partial file (on Hadoop a
+file being written is visible, empty or partial, until it is closed).
 """
 
 from __future__ import annotations
 
 import bisect
+import errno
 import json
 import os
 import posixpath
+import re
 import shutil
 import ssl
 import stat
@@ -28,19 +47,25 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote, urlencode
 
 from airflow_hybrid.devstack.shaping import ControlApp, LinkShaper, RequestStats, Shaping, ShapingMiddleware
 from airflow_hybrid.devstack.wsgi import FileWrapper, WSGIServer
-from airflow_hybrid.stores.hdfs import DEFAULT_BLOCK_SIZE, HdfsFileChecksum
+from airflow_hybrid.stores.hdfs import BYTES_PER_CRC, DEFAULT_BLOCK_SIZE, HdfsFileChecksum
 
 PREFIX = "/webhdfs/v1"
 #: Temporary files of in-flight CREATEs; never listed, never addressable.
 TMP_PREFIX = ".devstack-tmp-"
-DEFAULT_USER = "dr.who"
 DEFAULT_PAGE_SIZE = 1000
 STREAM_CHUNK = 1024 * 1024
+#: ``dfs.namenode.fs-limits.min-block-size`` (Hadoop's default, or the block size when that is smaller).
+MIN_BLOCK_SIZE = 1024 * 1024
+SUPERGROUP = "supergroup"
+#: Where owner, group and block size of a file or directory are kept (an extended attribute).
+_XATTR = "user.webhdfs"
+#: Directories every HDFS of the project starts with (as :class:`~airflow_hybrid.devstack.hadoop.HadoopHdfs`).
+_SHARED_DIRS = ("tmp", "user")
 
 GET_OPS = {
     "OPEN", "GETFILESTATUS", "LISTSTATUS", "LISTSTATUS_BATCH", "GETCONTENTSUMMARY", "GETFILECHECKSUM",
@@ -53,18 +78,14 @@ PUT_OPS = {
 }  # fmt: skip
 POST_OPS = {"APPEND", "CONCAT", "TRUNCATE"}
 DELETE_OPS = {"DELETE", "DELETESNAPSHOT"}
-_OPS_BY_METHOD = {
-    "GET": ("Get", GET_OPS),
-    "PUT": ("Put", PUT_OPS),
-    "POST": ("Post", POST_OPS),
-    "DELETE": ("Delete", DELETE_OPS),
-}
+_OPS_BY_METHOD = {"GET": GET_OPS, "PUT": PUT_OPS, "POST": POST_OPS, "DELETE": DELETE_OPS}
 
 _JAVA_CLASSES = {
     "FileNotFoundException": ("java.io.FileNotFoundException", 404),
     "AccessControlException": ("org.apache.hadoop.security.AccessControlException", 403),
     "SecurityException": ("java.lang.SecurityException", 401),
     "IllegalArgumentException": ("java.lang.IllegalArgumentException", 400),
+    "HadoopIllegalArgumentException": ("org.apache.hadoop.HadoopIllegalArgumentException", 400),
     "InvalidPathException": ("org.apache.hadoop.fs.InvalidPathException", 400),
     "UnsupportedOperationException": ("java.lang.UnsupportedOperationException", 400),
     "FileAlreadyExistsException": ("org.apache.hadoop.fs.FileAlreadyExistsException", 403),
@@ -75,7 +96,15 @@ _JAVA_CLASSES = {
     "IOException": ("java.io.IOException", 403),
     "RetriableException": ("org.apache.hadoop.ipc.RetriableException", 503),
     "RuntimeException": ("java.lang.RuntimeException", 500),
+    "NotAllowedException": ("javax.ws.rs.NotAllowedException", 500),
 }
+#: rwx bits each ``FsAction`` needs.
+_ACTIONS = {"READ": 4, "WRITE": 2, "EXECUTE": 1, "READ_EXECUTE": 5, "READ_WRITE": 6, "ALL": 7}
+#: ``dfs.webhdfs.rest-csrf.browser-useragents-regex`` and ``...methods-to-ignore`` (Hadoop's defaults).
+_BROWSER = re.compile(r"^Mozilla.*|^Opera.*")
+_CSRF_SAFE_METHODS = {"GET", "OPTIONS", "HEAD", "TRACE"}
+CSRF_HEADER = "X-XSRF-HEADER"
+CSRF_REASON = "Missing Required Header for CSRF Vulnerability Protection"
 
 
 class RemoteException(Exception):
@@ -110,21 +139,31 @@ def _status_line(code: int) -> str:
     return f"{code} {_REASONS.get(code, 'Unknown')}"
 
 
+def _access_denied(message: str) -> RemoteException:
+    return RemoteException("AccessControlException", message)
+
+
 class _Params:
-    """Query parameters, names case-insensitive as in HDFS; bad values raise IllegalArgumentException."""
+    """Query parameters. Names are case-sensitive as in Hadoop 3.5, except ``user.name`` and ``doas``
+    (read by the authentication filter); bad values raise Hadoop's IllegalArgumentException."""
+
+    _ANY_CASE = ("user.name", "doas")
 
     def __init__(self, query: str) -> None:
         self.values: dict[str, str] = {}
         for name, value in parse_qsl(query, keep_blank_values=True):
-            self.values.setdefault(name.lower(), value)
+            if name.lower() in self._ANY_CASE:
+                name = name.lower()
+            self.values.setdefault(name, value)
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        return self.values.get(name.lower(), default)
+        return self.values.get(name, default)
 
-    def _invalid(self, name: str, value: str, why: str) -> RemoteException:
+    @staticmethod
+    def invalid(name: str, why: str) -> RemoteException:
         return RemoteException(
             "IllegalArgumentException",
-            f'Invalid value for webhdfs parameter "{name}": Invalid value: "{value}" {why}',
+            f'Invalid value for webhdfs parameter "{name}": java.lang.IllegalArgumentException: {why}',
         )
 
     def boolean(self, name: str, default: bool) -> bool:
@@ -133,7 +172,7 @@ class _Params:
             return default
         if value.lower() in ("true", "false"):
             return value.lower() == "true"
-        raise self._invalid(name, value, "is not a boolean (true or false)")
+        raise self.invalid(name, f'Failed to parse "{value}" to Boolean.')
 
     def long(self, name: str, default: int | None, minimum: int | None = None) -> int | None:
         value = self.get(name)
@@ -142,9 +181,9 @@ class _Params:
         try:
             number = int(value)
         except ValueError:
-            raise self._invalid(name, value, "is not a long integer") from None
+            raise self.invalid(name, f'Failed to parse "{value}" as a radix-10 long integer.') from None
         if minimum is not None and number < minimum:
-            raise self._invalid(name, value, f"should be greater than or equal to {minimum}")
+            raise self.invalid(name, f"Invalid parameter range: {name} = {number} < {minimum}")
         return number
 
     def permission(self, default: int) -> int:
@@ -156,9 +195,7 @@ class _Params:
         except ValueError:
             mode = -1
         if not 0 <= mode <= 0o1777:
-            raise self._invalid(
-                "permission", value, "does not belong to the domain ^[0-1]?[0-7]?[0-7]?[0-7]$"
-            )
+            raise self.invalid("permission", f'Failed to parse "{value}" as a radix-8 short integer.')
         return mode
 
 
@@ -183,7 +220,7 @@ class _ListingCache:
         self._lock = threading.Lock()
         self._max = max_dirs
 
-    def names(self, local: Path) -> list[str]:
+    def names(self, local: Path | str) -> list[str]:
         key = str(local)
         before = os.stat(local)
         with self._lock:
@@ -202,14 +239,26 @@ class _ListingCache:
                     self._entries.popitem(last=False)
         return names
 
-    def invalidate(self, *locals_: Path) -> None:
+    def invalidate(self, *locals_: Path | str) -> None:
         with self._lock:
             for local in locals_:
                 self._entries.pop(str(local), None)
 
 
+class Node(NamedTuple):
+    """One component of a resolved path: its HDFS path, local path and ``stat`` (``None`` when missing)."""
+
+    path: str
+    local: str
+    st: os.stat_result | None
+
+    @property
+    def is_dir(self) -> bool:
+        return self.st is not None and stat.S_ISDIR(self.st.st_mode)
+
+
 class Namespace:
-    """The HDFS namespace kept in a local directory, with HDFS's semantics and messages."""
+    """The HDFS namespace kept in a local directory, with Hadoop's owners, permissions and messages."""
 
     def __init__(
         self,
@@ -218,19 +267,68 @@ class Namespace:
         block_size: int = DEFAULT_BLOCK_SIZE,
         replication: int = 1,
         owner: str = "hdfs",
-        group: str = "supergroup",
+        group: str = SUPERGROUP,
         superuser: str | None = None,
     ) -> None:
+        if block_size <= 0 or block_size % BYTES_PER_CRC:
+            raise ValueError(f"block size {block_size} must be a positive multiple of {BYTES_PER_CRC}")
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.block_size = block_size
+        self.min_block_size = min(MIN_BLOCK_SIZE, block_size)
         self.replication = replication
         self.owner = owner
         self.group = group
-        self.superuser = superuser
+        self.superuser = superuser or owner
         self.lock = threading.RLock()  # the namenode's write lock: one namespace mutation at a time
         self.listings = _ListingCache()
         self._leases: set[str] = set()
+        self._xattrs = True
+        self._attrs: dict[tuple[int, int], tuple[str, str, int]] = {}  # where extended attributes fail
+        self._format()
+
+    def _format(self) -> None:
+        """A new root is ``owner:supergroup`` 755 with ``/tmp`` and ``/user`` 1777, as on our Hadoop."""
+        if self._read_attrs(str(self.root), os.stat(self.root)) is not None:
+            return
+        os.chmod(self.root, 0o755)
+        self.set_attrs(str(self.root), self.owner, self.group)
+        for name in _SHARED_DIRS:
+            local = self.root / name
+            if not local.exists():
+                local.mkdir()
+                os.chmod(local, 0o1777)
+                self.set_attrs(str(local), self.owner, self.group)
+
+    # -- owner, group, block size -----------------------------------------------------------------
+    def _read_attrs(self, local: str, st: os.stat_result) -> tuple[str, str, int] | None:
+        if self._xattrs:
+            try:
+                owner, group, block_size = os.getxattr(local, _XATTR).decode().split("\0")
+                return owner, group, int(block_size)
+            except (OSError, ValueError):
+                return None
+        return self._attrs.get((st.st_dev, st.st_ino))
+
+    def attrs(self, local: str, st: os.stat_result) -> tuple[str, str, int]:
+        """Owner, group and block size (files made behind the server's back: owner, supergroup)."""
+        found = self._read_attrs(local, st)
+        if found is None:
+            return self.owner, self.group, 0 if stat.S_ISDIR(st.st_mode) else self.block_size
+        return found
+
+    def set_attrs(self, local: str, owner: str, group: str, block_size: int = 0) -> None:
+        value = f"{owner}\0{group}\0{block_size}"
+        if self._xattrs:
+            try:
+                os.setxattr(local, _XATTR, value.encode())
+                return
+            except OSError as error:
+                if error.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+                    raise
+                self._xattrs = False  # e.g. a filesystem without user extended attributes
+        st = os.stat(local)
+        self._attrs[(st.st_dev, st.st_ino)] = (owner, group, block_size)
 
     # -- paths ------------------------------------------------------------------------------------
     def local(self, path: str) -> Path:
@@ -245,71 +343,161 @@ class Namespace:
         except (FileNotFoundError, NotADirectoryError):
             return None
 
-    def file_status(
-        self, path: str, missing: str = "File does not exist: {path}"
-    ) -> tuple[Path, os.stat_result]:
-        local = self.local(path)
-        try:
-            return local, os.stat(local)
-        except (FileNotFoundError, NotADirectoryError):
-            raise RemoteException("FileNotFoundException", missing.format(path=path)) from None
+    def is_super(self, user: str) -> bool:
+        return user == self.superuser
 
-    def existing_file(self, path: str) -> tuple[Path, os.stat_result]:
-        local, st = self.file_status(path)
-        if stat.S_ISDIR(st.st_mode):
-            raise RemoteException("FileNotFoundException", f"Path is not a file: {path}")
-        return local, st
+    def groups(self, user: str) -> set[str]:
+        """The superuser is in ``supergroup``; other users belong to no group (as in HadoopHdfs)."""
+        return {self.group} if self.is_super(user) else set()
 
-    def check_parents(self, path: str) -> tuple[str, os.stat_result]:
-        """Raise ParentNotDirectoryException if an ancestor is a file; return the nearest existing ancestor."""
-        current = "/"
-        current_stat = os.stat(self.root)
-        for part in [p for p in path.split("/") if p][:-1]:
-            candidate = posixpath.join(current, part)
-            st = self.stat(candidate)
-            if st is None:
-                break
-            if not stat.S_ISDIR(st.st_mode):
-                raise RemoteException("ParentNotDirectoryException", f"{candidate} (is not a directory)")
-            current, current_stat = candidate, st
-        return current, current_stat
+    def resolve(
+        self, user: str, path: str, *, create: bool = False, lenient: str | None = None
+    ) -> list[Node]:
+        """The nodes of ``path`` from the root, checking traverse (execute) permission on every ancestor.
 
-    # -- permissions ------------------------------------------------------------------------------
-    def require(self, user: str, path: str, st: os.stat_result, access: str) -> None:
-        if user == self.superuser:
+        An ancestor that is a file is ParentNotDirectoryException when ``path`` is to be created, else an
+        AccessControlException (for the superuser of GETFILESTATUS and OPEN, the ``lenient`` not-found message).
+        """
+        if any(part.startswith(TMP_PREFIX) for part in path.split("/")):
+            raise RemoteException("FileNotFoundException", f"File does not exist: {path}")
+        nodes = [Node("/", str(self.root), os.stat(self.root))]
+        parts = [part for part in path.split("/") if part]
+        current, local = "", str(self.root)
+        missing = False
+        for part in parts:
+            parent = nodes[-1]
+            if parent.st is not None and not missing:
+                if not stat.S_ISDIR(parent.st.st_mode):
+                    message = f"{parent.path} (is not a directory)"
+                    if create:
+                        raise RemoteException("ParentNotDirectoryException", message)
+                    if lenient and self.is_super(user):
+                        raise RemoteException("FileNotFoundException", lenient.format(path=path))
+                    raise _access_denied(message)
+                self.check(user, parent, "EXECUTE")
+            current, local = f"{current}/{part}", f"{local}/{part}"
+            st = None
+            if not missing:
+                try:
+                    st = os.stat(local)
+                except (FileNotFoundError, NotADirectoryError):
+                    missing = True
+            nodes.append(Node(current, local, st))
+        return nodes
+
+    def describe(self, node: Node) -> str:
+        owner, group, _ = self.attrs(node.local, node.st)  # type: ignore[arg-type]
+        return f'"{node.path}":{owner}:{group}:{stat.filemode(node.st.st_mode)}'  # type: ignore[union-attr]
+
+    def check(self, user: str, node: Node, action: str) -> None:
+        """AccessControlException unless ``user`` may ``action`` (``READ``, ``WRITE``, ...) ``node``."""
+        if node.st is None or self.is_super(user):
             return
-        bit = {"READ": stat.S_IRUSR, "WRITE": stat.S_IWUSR, "EXECUTE": stat.S_IXUSR}[access]
-        if st.st_mode & bit:
+        owner, group, _ = self.attrs(node.local, node.st)
+        mode = node.st.st_mode
+        if user == owner:
+            granted = (mode >> 6) & 7
+        elif group in self.groups(user):
+            granted = (mode >> 3) & 7
+        else:
+            granted = mode & 7
+        needed = _ACTIONS[action]
+        if granted & needed != needed:
+            raise _access_denied(
+                f"Permission denied: user={user}, access={action}, inode={self.describe(node)}"
+            )
+
+    def check_owner(self, user: str, node: Node) -> None:
+        if self.is_super(user) or node.st is None:
             return
-        kind = "d" if stat.S_ISDIR(st.st_mode) else "-"
-        raise RemoteException(
-            "AccessControlException",
-            f'Permission denied: user={user}, access={access}, inode="{path}":{self.owner}:{self.group}:'
-            f"{kind}{stat.filemode(st.st_mode)[1:]}",
+        if self.attrs(node.local, node.st)[0] != user:
+            raise _access_denied(f"Permission denied. user={user} is not the owner of inode={node.path}")
+
+    def check_sticky(self, user: str, parent: Node, node: Node) -> None:
+        """A sticky directory's entries are removed or renamed only by their owner or the directory's."""
+        if (
+            self.is_super(user)
+            or parent.st is None
+            or node.st is None
+            or not parent.st.st_mode & stat.S_ISVTX
+        ):
+            return
+        if user in (self.attrs(parent.local, parent.st)[0], self.attrs(node.local, node.st)[0]):
+            return
+        raise _access_denied(
+            f"Permission denied by sticky bit: user={user}, path={self.describe(node)}, "
+            f"parent={self.describe(parent)}"
         )
 
-    def require_parent_write(self, user: str, path: str) -> None:
-        ancestor, st = self.check_parents(path)
-        self.require(user, ancestor, st, "WRITE")
+    def check_subtree(self, user: str, node: Node, action: str, ignore_empty: bool = False) -> None:
+        """``action`` on every directory under (and including) ``node``, as Hadoop's ``subAccess``."""
+        if self.is_super(user) or not node.is_dir:
+            return
+        pending = [node]
+        while pending:
+            current = pending.pop()
+            try:
+                names = self.listings.names(current.local)
+            except OSError:
+                continue
+            if not (ignore_empty and not names):
+                self.check(user, current, action)
+            for name in names:
+                child_local = f"{current.local}/{name}"
+                try:
+                    st = os.stat(child_local)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    pending.append(Node(posixpath.join(current.path, name), child_local, st))
+
+    @staticmethod
+    def ancestor(nodes: list[Node]) -> Node:
+        """The nearest existing ancestor of the last node."""
+        for node in reversed(nodes[:-1]):
+            if node.st is not None:
+                return node
+        return nodes[0]
+
+    def make_dir(self, local: str, mode: int, owner: str, group: str) -> None:
+        os.mkdir(local)
+        os.chmod(local, mode)
+        self.set_attrs(local, owner, group)
+        self.listings.invalidate(os.path.dirname(local))
+
+    def make_missing_dirs(
+        self, user: str, nodes: list[Node], mode: int, last_mode: int | None = None
+    ) -> None:
+        """Create the missing directories of ``nodes`` (``last_mode`` for the last one)."""
+        group = self.group
+        for index, node in enumerate(nodes):
+            if node.st is not None:
+                group = self.attrs(node.local, node.st)[1]
+                continue
+            is_last = index == len(nodes) - 1
+            self.make_dir(node.local, last_mode if is_last and last_mode is not None else mode, user, group)
 
     # -- status JSON ------------------------------------------------------------------------------
-    def status_json(self, suffix: str, st: os.stat_result, local: Path | None = None) -> dict:
+    def status_json(self, suffix: str, node: Node) -> dict:
+        st = node.st
+        assert st is not None
+        owner, group, block_size = self.attrs(node.local, st)
         is_dir = stat.S_ISDIR(st.st_mode)
         children = 0
-        if is_dir and local is not None:
+        if is_dir:
             try:
-                children = len(self.listings.names(local))
+                children = len(self.listings.names(node.local))
             except OSError:
                 children = 0
         return {
             "accessTime": 0 if is_dir else st.st_atime_ns // 1_000_000,
-            "blockSize": 0 if is_dir else self.block_size,
+            "blockSize": 0 if is_dir else block_size,
             "childrenNum": children,
             "fileId": st.st_ino,
-            "group": self.group,
+            "group": group,
             "length": 0 if is_dir else st.st_size,
             "modificationTime": st.st_mtime_ns // 1_000_000,
-            "owner": self.owner,
+            "owner": owner,
             "pathSuffix": suffix,
             "permission": format(st.st_mode & 0o1777, "o"),
             "replication": 0 if is_dir else self.replication,
@@ -317,43 +505,55 @@ class Namespace:
             "type": "DIRECTORY" if is_dir else "FILE",
         }
 
-    def child_statuses(self, local: Path, names: Iterable[str]) -> Iterator[str]:
+    _TEMPLATE = (
+        '{"accessTime":%d,"blockSize":%d,"childrenNum":%d,"fileId":%d,"group":%s,"length":%d,'
+        '"modificationTime":%d,"owner":%s,"pathSuffix":%s,"permission":"%o","replication":%d,'
+        '"storagePolicy":0,"type":"%s"}'
+    )
+
+    def child_statuses(self, local: str, names: Iterable[str]) -> Iterator[str]:
         """``FileStatus`` JSON text of each child still present (the listing hot path: no dicts)."""
-        template = (
-            '{"accessTime":%d,"blockSize":%d,"childrenNum":%d,"fileId":%d,"group":'
-            + json.dumps(self.group)
-            + ',"length":%d,"modificationTime":%d,"owner":'
-            + json.dumps(self.owner)
-            + ',"pathSuffix":%s,"permission":"%o","replication":%d,"storagePolicy":0,"type":"%s"}'
-        )
-        base = str(local)
+        template, dumps, attrs = self._TEMPLATE, json.dumps, self.attrs
+        quoted: dict[str, str] = {}  # owners and groups repeat: quote each once
+
+        def q(text: str) -> str:
+            found = quoted.get(text)
+            if found is None:
+                found = quoted[text] = dumps(text)
+            return found
+
         for name in names:
-            child = f"{base}/{name}"
+            child = f"{local}/{name}"
             try:
                 st = os.stat(child)
             except (FileNotFoundError, NotADirectoryError):
                 continue  # removed while listing
-            mtime, suffix, mode = st.st_mtime_ns // 1_000_000, json.dumps(name), st.st_mode & 0o1777
+            owner, group, block_size = attrs(child, st)
+            mtime, suffix, mode = st.st_mtime_ns // 1_000_000, dumps(name), st.st_mode & 0o1777
             if stat.S_ISDIR(st.st_mode):
                 try:
-                    children = len(self.listings.names(Path(child)))
+                    children = len(self.listings.names(child))
                 except OSError:
                     children = 0
-                yield template % (0, 0, children, st.st_ino, 0, mtime, suffix, mode, 0, "DIRECTORY")
-            else:
-                atime, size = st.st_atime_ns // 1_000_000, st.st_size
                 yield template % (
-                    atime,
-                    self.block_size,
                     0,
+                    0,
+                    children,
                     st.st_ino,
-                    size,
+                    q(group),
+                    0,
                     mtime,
+                    q(owner),
                     suffix,
                     mode,
-                    self.replication,
-                    "FILE",
+                    0,
+                    "DIRECTORY",
                 )
+            else:
+                yield template % (
+                    st.st_atime_ns // 1_000_000, block_size, 0, st.st_ino, q(group), st.st_size, mtime,
+                    q(owner), suffix, mode, self.replication, "FILE",
+                )  # fmt: skip
 
     # -- leases -----------------------------------------------------------------------------------
     def take_lease(self, path: str, client: str) -> None:
@@ -371,10 +571,13 @@ class Namespace:
             self._leases.discard(path)
 
 
-def _json(start_response: Callable, payload: Any, status: int = 200) -> list[bytes]:
+def _json(
+    start_response: Callable, payload: Any, status: int = 200, headers: list[tuple[str, str]] | None = None
+) -> list[bytes]:
     body = json.dumps(payload, separators=(",", ":")).encode()
     start_response(
-        _status_line(status), [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        _status_line(status),
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *(headers or [])],
     )
     return [body]
 
@@ -390,7 +593,7 @@ def _empty(
 
 
 class _Request:
-    def __init__(self, environ: dict) -> None:
+    def __init__(self, environ: dict, default_user: str) -> None:
         self.environ = environ
         self.method = environ["REQUEST_METHOD"].upper()
         raw = environ.get("PATH_INFO", "")
@@ -402,7 +605,7 @@ class _Request:
         self.path = normalize_hdfs_path(raw[len(PREFIX) :])
         self.params = _Params(environ.get("QUERY_STRING", ""))
         self.op = (self.params.get("op") or "").upper()
-        self.user = self.params.get("doas") or self.params.get("user.name") or DEFAULT_USER
+        self.user = self.params.get("doas") or self.params.get("user.name") or default_user
         self.body = environ["wsgi.input"]
         self.client = environ.get("REMOTE_ADDR", "unknown")
 
@@ -419,6 +622,7 @@ class WebHdfsApp:
         datanode_url: Callable[[], str],
         list_page_size: int = DEFAULT_PAGE_SIZE,
         stream_chunk: int = STREAM_CHUNK,
+        csrf: bool = False,
     ) -> None:
         if role not in ("namenode", "datanode"):
             raise ValueError(f"role must be namenode or datanode, not {role!r}")
@@ -428,36 +632,45 @@ class WebHdfsApp:
         self.datanode_url = datanode_url
         self.list_page_size = list_page_size
         self.stream_chunk = stream_chunk
+        self.csrf = csrf
+        #: Data nodes close every connection after one answer (Hadoop's Netty ``WebHdfsHandler``).
+        self._closing = [("Connection", "close")] if role == "datanode" else []
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if self.csrf and self._csrf_refused(environ):
+            start_response(f"400 {CSRF_REASON}", [("Content-Length", "0"), *self._closing])
+            return []
         try:
-            request = _Request(environ)
+            request = _Request(environ, self.ns.owner)
             handler = self._handler(request)
             return handler(request, start_response)
         except RemoteException as error:
             body = error.body()
+            content_type = "application/json; charset=utf-8" if self._closing else "application/json"
             start_response(
                 _status_line(error.status),
-                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+                [("Content-Type", content_type), ("Content-Length", str(len(body))), *self._closing],
             )
             return [body]
 
+    @staticmethod
+    def _csrf_refused(environ: dict) -> bool:
+        """Hadoop's ``RestCsrfPreventionFilter``: browsers' unsafe methods need the custom header."""
+        if environ.get("REQUEST_METHOD", "GET").upper() in _CSRF_SAFE_METHODS:
+            return False
+        if not _BROWSER.match(environ.get("HTTP_USER_AGENT", "")):
+            return False
+        return "HTTP_" + CSRF_HEADER.replace("-", "_") not in environ
+
     def _handler(self, request: _Request) -> Callable:
-        kind, ops = _OPS_BY_METHOD.get(request.method, (None, set()))
-        if kind is None:
-            raise RemoteException(
-                "UnsupportedOperationException", f"HTTP method {request.method} is not supported"
-            )
+        ops = _OPS_BY_METHOD.get(request.method)
+        if ops is None:
+            raise RemoteException("NotAllowedException", "HTTP 405 Method Not Allowed")
         if not request.op:
-            raise RemoteException(
-                "IllegalArgumentException", 'Invalid value for webhdfs parameter "op": op is missing'
-            )
+            space = "  " if request.method == "PUT" else " "  # sic: Hadoop's PUT message has two spaces
+            raise RemoteException("UnsupportedOperationException", f"op=NULL{space}is not supported")
         if request.op not in ops:
-            raise RemoteException(
-                "IllegalArgumentException",
-                f'Invalid value for webhdfs parameter "op": No enum constant '
-                f"org.apache.hadoop.hdfs.web.resources.{kind}OpParam.Op.{request.op}",
-            )
+            raise _Params.invalid("op", f"{request.op} is not a valid {request.method} operation.")
         prefix = "dn" if self.role == "datanode" else "nn"
         handler = getattr(self, f"_{prefix}_{request.op.lower()}", None)
         if handler is None:
@@ -468,26 +681,32 @@ class WebHdfsApp:
             )
         return handler
 
+    def _existing(self, request: _Request, missing: str, *, lenient: bool = False) -> list[Node]:
+        nodes = self.ns.resolve(request.user, request.path, lenient=missing if lenient else None)
+        if nodes[-1].st is None:
+            raise RemoteException("FileNotFoundException", missing.format(path=request.path))
+        return nodes
+
     # -- namenode: metadata -----------------------------------------------------------------------
     def _nn_getfilestatus(self, request: _Request, start_response: Callable) -> list[bytes]:
-        local, st = self.ns.file_status(request.path)
-        return _json(start_response, {"FileStatus": self.ns.status_json("", st, local)})
+        nodes = self._existing(request, "File does not exist: {path}", lenient=True)
+        return _json(start_response, {"FileStatus": self.ns.status_json("", nodes[-1])})
 
-    def _list_target(self, request: _Request) -> tuple[Path, os.stat_result]:
-        local, st = self.ns.file_status(request.path, "File {path} does not exist.")
-        if stat.S_ISDIR(st.st_mode):
-            self.ns.require(request.user, request.path, st, "READ")
-        return local, st
+    def _list_target(self, request: _Request) -> Node:
+        node = self._existing(request, "File {path} does not exist.")[-1]
+        if node.is_dir:
+            self.ns.check(request.user, node, "READ_EXECUTE")
+        return node
 
     def _nn_liststatus(self, request: _Request, start_response: Callable) -> Iterable[bytes]:
-        local, st = self._list_target(request)
-        if not stat.S_ISDIR(st.st_mode):
-            return _json(start_response, {"FileStatuses": {"FileStatus": [self.ns.status_json("", st)]}})
-        names = self.ns.listings.names(local)
+        node = self._list_target(request)
+        if not node.is_dir:
+            return _json(start_response, {"FileStatuses": {"FileStatus": [self.ns.status_json("", node)]}})
+        names = self.ns.listings.names(node.local)
         start_response(_status_line(200), [("Content-Type", "application/json")])
-        return self._stream_listing(local, names)
+        return self._stream_listing(node.local, names)
 
-    def _stream_listing(self, local: Path, names: list[str]) -> Iterator[bytes]:
+    def _stream_listing(self, local: str, names: list[str]) -> Iterator[bytes]:
         yield b'{"FileStatuses":{"FileStatus":['
         batch: list[str] = []
         first = True
@@ -501,15 +720,15 @@ class WebHdfsApp:
         yield b"]}}"
 
     def _nn_liststatus_batch(self, request: _Request, start_response: Callable) -> list[bytes]:
-        local, st = self._list_target(request)
-        if not stat.S_ISDIR(st.st_mode):
-            statuses, remaining = [json.dumps(self.ns.status_json("", st))], 0
+        node = self._list_target(request)
+        if not node.is_dir:
+            statuses, remaining = [json.dumps(self.ns.status_json("", node))], 0
         else:
-            names = self.ns.listings.names(local)
+            names = self.ns.listings.names(node.local)
             start_after = request.params.get("startafter")
             start = bisect.bisect_right(names, start_after) if start_after else 0
             end = min(len(names), start + self.list_page_size)
-            statuses = list(self.ns.child_statuses(local, names[start:end]))
+            statuses = list(self.ns.child_statuses(node.local, names[start:end]))
             remaining = len(names) - end
         body = (
             '{"DirectoryListing":{"partialListing":{"FileStatuses":{"FileStatus":['
@@ -522,10 +741,11 @@ class WebHdfsApp:
         return [body]
 
     def _nn_getcontentsummary(self, request: _Request, start_response: Callable) -> list[bytes]:
-        local, st = self.ns.file_status(request.path)
+        node = self._existing(request, "File does not exist: {path}")[-1]
         files = dirs = length = 0
-        if stat.S_ISDIR(st.st_mode):
-            pending = [local]
+        if node.is_dir:
+            self.ns.check_subtree(request.user, node, "READ_EXECUTE")
+            pending = [node.local]
             while pending:
                 current = pending.pop()
                 dirs += 1
@@ -535,20 +755,24 @@ class WebHdfsApp:
                             if entry.name.startswith(TMP_PREFIX):
                                 continue
                             if entry.is_dir():
-                                pending.append(Path(entry.path))
+                                pending.append(entry.path)
                             else:
                                 files += 1
                                 length += entry.stat().st_size
                 except FileNotFoundError:
                     continue
         else:
-            files, length = 1, st.st_size
+            files, length = 1, node.st.st_size  # type: ignore[union-attr]
         summary = {
             "directoryCount": dirs,
-            "ecPolicy": "",
+            "ecPolicy": "" if node.is_dir else "Replicated",
             "fileCount": files,
             "length": length,
             "quota": -1,
+            "snapshotDirectoryCount": 0,
+            "snapshotFileCount": 0,
+            "snapshotLength": 0,
+            "snapshotSpaceConsumed": 0,
             "spaceConsumed": length * self.ns.replication,
             "spaceQuota": -1,
             "typeQuota": {},
@@ -563,30 +787,47 @@ class WebHdfsApp:
 
     # -- namenode: redirects to the data node -----------------------------------------------------
     def _redirect(
-        self, request: _Request, start_response: Callable, passthrough: tuple[str, ...]
+        self, request: _Request, start_response: Callable, query: dict[str, str] | None = None
     ) -> list[bytes]:
-        query = {"op": request.op, "user.name": request.user, "namenoderpcaddress": self.namenode_address()}
-        for name in passthrough:
-            value = request.params.get(name)
-            if value is not None and value != "":
-                query[name] = value
-        location = f"{self.datanode_url()}{PREFIX}{quote(request.path, safe='/')}?{urlencode(query)}"
+        """307 to the data node with the caller's identity, ``namenoderpcaddress`` and ``query``."""
+        params = {"op": request.op}
+        for name in ("user.name", "doas"):
+            if request.params.get(name):
+                params[name] = request.params.get(name)  # type: ignore[assignment]
+        params["namenoderpcaddress"] = self.namenode_address()
+        params.update(sorted((query or {}).items()))
+        location = (
+            f"{self.datanode_url()}{PREFIX}{quote(request.path, safe='/')}?{urlencode(params, safe=':')}"
+        )
         if request.params.boolean("noredirect", False):
             return _json(start_response, {"Location": location})
         return _empty(start_response, 307, [("Location", location)])
 
+    def _passthrough(self, request: _Request, *names: str) -> dict[str, str]:
+        return {name: value for name in names if (value := request.params.get(name)) not in (None, "")}
+
+    def _check_read(self, request: _Request, node: Node) -> None:
+        """The namenode asks for block locations (READ) of a file with bytes; the data node checks the rest."""
+        if not node.is_dir and node.st.st_size > 0:  # type: ignore[union-attr]
+            self.ns.check(request.user, node, "READ")
+
     def _nn_open(self, request: _Request, start_response: Callable) -> list[bytes]:
-        request.params.long("offset", 0, minimum=0)
+        offset = request.params.long("offset", 0, minimum=0) or 0
         request.params.long("length", None, minimum=0)
         request.params.long("buffersize", None, minimum=1)
-        _, st = self.ns.existing_file(request.path)
-        self.ns.require(request.user, request.path, st, "READ")
-        return self._redirect(request, start_response, ("offset", "length", "buffersize"))
+        node = self._existing(request, "File {path} not found.", lenient=True)[-1]
+        size = 0 if node.is_dir else node.st.st_size  # type: ignore[union-attr]
+        if size > 0 and offset >= size:
+            raise RemoteException(
+                "IOException", f"Offset={offset} out of the range [0, {size}); OPEN, path={request.path}"
+            )
+        self._check_read(request, node)
+        query = {"offset": str(offset), **self._passthrough(request, "length", "buffersize")}
+        return self._redirect(request, start_response, query)
 
     def _nn_getfilechecksum(self, request: _Request, start_response: Callable) -> list[bytes]:
-        _, st = self.ns.existing_file(request.path)
-        self.ns.require(request.user, request.path, st, "READ")
-        return self._redirect(request, start_response, ("length",))
+        self._check_read(request, self._existing(request, "File {path} not found.", lenient=True)[-1])
+        return self._redirect(request, start_response)
 
     def _nn_create(self, request: _Request, start_response: Callable) -> list[bytes]:
         params = request.params
@@ -595,127 +836,121 @@ class WebHdfsApp:
         params.long("blocksize", None, minimum=1)
         params.long("replication", None, minimum=1)
         params.long("buffersize", None, minimum=1)
-        self._check_create(request.path, overwrite, request.client)
-        self.ns.require_parent_write(request.user, request.path)
-        return self._redirect(
-            request, start_response, ("overwrite", "permission", "blocksize", "replication", "buffersize")
-        )
-
-    def _check_create(self, path: str, overwrite: bool, client: str) -> None:
-        if path == "/":
-            raise RemoteException("FileAlreadyExistsException", "/ already exists as a directory")
-        self.ns.check_parents(path)
-        st = self.ns.stat(path)
-        if st is not None:
-            if stat.S_ISDIR(st.st_mode):
-                raise RemoteException("FileAlreadyExistsException", f"{path} already exists as a directory")
-            if not overwrite:
-                raise RemoteException(
-                    "FileAlreadyExistsException", f"{path} for client {client} already exists"
-                )
+        query = {
+            "createflag": "",
+            "createparent": "true",
+            "overwrite": str(overwrite).lower(),
+            **self._passthrough(request, "permission", "blocksize", "replication", "buffersize"),
+        }
+        return self._redirect(request, start_response, query)  # the data node checks the rest
 
     def _nn_append(self, request: _Request, start_response: Callable) -> list[bytes]:
         request.params.long("buffersize", None, minimum=1)
-        _, st = self.ns.existing_file(request.path)
-        self.ns.require(request.user, request.path, st, "WRITE")
-        return self._redirect(request, start_response, ("buffersize",))
+        self._existing(request, "File {path} not found.")
+        return self._redirect(request, start_response, self._passthrough(request, "buffersize"))
 
     # -- namenode: namespace changes --------------------------------------------------------------
     def _nn_mkdirs(self, request: _Request, start_response: Callable) -> list[bytes]:
         mode = request.params.permission(0o755)
         with self.ns.lock:
-            current = "/"
-            for part in [p for p in request.path.split("/") if p]:
-                current = posixpath.join(current, part)
-                st = self.ns.stat(current)
-                if st is None:
-                    parent = posixpath.dirname(current)
-                    self.ns.require(request.user, parent, self.ns.stat(parent), "WRITE")  # type: ignore[arg-type]
-                    local = self.ns.local(current)
-                    local.mkdir()
-                    os.chmod(local, mode)
-                    self.ns.listings.invalidate(local.parent)
-                elif not stat.S_ISDIR(st.st_mode):
-                    if current == request.path:
-                        raise RemoteException(
-                            "FileAlreadyExistsException", f"Path is not a directory: {current}"
-                        )
-                    raise RemoteException("ParentNotDirectoryException", f"{current} (is not a directory)")
+            nodes = self.ns.resolve(request.user, request.path, create=True)
+            last = nodes[-1]
+            if last.st is not None:
+                if not last.is_dir:
+                    raise RemoteException(
+                        "FileAlreadyExistsException", f"Path is not a directory: {last.path}"
+                    )
+                return _json(start_response, {"boolean": True})
+            self.ns.check(request.user, self.ns.ancestor(nodes), "WRITE")
+            self.ns.make_missing_dirs(request.user, nodes, mode | 0o300, last_mode=mode)
         return _json(start_response, {"boolean": True})
 
     def _nn_delete(self, request: _Request, start_response: Callable) -> list[bytes]:
         recursive = request.params.boolean("recursive", False)
-        path = request.path
         with self.ns.lock:
-            st = self.ns.stat(path)
-            if path == "/" or st is None:
+            if request.path == "/":
                 return _json(start_response, {"boolean": False})
-            parent = posixpath.dirname(path)
-            self.ns.require(request.user, parent, self.ns.stat(parent), "WRITE")  # type: ignore[arg-type]
-            local = self.ns.local(path)
-            if stat.S_ISDIR(st.st_mode):
-                if not recursive and self.ns.listings.names(local):
-                    raise RemoteException(
-                        "PathIsNotEmptyDirectoryException", f"`{path} is non empty': Directory is not empty"
-                    )
-                shutil.rmtree(local)
+            nodes = self.ns.resolve(request.user, request.path)
+            parent, last = nodes[-2], nodes[-1]
+            if last.is_dir and not recursive and self.ns.listings.names(last.local):
+                raise RemoteException(
+                    "PathIsNotEmptyDirectoryException",
+                    f"`{request.path} is non empty': Directory is not empty",
+                )
+            self.ns.check(request.user, parent, "WRITE")
+            self.ns.check_sticky(request.user, parent, last)
+            self.ns.check_subtree(request.user, last, "ALL", ignore_empty=True)
+            if last.st is None:
+                return _json(start_response, {"boolean": False})
+            if last.is_dir:
+                shutil.rmtree(last.local)
             else:
-                local.unlink()
-            self.ns.listings.invalidate(local, local.parent)
+                os.unlink(last.local)
+            self.ns.listings.invalidate(last.local, parent.local)
         return _json(start_response, {"boolean": True})
 
     def _nn_rename(self, request: _Request, start_response: Callable) -> list[bytes]:
         destination = request.params.get("destination")
-        if not destination or not destination.startswith("/"):
+        if not destination:
             raise RemoteException(
-                "IllegalArgumentException",
-                f'Invalid value for webhdfs parameter "destination": Invalid value: "{destination}" '
-                "does not belong to the domain ^/.*",
+                "IllegalArgumentException", "Required param destination for op: RENAME is null or empty"
+            )
+        if not destination.startswith("/"):
+            raise _Params.invalid(
+                "destination",
+                f'Invalid parameter value: destination = "{destination}" is not an absolute path.',
             )
         dst = normalize_hdfs_path(destination)
         options = request.params.get("renameoptions")
+        flags: set[str] = set()
+        for flag in (options or "").split(","):
+            if flag.strip():
+                if flag.strip().upper() not in ("NONE", "OVERWRITE", "TO_TRASH"):
+                    raise _Params.invalid(
+                        "renameoptions",
+                        f"No enum constant org.apache.hadoop.fs.Options.Rename.{flag.strip()}",
+                    )
+                flags.add(flag.strip().upper())
         with self.ns.lock:
             if options is None:
                 return _json(start_response, {"boolean": self._rename(request, request.path, dst)})
-            flags = {flag.strip().upper() for flag in options.split(",") if flag.strip()}
-            unknown = flags - {"NONE", "OVERWRITE"}
-            if unknown:
-                raise RemoteException(
-                    "IllegalArgumentException",
-                    f'Invalid value for webhdfs parameter "renameoptions": {",".join(sorted(unknown))}',
-                )
             self._rename2(request, request.path, dst, overwrite="OVERWRITE" in flags)
         return _empty(start_response)
 
+    def _rename_checks(self, request: _Request, src: list[Node], dst: list[Node]) -> None:
+        """Write on the source's parent (and its sticky bit), write on the destination's nearest ancestor."""
+        if len(src) > 1:
+            self.ns.check(request.user, src[-2], "WRITE")
+            self.ns.check_sticky(request.user, src[-2], src[-1])
+        self.ns.check(request.user, self.ns.ancestor(dst), "WRITE")
+
     def _rename(self, request: _Request, src: str, dst: str) -> bool:
         """HDFS ``rename``: false (not an error) when it cannot be done; into ``dst`` when it is a directory."""
-        src_stat = self.ns.stat(src)
-        if src_stat is None or src == "/":
+        src_nodes = self.ns.resolve(request.user, src)
+        dst_nodes = self.ns.resolve(request.user, dst, create=True)
+        if dst_nodes[-1].is_dir and src != "/":
+            dst = posixpath.join(dst, posixpath.basename(src))
+            dst_nodes = self.ns.resolve(request.user, dst, create=True)
+        self._rename_checks(request, src_nodes, dst_nodes)
+        if src_nodes[-1].st is None or src == "/":
             return False
         if dst == src:
             return True
-        if dst.startswith(src.rstrip("/") + "/"):
+        if dst.startswith(src.rstrip("/") + "/") or dst_nodes[-1].st is not None or not dst_nodes[-2].is_dir:
             return False
-        dst_stat = self.ns.stat(dst)
-        if dst_stat is not None:
-            if not stat.S_ISDIR(dst_stat.st_mode):
-                return False
-            dst = posixpath.join(dst, posixpath.basename(src))
-            if self.ns.stat(dst) is not None:
-                return False
-        parent_stat = self.ns.stat(posixpath.dirname(dst))
-        if parent_stat is None or not stat.S_ISDIR(parent_stat.st_mode):
-            return False
-        self._move(request, src, dst)
+        self._move(src_nodes[-1], dst_nodes[-1], dst_nodes[-2])
         return True
 
     def _rename2(self, request: _Request, src: str, dst: str, overwrite: bool) -> None:
         """HDFS ``rename2`` (``renameoptions``): errors instead of false; ``OVERWRITE`` replaces ``dst``."""
-        src_stat = self.ns.stat(src)
-        if src_stat is None:
+        src_nodes = self.ns.resolve(request.user, src)
+        dst_nodes = self.ns.resolve(request.user, dst, create=True)
+        self._rename_checks(request, src_nodes, dst_nodes)
+        source, target = src_nodes[-1], dst_nodes[-1]
+        if source.st is None:
             raise RemoteException("FileNotFoundException", f"rename source {src} is not found.")
-        if src == "/" or dst == "/":
-            raise RemoteException("IOException", "The root directory cannot be renamed or replaced")
+        if src == "/":
+            raise RemoteException("IOException", "rename source cannot be the root")
         if dst == src:
             raise RemoteException(
                 "FileAlreadyExistsException", f"The source {src} and destination {dst} are the same"
@@ -724,146 +959,193 @@ class WebHdfsApp:
             raise RemoteException(
                 "IOException", f"Rename destination {dst} is a directory or file under source {src}"
             )
-        dst_parent = posixpath.dirname(dst)
-        parent_stat = self.ns.stat(dst_parent)
-        if parent_stat is None:
-            raise RemoteException(
-                "FileNotFoundException", f"rename destination parent {dst_parent} not found."
-            )
-        if not stat.S_ISDIR(parent_stat.st_mode):
-            raise RemoteException(
-                "ParentNotDirectoryException", f"rename destination parent {dst_parent} is a file."
-            )
-        dst_stat = self.ns.stat(dst)
-        if dst_stat is not None:
+        if dst == "/":
+            raise RemoteException("IOException", "rename destination cannot be the root")
+        if target.st is not None:
+            if source.is_dir != target.is_dir:
+                raise RemoteException(
+                    "IOException", f"Source {src} and destination {dst} must both be directories"
+                )
             if not overwrite:
                 raise RemoteException(
-                    "FileAlreadyExistsException", f"rename destination {dst} already exists."
+                    "FileAlreadyExistsException", f"rename destination {dst} already exists"
                 )
-            src_dir, dst_dir = stat.S_ISDIR(src_stat.st_mode), stat.S_ISDIR(dst_stat.st_mode)
-            if src_dir != dst_dir:
-                kind = "directories" if dst_dir else "files"
-                raise RemoteException(
-                    "IOException", f"Source {src} and destination {dst} must both be {kind}"
-                )
-            if dst_dir:
-                if self.ns.listings.names(self.ns.local(dst)):
-                    raise RemoteException("IOException", f"rename destination directory is not empty: {dst}")
-                shutil.rmtree(self.ns.local(dst))
-        self._move(request, src, dst)
+            if target.is_dir and self.ns.listings.names(target.local):
+                raise RemoteException("IOException", f"rename destination directory is not empty: {dst}")
+        parent = dst_nodes[-2]
+        if parent.st is None:
+            raise RemoteException("FileNotFoundException", f"rename destination parent {dst} not found.")
+        if not parent.is_dir:
+            raise RemoteException(
+                "ParentNotDirectoryException", f"rename destination parent {dst} is a file."
+            )
+        if target.is_dir:
+            os.rmdir(target.local)
+        self._move(source, target, parent)
 
-    def _move(self, request: _Request, src: str, dst: str) -> None:
-        src_parent, dst_parent = posixpath.dirname(src), posixpath.dirname(dst)
-        self.ns.require(request.user, src_parent, self.ns.stat(src_parent), "WRITE")  # type: ignore[arg-type]
-        self.ns.require(request.user, dst_parent, self.ns.stat(dst_parent), "WRITE")  # type: ignore[arg-type]
-        src_local, dst_local = self.ns.local(src), self.ns.local(dst)
-        os.replace(src_local, dst_local)
-        self.ns.listings.invalidate(src_local, src_local.parent, dst_local.parent)
+    def _move(self, source: Node, target: Node, target_parent: Node) -> None:
+        os.replace(source.local, target.local)
+        self.ns.listings.invalidate(source.local, os.path.dirname(source.local), target_parent.local)
 
     def _nn_settimes(self, request: _Request, start_response: Callable) -> list[bytes]:
         mtime = request.params.long("modificationtime", -1, minimum=-1)
         atime = request.params.long("accesstime", -1, minimum=-1)
-        local, st = self.ns.file_status(request.path)
-        self.ns.require(request.user, request.path, st, "WRITE")
+        node = self._existing(request, "File/Directory {path} does not exist.")[-1]
+        self.ns.check(request.user, node, "WRITE")
+        st = node.st
+        assert st is not None and mtime is not None and atime is not None
         os.utime(
-            local,
+            node.local,
             ns=(
-                st.st_atime_ns if atime == -1 else atime * 1_000_000,  # type: ignore[operator]
-                st.st_mtime_ns if mtime == -1 else mtime * 1_000_000,  # type: ignore[operator]
+                st.st_atime_ns if atime == -1 else atime * 1_000_000,
+                st.st_mtime_ns if mtime == -1 else mtime * 1_000_000,
             ),
         )
         return _empty(start_response)
 
     def _nn_setpermission(self, request: _Request, start_response: Callable) -> list[bytes]:
-        local, _ = self.ns.file_status(request.path)
-        os.chmod(local, request.params.permission(0o755))
+        mode = request.params.permission(0o755)
+        node = self._existing(request, "Directory/File does not exist {path}")[-1]
+        self.ns.check_owner(request.user, node)
+        os.chmod(node.local, mode)
         return _empty(start_response)
 
     def _nn_setowner(self, request: _Request, start_response: Callable) -> list[bytes]:
-        self.ns.file_status(request.path)  # ownership is not tracked; the call succeeds as on HDFS
+        owner, group = request.params.get("owner") or None, request.params.get("group") or None
+        node = self._existing(request, "Directory/File does not exist {path}")[-1]
+        self.ns.check_owner(request.user, node)
+        if not self.ns.is_super(request.user):
+            if owner is not None and owner != request.user:
+                raise _access_denied(
+                    f"User {request.user} is not a super user (non-super user cannot change owner)."
+                )
+            if group is not None and group not in self.ns.groups(request.user):
+                raise _access_denied(f"User {request.user} does not belong to {group}")
+        with self.ns.lock:
+            current_owner, current_group, block_size = self.ns.attrs(node.local, node.st)  # type: ignore[arg-type]
+            self.ns.set_attrs(node.local, owner or current_owner, group or current_group, block_size)
         return _empty(start_response)
 
     def _nn_setreplication(self, request: _Request, start_response: Callable) -> list[bytes]:
         request.params.long("replication", None, minimum=1)
-        _, st = self.ns.file_status(request.path)
-        return _json(start_response, {"boolean": not stat.S_ISDIR(st.st_mode)})
+        node = self._existing(request, "File does not exist: {path}")[-1]
+        self.ns.check(request.user, node, "WRITE")
+        return _json(start_response, {"boolean": not node.is_dir})
 
     # -- data node ----------------------------------------------------------------------------------
+    def _dn_file(self, request: _Request) -> Node:
+        node = self._existing(request, "File does not exist: {path}", lenient=True)[-1]
+        if node.is_dir:
+            raise RemoteException("FileNotFoundException", f"Path is not a file: {request.path}")
+        self.ns.check(request.user, node, "READ")
+        return node
+
     def _dn_open(self, request: _Request, start_response: Callable) -> Iterable[bytes]:
         offset = request.params.long("offset", 0, minimum=0) or 0
         length = request.params.long("length", None, minimum=0)
-        local, st = self.ns.existing_file(request.path)
-        if offset > st.st_size:
-            raise RemoteException(
-                "EOFException", f"Cannot seek after EOF: offset={offset}, length={st.st_size}"
-            )
-        count = st.st_size - offset if length is None else min(length, st.st_size - offset)
-        handle = open(local, "rb")  # noqa: SIM115 - closed by the file wrapper
+        node = self._dn_file(request)
+        size = node.st.st_size  # type: ignore[union-attr]
+        if offset > size:
+            raise RemoteException("EOFException", "Cannot seek after EOF")
+        count = size - offset if length is None else min(length, size - offset)
+        handle = open(node.local, "rb")  # noqa: SIM115 - closed by the file wrapper
         start_response(
-            _status_line(200), [("Content-Type", "application/octet-stream"), ("Content-Length", str(count))]
+            _status_line(200),
+            [("Content-Type", "application/octet-stream"), ("Content-Length", str(count)), *self._closing],
         )
         return FileWrapper(handle, self.stream_chunk, offset, count)
 
     def _dn_getfilechecksum(self, request: _Request, start_response: Callable) -> list[bytes]:
-        local, _ = self.ns.existing_file(request.path)
-        summer = HdfsFileChecksum(self.ns.block_size)
-        limit = request.params.long("length", None, minimum=0)
-        with open(local, "rb") as handle:
-            while chunk := handle.read(self.stream_chunk if limit is None else min(self.stream_chunk, limit)):
+        node = self._dn_file(request)
+        summer = HdfsFileChecksum(self.ns.attrs(node.local, node.st)[2])  # type: ignore[arg-type]
+        with open(node.local, "rb") as handle:
+            while chunk := handle.read(self.stream_chunk):
                 summer.update(chunk)
-                if limit is not None:
-                    limit -= len(chunk)
-                    if limit <= 0:
-                        break
         result = summer.result()
-        checksum = {"algorithm": result.algorithm, "bytes": result.value, "length": len(result.value) // 2}
-        return _json(start_response, {"FileChecksum": checksum})
+        # Hadoop hex-encodes the whole buffer its 28 bytes were written to (32 bytes, zero-padded).
+        checksum = {
+            "algorithm": result.algorithm,
+            "bytes": result.value + "00" * 4,
+            "length": len(result.value) // 2,
+        }
+        return _json(start_response, {"FileChecksum": checksum}, headers=self._closing)
+
+    def _check_create(self, request: _Request, overwrite: bool) -> list[Node]:
+        """The namenode's ``startFile`` checks, in Hadoop's order."""
+        nodes = self.ns.resolve(request.user, request.path, create=True)
+        self.ns.check(request.user, self.ns.ancestor(nodes), "WRITE")
+        last = nodes[-1]
+        if last.st is not None:
+            if last.is_dir:
+                raise RemoteException(
+                    "FileAlreadyExistsException", f"{request.path} already exists as a directory"
+                )
+            if not overwrite:
+                raise RemoteException(
+                    "FileAlreadyExistsException", f"{request.path} for client {request.client} already exists"
+                )
+            self.ns.check(request.user, last, "WRITE")
+        return nodes
 
     def _dn_create(self, request: _Request, start_response: Callable) -> list[bytes]:
-        path = request.path
-        overwrite = request.params.boolean("overwrite", False)
-        mode = request.params.permission(0o644)
-        self._check_create(path, overwrite, request.client)
-        local = self.ns.local(path)
+        params = request.params
+        overwrite = params.boolean("overwrite", False)
+        mode = params.permission(0o644)
+        block_size = params.long("blocksize", None, minimum=1) or self.ns.block_size
+        if block_size < self.ns.min_block_size:
+            raise RemoteException(
+                "IOException",
+                f"Specified block size {block_size} is less than configured minimum value "
+                f"dfs.namenode.fs-limits.min-block-size={self.ns.min_block_size}",
+            )
+        if block_size % BYTES_PER_CRC:
+            raise RemoteException(
+                "HadoopIllegalArgumentException",
+                f"Invalid values: dfs.bytes-per-checksum (={BYTES_PER_CRC}) must divide block size (={block_size}).",
+            )
         with self.ns.lock:
-            self._make_parents(path)
-        fd, temp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=local.parent)
+            nodes = self._check_create(request, overwrite)
+            # Hadoop's createParent: missing parents inherit the nearest ancestor's permission, plus u+wx.
+            inherited = self.ns.ancestor(nodes).st.st_mode & 0o777 | 0o300  # type: ignore[union-attr]
+            self.ns.make_missing_dirs(request.user, nodes[:-1], inherited)
+        parent = nodes[-2]
+        group = self.ns.attrs(parent.local, os.stat(parent.local))[1]
+        fd, temp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=parent.local)
         try:
             with os.fdopen(fd, "wb") as out:
                 while chunk := request.body.read(self.stream_chunk):
                     out.write(chunk)
             os.chmod(temp, mode)
+            self.ns.set_attrs(temp, request.user, group, block_size)
             with self.ns.lock:
-                self._check_create(path, overwrite, request.client)
-                os.replace(temp, local)
-                self.ns.listings.invalidate(local.parent)
+                nodes = self._check_create(request, overwrite)  # another writer may have won meanwhile
+                os.replace(temp, nodes[-1].local)
+                self.ns.listings.invalidate(parent.local)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
-        return _empty(
-            start_response, 201, [("Location", f"webhdfs://{self.namenode_address()}{quote(path, safe='/')}")]
+        namenode = request.params.get("namenoderpcaddress") or self.namenode_address()
+        start_response(
+            _status_line(201),
+            [
+                ("Location", f"hdfs://{namenode}{quote(request.path, safe='/')}"),
+                ("Content-Length", "0"),
+                *self._closing,
+            ],
         )
-
-    def _make_parents(self, path: str) -> None:
-        self.ns.check_parents(path)
-        current = self.ns.root
-        for part in [p for p in path.split("/") if p][:-1]:
-            current = current / part
-            if not current.is_dir():
-                current.mkdir()
-                os.chmod(current, 0o755)
-                self.ns.listings.invalidate(current.parent)
+        return []
 
     def _dn_append(self, request: _Request, start_response: Callable) -> list[bytes]:
-        local, _ = self.ns.existing_file(request.path)
+        node = self._dn_file(request)
+        self.ns.check(request.user, node, "WRITE")
         self.ns.take_lease(request.path, f"client {request.client}")
         try:
-            with open(local, "ab") as out:
+            with open(node.local, "ab") as out:
                 while chunk := request.body.read(self.stream_chunk):
                     out.write(chunk)
         finally:
             self.ns.release_lease(request.path)
-        return _empty(start_response)
+        return _empty(start_response, headers=self._closing)
 
 
 def webhdfs_operation(environ: dict, role: str = "namenode") -> str:
@@ -871,7 +1153,7 @@ def webhdfs_operation(environ: dict, role: str = "namenode") -> str:
     op = ""
     for part in environ.get("QUERY_STRING", "").split("&"):
         name, _, value = part.partition("=")
-        if name.lower() == "op":
+        if name == "op":
             op = value.upper()
             break
     op = op or environ.get("REQUEST_METHOD", "GET")
@@ -881,9 +1163,11 @@ def webhdfs_operation(environ: dict, role: str = "namenode") -> str:
 class WebHdfsServer:
     """A namenode and a data node on loopback ports serving ``root`` as the HDFS namespace.
 
-    ``stats`` counts requests per operation (``OPEN`` at the namenode, ``datanode.OPEN`` at the data
-    node); ``shaper`` (a :class:`~airflow_hybrid.devstack.shaping.LinkShaper`) adds latency, a bandwidth
-    cap and faults to both.
+    ``owner`` owns the root and is the superuser (as the user that starts a NameNode) unless
+    ``superuser`` names another; it is also the user of requests without ``user.name``. ``csrf`` is
+    ``dfs.webhdfs.rest-csrf.enabled``. ``stats`` counts requests per operation (``OPEN`` at the
+    namenode, ``datanode.OPEN`` at the data node); ``shaper`` (a
+    :class:`~airflow_hybrid.devstack.shaping.LinkShaper`) adds latency, a bandwidth cap and faults to both.
     """
 
     def __init__(
@@ -895,8 +1179,9 @@ class WebHdfsServer:
         datanode_port: int = 0,
         list_page_size: int = DEFAULT_PAGE_SIZE,
         block_size: int = DEFAULT_BLOCK_SIZE,
-        superuser: str | None = None,
         owner: str = "hdfs",
+        superuser: str | None = None,
+        csrf: bool = False,
         shaper: LinkShaper | None = None,
         control_app: Callable | None = None,
         ssl_context: ssl.SSLContext | None = None,
@@ -912,6 +1197,7 @@ class WebHdfsServer:
             "namenode_address": lambda: f"{self.host}:{self.port}",
             "datanode_url": lambda: self.datanode_url,
             "list_page_size": list_page_size,
+            "csrf": csrf,
         }
         self.namenode_app = WebHdfsApp(self.namespace, "namenode", **common)
         self.datanode_app = WebHdfsApp(self.namespace, "datanode", **common)

@@ -6,7 +6,8 @@ bodies sent with ``Content-Length`` or ``Transfer-Encoding: chunked`` (what ``re
 generator), streams responses (``Content-Length`` when known, chunked otherwise), and sends files with
 ``sendfile(2)`` when the application returns a :class:`FileWrapper`.
 
-An application may raise :class:`AbortConnection` to have the connection torn down with a TCP RST
+An application closes the connection after its answer with a ``Connection: close`` header (as Hadoop's
+data nodes do). It may raise :class:`AbortConnection` to have the connection torn down with a TCP RST
 (``SO_LINGER`` 0), which is how the link shaper injects connection resets.
 """
 
@@ -280,6 +281,10 @@ class WSGIRequestHandler(BaseHTTPRequestHandler):
             names = {name.lower() for name, _ in state["headers"]}
             lines = [f"{self.protocol_version} {code} {reason}\r\n"]
             for name, value in state["headers"]:
+                if name.lower() == "connection":
+                    if value.lower() == "close":
+                        self.close_connection = True  # sent once, below
+                    continue
                 lines.append(f"{name}: {value}\r\n")
             no_body = self.command == "HEAD" or code.startswith("1") or code in ("204", "304")
             if "content-length" not in names and not no_body:
