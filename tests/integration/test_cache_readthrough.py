@@ -1,9 +1,10 @@
-"""Read-through cache on the devstack: a union of HDFS (our WebHDFS server) and S3 (moto) with local-dir tiers.
+"""Read-through cache on real servers: a union of HDFS (the devstack's WebHDFS server, and Apache Hadoop's: every
+test runs on both) and S3 (moto) with local-dir tiers.
 
 What is checked here and nowhere else: a cold read through ``hybrid://`` (HybridFileSystem, DuckDB) and
 ``HybridMount.open_read`` fills the tier; a warm read is served from the tier without one request reaching the
-source servers (their per-operation counters do not move); a changed source is noticed per
-``metadata_sync_interval``; prefetch from both members of a split lake. The freshness arithmetic, eviction and
+source servers (their per-operation counters do not move; on Hadoop, the WebHDFS requests this process sends);
+a changed source is noticed per ``metadata_sync_interval``; prefetch from both members of a split lake. The freshness arithmetic, eviction and
 pins are covered against local stores in tests/unit/test_cache_manager.py.
 """
 
@@ -24,8 +25,9 @@ from airflow_hybrid import cache_ops
 from airflow_hybrid.fs import HybridFileSystem
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.operators.cache import HybridPrefetchOperator
+from tests.client_requests import hdfs_requests
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
 
 MOUNT = "cached_union"
 MiB = 1024 * 1024
@@ -33,7 +35,7 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 def cached_union(airflow_connections, tmp_path, monkeypatch):
-    """Make the devstack's union mount (``hdfs:///tmp/tpcds`` + ``s3://hybrid-lake/tpcds``, read ``s3,hdfs``)
+    """Make the union mount of ``hdfs_server`` (``hdfs:///tmp/tpcds`` + ``s3://hybrid-lake/tpcds``, read ``s3,hdfs``)
     with two local tiers available as connection ``cached_union``; ``configure(**cache)`` sets it up."""
 
     def configure(**cache_options):
@@ -66,10 +68,18 @@ def root() -> str:
     return f"cache-it-{uuid.uuid4().hex[:10]}"
 
 
-def source_requests(devstack) -> dict[str, int]:
-    """Requests per operation seen by the source servers (``webhdfs.OPEN``, ``webhdfs.GETFILESTATUS``, ``s3...``)."""
-    stats = devstack.stats()
-    return {f"{server}.{op}": n for server in ("webhdfs", "s3") for op, n in stats[server].items()}
+@pytest.fixture
+def source_requests(hdfs_server, devstack):
+    """A function giving the requests per operation that reached the source servers so far (``webhdfs.OPEN``,
+    ``webhdfs.datanode.OPEN``, ``webhdfs.GETFILESTATUS``, ``s3.HeadObject``...): WebHDFS as
+    :func:`~tests.client_requests.hdfs_requests` counts them, S3 as the devstack's S3 server (both variants') does."""
+    with hdfs_requests(hdfs_server) as webhdfs:
+
+        def count() -> dict[str, int]:
+            s3 = devstack.stats()["s3"]
+            return {**{f"webhdfs.{op}": n for op, n in webhdfs().items()}, **{f"s3.{op}": n for op, n in s3.items()}}
+
+        yield count
 
 
 def moved(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -106,37 +116,37 @@ def read_through_mount(path: str) -> bytes:
 
 
 @pytest.mark.parametrize("read", [read_through_fs, read_through_mount], ids=["hybrid-fs", "mount-open-read"])
-def test_cold_read_fills_and_warm_read_never_reaches_the_source(devstack, cached_union, root, read):
+def test_cold_read_fills_and_warm_read_never_reaches_the_source(source_requests, cached_union, root, read):
     mount = cached_union(metadata_sync_interval=60)
     path = f"{root}/store_sales/part-00000.parquet"
     data = os.urandom(5 * MiB + 123)  # more than one 4 MiB block of HybridReadFile
     put(mount, "hdfs", path, data)
 
-    before = source_requests(devstack)
+    before = source_requests()
     assert read(path) == data
-    cold = moved(before, source_requests(devstack))
+    cold = moved(before, source_requests())
     assert cold.get("webhdfs.datanode.OPEN") == 1  # streamed once from HDFS while the tier filled
     entry = ready_entry(mount, path)
     assert (entry.tier, entry.size, entry.source_member) == ("MEM", len(data), "hdfs")
     assert entry.source_uri == mount.members["hdfs"].uri(path)
 
-    before = source_requests(devstack)
+    before = source_requests()
     assert read(path) == data
     assert read(path) == data
-    assert moved(before, source_requests(devstack)) == {}  # no OPEN, no GETFILESTATUS, no S3 HEAD
+    assert moved(before, source_requests()) == {}  # no OPEN, no GETFILESTATUS, no S3 HEAD
     report = mount.cache.report().tier("MEM")
     assert (report.hits, report.misses, report.files, report.used) == (2, 1, 1, len(data))
 
 
-def test_sync_interval_zero_checks_the_source_on_every_open_and_reloads_a_change(devstack, cached_union, root):
+def test_sync_interval_zero_checks_the_source_on_every_open_and_reloads_a_change(source_requests, cached_union, root):
     mount = cached_union(metadata_sync_interval=0)
     path = f"{root}/item/part-00000.parquet"
     put(mount, "hdfs", path, b"version 1" * 1000)
     assert read_through_mount(path) == b"version 1" * 1000
 
-    before = source_requests(devstack)
+    before = source_requests()
     assert read_through_mount(path) == b"version 1" * 1000  # unchanged: checked (a stat), served from the tier
-    checked = moved(before, source_requests(devstack))
+    checked = moved(before, source_requests())
     assert checked.get("webhdfs.GETFILESTATUS", 0) >= 1
     assert "webhdfs.OPEN" not in checked and "webhdfs.datanode.OPEN" not in checked
 
@@ -144,28 +154,28 @@ def test_sync_interval_zero_checks_the_source_on_every_open_and_reloads_a_change
     assert read_through_mount(path) == b"version 2, longer" * 1000  # the next read sees the new bytes
     entry = ready_entry(mount, path)  # ... and cached them in place of the old copy
     assert entry.size == entry.source.size == len(b"version 2, longer" * 1000)
-    before = source_requests(devstack)
+    before = source_requests()
     assert read_through_mount(path) == b"version 2, longer" * 1000
-    assert "webhdfs.datanode.OPEN" not in moved(before, source_requests(devstack))
+    assert "webhdfs.datanode.OPEN" not in moved(before, source_requests())
 
 
-def test_sync_interval_minus_one_keeps_serving_the_cached_copy(devstack, cached_union, root):
+def test_sync_interval_minus_one_keeps_serving_the_cached_copy(source_requests, cached_union, root):
     mount = cached_union(metadata_sync_interval=-1)
     path = f"{root}/date_dim/part-00000.parquet"
     put(mount, "hdfs", path, b"old bytes" * 100)
     assert read_through_fs(path) == b"old bytes" * 100
 
     put(mount, "hdfs", path, b"new bytes, other size" * 100)
-    before = source_requests(devstack)
+    before = source_requests()
     assert read_through_fs(path) == b"old bytes" * 100  # never re-checked: the cached copy is served
-    assert moved(before, source_requests(devstack)) == {}
+    assert moved(before, source_requests()) == {}
     assert ready_entry(mount, path).source.size == len(b"old bytes" * 100)
 
     mount.cache.free([path])  # an explicit free makes the next read fetch the current version
     assert read_through_fs(path) == b"new bytes, other size" * 100
 
 
-def test_a_reader_keeping_the_stream_open_still_completes_the_fill(devstack, cached_union, root):
+def test_a_reader_keeping_the_stream_open_still_completes_the_fill(source_requests, cached_union, root):
     """Engines reading through fsspec keep handles open until garbage collection; the fill must not wait."""
     mount = cached_union(metadata_sync_interval=60)
     path = f"{root}/open/part-0.parquet"
@@ -175,17 +185,17 @@ def test_a_reader_keeping_the_stream_open_still_completes_the_fill(devstack, cac
     try:
         assert stream.read(len(data)) == data  # exactly the size; no EOF read, no close
         assert ready_entry(mount, path).size == len(data)
-        before = source_requests(devstack)
+        before = source_requests()
         with mount.open_read(path, offset=MiB, length=16) as ranged:
             assert ranged.read() == data[MiB : MiB + 16]
-        assert moved(before, source_requests(devstack)) == {}
+        assert moved(before, source_requests()) == {}
         assert stream.read(10) == b""
     finally:
         stream.close()
     assert ready_entry(mount, path).size == len(data)
 
 
-def test_duckdb_over_hybrid_fs_is_served_from_the_tier_once_warm(devstack, cached_union, root, tmp_path):
+def test_duckdb_over_hybrid_fs_is_served_from_the_tier_once_warm(source_requests, cached_union, root, tmp_path):
     """DuckDB reads Parquet in ranges (footer, then column chunks): ranged misses read the source and load the
     whole file alongside; once loaded, the same query touches no source server."""
     mount = cached_union(metadata_sync_interval=60)
@@ -206,9 +216,9 @@ def test_duckdb_over_hybrid_fs_is_served_from_the_tier_once_warm(devstack, cache
         assert {e.path.rsplit("/", 1)[1]: e.source_member for e in mount.cache.entries(root)} == {
             "part-0.parquet": "hdfs", "part-1.parquet": "hdfs", "part-2.parquet": "s3"}
 
-        before = source_requests(devstack)
+        before = source_requests()
         assert con.execute(query).fetchone() == expected
-        warm = moved(before, source_requests(devstack))
+        warm = moved(before, source_requests())
         # the glob is still listed at the source (listings are not cached); no file is opened or stat'ed there
         assert set(warm) <= {"webhdfs.LISTSTATUS_BATCH", "s3.ListObjectsV2", "s3.HeadObject"}, warm
     finally:
@@ -217,7 +227,7 @@ def test_duckdb_over_hybrid_fs_is_served_from_the_tier_once_warm(devstack, cache
             cache_ops.close_mount(m)
 
 
-def test_prefetch_from_both_members_then_reads_are_local(devstack, cached_union, root):
+def test_prefetch_from_both_members_then_reads_are_local(source_requests, cached_union, root):
     mount = cached_union(metadata_sync_interval=60)
     files = {f"{root}/sales/hdfs-{i}.parquet": os.urandom(300_000 + i) for i in range(4)}
     files |= {f"{root}/sales/s3-{i}.parquet": os.urandom(200_000 + i) for i in range(2)}
@@ -233,10 +243,10 @@ def test_prefetch_from_both_members_then_reads_are_local(devstack, cached_union,
     assert sorted(op._lineage[0]) == sorted([mount.members["hdfs"].uri(f"{root}/sales"),
                                              mount.members["s3"].uri(f"{root}/sales")])
 
-    before = source_requests(devstack)
+    before = source_requests()
     for path, data in files.items():
         assert read_through_mount(path) == data
-    assert moved(before, source_requests(devstack)) == {}
+    assert moved(before, source_requests()) == {}
 
     again = HybridPrefetchOperator(task_id="warm", mount_conn_id=MOUNT, paths=f"{root}/sales").execute({})
     assert (again["loaded"], again["fresh"], again["fresh_bytes"]) == (0, 6, sum(map(len, files.values())))
