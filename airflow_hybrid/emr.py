@@ -1,7 +1,8 @@
 """The bulk copy path: an S3DistCp step on an existing EMR cluster, through the amazon provider.
 
 For a batch of a plan, the files that still need a copy are written, one source URI a line, to a
-manifest on S3 (S3DistCp's ``--srcPrefixesFile``); one step per (REMOVE member, STORE member) pair is
+manifest on S3 (S3DistCp's ``--srcPrefixesFile``) by the file-list writer it shares with DistCp
+(:func:`airflow_hybrid.distcp.write_file_lists`); one step per (REMOVE member, STORE member) pair is
 submitted to the cluster::
 
     command-runner.jar s3-dist-cp --src hdfs://nn:8020/warehouse --dest s3://bucket/warehouse
@@ -18,14 +19,10 @@ are left out of the manifest: S3DistCp itself overwrites whatever is at the dest
 
 from __future__ import annotations
 
-import io
 import logging
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
-
-from airflow_hybrid.stores.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +34,6 @@ STEP_TERMINAL_STATES = (STEP_COMPLETED, *STEP_FAILURE_STATES)
 
 class S3DistCpStepError(Exception):
     """An S3DistCp step did not complete; the message names the cluster, the step, its state and reason."""
-
-
-@dataclass(frozen=True)
-class CopyJob:
-    """Files of one REMOVE member to copy into one STORE member."""
-
-    source: str
-    store: str
-    src_root: str
-    dest_root: str
-    manifest_uri: str
-    files: int
 
 
 def s3distcp_step(
@@ -78,40 +63,6 @@ def s3distcp_step(
             ],
         },
     }
-
-
-def write_manifest(store: Store, key: str, uris: Iterable[str]) -> tuple[str, int]:
-    """Write ``uris`` one a line to ``key`` of ``store`` (streamed); return the manifest's URI and line count."""
-    lines = _CountingLines(uris)
-    store.write(key, lines)
-    return store.uri(key), lines.count
-
-
-class _CountingLines(io.RawIOBase):
-    """A readable stream over ``uri\\n`` lines, produced lazily (a manifest never sits in memory)."""
-
-    def __init__(self, uris: Iterable[str]) -> None:
-        super().__init__()
-        self._lines: Iterator[str] = iter(uris)
-        self._pending = b""
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while len(self._pending) < len(buffer):
-            line = next(self._lines, None)
-            if line is None:
-                break
-            if "\n" in line:
-                raise ValueError(f"a manifest line cannot contain a newline: {line!r}")
-            self._pending += line.encode("utf-8") + b"\n"
-            self.count += 1
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
 
 
 def describe_step(emr_client: Any, job_flow_id: str, step_id: str) -> tuple[str, str]:

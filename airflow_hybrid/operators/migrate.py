@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import tempfile
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -14,7 +12,8 @@ from airflow.configuration import conf
 from airflow.exceptions import AirflowException
 from airflow.sdk import Asset, BaseOperator, task
 
-from airflow_hybrid.emr import STEP_TERMINAL_STATES, CopyJob, describe_step, s3distcp_step, wait_for_step
+from airflow_hybrid.distcp import DEFAULT_COMMAND, CopyJob, DistCp, copy_with_distcp, write_file_lists
+from airflow_hybrid.emr import STEP_TERMINAL_STATES, describe_step, s3distcp_step, wait_for_step
 from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
 from airflow_hybrid.migration import MigrationSummary, Migrator
 from airflow_hybrid.migration_state import FAILURE, SUCCESS, MigrationState, OutcomeRecorder
@@ -38,8 +37,9 @@ if TYPE_CHECKING:
 
     from airflow_hybrid.mount import HybridMount
 
-#: How copies are made: by this task (``local``) or by an S3DistCp step on EMR (``emr``).
-ENGINES = ("local", "emr")
+#: How copies are made: by this task (``local``), by an S3DistCp step on EMR (``emr``) or by Apache Hadoop
+#: DistCp run by a Hadoop client (``distcp``).
+ENGINES = ("local", "emr", "distcp")
 
 
 @task
@@ -81,8 +81,9 @@ class UfsMigrateOperator(BaseOperator):
     :param policy: the policy text, to plan inline (without ``plan_id``).
     :param batch: the plan batch to run (0-based); ``None`` runs every batch.
     :param concurrency: files migrated in parallel.
-    :param engine: ``local`` (this worker copies) or ``emr`` (an S3DistCp step on an EMR cluster copies,
-        then this task verifies and removes).
+    :param engine: ``local`` (this worker copies), ``emr`` (an S3DistCp step on an EMR cluster copies) or
+        ``distcp`` (Apache Hadoop DistCp copies, run by a Hadoop client: see :mod:`airflow_hybrid.distcp`);
+        with ``emr`` and ``distcp`` this task then verifies the copies and removes the sources.
     :param policy_name: name the outcomes are recorded under (default: the policy's name, else
         ``ufsMigrate-/<path>``).
     :param verify: how fresh copies are verified: ``auto`` (stored CRC32C, else read back), ``reread``...
@@ -101,11 +102,23 @@ class UfsMigrateOperator(BaseOperator):
     :param deferrable: wait for the S3DistCp step on the triggerer (``EmrStepSensorTrigger``).
     :param waiter_delay: seconds between step status checks.
     :param waiter_max_attempts: status checks before giving up on a step.
+    :param distcp_command: the Hadoop client running DistCp (``engine="distcp"``), up to DistCp's arguments
+        (default ``["hadoop", "distcp"]``).
+    :param distcp_properties: Hadoop job properties for DistCp (override those taken from the connections
+        and the members' options).
+    :param distcp_env: environment added for the Hadoop client (``HADOOP_USER_NAME``, ``HADOOP_CONF_DIR``...).
+    :param distcp_args: more DistCp options (e.g. ``["-m", "50", "-bandwidth", "100"]``).
+    :param distcp_s3_scheme: scheme of S3 URIs for the client (``s3a``; ``s3`` for EMRFS).
+    :param distcp_s3a_from_connection: hand each S3 STORE member's connection (endpoint, region, keys) to
+        S3A as per-bucket properties; off where the cluster holds its own S3 credentials.
+    :param distcp_list_prefix: where DistCp's file lists are written (default: a local temporary directory;
+        an ``hdfs://`` or ``s3://`` prefix for a client on another host).
+    :param distcp_list_conn_id: connection for ``distcp_list_prefix``.
     """
 
     template_fields: Sequence[str] = (
         "mount_conn_id", "plan_id", "path", "policy", "batch", "plan_store", "emr_job_flow_id",
-        "emr_manifest_prefix",
+        "emr_manifest_prefix", "distcp_list_prefix",
     )
     ui_color = "#bde3c7"
 
@@ -137,6 +150,14 @@ class UfsMigrateOperator(BaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         waiter_delay: int = 30,
         waiter_max_attempts: int = 2880,
+        distcp_command: Sequence[str] = DEFAULT_COMMAND,
+        distcp_properties: Mapping[str, Any] | None = None,
+        distcp_env: Mapping[str, str] | None = None,
+        distcp_args: Sequence[str] = (),
+        distcp_s3_scheme: str = "s3a",
+        distcp_s3a_from_connection: bool = True,
+        distcp_list_prefix: str | None = None,
+        distcp_list_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         if plan_id is None and (path is None or policy is None):
@@ -177,6 +198,15 @@ class UfsMigrateOperator(BaseOperator):
         self.deferrable = deferrable
         self.waiter_delay = waiter_delay
         self.waiter_max_attempts = waiter_max_attempts
+        self.distcp_command = list(distcp_command)
+        self.distcp_properties = dict(distcp_properties or {})
+        self.distcp_env = dict(distcp_env or {})
+        self.distcp_args = list(distcp_args)
+        self.distcp_s3_scheme = distcp_s3_scheme
+        self.distcp_s3a_from_connection = distcp_s3a_from_connection
+        self.distcp_list_prefix = distcp_list_prefix
+        self.distcp_list_conn_id = distcp_list_conn_id
+        self._distcp: DistCp | None = None
         #: Physical URIs read from and written to, for OpenLineage.
         self._lineage: tuple[list[str], list[str]] | None = None
 
@@ -242,6 +272,8 @@ class UfsMigrateOperator(BaseOperator):
             try:
                 if self.engine == "emr":
                     self._submit_s3distcp(mount, plan, batches, run_id)  # defers, or waits for the steps
+                elif self.engine == "distcp":
+                    self._run_distcp(mount, plan, batches)
                 return self._verify_and_remove(mount, plan, batches, state, run_id, copy=self.engine == "local")
             except BaseException as err:
                 if not _is_deferral(err):
@@ -333,32 +365,11 @@ class UfsMigrateOperator(BaseOperator):
 
     def _write_manifests(self, mount: HybridMount, plan: Plan, batches: list[int]) -> list[CopyJob]:
         """One manifest per (REMOVE member, STORE member) of the files lacking a copy there."""
-        migrator = self._migrator(mount, plan.policy, copy=False)
-        spools: dict[tuple[str, str], Any] = {}
-        counts: dict[tuple[str, str], int] = {}
-        try:
-            with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="s3distcp-check") as pool:
-                checked = pool.map(lambda e: (e, migrator.pending_copies(e)), self._entries(plan, batches))
-                for entry, members in checked:
-                    for member in members:
-                        key = (entry.source, member)
-                        if key not in spools:
-                            spools[key] = tempfile.SpooledTemporaryFile(max_size=4 * 1024**2)  # noqa: SIM115
-                            counts[key] = 0
-                        spools[key].write(mount.members[entry.source].uri(entry.path).encode("utf-8") + b"\n")
-                        counts[key] += 1
-            store = self._manifest_store()
-            jobs = []
-            for (source, member), spool in spools.items():
-                spool.seek(0)
-                key = f"{plan.plan_id}/emr/{self._batch_label()}-{source}-{member}.txt"
-                store.write(key, spool)
-                jobs.append(CopyJob(source, member, mount.members[source].uri(""), mount.members[member].uri(""),
-                                    store.uri(key), counts[(source, member)]))
-            return jobs
-        finally:
-            for spool in spools.values():
-                spool.close()
+        return write_file_lists(
+            mount, self._migrator(mount, plan.policy, copy=False), self._entries(plan, batches),
+            self._manifest_store(), f"{plan.plan_id}/emr/{self._batch_label()}", concurrency=self.concurrency,
+            orphans_under=plan.path,
+        )
 
     def _defer_on_step(self, step_ids: list[str], index: int, run_id: int, plan_id: str) -> None:
         from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
@@ -409,6 +420,25 @@ class UfsMigrateOperator(BaseOperator):
                 raise
         finally:
             mount.close()
+
+    # -- Apache Hadoop DistCp -------------------------------------------------------------------------
+    def _run_distcp(self, mount: HybridMount, plan: Plan, batches: list[int]) -> None:
+        """Copy the files lacking copies with DistCp, one run per directory; raise if a run fails."""
+        self._distcp = DistCp(self.distcp_command, properties=self.distcp_properties, env=self.distcp_env,
+                              args=self.distcp_args, s3_scheme=self.distcp_s3_scheme, logger=self.log)
+        list_store = (resolve_plan_store(self.distcp_list_prefix, self.distcp_list_conn_id)
+                      if self.distcp_list_prefix else None)
+        copy_with_distcp(
+            mount, self._migrator(mount, plan.policy, copy=False), self._entries(plan, batches), self._distcp,
+            key_prefix=f"{plan.plan_id}/distcp/{self._batch_label()}", list_store=list_store,
+            concurrency=self.concurrency, s3a_from_connection=self.distcp_s3a_from_connection,
+            orphans_under=plan.path,
+        )
+
+    def on_kill(self) -> None:
+        """Stop a running DistCp (its sources are kept: nothing is removed without a verified copy)."""
+        if self._distcp is not None:
+            self._distcp.terminate()
 
     # -- OpenLineage ----------------------------------------------------------------------------------
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
