@@ -1,4 +1,5 @@
-"""The whole scenario with the project's own DAGs, on the devstack servers and a real metadata database:
+"""The whole scenario with the project's own DAGs, on real servers and a real metadata database, once with HDFS on
+the devstack's WebHDFS server and once on Apache Hadoop's (S3 on the devstack's moto server both times):
 
     hybrid_tpcds_prepare -> hybrid_cache_warming -> hybrid_query (DuckDB) -> hybrid_migrate_<policy> -> hybrid_query
 
@@ -16,17 +17,17 @@ import pytest
 
 from airflow_hybrid.demo import QUERY_TASKS, mount_connections, query_answers, run_dag, xcom_value
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.hdfs_servers, pytest.mark.timeout(900)]
 
 DAY = 86400
 
 
 @pytest.fixture
-def scenario(airflow_db, devstack, tmp_path, monkeypatch):
+def scenario(airflow_db, hdfs_server, tmp_path, monkeypatch):
     from airflow_hybrid.devstack.stack import airflow_env
 
     unique = f"scenario-{uuid.uuid4().hex[:8]}"
-    conns = mount_connections(devstack, tmp_path / "cache", hdfs_root=f"/{unique}", s3_prefix=unique)
+    conns = mount_connections(hdfs_server, tmp_path / "cache", hdfs_root=f"/tmp/{unique}", s3_prefix=unique)
     for name, value in airflow_env(conns).items():
         monkeypatch.setenv(name, value)
     policies = tmp_path / "policies.yaml"
