@@ -331,7 +331,7 @@ class DistCp:
         env: Mapping[str, str] | None = None,
         args: Sequence[str] = (),
         s3_scheme: str = "s3a",
-        logger: logging.Logger | logging.LoggerAdapter = log,
+        logger: Any = log,
     ) -> None:
         if not command:
             raise ValueError("the DistCp command is empty (expected e.g. ['hadoop', 'distcp'])")
@@ -399,16 +399,16 @@ class DistCp:
                 raise DistCpError(f"could not start DistCp ({command[0]}): {error}; no source was removed") from error
             self._process = process
         try:
-            extra = {"distcp_pid": process.pid}
             assert process.stdout is not None
             for raw in process.stdout:
                 line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
                 tail.append(line)
                 _count(line, result)
                 level = _HADOOP_LEVEL.match(line)
-                severity = level.group(1) if level else "INFO"
-                self.log.log(logging.WARNING if severity in ("WARN", "ERROR", "FATAL") else logging.INFO,
-                             "[distcp] %s", line, extra=extra)
+                if level and level.group(1) in ("WARN", "ERROR", "FATAL"):
+                    self.log.warning("[distcp] %s", line)
+                else:
+                    self.log.info("[distcp] %s", line)
             return process.wait(), tail, result
         finally:
             if process.poll() is None:  # the reader stopped (an exception here): do not leave it running
