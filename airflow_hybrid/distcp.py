@@ -11,7 +11,8 @@ per directory of the batch; S3DistCp keeps each path relative to ``--src``, so E
     hadoop distcp -conf <job properties>.xml -direct -f file:///tmp/.../00003-hdfs-s3-00000.txt \\
         s3a://bucket/warehouse/store_sales/ss_sold_date_sk=2451545
 
-with S3A's ``-direct`` write (no temporary object renamed, i.e. copied, afterwards) and without ``-update``
+with ``-direct`` for object stores (S3A makes an object visible only once complete; no temporary object
+renamed, i.e. copied, afterwards; HDFS targets keep DistCp's temporary file and rename) and without ``-update``
 or ``-overwrite``, so an object that appears at a target meanwhile is skipped, never replaced (the
 verification then reports it as a conflict and keeps the source). When every run exits 0, the operator
 verifies each copy and removes its source exactly as the other engines do
@@ -36,14 +37,14 @@ Configuration, from the lowest precedence to the highest:
   ``alluxio-union.s3.option.fs.s3a.bucket.lake.endpoint=https://s3.eu-west-1.amazonaws.com``;
 * the operator's ``distcp_properties``.
 
-The operator's other settings: ``distcp_command`` (the Hadoop client, default ``["hadoop", "distcp"]``;
-any prefix, e.g. ``["sudo", "-u", "etl", "hadoop", "distcp"]`` or ``["ssh", "edge1", "hadoop", "distcp"]``;
+The operator's other settings: ``distcp_command`` (the Hadoop client on this host, the worker being an
+edge node; default ``["hadoop", "distcp"]``, any prefix such as ``["sudo", "-u", "etl", "hadoop", "distcp"]``;
 :func:`local_distcp_command` runs DistCp with local MapReduce from the project's Maven classpath),
 ``distcp_env`` (added to the client's environment: ``HADOOP_USER_NAME``, ``HADOOP_CONF_DIR``, ``KRB5CCNAME``...),
 ``distcp_args`` (more DistCp options: ``-m 50``, ``-bandwidth 100``, ``-strategy dynamic``...),
 ``distcp_s3_scheme`` (``s3a``; ``s3`` for EMRFS) and ``distcp_list_prefix``/``distcp_list_conn_id``
-(where the file lists go: a local temporary directory by default, which needs the client on this host;
-an ``hdfs://`` or ``s3://`` prefix for a client elsewhere, e.g. over ``ssh``).
+(where the file lists go: a local temporary directory, removed afterwards, by default; an ``hdfs://`` or
+``s3://`` prefix keeps them). The client reads the job properties file locally, so it must run here.
 
 For moto's S3 server (the devstack), add :data:`DEVSTACK_S3A_PROPERTIES`.
 """
@@ -78,17 +79,19 @@ log = logging.getLogger(__name__)
 
 DISTCP_MAIN = "org.apache.hadoop.tools.DistCp"
 DEFAULT_COMMAND = ("hadoop", "distcp")
+#: Targets DistCp writes in place (``-direct``): objects appear only when complete.
+OBJECT_STORE_SCHEMES = ("s3", "s3a", "gs", "abfs", "abfss", "oss")
 #: Member options with these prefixes are Hadoop properties, handed to DistCp.
 HADOOP_PROPERTY_PREFIXES = ("fs.", "dfs.", "hadoop.", "mapreduce.", "yarn.", "distcp.", "ipc.")
 #: Per-bucket S3A defaults for every S3 STORE bucket (``fs.s3a.bucket.<bucket>.<key>``).
 S3A_BUCKET_DEFAULTS = {"create.checksum.algorithm": "CRC32C"}
-#: What Hadoop 3.5's S3A needs beyond a connection's endpoint, region and keys to write to moto's S3 server
-#: (checked against moto 5.2): single-PUT uploads only. moto reports the CRC32C of a multipart upload as a
-#: whole-object checksum while it holds the checksum of the part checksums, so a multipart copy would fail
-#: verification as a different object (its source kept). Everything else works with S3A's defaults: request
-#: checksums (``fs.s3a.checksum.generation``) stay off, ``fs.s3a.create.checksum.algorithm=CRC32C`` is
-#: honoured for single PUTs, conditional creates and ``fs.s3a.change.detection.*`` (etag, server side) are
-#: supported, and DistCp reads nothing from S3 anyway.
+#: What Hadoop 3.5's S3A needs beyond a connection's endpoint (path-style, plain HTTP), region and keys to
+#: write to moto's S3 server (checked with moto 5.2): single-PUT uploads only. moto reports the CRC32C of a
+#: multipart upload as a whole-object checksum while it holds the checksum of the part checksums, so a
+#: multipart copy would fail verification as a different object (its source kept). The rest works with
+#: S3A's defaults: SDK request checksums stay off (``fs.s3a.checksum.generation=false``),
+#: ``fs.s3a.create.checksum.algorithm=CRC32C`` is honoured for single PUTs, and DistCp reads nothing from
+#: S3, so ``fs.s3a.change.detection.*`` (etag, checked on reads) never comes into play.
 DEVSTACK_S3A_PROPERTIES = {"fs.s3a.multipart.uploads.enabled": "false"}
 #: Properties whose values never reach a log line.
 _SECRET = re.compile(r"(secret|password|session\.token|access\.key|\.key$)", re.IGNORECASE)
@@ -352,7 +355,10 @@ class DistCp:
         if job.files == 1:
             target = posixpath.join(target, posixpath.basename(job.first_path))
         listing = hadoop_uri(job.manifest_uri, self.s3_scheme)
-        return [*self.command, "-conf", conf_file, "-direct", *self.args, "-f", listing, target]
+        # Object stores make an object visible only once it is complete, so DistCp writes it in place; on a
+        # file system it writes a temporary file and renames it (a killed run leaves no partial file).
+        direct = ["-direct"] if urlparse(target).scheme.lower() in OBJECT_STORE_SCHEMES else []
+        return [*self.command, "-conf", conf_file, *direct, *self.args, "-f", listing, target]
 
     def run(self, job: CopyJob, defaults: Mapping[str, str] | None = None) -> DistCpResult:
         """Run DistCp over one file list; raise :class:`DistCpError` unless it exits 0.

@@ -216,6 +216,8 @@ def test_job_command_passes_properties_in_a_private_file_and_gives_a_solitary_fi
         "hadoop", "distcp", "-conf", "/x/job.xml", "-direct", "-m", "4", "-f", "file:///tmp/l.txt", "s3a://b/lake/t"]
     assert distcp.job_command(one, "/x/job.xml")[-1] == "s3a://b/lake/t/a"
     assert DistCp(s3_scheme="s3").job_command(many, "/j")[-1] == "s3://b/lake/t"
+    to_hdfs = CopyJob("s3", "hdfs", "s3://b/t", "hdfs://nn:8020/t", "file:///tmp/l.txt", 2, 10, "t/a")
+    assert distcp.job_command(to_hdfs, "/j")[4:] == ["-m", "4", "-f", "file:///tmp/l.txt", "hdfs://nn:8020/t"]
     assert hadoop_uri("s3://b/k") == "s3a://b/k" and hadoop_uri("hdfs:///x") == "hdfs:///x"
 
 
