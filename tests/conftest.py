@@ -26,7 +26,7 @@ os.environ.setdefault(
 )
 
 # Apache Hadoop's HDFS (session fixture, the `hdfs_servers` marker) and its hooks.
-pytest_plugins = ["tests.hadoop_fixtures"]
+pytest_plugins = ["tests.hadoop_fixtures", "tests.seaweedfs_fixtures"]
 
 try:  # the devstack fixtures (WebHDFS + S3 servers on loopback)
     from tests.devstack_fixtures import *  # noqa: F403

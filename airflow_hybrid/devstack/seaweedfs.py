@@ -163,20 +163,27 @@ class SeaweedS3:
         return self
 
     def _wait_ready(self, deadline: float) -> None:
+        from botocore.exceptions import ClientError
+
         client = self.client()
         last: BaseException | None = None
-        while time.monotonic() < deadline:
+        while True:
             if self._process is not None and self._process.poll() is not None:
                 raise SeaweedError(f"weed exited with {self._process.returncode} during start:\n{self.log_tail()}")
             try:
                 client.list_buckets()
-                for bucket in self.buckets:
-                    client.create_bucket(Bucket=bucket)
-                return
+                break
             except Exception as error:  # noqa: BLE001 - not up yet: connection refused, 5xx, IAM not loaded
                 last = error
+            if time.monotonic() > deadline:
+                raise SeaweedError(f"SeaweedFS S3 did not answer at {self.endpoint} in time ({last}):\n{self.log_tail()}")
             time.sleep(0.2)
-        raise SeaweedError(f"SeaweedFS S3 did not answer at {self.endpoint} in time ({last}):\n{self.log_tail()}")
+        for bucket in self.buckets:
+            try:
+                client.create_bucket(Bucket=bucket)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":  # kept from a last run
+                    raise SeaweedError(f"SeaweedFS could not create bucket {bucket!r}: {error}") from error
 
     def stop(self, timeout: float = 2.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout`` (weed's graceful gRPC stop waits 15 s on its own streams)."""

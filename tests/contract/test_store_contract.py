@@ -1,0 +1,116 @@
+"""The Store contract against every backend: a local directory, S3 on moto (the devstack's S3 server) and on
+SeaweedFS, HDFS on the devstack's WebHDFS server and on Apache Hadoop.
+
+Servers are session-scoped; each test gets a store rooted at a fresh directory or prefix of its own, reached
+through a real Airflow connection (``AIRFLOW_CONN_*``). Listing pages are made small where the store or
+server lets us (S3 ``page_size``, the devstack's ``list_page_size``), HDFS blocks 1 MiB (the ``blocksize`` of
+created files) and S3 parts 5 MiB, so a few MiB cross several of each.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from airflow_hybrid.stores.hdfs import HdfsStore
+from airflow_hybrid.stores.local import LocalStore
+from airflow_hybrid.stores.s3 import S3Store
+from tests.contract.store_contract import MiB, StoreContract
+from tests.seaweedfs_fixtures import SEAWEED_BUCKET
+
+pytestmark = pytest.mark.integration
+
+#: S3 listing page size for the contract (``ListObjectsV2`` ``MaxKeys``).
+S3_PAGE = 2
+#: Entries per ``LISTSTATUS_BATCH`` page on the devstack's WebHDFS server during a contract test.
+DEVSTACK_PAGE = 2
+#: Apache Hadoop's ``dfs.ls.limit`` default (the fixture reads the session cluster's own setting).
+HADOOP_PAGE = 1000
+MOTO_BUCKET = "hybrid-contract"
+HDFS_OPTIONS = {"blocksize": MiB, "retry_backoff": 0.001}
+S3_OPTIONS = {"part_size": "5MiB", "page_size": S3_PAGE}
+
+
+def unique_root() -> str:
+    return f"contract-{uuid.uuid4().hex[:12]}"
+
+
+def add_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, connection: dict) -> str:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(connection))
+    return conn_id
+
+
+def hdfs_store(monkeypatch: pytest.MonkeyPatch, connection: dict):
+    conn_id = add_connection(monkeypatch, "contract_webhdfs", connection)
+    store = HdfsStore(f"hdfs:///tmp/{unique_root()}", webhdfs_conn_id=conn_id, options=HDFS_OPTIONS)
+    store.mkdir("")
+    yield store
+    store.delete("", recursive=True)
+    store.close()
+
+
+def s3_store(monkeypatch: pytest.MonkeyPatch, connection: dict, bucket: str):
+    conn_id = add_connection(monkeypatch, "contract_s3", connection)
+    store = S3Store(f"s3://{bucket}/{unique_root()}", aws_conn_id=conn_id, options=S3_OPTIONS)
+    yield store
+    store.delete("", recursive=True)
+    store.close()
+
+
+class TestLocalStore(StoreContract):
+    supports_checksum = False  # a local directory keeps no checksum of its files
+
+    @pytest.fixture
+    def store(self, tmp_path):
+        store = LocalStore(str(tmp_path / unique_root()))
+        store.mkdir("")
+        return store
+
+
+class TestMotoS3Store(StoreContract):
+    list_page_size = S3_PAGE
+    supports_empty_dirs = False  # directories are key prefixes
+    supports_seek = False  # a read is one ranged GetObject stream
+    supports_if_absent = True  # If-None-Match: *
+
+    @pytest.fixture
+    def store(self, devstack, monkeypatch):
+        devstack.ensure_bucket(MOTO_BUCKET)
+        connection = devstack.connections()["aws_default"]
+        yield from s3_store(monkeypatch, connection, MOTO_BUCKET)
+
+
+class TestSeaweedS3Store(StoreContract):
+    list_page_size = S3_PAGE
+    supports_empty_dirs = False
+    supports_seek = False
+    supports_if_absent = True
+    deleted_dirs_vanish = False  # its filer keeps emptied folders a while, and lists them
+
+    @pytest.fixture
+    def store(self, seaweed_s3, monkeypatch):
+        yield from s3_store(monkeypatch, seaweed_s3.aws_connection(), SEAWEED_BUCKET)
+
+
+class TestDevstackHdfsStore(StoreContract):
+    list_page_size = DEVSTACK_PAGE
+
+    @pytest.fixture
+    def store(self, devstack, monkeypatch):
+        previous = devstack.configure()["list_page_size"]
+        devstack.configure(list_page_size=DEVSTACK_PAGE)
+        try:
+            yield from hdfs_store(monkeypatch, devstack.connections()["webhdfs_default"])
+        finally:
+            devstack.configure(list_page_size=previous)
+
+
+class TestHadoopHdfsStore(StoreContract):
+    list_page_size = HADOOP_PAGE
+
+    @pytest.fixture
+    def store(self, hadoop_hdfs, monkeypatch):
+        self.list_page_size = int(hadoop_hdfs.properties.get("dfs.ls.limit", HADOOP_PAGE))  # a server setting
+        yield from hdfs_store(monkeypatch, hadoop_hdfs.webhdfs_connection())
