@@ -26,8 +26,8 @@ As Hadoop (checked against a real NameNode and DataNode, see ``tests/integration
   ``X-XSRF-HEADER`` header is refused with 400.
 
 Files are plain files under ``root``; a ``CREATE`` writes a hidden temporary file next to its target
-and renames it into place when the body is complete, so readers never see a partial file (on Hadoop a
-file being written is visible, empty or partial, until it is closed).
+and renames it into place when the body is complete or the client aborts it (Hadoop keeps what an aborted
+upload sent), so readers never see a file being written (on Hadoop it is visible, empty or partial).
 """
 
 from __future__ import annotations
@@ -1111,16 +1111,17 @@ class WebHdfsApp:
         parent = nodes[-2]
         group = self.ns.attrs(parent.local, os.stat(parent.local))[1]
         fd, temp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=parent.local)
+        os.chmod(temp, mode)
+        self.ns.set_attrs(temp, request.user, group, block_size)
         try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := request.body.read(self.stream_chunk):
-                    out.write(chunk)
-            os.chmod(temp, mode)
-            self.ns.set_attrs(temp, request.user, group, block_size)
-            with self.ns.lock:
-                nodes = self._check_create(request, overwrite)  # another writer may have won meanwhile
-                os.replace(temp, nodes[-1].local)
-                self.ns.listings.invalidate(parent.local)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    while chunk := request.body.read(self.stream_chunk):
+                        out.write(chunk)
+            except (ConnectionError, TimeoutError):
+                self._publish(request, overwrite, temp, parent)  # Hadoop keeps what an aborted upload sent
+                raise
+            self._publish(request, overwrite, temp, parent)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
@@ -1134,6 +1135,12 @@ class WebHdfsApp:
             ],
         )
         return []
+
+    def _publish(self, request: _Request, overwrite: bool, temp: str, parent: Node) -> None:
+        with self.ns.lock:
+            nodes = self._check_create(request, overwrite)  # another writer may have won meanwhile
+            os.replace(temp, nodes[-1].local)
+            self.ns.listings.invalidate(parent.local)
 
     def _dn_append(self, request: _Request, start_response: Callable) -> list[bytes]:
         node = self._dn_file(request)
