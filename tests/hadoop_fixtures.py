@@ -1,7 +1,7 @@
 """Pytest fixtures for Apache Hadoop's HDFS (imported by ``tests/conftest.py``).
 
 ``hadoop_hdfs``   session-scoped: a real NameNode + DataNode (Hadoop 3.5.0, :mod:`airflow_hybrid.devstack.hadoop`)
-                  on free loopback ports, 4 MiB blocks, permissions on; its logs are appended to the report
+                  on free loopback ports, 4 MiB blocks, 100 entries per listing page, permissions on; its logs are appended to the report
                   of any failing test that used it.
 ``hdfs_server``   which HDFS a test talks to: ``devstack`` (our WebHDFS server) unless a module or test is
                   marked ``hdfs_servers``, which runs it once per server (``devstack`` and ``hadoop``). Both
@@ -41,7 +41,8 @@ class HadoopStack(StackConnections):
 @pytest.fixture(scope="session")
 def hadoop_hdfs(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     base = tmp_path_factory.mktemp("hadoop")
-    hdfs = HadoopHdfs(base)
+    # Small listing pages (dfs.ls.limit, default 1000), so paging is exercised with a few hundred files.
+    hdfs = HadoopHdfs(base, properties={"dfs.ls.limit": 100})
     try:
         hdfs.start()
     except HadoopError as error:

@@ -124,6 +124,7 @@ class Store(ABC):
 
     def checksum(self, path: str) -> Checksum | None:
         """The store's own checksum of the file, or ``None`` when it exposes none."""
+        normalize_path(path)  # a path escaping the root is an error here too
         return None
 
     # -- data -------------------------------------------------------------------------------------

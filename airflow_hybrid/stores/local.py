@@ -70,7 +70,7 @@ class LocalStore(Store):
         local = self._local(rel)
         try:
             st = local.stat()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # NotADirectory: a parent is a file
             raise FileNotFoundError(f"{self.uri(rel)} does not exist") from None
         return self._info(rel, st, local.is_dir())
 
