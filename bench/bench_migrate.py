@@ -1,13 +1,15 @@
-"""Issue 5 benchmark: migrating a dataset from the WebHDFS server to the S3 server, side by side with the
-straightforward alternatives, then planning over 1,000,000 listed files.
+"""Migrating a dataset from HDFS to the S3 server, side by side with the straightforward alternatives, on each
+HDFS server (the devstack's WebHDFS server, then Apache Hadoop 3.5.0), then planning over 1,000,000 listed files.
 
-All contenders move the same files between the same devstack servers (their own process, loopback):
+All contenders move the same files between the same servers (their own processes, loopback):
 
 * ``UfsMigrateOperator``: plan + per file: streamed copy (S3 multipart, parallel parts), CRC32C verified
   against S3's stored checksum, source re-checked, source removed -- 8 files in parallel;
 * ``hdfs download + boto3 upload_file``: the ``hdfs`` client downloads the directory to local disk
   (``n_threads=8``), then boto3's ``upload_file`` uploads each file (a loop, and on 8 threads): no end-to-end
   verification, no removal, twice the disk I/O;
+* ``UfsMigrateOperator(engine="distcp")`` on Apache Hadoop only: DistCp (local MapReduce) copies the batch over
+  RPC to ``s3a://``, then the same verification and removal (on a second, identical dataset);
 * ``FileTransferOperator`` (common-io), one file after another as one task would. Its S3 side normally
   needs ``s3fs`` (the amazon provider's ``s3`` filesystem), which cannot be installed here (it pins
   botocore below the version this environment runs), so both of its ends are ``hybrid://`` paths of
@@ -69,28 +71,48 @@ class RssSampler:
         self._thread.join()
 
 
-def make_dataset(hdfs_dir: Path, root: str, small: int, medium: int, large: int, seed: int = 5) -> tuple[int, int]:
-    """Old files (mtime 10 days ago) written straight into the WebHDFS server's data directory."""
+def _dataset_sizes(small: int, medium: int, large: int, seed: int = 5) -> tuple[list[int], bytes]:
     rng = random.Random(seed)
-    base = hdfs_dir / root
-    old = time.time() - 10 * DAY
     sizes = [rng.randrange(1, 64 * 1024) for _ in range(small)]
     sizes += [rng.randrange(MiB, 4 * MiB) for _ in range(medium)]
     sizes += [24 * MiB + i for i in range(large)]
-    block = rng.randbytes(4 * MiB)
-    total = 0
-    for index, size in enumerate(sizes):
-        path = base / f"part-{index // 500:03d}" / f"file-{index:06d}.bin"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as out:
-            out.write(index.to_bytes(8, "big"))  # every file distinct
-            left = size - 8
-            while left > 0:
-                out.write(block[: min(left, len(block))])
-                left -= len(block)
-        os.utime(path, (old, old))
-        total += max(size, 8)
-    return len(sizes), total
+    return sizes, rng.randbytes(4 * MiB)
+
+
+def _content(index: int, size: int, block: bytes) -> bytes:
+    body = index.to_bytes(8, "big")  # every file distinct
+    while len(body) < size:
+        body += block[: size - len(body)]
+    return body
+
+
+def make_dataset(stack, root: str, small: int, medium: int, large: int) -> tuple[int, int]:
+    """Old files (mtime 10 days ago) under ``/tmp/tpcds/<root>``: written straight into the devstack server's
+    data directory, or through WebHDFS (8 threads, then SETTIMES) on Apache Hadoop."""
+    sizes, block = _dataset_sizes(small, medium, large)
+    old = time.time() - 10 * DAY
+    rels = [f"{root}/part-{index // 500:03d}/file-{index:06d}.bin" for index in range(len(sizes))]
+    if stack.state["hdfs"] == "devstack":
+        for index, (rel, size) in enumerate(zip(rels, sizes, strict=True)):
+            path = stack.hdfs_dir / "tmp" / "tpcds" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(_content(index, size, block))
+            os.utime(path, (old, old))
+    else:
+        import io
+
+        from airflow_hybrid.stores.hdfs import HdfsStore
+
+        store = HdfsStore("hdfs:///tmp/tpcds")
+
+        def put(index: int) -> None:
+            store.write(rels[index], io.BytesIO(_content(index, sizes[index], block)))
+            store.set_times(rels[index], mtime=old)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(put, range(len(sizes))))
+        store.close()
+    return len(sizes), sum(max(size, 8) for size in sizes)
 
 
 def hdfs_then_boto3(stack, root: str, prefix: str, upload_threads: int) -> None:
@@ -124,16 +146,18 @@ def file_transfer_operator(stack, root: str, prefix: str) -> None:
     from airflow_hybrid.devstack.stack import airflow_env
     from airflow_hybrid.mount import HybridMount
 
+    # Airflow caches ObjectStoragePath filesystems by connection id: one pair of ids per HDFS server.
+    kind = stack.state["hdfs"]
     os.environ.update(airflow_env({
-        "bench_hdfs": {"conn_type": "hybrid_mount", "extra": {"members": {
+        f"bench_hdfs_{kind}": {"conn_type": "hybrid_mount", "extra": {"members": {
             "hdfs": {"uri": "hdfs:///tmp/tpcds", "conn_id": "webhdfs_default"}}}},
-        "bench_s3": {"conn_type": "hybrid_mount", "extra": {"members": {
+        f"bench_s3_{kind}": {"conn_type": "hybrid_mount", "extra": {"members": {
             "s3": {"uri": f"s3://{BUCKET}/{prefix}", "conn_id": "aws_default"}}}},
     }))
-    source = HybridMount.from_conn_id("bench_hdfs")
+    source = HybridMount.from_conn_id(f"bench_hdfs_{kind}")
     paths = [info.path for info in source.members["hdfs"].walk_files(root)]
     for path in paths:
-        FileTransferOperator(task_id="copy", src=f"hybrid://bench_hdfs/{path}", dst=f"hybrid://bench_s3/{path}",
+        FileTransferOperator(task_id="copy", src=f"hybrid://bench_hdfs_{kind}/{path}", dst=f"hybrid://bench_s3_{kind}/{path}",
                              overwrite=True).execute({})
 
 
@@ -142,6 +166,28 @@ def ufs_migrate(root: str) -> dict:
 
     return UfsMigrateOperator(task_id="migrate", mount_conn_id="onprem_union", path=root, policy=POLICY,
                               concurrency=8, progress_interval=10.0).execute({})
+
+
+def ufs_migrate_distcp(stack, root: str) -> dict:
+    """The same migration with ``engine="distcp"``: Apache Hadoop DistCp (local MapReduce, our Maven classpath)
+    copies hdfs://<namenode>/... to s3a://, then our verification and removal. Apache Hadoop only."""
+    from airflow_hybrid.devstack.stack import airflow_env
+    from airflow_hybrid.distcp import DEVSTACK_S3A_PROPERTIES, local_distcp_command
+    from airflow_hybrid.operators.migrate import UfsMigrateOperator
+
+    extra = {"members": {"hdfs": {"uri": f"{stack.state['fs_uri']}/tmp/tpcds", "conn_id": "webhdfs_default"},
+                         "s3": {"uri": f"s3://{BUCKET}/tpcds", "conn_id": "aws_default"}},
+             "priority.read": "s3,hdfs", "collection.create": "s3"}
+    os.environ.update(airflow_env({"bench_distcp": {"conn_type": "hybrid_mount", "extra": extra}}))
+    work = tempfile.mkdtemp(prefix="bench-distcp-")
+    try:
+        return UfsMigrateOperator(
+            task_id="migrate", mount_conn_id="bench_distcp", path=root, policy=POLICY, concurrency=8,
+            engine="distcp", distcp_command=local_distcp_command(work), distcp_properties=DEVSTACK_S3A_PROPERTIES,
+            distcp_env={"HADOOP_USER_NAME": stack.user}, progress_interval=10.0,
+        ).execute({})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _requests(stack) -> tuple[int, dict[str, int]]:
@@ -259,6 +305,51 @@ def bench_planning(listed: int) -> None:
           f"+{result['peak_mib'] - result['baseline_mib']:.0f} MiB for the whole listing)")
 
 
+def bench_server(stack, server: str, args) -> dict[str, float]:
+    """Every contender on one HDFS server; the ratios of ours to each."""
+    files, nbytes = make_dataset(stack, "bench", args.small, args.medium, args.large)
+    print(f"\n-- [{server}] migrate {files:,} files, {nbytes / MiB:.0f} MiB ({args.small} small, {args.medium} "
+          f"medium, {args.large} large) from HDFS to S3 (loopback) --", flush=True)
+    rows: list = []
+    if not args.skip_alternatives:
+        run(stack, "hdfs download (8 threads) + boto3 upload_file loop",
+            lambda: hdfs_then_boto3(stack, "bench", "alt-loop", 1), files, nbytes, rows)
+        check_copies(stack, "alt-loop", files, nbytes)
+        run(stack, "hdfs download (8 threads) + boto3 upload_file x8 threads",
+            lambda: hdfs_then_boto3(stack, "bench", "alt-threads", 8), files, nbytes, rows)
+        check_copies(stack, "alt-threads", files, nbytes)
+        run(stack, "FileTransferOperator per file (hybrid:// ends)",
+            lambda: file_transfer_operator(stack, "bench", "alt-fto"), files, nbytes, rows)
+        check_copies(stack, "alt-fto", files, nbytes)
+    summary = run(stack, "UfsMigrateOperator (plan, copy, verify, remove)", lambda: ufs_migrate("bench"),
+                  files, nbytes, rows)
+    assert summary["moved"] == files and summary["failed"] == 0, summary
+    check_copies(stack, "tpcds/bench", files, nbytes)
+    if server == "hadoop":
+        make_dataset(stack, "bench-distcp", args.small, args.medium, args.large)
+        result = run(stack, "UfsMigrateOperator engine=distcp (DistCp, verify, remove)",
+                     lambda: ufs_migrate_distcp(stack, "bench-distcp"), files, nbytes, rows)
+        assert result["moved"] == files and result["failed"] == 0, result
+        check_copies(stack, "tpcds/bench-distcp", files, nbytes)
+
+    print(f"\n   {'contender':58} {'wall':>7} {'files/s':>8} {'throughput':>14} {'+RSS':>8} {'req/file':>8}")
+    for name, elapsed, rate, throughput, rss, per_file in rows:
+        print(f"   {name:58} {elapsed:6.1f}s {rate:8.0f} {throughput:>14} {rss:5.0f}MiB {per_file:8.1f}")
+    print("   (+RSS: peak resident memory above the process's at the start; req/file: HTTP requests the devstack's "
+          "servers served per file: WebHDFS and S3 on the devstack, S3 only on Apache Hadoop)")
+    print(f"   (UfsMigrateOperator's own copy phase: {summary['throughput'] / MiB:.1f} MiB/s over "
+          f"{summary['elapsed']:.1f}s; it also verified every copy and removed every source)")
+    rates = {name: rate for name, _, rate, *_ in rows}
+    ours = rates["UfsMigrateOperator (plan, copy, verify, remove)"]
+    ratios = {}
+    if not args.skip_alternatives:
+        ratios["raw"] = ours / rates["hdfs download (8 threads) + boto3 upload_file x8 threads"]
+        ratios["fto"] = ours / rates["FileTransferOperator per file (hybrid:// ends)"]
+    if server == "hadoop":
+        ratios["distcp"] = ours / rates["UfsMigrateOperator engine=distcp (DistCp, verify, remove)"]
+    return ratios
+
+
 def main() -> None:
     scale = float(os.environ.get("BENCH_SCALE", "1"))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -267,6 +358,7 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=max(1, int(3 * scale)), help="files of 24 MiB")
     parser.add_argument("--listed", type=int, default=int(1_000_000 * scale), help="files listed for planning")
     parser.add_argument("--skip-alternatives", action="store_true", help="only time UfsMigrateOperator")
+    parser.add_argument("--servers", default="devstack,hadoop", help="HDFS servers, one after the other")
     args = parser.parse_args()
 
     # Imports happen here, outside every timed region.
@@ -276,33 +368,17 @@ def main() -> None:
 
     from airflow_hybrid.operators.migrate import UfsMigrateOperator  # noqa: F401
 
-    with devstack() as stack:
-        files, nbytes = make_dataset(stack.hdfs_dir / "tmp" / "tpcds", "bench", args.small, args.medium, args.large)
-        print(f"-- migrate {files:,} files, {nbytes / MiB:.0f} MiB ({args.small} small, {args.medium} medium, "
-              f"{args.large} large) from WebHDFS to S3 (devstack, loopback) --", flush=True)
-        rows: list = []
-        if not args.skip_alternatives:
-            run(stack, "hdfs download (8 threads) + boto3 upload_file loop",
-                lambda: hdfs_then_boto3(stack, "bench", "alt-loop", 1), files, nbytes, rows)
-            check_copies(stack, "alt-loop", files, nbytes)
-            run(stack, "hdfs download (8 threads) + boto3 upload_file x8 threads",
-                lambda: hdfs_then_boto3(stack, "bench", "alt-threads", 8), files, nbytes, rows)
-            check_copies(stack, "alt-threads", files, nbytes)
-            run(stack, "FileTransferOperator per file (hybrid:// ends)",
-                lambda: file_transfer_operator(stack, "bench", "alt-fto"), files, nbytes, rows)
-            check_copies(stack, "alt-fto", files, nbytes)
-        summary = run(stack, "UfsMigrateOperator (plan, copy, verify, remove)", lambda: ufs_migrate("bench"),
-                      files, nbytes, rows)
-        assert summary["moved"] == files and summary["failed"] == 0, summary
-        check_copies(stack, "tpcds/bench", files, nbytes)
-
-        print(f"\n   {'contender':58} {'wall':>7} {'files/s':>8} {'throughput':>14} {'+RSS':>8} {'req/file':>8}")
-        for name, elapsed, rate, throughput, rss, per_file in rows:
-            print(f"   {name:58} {elapsed:6.1f}s {rate:8.0f} {throughput:>14} {rss:5.0f}MiB {per_file:8.1f}")
-        print("   (+RSS: peak resident memory above the process's at the start; req/file: HTTP requests the "
-              "WebHDFS and S3 servers served, per file)")
-        print(f"   (UfsMigrateOperator's own copy phase: {summary['throughput'] / MiB:.1f} MiB/s over "
-              f"{summary['elapsed']:.1f}s; it also verified every copy and removed every source)")
+    figures: dict[str, dict[str, float]] = {}
+    for server in args.servers.split(","):
+        with devstack(hdfs=server) as stack:
+            figures[server] = bench_server(stack, server, args)
+    if {"devstack", "hadoop"} <= figures.keys():
+        print("\n-- side by side (files/s ratios, higher is better for the first) --")
+        for key, label in (("raw", "UfsMigrateOperator / hdfs download + boto3 x8"),
+                           ("fto", "UfsMigrateOperator / FileTransferOperator"),
+                           ("distcp", "UfsMigrateOperator / engine=distcp")):
+            cells = [f"{server} {values[key]:.2f}x" for server, values in figures.items() if key in values]
+            print(f"   {label:48} {'   '.join(cells)}")
     bench_planning(args.listed)
     print(f"\n   bench process peak RSS {peak_rss_mib():.0f} MiB")
 
