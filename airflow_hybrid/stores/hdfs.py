@@ -21,11 +21,13 @@ import logging
 import os
 import posixpath
 import random
+import re
 import struct
 import threading
 import time
 import urllib.request
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,8 +46,25 @@ log = logging.getLogger(__name__)
 HDFS_TMP_PREFIX = ".hybrid-tmp-"
 DEFAULT_BLOCK_SIZE = 128 * 1024 * 1024
 BYTES_PER_CRC = 512
+#: HDFS's limit on one path component (``dfs.namenode.fs-limits.max-component-length``), in UTF-8 bytes.
+MAX_NAME_BYTES = 255
+#: Sent on every request: clusters with ``dfs.webhdfs.rest-csrf.enabled`` refuse writes without it.
+CSRF_HEADER = "X-XSRF-HEADER"
+_CRC_FUNCTIONS = {"CRC32C": google_crc32c.value, "CRC32": zlib.crc32}
+#: ``FsServerDefaults.checksumType`` (Hadoop's ``DataChecksum.Type`` ids).
+_CHECKSUM_TYPES = {1: "CRC32", 2: "CRC32C"}
+_MD5_OF_CRC = re.compile(r"MD5-of-(\d+)MD5-of-(\d+)(CRC32C?)")
 
 _RETRIABLE_REMOTE = {"RetriableException", "StandbyException", "SafeModeException"}
+#: Data-node answers to ``CREATE`` given before the file exists (nothing to remove after them).
+_CREATE_REFUSALS = _RETRIABLE_REMOTE | {
+    "AccessControlException",
+    "FileAlreadyExistsException",
+    "ParentNotDirectoryException",
+    "NSQuotaExceededException",
+    "PathComponentTooLongException",
+    "InvalidPathException",
+}
 _TRANSPORT_ERRORS = (
     requests.ConnectionError,
     requests.Timeout,
@@ -60,25 +79,40 @@ _TRUE = {"true", "1", "yes", "on"}
 
 
 class HdfsFileChecksum:
-    """HDFS's default file checksum (``MD5-of-<n>MD5-of-512CRC32C``) computed over a byte stream.
+    """HDFS's default file checksum (``MD5-of-<n>MD5-of-<bytes>CRC32C``) computed over a byte stream.
 
-    HDFS takes a CRC32C of every 512-byte chunk, an MD5 of each block's CRCs, then an MD5 of the block
-    MD5s as held in Java's growable buffer (zero-padded to 32, 64, 128... bytes). ``<n>`` is the number
-    of CRCs per block for files of more than one block, else 0. The result equals what
-    ``GETFILECHECKSUM`` returns for the same bytes written with the same block size, so a copy can be
-    verified against HDFS without reading it back.
+    HDFS takes a CRC of every ``bytes_per_crc`` chunk (``dfs.bytes-per-checksum``, CRC32C or CRC32 by
+    ``dfs.checksum.type``), an MD5 of each block's CRCs, then an MD5 of the block MD5s as held in Java's
+    growable buffer (zero-padded to 32, 64, 128... bytes). ``<n>`` is the number of CRCs per block for files
+    of more than one block, else 0. The result equals what ``GETFILECHECKSUM`` returns for the same bytes
+    written with the same block size (the file's own ``blockSize``) and bytes per CRC, so a copy can be
+    verified against HDFS without reading it back. Memory stays constant whatever the length.
     """
 
-    def __init__(self, block_size: int = DEFAULT_BLOCK_SIZE, bytes_per_crc: int = BYTES_PER_CRC) -> None:
-        if block_size <= 0 or block_size % bytes_per_crc:
+    def __init__(
+        self, block_size: int = DEFAULT_BLOCK_SIZE, bytes_per_crc: int = BYTES_PER_CRC, crc: str = "CRC32C"
+    ) -> None:
+        if bytes_per_crc <= 0 or block_size <= 0 or block_size % bytes_per_crc:
             raise ValueError(f"block size {block_size} must be a positive multiple of {bytes_per_crc}")
+        if crc not in _CRC_FUNCTIONS:
+            raise ValueError(
+                f"unsupported HDFS checksum type {crc!r} (expected one of {sorted(_CRC_FUNCTIONS)})"
+            )
         self.block_size = block_size
         self.bytes_per_crc = bytes_per_crc
+        self.crc = crc
         self.length = 0
+        self._crc = _CRC_FUNCTIONS[crc]
         self._pending = b""  # bytes of an incomplete chunk
         self._block_crcs = hashlib.md5()  # noqa: S324 - HDFS's algorithm, not a security use
         self._block_filled = 0
-        self._block_md5s: list[bytes] = []
+        self._file_md5 = hashlib.md5()  # noqa: S324 - MD5 of the block MD5s, fed as blocks complete
+        self._blocks = 0
+
+    @property
+    def params(self) -> tuple[int, int, str]:
+        """``(block_size, bytes_per_crc, crc)``: what the result depends on besides the bytes."""
+        return self.block_size, self.bytes_per_crc, self.crc
 
     def update(self, data: bytes) -> None:
         if not data:
@@ -86,7 +120,7 @@ class HdfsFileChecksum:
         self.length += len(data)
         data = self._pending + bytes(data) if self._pending else bytes(data)
         step = self.bytes_per_crc
-        crc = google_crc32c.value
+        crc = self._crc
         pos, end = 0, len(data) - len(data) % step
         while pos < end:
             take = min(end - pos, self.block_size - self._block_filled)
@@ -95,40 +129,54 @@ class HdfsFileChecksum:
             self._block_filled += take
             pos += take
             if self._block_filled == self.block_size:
-                self._close_block()
+                self._file_md5.update(self._block_crcs.digest())
+                self._blocks += 1
+                self._block_crcs = hashlib.md5()  # noqa: S324
+                self._block_filled = 0
         self._pending = data[end:]
-
-    def _close_block(self) -> None:
-        self._block_md5s.append(self._block_crcs.digest())
-        self._block_crcs = hashlib.md5()  # noqa: S324
-        self._block_filled = 0
 
     def result(self) -> Checksum:
         """The checksum as ``GETFILECHECKSUM`` reports it: algorithm name and the hex of its bytes."""
-        md5s = list(self._block_md5s)
+        file_md5, blocks = self._file_md5.copy(), self._blocks
         if self._pending or self._block_filled:
             crcs = self._block_crcs.copy()
             if self._pending:
-                crcs.update(struct.pack(">I", google_crc32c.value(self._pending)))
-            md5s.append(crcs.digest())
-        if not md5s:  # an empty file has no block; HDFS answers a fixed "magic" value
+                crcs.update(struct.pack(">I", self._crc(self._pending)))
+            file_md5.update(crcs.digest())
+            blocks += 1
+        if not blocks:  # an empty file has no block; HDFS answers a fixed "magic" value
             digest = hashlib.md5(bytes(32)).digest()  # noqa: S324
             return Checksum("MD5-of-0MD5-of-0CRC32", (struct.pack(">iq", 0, 0) + digest).hex())
-        buffer = b"".join(md5s)
-        capacity = 32
-        while capacity < len(buffer):
+        capacity = 32  # Java's DataOutputBuffer: the whole backing array is hashed, padding included
+        while capacity < 16 * blocks:
             capacity *= 2
-        digest = hashlib.md5(buffer.ljust(capacity, b"\0")).digest()  # noqa: S324
-        crc_per_block = self.block_size // self.bytes_per_crc if len(md5s) > 1 else 0
-        algorithm = f"MD5-of-{crc_per_block}MD5-of-{self.bytes_per_crc}CRC32C"
-        return Checksum(algorithm, (struct.pack(">iq", self.bytes_per_crc, crc_per_block) + digest).hex())
+        file_md5.update(bytes(capacity - 16 * blocks))
+        crc_per_block = self.block_size // self.bytes_per_crc if blocks > 1 else 0
+        algorithm = f"MD5-of-{crc_per_block}MD5-of-{self.bytes_per_crc}{self.crc}"
+        value = struct.pack(">iq", self.bytes_per_crc, crc_per_block) + file_md5.digest()
+        return Checksum(algorithm, value.hex())
 
     @classmethod
-    def of_stream(cls, stream: BinaryIO, block_size: int = DEFAULT_BLOCK_SIZE) -> Checksum:
-        summer = cls(block_size)
+    def of_stream(
+        cls,
+        stream: BinaryIO,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        bytes_per_crc: int = BYTES_PER_CRC,
+        crc: str = "CRC32C",
+    ) -> Checksum:
+        summer = cls(block_size, bytes_per_crc, crc)
         while chunk := stream.read(CHUNK_SIZE):
             summer.update(chunk)
         return summer.result()
+
+    @staticmethod
+    def params_of(checksum: Checksum) -> tuple[int, str] | None:
+        """``(bytes_per_crc, crc)`` of a ``GETFILECHECKSUM`` answer of this kind; ``None`` for another kind
+        (e.g. ``COMPOSITE-CRC32C``) or an empty file (whose checksum does not depend on them)."""
+        match = _MD5_OF_CRC.fullmatch(checksum.algorithm)
+        if not match or match.group(2) == "0":
+            return None
+        return int(match.group(2)), match.group(3)
 
 
 class WebHdfsRemoteError(StoreError):
@@ -186,6 +234,30 @@ def _describe(error: BaseException | None) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def _temp_name(name: str) -> str:
+    """``.hybrid-tmp-<uuid>-<name>``, cut to HDFS's 255-byte name limit without splitting a character."""
+    raw = f"{HDFS_TMP_PREFIX}{uuid.uuid4().hex}-{name}".encode()
+    return raw[:MAX_NAME_BYTES].decode("utf-8", "ignore")
+
+
+def _rewind_point(stream: Any) -> int | None:
+    """The position ``stream`` can be rewound to for another attempt; ``None`` if it cannot seek."""
+    try:
+        return stream.tell() if stream.seekable() else None
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+class _DataNodeFailure(Exception):
+    """The data-node step of ``CREATE`` failed with ``error`` (internal to :meth:`HdfsStore.write`)."""
+
+    def __init__(self, error: Exception, *, retriable: bool, maybe_created: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retriable = retriable
+        self.maybe_created = maybe_created
+
+
 class _WebHdfsReader(io.RawIOBase):
     """Streamed, ranged read of one file; reopens at the current offset after a dropped connection."""
 
@@ -202,6 +274,8 @@ class _WebHdfsReader(io.RawIOBase):
         self._response: requests.Response | None = None
         self._left: int | None = None
         self._resumes = 0
+        if length == 0:
+            self._check_file()  # nothing to read, but the file must exist, as for open()
         self._open()
 
     def _open(self) -> None:
@@ -209,11 +283,25 @@ class _WebHdfsReader(io.RawIOBase):
             self._response, self._left = None, 0
             return
         length = None if self._end is None else self._end - self._pos
-        self._response = self._store._call(
-            "GET", self._rel, "OPEN", params={"offset": self._pos or None, "length": length}, stream=True
-        )
+        try:
+            self._response = self._store._call(
+                "GET", self._rel, "OPEN", params={"offset": self._pos or None, "length": length}, stream=True
+            )
+        except WebHdfsRemoteError as error:
+            # Hadoop refuses OPEN at or past the end of a file (403 IOException "Offset=... out of the
+            # range"; EOFException "Cannot seek after EOF" for an empty one); a Python file reads b"".
+            if error.exception not in ("IOException", "EOFException") or self._pos < self._check_file().size:
+                raise
+            self._response, self._left = None, 0
+            return
         size = self._response.headers.get("Content-Length")
         self._left = int(size) if size is not None else None
+
+    def _check_file(self) -> FileInfo:
+        info = self._store.info(self._rel)
+        if info.is_dir:
+            raise IsADirectoryError(f"{self._store.uri(self._rel)} is a directory")
+        return info
 
     def _resume(self, error: BaseException) -> None:
         self._resumes += 1
@@ -280,8 +368,8 @@ class _WebHdfsReader(io.RawIOBase):
         if whence == io.SEEK_CUR:
             offset += self._pos
         elif whence == io.SEEK_END:
-            end = self._end if self._end is not None else self._store.info(self._rel).size
-            offset += end
+            size = self._check_file().size
+            offset += size if self._end is None else min(size, self._end)
         if offset < 0:
             raise ValueError(f"negative seek position {offset}")
         if offset != self._pos:
@@ -343,6 +431,7 @@ class HdfsStore(Store):
         self._client = client
         self._urls: deque[str] = deque()
         self._batch_listing = True
+        self._layout: tuple[int, int, str] | None = None  # block size, bytes per CRC, CRC of new files
         self._lock = threading.Lock()
 
     # -- connection ---------------------------------------------------------------------------------
@@ -441,6 +530,7 @@ class HdfsStore(Store):
         return None
 
     def _tune_session(self, session: requests.Session) -> None:
+        session.headers.setdefault(CSRF_HEADER, "airflow-hybrid")  # any value will do
         # Connections kept per host (namenode, each data node): more than the threads that share this store.
         adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=64, max_retries=0)
         session.mount("http://", adapter)
@@ -623,7 +713,9 @@ class HdfsStore(Store):
     def _list_page(self, rel: str, start_after: str | None) -> tuple[list[dict], int] | None:
         """One ``LISTSTATUS_BATCH`` page: statuses and remaining entries; ``None`` if unsupported."""
         try:
-            response = self._call("GET", rel, "LISTSTATUS_BATCH", params={"startAfter": start_after})
+            response = self._call(
+                "GET", rel, "LISTSTATUS_BATCH", params={"startafter": start_after}
+            )  # Hadoop ignores "startAfter"
         except WebHdfsRemoteError as error:
             unsupported = error.exception in ("IllegalArgumentException", "UnsupportedOperationException")
             if start_after is None and error.status == 400 and unsupported:
@@ -649,20 +741,82 @@ class HdfsStore(Store):
 
     def checksum(self, path: str) -> Checksum:
         """HDFS's file checksum (e.g. ``MD5-of-0MD5-of-512CRC32C``); compare with :class:`HdfsFileChecksum`."""
-        result = self._call("GET", normalize_path(path), "GETFILECHECKSUM").json()["FileChecksum"]
-        return Checksum(result["algorithm"], result["bytes"])
+        return self._file_checksum(normalize_path(path))
+
+    def _file_checksum(self, rel: str, hdfs_path: str | None = None) -> Checksum:
+        result = self._call("GET", rel, "GETFILECHECKSUM", hdfs_path=hdfs_path).json()["FileChecksum"]
+        value, length = result["bytes"], result.get("length")
+        if isinstance(length, int) and 0 <= 2 * length < len(value):
+            value = value[: 2 * length]  # Hadoop hexes the serialization buffer, trailing padding included
+        return Checksum(result["algorithm"], value)
 
     # -- data ---------------------------------------------------------------------------------------
     def open_read(self, path: str, offset: int = 0, length: int | None = None) -> BinaryIO:
         return _WebHdfsReader(self, normalize_path(path), offset, length)  # type: ignore[return-value]
 
     def write(self, path: str, stream: BinaryIO, size_hint: int | None = None) -> FileInfo:
+        """Stream ``stream`` to a hidden temporary name beside ``path`` (two-step ``CREATE``), check it with
+        ``GETFILECHECKSUM`` when ``verify_checksum`` is on, then rename it over ``path``.
+
+        The data node is where Hadoop refuses a file: its errors map to :class:`PermissionError`,
+        :class:`FileExistsError`, :class:`NotADirectoryError`, or :class:`StoreError` (quotas...). A
+        retriable failure (safe mode, ``RetriableException``, a dropped connection) repeats the whole write,
+        up to ``max_attempts`` times, when ``stream`` can be rewound; otherwise it is a :class:`StoreError`.
+        """
         rel = normalize_path(path)
         if not rel:
             raise IsADirectoryError(f"{self.uri(rel)} is the store root, not a file")
         target = self._abs(rel)
         parent, name = posixpath.split(target)
-        temp = posixpath.join(parent, f"{HDFS_TMP_PREFIX}{uuid.uuid4().hex}-{name}"[:255])
+        start = _rewind_point(stream)
+        attempt = 0
+        while True:
+            attempt += 1
+            temp = posixpath.join(parent, _temp_name(name))
+            try:
+                summer = self._upload(rel, temp, stream)
+            except _DataNodeFailure as failure:
+                if failure.maybe_created:
+                    self._discard(temp)
+                if not failure.retriable:
+                    raise failure.error from failure.error.__cause__
+                if start is None or attempt >= self.max_attempts:
+                    why = (
+                        f"after {attempt} attempts"
+                        if start is not None
+                        else "not retried: the source stream cannot be rewound"
+                    )
+                    raise StoreError(
+                        f"{self.uri(rel)}: WebHDFS CREATE {temp} failed at the data node ({why}); "
+                        f"last error: {_describe(failure.error)}"
+                    ) from failure.error
+                log.warning(
+                    "WebHDFS CREATE %s failed at the data node (%s); retry %d of %d",
+                    temp,
+                    _describe(failure.error),
+                    attempt,
+                    self.max_attempts - 1,
+                )
+                self._backoff(attempt)
+                stream.seek(start)
+                continue
+            except BaseException:
+                self._discard(temp)
+                raise
+            try:
+                if summer is not None:
+                    self._verify_written(rel, temp, summer, stream, start)
+                self._rename_over(temp, target, rel)
+            except BaseException:
+                self._discard(temp)
+                raise
+            return self.info(rel)
+
+    def _upload(self, rel: str, temp: str, stream: BinaryIO) -> HdfsFileChecksum | None:
+        """Both steps of ``CREATE`` for ``temp``; the checksum of what was sent, when verifying.
+
+        :raises _DataNodeFailure: the data node refused the file or the connection to it failed.
+        """
         opts = self.options
         redirect = self._call(
             "PUT",
@@ -685,43 +839,136 @@ class HdfsStore(Store):
             raise StoreError(
                 f"{self.uri(rel)}: WebHDFS CREATE answered {redirect.status_code} without a data-node location"
             )
-        summer = (
-            HdfsFileChecksum(int(opts.get("blocksize") or DEFAULT_BLOCK_SIZE))
-            if self.verify_checksum
-            else None
-        )
+        summer = HdfsFileChecksum(*self._file_layout()) if self.verify_checksum else None
+        source_errors: list[Exception] = []
 
         def body() -> Iterator[bytes]:
-            while chunk := stream.read(self.chunk_size):
+            while True:
+                try:
+                    chunk = stream.read(self.chunk_size)
+                except Exception as error:  # noqa: BLE001 - re-raised by _upload
+                    # End the body instead of dropping the connection: a Hadoop data node goes on to create
+                    # the file regardless, maybe after a DELETE of it; once it has answered, the DELETE works.
+                    source_errors.append(error)
+                    return
+                if not chunk:
+                    return
                 if summer is not None:
                     summer.update(chunk)
                 yield chunk
 
         try:
-            try:
-                response = self.session.put(
-                    location,
-                    data=body(),
-                    headers={"Content-Type": "application/octet-stream"},
-                    timeout=self.timeout,
-                    verify=self.session.verify,
-                )
-            except _TRANSPORT_ERRORS as error:
-                raise StoreError(f"{self.uri(rel)}: upload to the data node failed: {error}") from error
-            if response.status_code >= 400:
-                raise self._builtin_error(self._remote_error(response, rel, "CREATE", temp))
-            response.close()
-            if summer is not None:
-                self._verify_written(rel, temp, summer.result())
-            self._rename_over(temp, target, rel)
-        except BaseException:
-            self._discard(temp)
-            raise
-        return self.info(rel)
+            response = self._datanode_put(location, body())
+        except _TRANSPORT_ERRORS as error:
+            if source_errors:  # the source failed, not the data node
+                raise source_errors[0] from None
+            # A data node that refuses a file answers and closes the connection, maybe while the body is
+            # still being sent; urllib3 reads that answer after a broken pipe, but a reset can lose it.
+            refusal = self._probe_create(location, rel, temp)
+            if refusal is None:
+                raise _DataNodeFailure(
+                    StoreError(f"{self.uri(rel)}: upload of {temp} to the data node failed: {error}"),
+                    retriable=True,
+                    maybe_created=True,
+                ) from error
+            remote = refusal
+        else:
+            if source_errors:  # the data node stored what was read before the source failed: not a file
+                response.close()
+                raise source_errors[0]
+            if response.status_code < 400:
+                response.close()
+                return summer
+            remote = self._remote_error(response, rel, "CREATE", temp)
+        retriable = remote.exception in _RETRIABLE_REMOTE
+        raise _DataNodeFailure(
+            remote if retriable else self._builtin_error(remote),
+            retriable=retriable,
+            maybe_created=remote.exception not in _CREATE_REFUSALS,
+        )
 
-    def _verify_written(self, rel: str, temp: str, expected: Checksum) -> None:
-        result = self._call("GET", rel, "GETFILECHECKSUM", hdfs_path=temp).json()["FileChecksum"]
-        actual = Checksum(result["algorithm"], result["bytes"])
+    def _datanode_put(self, location: str, data: Any) -> requests.Response:
+        return self.session.put(
+            location,
+            data=data,
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=self.timeout,
+            verify=self.session.verify,
+        )
+
+    def _probe_create(self, location: str, rel: str, temp: str) -> WebHdfsRemoteError | None:
+        """After a failed upload, the data node's answer to the same ``CREATE`` without a body: it repeats a
+        refusal (permission, parent, safe mode, quota). ``None`` if it accepts or cannot be reached, or
+        finds the file there (the failed upload had created it: the connection failed, not the create)."""
+        try:
+            response = self._datanode_put(location, b"")
+        except _TRANSPORT_ERRORS:
+            return None
+        if response.status_code < 400:
+            response.close()
+            return None
+        error = self._remote_error(response, rel, "CREATE", temp)
+        if error.exception in ("FileAlreadyExistsException", "AlreadyBeingCreatedException"):
+            return None
+        return error
+
+    def _file_layout(self) -> tuple[int, int, str]:
+        """Block size, bytes per CRC and CRC type that new files get, for :class:`HdfsFileChecksum`: the
+        ``blocksize`` option, else the namenode's ``GETSERVERDEFAULTS``, else HDFS's defaults (128 MiB, 512,
+        CRC32C); corrected by what a verified upload found."""
+        if self._layout is None:
+            defaults = self._server_defaults()
+            self._layout = (
+                int(defaults.get("blockSize") or DEFAULT_BLOCK_SIZE),
+                int(defaults.get("bytesPerChecksum") or BYTES_PER_CRC),
+                _CHECKSUM_TYPES.get(defaults.get("checksumType"), "CRC32C"),
+            )
+        block_size, bytes_per_crc, crc = self._layout
+        return int(self.options.get("blocksize") or block_size), bytes_per_crc, crc
+
+    def _server_defaults(self) -> dict:
+        """``GETSERVERDEFAULTS`` (Hadoop 3.x); empty on servers without it."""
+        try:
+            return self._call("GET", "", "GETSERVERDEFAULTS", hdfs_path="/").json()["FsServerDefaults"]
+        except (WebHdfsRemoteError, ValueError, KeyError, TypeError) as error:
+            log.info("%s: no GETSERVERDEFAULTS (%s); assuming HDFS's defaults", self.root_uri, error)
+            return {}
+
+    def _verify_written(
+        self, rel: str, temp: str, summer: HdfsFileChecksum, stream: BinaryIO, start: int | None
+    ) -> None:
+        """HDFS's checksum of ``temp`` against the one of the bytes sent, both for the file's own block size
+        and bytes per CRC (if they are not the ones assumed, the source is read again from ``start``)."""
+        status = self._call("GET", rel, "GETFILESTATUS", hdfs_path=temp).json()["FileStatus"]
+        actual = self._file_checksum(rel, temp)
+        found = HdfsFileChecksum.params_of(actual)
+        if found is None and summer.length:
+            raise StoreError(
+                f"{self.uri(rel)}: cannot verify the upload: HDFS answered a {actual.algorithm} checksum, "
+                "not MD5-of-MD5-of-CRC (dfs.checksum.combine.mode=MD5MD5CRC)"
+            )
+        layout = (int(status.get("blockSize") or summer.block_size), *(found or summer.params[1:]))
+        if layout != summer.params:
+            self._layout = layout if not self.options.get("blocksize") else (self._layout[0], *layout[1:])
+            if start is None:
+                raise StoreError(
+                    f"{self.uri(rel)}: cannot verify the upload: HDFS stored it in {layout[0]}-byte blocks "
+                    f"with a {layout[2]} per {layout[1]} bytes, not the {summer.block_size}-byte blocks and "
+                    f"{summer.crc} per {summer.bytes_per_crc} bytes assumed, and the source cannot be re-read"
+                )
+            log.info(
+                "%s: HDFS stored %s as %s (not %s); re-reading the source",
+                self.root_uri,
+                temp,
+                layout,
+                summer.params,
+            )
+            length, summer = summer.length, HdfsFileChecksum(*layout)
+            stream.seek(start)
+            while length and (chunk := stream.read(min(self.chunk_size, length))):
+                summer.update(chunk)
+                length -= len(chunk)
+        expected = summer.result()
         if actual != expected:
             raise StoreError(
                 f"{self.uri(rel)}: checksum mismatch after upload: sent {expected.algorithm}:{expected.value}, "
@@ -731,8 +978,8 @@ class HdfsStore(Store):
     def _discard(self, temp: str) -> None:
         try:
             self._call("DELETE", "", "DELETE", hdfs_path=temp, params={"recursive": "false"})
-        except Exception:  # noqa: BLE001 - best effort; the original error matters more
-            log.warning("could not remove temporary file %s", temp, exc_info=True)
+        except Exception as error:  # noqa: BLE001 - best effort; the original error matters more
+            log.warning("could not remove temporary file %s: %s", temp, error)
 
     def _rename_over(self, source: str, target: str, rel: str) -> None:
         """``RENAME`` with ``OVERWRITE`` (atomic ``rename2``); plain rename + delete when unsupported."""
