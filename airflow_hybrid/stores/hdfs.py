@@ -706,6 +706,13 @@ class HdfsStore(Store):
                 if upcoming is None:
                     return
                 page = upcoming.result()
+                if page[0] and page[0][0]["pathSuffix"] <= statuses[-1]["pathSuffix"]:
+                    # Names come in order; a page that does not start after the last one would repeat forever
+                    # (a server that ignores the ``startafter`` parameter answers the first page again).
+                    raise StoreError(
+                        f"{self.uri(rel)}: LISTSTATUS_BATCH did not advance: the page after "
+                        f"{statuses[-1]['pathSuffix']!r} starts at {page[0][0]['pathSuffix']!r}"
+                    )
         finally:
             if prefetcher is not None:
                 prefetcher.shutdown(wait=False, cancel_futures=True)

@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from airflow_hybrid.stores.base import StoreError
 from airflow_hybrid.stores.hdfs import HdfsStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
@@ -32,3 +33,14 @@ def test_listing_more_than_a_page_yields_every_entry_once_in_order(airflow_conne
         if hdfs_server.kind == "devstack":
             hdfs_server.configure(list_page_size=1000)
         store.close()
+
+
+def test_a_page_that_does_not_advance_is_an_error_not_an_endless_listing(airflow_connections, monkeypatch):
+    """A server that ignores ``startafter`` answers the first page again: the store stops with an error."""
+    store = HdfsStore(f"hdfs:///tmp/listing-{uuid.uuid4().hex[:8]}")
+    first = ([{"pathSuffix": "a", "type": "FILE"}, {"pathSuffix": "b", "type": "FILE"}], 2)
+    monkeypatch.setattr(store, "_list_page", lambda rel, start_after: first)
+    listed = []
+    with pytest.raises(StoreError, match="did not advance"):
+        listed.extend(info.path for info in store.list("d"))
+    assert listed == ["d/a", "d/b"]
