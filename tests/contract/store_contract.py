@@ -114,8 +114,6 @@ class StoreContract:
     supports_checksum: ClassVar[bool] = True
     #: ``write(..., if_absent=True)``: an exclusive create that never replaces an existing file.
     supports_if_absent: ClassVar[bool] = False
-    #: ``rename`` of files and directories.
-    supports_rename: ClassVar[bool] = True
     #: A directory emptied by a delete disappears from its parent's listing at once. ``False`` for SeaweedFS,
     #: whose filer keeps the emptied folder (its empty-folder cleaner runs asynchronously, if at all) and whose delimited
     #: ``ListObjectsV2`` reports it as a common prefix meanwhile, while ``info`` finds nothing there.
@@ -371,24 +369,18 @@ class StoreContract:
             assert store.info("m/n").is_dir
 
     def test_rename_a_file(self, store: Store):
-        if not self.supports_rename:
-            pytest.skip(f"{type(self).__name__} declares supports_rename = False")
         put(store, "source", b"moving")
         store.rename("source", "moved/to/target")
         assert not store.exists("source")
         assert read(store, "moved/to/target") == b"moving"
 
     def test_rename_replaces_an_existing_target(self, store: Store):
-        if not self.supports_rename:
-            pytest.skip(f"{type(self).__name__} declares supports_rename = False")
         put(store, "a", b"from a")
         put(store, "b", b"old b")
         store.rename("a", "b")
         assert not store.exists("a") and read(store, "b") == b"from a"
 
     def test_rename_a_directory(self, store: Store):
-        if not self.supports_rename:
-            pytest.skip(f"{type(self).__name__} declares supports_rename = False")
         for path in ("old/one", "old/sub/two"):
             put(store, path, path.encode())
         store.rename("old", "new")
@@ -397,8 +389,6 @@ class StoreContract:
         assert read(store, "new/sub/two") == b"old/sub/two"
 
     def test_rename_of_a_missing_source_raises_file_not_found(self, store: Store):
-        if not self.supports_rename:
-            pytest.skip(f"{type(self).__name__} declares supports_rename = False")
         put(store, "present", b"x")
         with pytest.raises(FileNotFoundError):
             store.rename("absent", "elsewhere")
@@ -461,10 +451,9 @@ class StoreContract:
         assert path in names(store.list(parent))
         assert path in names(store.walk_files(""))
         assert read(store, path) == data
-        if self.supports_rename:
-            store.rename(path, f"{path} renamed")
-            assert read(store, f"{path} renamed") == data and not store.exists(path)
-            path = f"{path} renamed"
+        store.rename(path, f"{path} renamed")
+        assert read(store, f"{path} renamed") == data and not store.exists(path)
+        path = f"{path} renamed"
         assert store.delete(path) is True and not store.exists(path)
 
     def test_unicode_names(self, store: Store):
