@@ -109,9 +109,9 @@ def migration_dag(entry: PolicyEntry, *, start_date: datetime = DEFAULT_START,
             **store,
             **optional,
         )
-        emr_kwargs: dict[str, Any] = {}
+        engine_kwargs: dict[str, Any] = {}
         if entry.engine == "emr":
-            emr_kwargs = {
+            engine_kwargs = {
                 "emr_job_flow_id": emr["job_flow_id"],
                 "emr_aws_conn_id": emr.get("aws_conn_id", "aws_default"),
                 "emr_manifest_prefix": emr.get("manifest_prefix"),
@@ -119,6 +119,8 @@ def migration_dag(entry: PolicyEntry, *, start_date: datetime = DEFAULT_START,
                 "deferrable": entry.deferrable,
                 **{k: emr[k] for k in ("waiter_delay", "waiter_max_attempts") if k in emr},
             }
+        elif entry.engine == "distcp":
+            engine_kwargs = {f"distcp_{key}": value for key, value in entry.distcp.items()}
         migrate = UfsMigrateOperator.partial(
             task_id="migrate",
             mount_conn_id=entry.mount,
@@ -129,7 +131,7 @@ def migration_dag(entry: PolicyEntry, *, start_date: datetime = DEFAULT_START,
             engine=entry.engine,
             outlets=[hybrid_asset(entry.mount, entry.path)],
             **store,
-            **emr_kwargs,
+            **engine_kwargs,
         ).expand(batch=plan_batches.override(task_id="batches")(plan.output))
         migration_report.override(task_id="report")(
             plan.output, migrate.output, policy_name=entry.name, mount_conn_id=entry.mount

@@ -11,7 +11,8 @@ A YAML file (by default ``hybrid_policies.yaml`` in the DAGs folder, or the path
         schedule: "@daily"                 # cron, preset, or null for manual runs
         min_files: 1                       # the sensor waits for at least this many selected files
         min_bytes: 1GiB                    # ... and this many bytes (a number or a size)
-        engine: local                      # or emr (with an `emr:` section: job_flow_id, aws_conn_id, ...)
+        engine: local                      # or emr (with an `emr:` section: job_flow_id, aws_conn_id, ...),
+                                           # or distcp (optional `distcp:` section: command, args, env, ...)
 
 Loading never stops at the first bad entry: :func:`load_policies_file` returns the valid entries and one
 error string per invalid one, naming the entry and the field. It reads no connection, so it is cheap
@@ -35,7 +36,7 @@ from airflow_hybrid.stores.base import normalize_path
 POLICIES_VARIABLE = "hybrid_policies_file"
 DEFAULT_FILE_NAME = "hybrid_policies.yaml"
 DAG_ID_PREFIX = "hybrid_migrate_"
-ENGINES = ("local", "emr")
+ENGINES = ("local", "emr", "distcp")
 EMR_KEYS = (
     "job_flow_id",
     "aws_conn_id",
@@ -44,6 +45,9 @@ EMR_KEYS = (
     "waiter_delay",
     "waiter_max_attempts",
 )
+#: The ``distcp:`` section: UfsMigrateOperator's ``distcp_<key>`` arguments.
+DISTCP_KEYS = ("command", "args", "env", "properties", "s3_scheme", "s3a_from_connection", "list_prefix",
+               "list_conn_id")
 
 _REQUIRED = ("mount", "path", "policy", "schedule")
 _OPTIONAL = (
@@ -53,6 +57,7 @@ _OPTIONAL = (
     "engine",
     "executor",
     "emr",
+    "distcp",
     "concurrency",
     "deferrable",
     "poke_interval",
@@ -83,6 +88,7 @@ class PolicyEntry:
     min_bytes: int = 0
     engine: str = "local"
     emr: dict[str, Any] = field(default_factory=dict)
+    distcp: dict[str, Any] = field(default_factory=dict)
     concurrency: int = 8
     deferrable: bool = True
     poke_interval: float = 300.0
@@ -115,6 +121,7 @@ class PolicyEntry:
             "min_bytes": self.min_bytes,
             "engine": self.engine,
             "emr": dict(self.emr),
+            "distcp": dict(self.distcp),
             "concurrency": self.concurrency,
             "deferrable": self.deferrable,
             "poke_interval": self.poke_interval,
@@ -245,12 +252,8 @@ def _entry(raw: Any) -> PolicyEntry:
     engine = raw.get(key, "local")
     if engine not in ENGINES:
         raise PolicyEntryError(f"{key}: expected one of {', '.join(ENGINES)}, got {engine!r}")
-    emr = raw.get("emr") or {}
-    if not isinstance(emr, dict):
-        raise PolicyEntryError(f"emr: expected a mapping with {', '.join(EMR_KEYS)}, got {emr!r}")
-    unknown_emr = sorted(set(emr) - set(EMR_KEYS))
-    if unknown_emr:
-        raise PolicyEntryError(f"emr: unknown keys {unknown_emr}; known keys: {', '.join(EMR_KEYS)}")
+    emr = _section(raw, "emr", EMR_KEYS)
+    distcp = _section(raw, "distcp", DISTCP_KEYS)
     if engine == "emr" and not emr.get("job_flow_id"):
         raise PolicyEntryError(f"emr.job_flow_id: required with {key}: emr (the EMR cluster to run S3DistCp on)")
 
@@ -266,7 +269,8 @@ def _entry(raw: Any) -> PolicyEntry:
         min_files=_integer(raw, "min_files", 1, minimum=0),
         min_bytes=_size(raw, "min_bytes", 0),
         engine=engine,
-        emr=dict(emr),
+        emr=emr,
+        distcp=distcp,
         concurrency=_integer(raw, "concurrency", 8, minimum=1),
         deferrable=_boolean(raw, "deferrable", True),
         poke_interval=_number(raw, "poke_interval", 300.0),
@@ -311,6 +315,17 @@ def _optional_text(raw: dict, key: str) -> str | None:
     if not isinstance(value, str):
         raise PolicyEntryError(f"{key}: expected a string, got {value!r}")
     return value
+
+
+def _section(raw: dict, key: str, known: tuple[str, ...]) -> dict[str, Any]:
+    """An engine's settings mapping (``emr:``, ``distcp:``), its keys checked."""
+    section = raw.get(key) or {}
+    if not isinstance(section, dict):
+        raise PolicyEntryError(f"{key}: expected a mapping with {', '.join(known)}, got {section!r}")
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise PolicyEntryError(f"{key}: unknown keys {unknown}; known keys: {', '.join(known)}")
+    return dict(section)
 
 
 def _integer(raw: dict, key: str, default: int | None, *, minimum: int) -> int | None:

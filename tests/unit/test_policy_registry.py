@@ -66,7 +66,7 @@ def test_a_plain_list_at_the_top_level_is_accepted():
     [
         ("{mount: lake, path: x, policy: 'P', schedule: '@daily', colour: red}",
          "p.yaml: entry 0: unknown keys ['colour']; known keys: mount, path, policy, schedule, name, min_files, "
-         "min_bytes, engine, executor, emr, concurrency, deferrable, poke_interval, timeout, batch_max_files, "
+         "min_bytes, engine, executor, emr, distcp, concurrency, deferrable, poke_interval, timeout, batch_max_files, "
          "batch_max_bytes, plan_store, plan_store_conn_id, tags, description"),
         ("{mount: lake, policy: 'P'}", "p.yaml: entry 0: missing path, schedule"),
         ("{mount: lake, path: x, policy: 'ufsMigrate(olderThan(1m, UFS[hdfs]:REMOVE, UFS[s3]:STORE)', "
@@ -85,7 +85,7 @@ def test_a_plain_list_at_the_top_level_is_accepted():
         ("{mount: lake, path: x, policy: 'P', schedule: '@daily', min_bytes: lots}",
          "p.yaml: entry 0: min_bytes: 'lots' is not a size such as 1048576, '512MiB' or '1GB'"),
         ("{mount: lake, path: x, policy: 'P', schedule: '@daily', engine: spark}",
-         "p.yaml: entry 0: engine: expected one of local, emr, got 'spark'"),
+         "p.yaml: entry 0: engine: expected one of local, emr, distcp, got 'spark'"),
         ("{mount: lake, path: x, policy: 'P', schedule: '@daily', engine: emr, executor: emr}",
          "p.yaml: entry 0: engine and executor: give one of them (executor is another name for engine)"),
         ("{mount: lake, path: x, policy: 'P', schedule: '@daily', executor: emr}",
@@ -147,3 +147,28 @@ def test_default_path_from_variable_then_dags_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("AIRFLOW_VAR_HYBRID_POLICIES_FILE")
     monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(tmp_path))
     assert default_policies_path() == tmp_path / "hybrid_policies.yaml"
+
+
+def test_a_distcp_entry_passes_its_section_to_the_migrate_operator():
+    from airflow_hybrid.policy.dag_factory import migration_dag
+
+    entries, errors = _load(f"""
+        - name: bulk
+          mount: lake
+          path: /warehouse
+          policy: "{POLICY}"
+          schedule: "@daily"
+          executor: distcp
+          distcp: {{command: [sudo, -u, etl, hadoop, distcp], args: [-m, "50"], properties: {{mapreduce.job.queuename: etl}}}}
+    """)
+    assert errors == [] and entries[0].engine == "distcp"
+    migrate = migration_dag(entries[0]).get_task("migrate")
+    assert migrate.partial_kwargs["engine"] == "distcp"
+    assert migrate.partial_kwargs["distcp_command"] == ["sudo", "-u", "etl", "hadoop", "distcp"]
+    assert migrate.partial_kwargs["distcp_args"] == ["-m", "50"]
+    assert migrate.partial_kwargs["distcp_properties"] == {"mapreduce.job.queuename": "etl"}
+    _, bad = _load(f"""
+        - {{mount: lake, path: x, policy: "{POLICY}", schedule: "@daily", executor: distcp, distcp: {{jobs: 4}}}}
+    """)
+    assert bad == ["p.yaml: entry 0: distcp: unknown keys ['jobs']; known keys: command, args, env, properties, "
+                   "s3_scheme, s3a_from_connection, list_prefix, list_conn_id"]
