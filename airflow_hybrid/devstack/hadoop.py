@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from airflow_hybrid.devstack.ports import free_ports
+from airflow_hybrid.devstack.ports import die_with_parent, free_ports
 from airflow_hybrid.stores.base import StoreError
 
 HADOOP_VERSION = "3.5.0"
@@ -371,6 +371,7 @@ class HadoopHdfs:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # a killed test run or devstack leaves no JVM behind
             )
         finally:
             out.close()

