@@ -15,7 +15,7 @@ import pytest
 
 from airflow_hybrid.devstack.hadoop import HadoopError, HadoopHdfs
 from airflow_hybrid.devstack.stack import StackConnections
-from tests.services import unavailable
+from tests.services import running
 
 HDFS_SERVERS = ("devstack", "hadoop")
 _HADOOP_KEY = pytest.StashKey[HadoopHdfs]()
@@ -42,16 +42,9 @@ class HadoopStack(StackConnections):
 def hadoop_hdfs(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     base = tmp_path_factory.mktemp("hadoop")
     # Small listing pages (dfs.ls.limit, default 1000), so paging is exercised with a few hundred files.
-    hdfs = HadoopHdfs(base, properties={"dfs.ls.limit": 100})
-    try:
-        hdfs.start()
-    except HadoopError as error:
-        unavailable(f"Apache Hadoop could not be started: {error}")
-    request.config.stash[_HADOOP_KEY] = hdfs
-    try:
+    with running(HadoopHdfs(base, properties={"dfs.ls.limit": 100}), "Apache Hadoop", HadoopError) as hdfs:
+        request.config.stash[_HADOOP_KEY] = hdfs
         yield hdfs
-    finally:
-        hdfs.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_hybrid.devstack.seaweedfs import SeaweedError, SeaweedS3
-from tests.services import unavailable
+from tests.services import running
 
 SEAWEED_BUCKET = "hybrid-seaweed"
 _SEAWEED_KEY = pytest.StashKey[SeaweedS3]()
@@ -20,15 +20,9 @@ _SEAWEED_KEY = pytest.StashKey[SeaweedS3]()
 @pytest.fixture(scope="session")
 def seaweed_s3(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     seaweed = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"), buckets=(SEAWEED_BUCKET,))
-    try:
-        seaweed.start()
-    except SeaweedError as error:
-        unavailable(f"SeaweedFS could not be started: {error}")
-    request.config.stash[_SEAWEED_KEY] = seaweed
-    try:
+    with running(seaweed, "SeaweedFS", SeaweedError):
+        request.config.stash[_SEAWEED_KEY] = seaweed
         yield seaweed
-    finally:
-        seaweed.stop()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -7,8 +7,10 @@ skipping what it could not reach); on a developer's machine it is a skip that sa
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import NoReturn
+from collections.abc import Iterator
+from typing import NoReturn, Protocol, TypeVar
 
 import pytest
 
@@ -23,6 +25,28 @@ def unavailable(what: str) -> NoReturn:
     if IN_CI:
         pytest.fail(f"CI=true and {message}", pytrace=False)
     pytest.skip(message)
+
+
+class _Server(Protocol):
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Server)
+
+
+@contextlib.contextmanager
+def running(server: _S, what: str, start_error: type[Exception]) -> Iterator[_S]:
+    """``server`` started for the block and stopped after it; a ``start_error`` at start is :func:`unavailable`."""
+    try:
+        server.start()
+    except start_error as error:
+        unavailable(f"{what} could not be started: {error}")
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def postgres_url() -> str:

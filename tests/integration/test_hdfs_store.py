@@ -36,7 +36,7 @@ from airflow_hybrid.stores.hdfs import (
     WebHdfsRemoteError,
     _temp_name,
 )
-from tests.services import unavailable
+from tests.services import running
 
 pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
 
@@ -609,14 +609,8 @@ def hadoop_custom(tmp_path_factory):
             "dfs.webhdfs.rest-csrf.browser-useragents-regex": ".*",  # every client, not only browsers
         },
     )
-    try:
-        hdfs.start()
-    except HadoopError as error:
-        unavailable(f"Apache Hadoop could not be started: {error}")
-    try:
+    with running(hdfs, "Apache Hadoop", HadoopError):
         yield hdfs
-    finally:
-        hdfs.stop()
 
 
 @pytest.fixture
