@@ -12,7 +12,8 @@ Example (connection extras)::
         "cache_on_read": true,
         "metadata_sync_interval": 60,
         "listing_sync_interval": 0,
-        "default_ttl": null}}
+        "default_ttl": null,
+        "file_mode": "0600"}}
 
 Sizes follow Alluxio: a number of bytes or a number with a unit ``B``, ``K``/``KB``/``KiB``, ``M``/``MB``/``MiB``,
 ``G``/``GB``/``GiB``, ``T``/``TB``/``TiB``, ``P``/``PB``/``PiB`` (case-insensitive, powers of 1024 as in Alluxio).
@@ -26,7 +27,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ DEFAULT_LOW_WATERMARK = 0.7
 DEFAULT_METADATA_SYNC_INTERVAL = 60.0
 DEFAULT_LOAD_LEASE = 60.0
 DEFAULT_JOIN_RUNNING_LOAD_UP_TO = 0  # off: a reader never waits for a copy (opt in per mount)
+DEFAULT_FILE_MODE = 0o600  # cached copies readable by their owner only (also on /dev/shm)
 
 _SIZE_UNITS = {"": 0, "b": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 _SIZE_RE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
@@ -54,6 +56,7 @@ _CACHE_KEYS = {
     "load_lease",
     "listing_sync_interval",
     "join_running_load_up_to",
+    "file_mode",
 }
 
 
@@ -122,6 +125,31 @@ def parse_duration(value: Any, option: str, allow_negative_one: bool = False) ->
     return seconds
 
 
+def parse_file_mode(value: Any, option: str) -> int:
+    """A file mode from an octal string (``"0600"``, ``"640"``, ``"0o640"``) or an int (``0o600`` = 384).
+
+    The owner must be able to read and write; nobody else may write (a copy others can change could serve a
+    wrong answer); no special bits.
+    """
+    if isinstance(value, str) and re.fullmatch(r"\s*(0o?)?[0-7]{1,4}\s*", value, re.IGNORECASE):
+        mode = int(value.strip().lower().removeprefix("0o") or "0", 8)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    else:
+        raise CacheConfigError(
+            f'{option}: expected an octal file mode such as "0600" or "0640", got {value!r}'
+        )
+    if not 0 <= mode <= 0o777:
+        raise CacheConfigError(f"{option}: {value!r} is not a file mode between 0000 and 0777 (octal)")
+    if mode & 0o600 != 0o600:
+        raise CacheConfigError(f"{option}: {value!r} ({mode:04o}) must let the owner read and write (0600)")
+    if mode & 0o022:
+        raise CacheConfigError(
+            f"{option}: {value!r} ({mode:04o}) lets others change cached copies; drop the write bits"
+        )
+    return mode
+
+
 def default_catalog_url() -> str:
     """SQLite file ``$AIRFLOW_HOME/hybrid/catalog.db`` (``AIRFLOW_HOME`` defaults to ``~/airflow``)."""
     home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
@@ -139,6 +167,9 @@ class TierConfig:
     low_watermark: float = DEFAULT_LOW_WATERMARK
     conn_id: str | None = None
     options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    #: Mode of the copies a local tier writes (the cache's ``file_mode``); its directories get ``0700`` plus
+    #: the search bits matching the file's read bits.
+    file_mode: int = DEFAULT_FILE_MODE
 
     @property
     def high_bytes(self) -> int:
@@ -221,6 +252,8 @@ class CacheConfig:
     default_tier: str | None = None
     #: Seconds a loader's claim stays valid without a heartbeat (crash recovery).
     load_lease: float = DEFAULT_LOAD_LEASE
+    #: Mode of cached copies in local tiers (and of their temporary files); see :func:`parse_file_mode`.
+    file_mode: int = DEFAULT_FILE_MODE
 
     @property
     def enabled(self) -> bool:
@@ -312,6 +345,8 @@ class CacheConfig:
         lease = parse_duration(raw.get("load_lease", DEFAULT_LOAD_LEASE), "cache.load_lease")
         if not lease:
             raise CacheConfigError("cache.load_lease: must be positive")
+        file_mode = parse_file_mode(raw.get("file_mode", DEFAULT_FILE_MODE), "cache.file_mode")
+        tiers = tuple(replace(tier, file_mode=file_mode) for tier in tiers)
         config = cls(
             mount_name=mount_name,
             tiers=tiers,
@@ -322,6 +357,7 @@ class CacheConfig:
             join_running_load_up_to=join_up_to,
             default_ttl=default_ttl,
             load_lease=lease,
+            file_mode=file_mode,
         )
         default_tier = raw.get("default_tier")
         if default_tier is not None:
