@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from airflow_hybrid.errors import HybridError
+
 log = logging.getLogger(__name__)
 
 #: Terminal step states (``DescribeStep``): only COMPLETED lets the removal run.
@@ -32,7 +34,7 @@ STEP_FAILURE_STATES = ("FAILED", "CANCELLED", "INTERRUPTED")
 STEP_TERMINAL_STATES = (STEP_COMPLETED, *STEP_FAILURE_STATES)
 
 
-class S3DistCpStepError(Exception):
+class S3DistCpStepError(HybridError):
     """An S3DistCp step did not complete; the message names the cluster, the step, its state and reason."""
 
 

@@ -50,6 +50,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_hybrid.errors import HybridError
 from airflow_hybrid.policy.model import Policy
 from airflow_hybrid.policy.planner import MountLike, PlanEntry
 from airflow_hybrid.stores.base import FileInfo, Store, StoreError
@@ -83,7 +84,7 @@ _TRANSIENT = (StoreError, TransferError, ConnectionError, TimeoutError)
 _PERMANENT = (SourceChangedError, FileNotFoundError, PermissionError, IsADirectoryError, ValueError)
 
 
-class MigrationConflict(Exception):
+class MigrationConflict(HybridError):
     """A STORE member holds a different object at the path; it is left untouched."""
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from airflow_hybrid.errors import HybridConfigError
 from airflow_hybrid.stores.factory import SUPPORTED_SCHEMES
 
 ALLUXIO_PREFIX = "alluxio-union."
@@ -33,7 +34,7 @@ DEFAULT_CONN_IDS = {"hdfs": "webhdfs_default", "webhdfs": "webhdfs_default", "s3
 PASSTHROUGH_KEYS = ("cache", "catalog_url", "mount_options")
 
 
-class MountConfigError(ValueError):
+class MountConfigError(HybridConfigError):
     """An invalid mount option; the message names the option."""
 
 

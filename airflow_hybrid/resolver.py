@@ -29,6 +29,7 @@ import types
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from airflow_hybrid.errors import HybridConfigError
 from airflow_hybrid.stores.base import normalize_path
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ CACHE_MEMBER = "cache"
 _EXAMPLES_IN_ERRORS = 3
 
 
-class SplitLocationError(ValueError):
+class SplitLocationError(HybridConfigError):
     """A logical directory is served by several members, so it has no single physical location."""
 
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow.parquet as pq
 
+from airflow_hybrid.errors import HybridError
 from airflow_hybrid.query.schema import column_definitions, table_schema
 from airflow_hybrid.query.sql import sql_string
 from airflow_hybrid.stores.base import Store, join_path, normalize_path
@@ -55,7 +56,7 @@ EXTENSION_DISTRIBUTION = "duckdb-extension-tpcds"
 ORDER_KEYS = {"store_sales": "ss_sold_date_sk", "item": "i_item_sk", "date_dim": "d_date_sk"}
 
 
-class TpcdsExtensionError(RuntimeError):
+class TpcdsExtensionError(HybridError, RuntimeError):
     """The TPC-DS extension wheel is missing or does not match the installed DuckDB."""
 
 

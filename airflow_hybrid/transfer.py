@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from airflow_hybrid.checksums import CRC32C, CRC32C_COMPOSITE, Crc32c, decode_crc32c, split_composite
+from airflow_hybrid.errors import HybridError
 from airflow_hybrid.stores.base import CHUNK_SIZE, Checksum, FileInfo, Store
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 VERIFY_MODES = ("auto", "checksum", "reread", "size", "none")
 
 
-class TransferError(Exception):
+class TransferError(HybridError):
     """A copy failed; the message names the source and the destination."""
 
 

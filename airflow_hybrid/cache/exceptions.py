@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from airflow_hybrid.errors import HybridError
 
-class CacheError(Exception):
+
+class CacheError(HybridError):
     """Base class for cache errors."""
 
 

@@ -23,11 +23,12 @@ from typing import Any
 
 import airflow_hybrid
 from airflow_hybrid.devstack.stack import DEFAULT_BUCKET, STATE_FILE, StackConnections
+from airflow_hybrid.errors import HybridError
 
 LOG_FILE = "devstack.log"
 
 
-class DevStackError(RuntimeError):
+class DevStackError(HybridError, RuntimeError):
     """The background devstack could not be started, reached or stopped."""
 
 

@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from airflow_hybrid.errors import HybridConfigError
+
 if TYPE_CHECKING:
     from airflow_hybrid.stores.base import FileInfo
 
 
-class PolicyError(ValueError):
+class PolicyError(HybridConfigError):
     """A policy is invalid."""
 
 

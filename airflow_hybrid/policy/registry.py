@@ -71,7 +71,7 @@ _OPTIONAL = (
 )
 
 
-class PolicyEntryError(ValueError):
+class PolicyEntryError(PolicyError):
     """One field of a policies-file entry is invalid."""
 
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from airflow_hybrid.errors import HybridConfigError
+
 if TYPE_CHECKING:
     from airflow_hybrid.mount import HybridMount
     from airflow_hybrid.stores.base import Store
@@ -21,7 +23,7 @@ _MAGIC = b"PAR1"
 _PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class SchemaError(ValueError):
+class SchemaError(HybridConfigError):
     """A schema could not be read or has a type the target dialect cannot express."""
 
 

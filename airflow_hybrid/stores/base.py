@@ -14,15 +14,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from airflow_hybrid.errors import HybridConfigError, HybridError
+
 #: Chunk size used when streaming between stores.
 CHUNK_SIZE = 1024 * 1024
 
 
-class StoreError(Exception):
+class StoreError(HybridError):
     """A store failed; the message names the store and the path."""
 
 
-class PathEscapeError(ValueError):
+class PathEscapeError(HybridConfigError):
     """A logical path tries to leave its mount or store root."""
 
 
