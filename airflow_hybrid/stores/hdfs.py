@@ -38,7 +38,9 @@ import google_crc32c
 import requests
 import urllib3
 
+from airflow_hybrid.errors import HybridConfigError
 from airflow_hybrid.stores.base import CHUNK_SIZE, Checksum, FileInfo, Store, StoreError, normalize_path
+from airflow_hybrid.values import parse_bool, parse_duration, parse_int, parse_size
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,6 @@ _TRANSPORT_ERRORS = (
     ConnectionError,
     TimeoutError,
 )
-_FALSE = {"false", "0", "no", "off"}
-_TRUE = {"true", "1", "yes", "on"}
 
 
 class HdfsFileChecksum:
@@ -189,29 +189,36 @@ class WebHdfsRemoteError(StoreError):
         self.remote_message = remote_message
 
 
-def _as_bool(value: Any, default: bool) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, str):
-        if value.strip().lower() in _FALSE:
-            return False
-        if value.strip().lower() in _TRUE:
-            return True
-        raise ValueError(f"expected a boolean, got {value!r}")
-    return bool(value)
+def _as_bool(value: Any, default: bool, option: str) -> bool:
+    """A boolean option (``true``/``false``, ``yes``/``no``, ``on``/``off``, ``1``/``0``); ``None``: ``default``."""
+    return default if value is None else parse_bool(value, option)
 
 
-def _verify_setting(extras: dict) -> bool | str:
+def _verify_setting(extras: dict, option: str = "verify") -> bool | str:
     """TLS verification from the connection extra ``verify``: on unless explicitly false; a path is a CA bundle."""
     value = extras.get("verify", True)
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in _FALSE:
-            return False
-        if low in _TRUE or not low:
-            return True
-        return value
-    return bool(value)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return True
+    if isinstance(value, str) and value.strip().lower() not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+        return value  # a CA bundle
+    return parse_bool(value, option)
+
+
+def _tls_extras(extras: dict, conn_id: str) -> dict:
+    """``extras`` with ``use_ssl`` and ``verify`` read once, by our rules, for us and for ``WebHDFSHook``.
+
+    The provider turns TLS on for any non-empty ``use_ssl`` (``"false"`` too) and leaves it unverified
+    without ``verify``; handing it the values we decided keeps both on the same connection settings.
+    """
+    use_ssl = _as_bool(extras.get("use_ssl"), False, f"connection {conn_id!r}: extra use_ssl")
+    verify = _verify_setting(extras, f"connection {conn_id!r}: extra verify")
+    if use_ssl and verify is False:
+        log.warning(
+            "WebHDFS connection %r: TLS certificate verification is OFF (extra verify=false); the namenode's and "
+            "data nodes' identity is not checked. Set verify to true or to a CA bundle path.",
+            conn_id,
+        )
+    return {**extras, "use_ssl": use_ssl, "verify": verify}
 
 
 def _netrc_exists() -> bool:
@@ -419,20 +426,49 @@ class HdfsStore(Store):
         self.webhdfs_conn_id = webhdfs_conn_id
         self.options = dict(options or {})
         opts = self.options
-        self.max_attempts = max(1, int(opts.get("max_attempts", 5)))
-        self.retry_backoff = float(opts.get("retry_backoff", 0.2))
-        self.retry_backoff_max = float(opts.get("retry_backoff_max", 5.0))
-        timeout = opts.get("timeout", (10.0, 300.0))
-        self.timeout = (
-            tuple(float(t) for t in timeout) if isinstance(timeout, (list, tuple)) else float(timeout)
-        )
-        self.chunk_size = int(opts.get("chunk_size", 4 * CHUNK_SIZE))
-        self.verify_checksum = _as_bool(opts.get("verify_checksum"), False)
+        self._parse_options(opts)
         self._client = client
         self._urls: deque[str] = deque()
         self._batch_listing = True
         self._layout: tuple[int, int, str] | None = None  # block size, bytes per CRC, CRC of new files
         self._lock = threading.Lock()
+
+    def _parse_options(self, opts: dict) -> None:
+        """Read the store options (sizes, durations and booleans in :mod:`airflow_hybrid.values`' grammar)."""
+
+        def given(key: str, default: Any) -> Any:
+            value = opts.get(key)
+            return default if value is None else value
+
+        self.max_attempts = parse_int(given("max_attempts", 5), "HDFS option max_attempts", minimum=1, maximum=1000)
+        self.retry_backoff = parse_duration(given("retry_backoff", 0.2), "HDFS option retry_backoff")
+        self.retry_backoff_max = parse_duration(given("retry_backoff_max", 5.0), "HDFS option retry_backoff_max")
+        timeout = given("timeout", (10.0, 300.0))
+        if isinstance(timeout, (list, tuple)):
+            if len(timeout) != 2:
+                raise HybridConfigError(f"HDFS option timeout: expected seconds or [connect, read], got {timeout!r}")
+            self.timeout = tuple(parse_duration(t, "HDFS option timeout") for t in timeout)
+        else:
+            self.timeout = parse_duration(timeout, "HDFS option timeout")
+        self.chunk_size = parse_size(given("chunk_size", 4 * CHUNK_SIZE), "HDFS option chunk_size")
+        if not 0 < self.chunk_size <= 1024 * 1024 * 1024:
+            raise HybridConfigError(f"HDFS option chunk_size: {self.chunk_size} is not between 1 B and 1 GiB")
+        self.verify_checksum = _as_bool(opts.get("verify_checksum"), False, "HDFS option verify_checksum")
+        if opts.get("replication") is not None:
+            opts["replication"] = parse_int(opts["replication"], "HDFS option replication", minimum=1, maximum=32767)
+        if opts.get("blocksize") is not None:
+            opts["blocksize"] = parse_size(opts["blocksize"], "HDFS option blocksize")
+            if not opts["blocksize"]:
+                raise HybridConfigError("HDFS option blocksize: must be positive")
+        permission = opts.get("permission")
+        text = permission if isinstance(permission, str) else None
+        if isinstance(permission, int) and not isinstance(permission, bool) and 0 <= permission < 10_000:
+            text = str(permission)
+        if permission is not None and not (text and re.fullmatch(r"[01]?[0-7]{1,3}", text)):
+            raise HybridConfigError(f"HDFS option permission: expected an octal mode such as 644, got {permission!r}")
+        proxy_user = opts.get("proxy_user")
+        if proxy_user is not None and not isinstance(proxy_user, str):
+            raise HybridConfigError(f"HDFS option proxy_user: expected a user name, got {proxy_user!r}")
 
     # -- connection ---------------------------------------------------------------------------------
     @property
@@ -464,19 +500,11 @@ class HdfsStore(Store):
             ) from error
         if not conn.host:
             raise StoreError(f"{self.root_uri}: connection {self.webhdfs_conn_id!r} has no namenode host")
-        extras = conn.extra_dejson
+        extras = _tls_extras(conn.extra_dejson, self.webhdfs_conn_id)
         namenodes = [host.strip() for host in conn.host.split(",") if host.strip()]
-        use_ssl = _as_bool(extras.get("use_ssl"), False)
         kerberos = str(extras.get("auth", "")).lower() == "kerberos"
-        if not use_ssl and not kerberos:
-            from airflow.providers.apache.hdfs.hooks.webhdfs import AirflowWebHDFSHookException
-
-            try:
-                client = hook.get_conn()
-            except AirflowWebHDFSHookException:
-                client = None
-        else:
-            client = self._connect_secured(hook, conn, namenodes, extras, kerberos)
+        # Never hook.get_conn(): it re-reads the raw extras, where the provider takes use_ssl "false" as on.
+        client = self._connect_secured(hook, conn, namenodes, extras, kerberos)
         if client is None:
             raise StoreError(
                 f"{self.root_uri}: no WebHDFS namenode answered for connection {self.webhdfs_conn_id!r} "
