@@ -41,7 +41,10 @@ from airflow_hybrid.checksums import (
     encode_crc32c,
     split_composite,
 )
+from airflow_hybrid.errors import HybridConfigError
 from airflow_hybrid.stores.base import Checksum, FileInfo, Store, StoreError, join_path, normalize_path
+from airflow_hybrid.values import parse_bool, parse_duration, parse_int
+from airflow_hybrid.values import parse_size as _parse_size
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +60,26 @@ MAX_SINGLE_COPY = 5 * GiB
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchBucket", "NoSuchUpload"}
 _DENIED = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled", "InvalidAccessKeyId",
            "SignatureDoesNotMatch", "AccountProblem", "InvalidToken", "ExpiredToken"}
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": MiB, "mb": MiB, "mib": MiB,
-               "g": GiB, "gb": GiB, "gib": GiB}
 
 
 def parse_size(value: int | str, option: str) -> int:
-    """``8388608``, ``"8MiB"``, ``"8m"`` -> bytes; a clear error naming ``option`` otherwise."""
-    if isinstance(value, int):
-        return value
-    text = str(value).strip().lower()
-    digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = text[len(digits):].strip()
+    """``8388608``, ``"8MiB"``, ``"8m"`` -> bytes (:func:`airflow_hybrid.values.parse_size`), errors name ``option``."""
     try:
-        return int(float(digits) * _SIZE_UNITS[unit])
-    except (KeyError, ValueError):
-        raise ValueError(f"S3 option {option}={value!r} is not a size (e.g. 8388608, '16MiB')") from None
+        return _parse_size(value, option)
+    except HybridConfigError as err:
+        raise HybridConfigError(f"S3 option {option}={value!r} is not a size (e.g. 8388608, '16MiB'): {err}") from None
+
+
+def _verify_setting(value: Any, conn_id: str) -> bool | str | None:
+    """The connection's ``verify`` for botocore: a boolean, a CA bundle path, or ``None`` (botocore's default).
+
+    botocore takes any string for a CA bundle path, so ``"false"`` would name a file; read it as a boolean.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+        return value if value.strip() else None
+    return parse_bool(value, f"connection {conn_id!r}: extra verify")
 
 
 class _PartSlots:
@@ -127,49 +135,41 @@ class S3Options:
             if "." in key:
                 continue
             if key not in known:
-                raise ValueError(f"unknown S3 store option {raw_key!r}; known options: {', '.join(known)}")
+                raise HybridConfigError(f"unknown S3 store option {raw_key!r}; known options: {', '.join(known)}")
             kind = known[key].type
             try:
                 if key == "part_size":
                     values[key] = parse_size(value, raw_key)
                 elif kind == "int":
-                    values[key] = int(value)
+                    values[key] = parse_int(value, raw_key)
                 elif kind == "float":
-                    values[key] = float(value)
+                    values[key] = parse_duration(value, raw_key)
                 elif kind == "bool":
-                    values[key] = _parse_bool(value)
+                    values[key] = parse_bool(value, raw_key)
+                elif isinstance(value, str):
+                    values[key] = value.upper()
                 else:
-                    values[key] = str(value).upper()
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"S3 store option {raw_key}={value!r} is invalid: {err}") from None
+                    raise HybridConfigError(f"expected a text, got {type(value).__name__}")
+            except HybridConfigError as err:
+                shown = repr(value) if len(repr(value)) <= 80 else f"{repr(value)[:60]}..."
+                raise HybridConfigError(f"S3 store option {raw_key}={shown} is invalid: {err}") from None
         opts = cls(**values)
         opts.validate()
         return opts
 
     def validate(self) -> None:
         if not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:
-            raise ValueError(f"S3 option part_size={self.part_size} must be between 5 MiB and 5 GiB")
+            raise HybridConfigError(f"S3 option part_size={self.part_size} must be between 5 MiB and 5 GiB")
         if self.upload_concurrency < 1:
-            raise ValueError(f"S3 option upload_concurrency={self.upload_concurrency} must be at least 1")
+            raise HybridConfigError(f"S3 option upload_concurrency={self.upload_concurrency} must be at least 1")
         if self.max_buffered_parts < 1:
-            raise ValueError(f"S3 option max_buffered_parts={self.max_buffered_parts} must be at least 1")
+            raise HybridConfigError(f"S3 option max_buffered_parts={self.max_buffered_parts} must be at least 1")
         if self.checksum_type not in ("FULL_OBJECT", "COMPOSITE"):
-            raise ValueError(f"S3 option checksum_type={self.checksum_type!r} must be FULL_OBJECT or COMPOSITE")
+            raise HybridConfigError(f"S3 option checksum_type={self.checksum_type!r} must be FULL_OBJECT or COMPOSITE")
         if self.max_attempts < 1:
-            raise ValueError(f"S3 option max_attempts={self.max_attempts} must be at least 1")
+            raise HybridConfigError(f"S3 option max_attempts={self.max_attempts} must be at least 1")
         if not 1 <= self.page_size <= 1000:
-            raise ValueError(f"S3 option page_size={self.page_size} must be between 1 and 1000")
-
-
-def _parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise ValueError(f"{value!r} is not a boolean")
+            raise HybridConfigError(f"S3 option page_size={self.page_size} must be between 1 and 1000")
 
 
 @dataclass(frozen=True)
@@ -298,9 +298,12 @@ class S3Store(Store):
         options: dict[str, Any] | None = None,
         client: Any = None,
     ) -> None:
-        parsed = urlparse(root_uri)
-        if parsed.scheme.lower() not in ("s3", "s3a") or not parsed.netloc:
-            raise ValueError(f"S3 store needs a URI like s3://bucket/prefix, got {root_uri!r}")
+        try:
+            parsed = urlparse(root_uri)
+        except ValueError:  # an invalid IPv6 netloc such as s3://[x/p
+            parsed = None
+        if parsed is None or parsed.scheme.lower() not in ("s3", "s3a") or not parsed.netloc:
+            raise HybridConfigError(f"S3 store needs a URI like s3://bucket/prefix, got {root_uri!r}")
         super().__init__(root_uri)
         self.bucket = parsed.netloc
         self.prefix = normalize_path(parsed.path)
@@ -335,8 +338,15 @@ class S3Store(Store):
             response_checksum_validation="when_required",
         )
         # Settings from the connection's ``config_kwargs`` win over ours.
-        connection_config = S3Hook(aws_conn_id=self.aws_conn_id).config
-        return S3Hook(aws_conn_id=self.aws_conn_id, config=ours.merge(connection_config)).get_conn()
+        hook = S3Hook(aws_conn_id=self.aws_conn_id)
+        verify = _verify_setting(hook.verify, str(self.aws_conn_id))
+        if verify is False:
+            log.warning(
+                "AWS connection %r: TLS certificate verification is OFF (extra verify=false); the S3 endpoint's "
+                "identity is not checked. Set verify to true or to a CA bundle path.",
+                self.aws_conn_id,
+            )
+        return S3Hook(aws_conn_id=self.aws_conn_id, config=ours.merge(hook.config), verify=verify).get_conn()
 
     def close(self) -> None:
         if self._owns_client and self._client is not None:
