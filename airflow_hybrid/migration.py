@@ -29,6 +29,22 @@ Every step is safe to repeat, so a re-run of the same plan after a crash at any 
 already moved are recognised (the source is gone and every STORE member holds a copy of the planned
 size) and counted as skipped. Transient errors (S3 5xx, dropped connections) are retried with backoff.
 
+**Concurrent migrations** (a manual run overlapping the scheduled one, ``max_active_runs > 1``, a retry
+while the first attempt still runs, many workers) never lose or corrupt a file, by two rules:
+
+* *claims* (:class:`~airflow_hybrid.migration_state.MigrationClaims`, a lease per file in the migration
+  state database, renewed while the run works): a file another live run holds is left to it and reported
+  as ``claimed``, not as a failure; a killed run's leases expire, and the run that takes one over first
+  aborts the multipart uploads the dead run left open for that key;
+* *never delete what may be the only copy*, which holds even without claims (a lease lost to a stalled
+  worker, runs that do not share a database): a destination object is deleted only by the run that
+  created it, exclusively where the store can (``If-None-Match: *``), and only while the source still
+  exists (a copy of a source that changed meanwhile, or one that failed verification). A source that is
+  gone once a copy is complete was removed by a run that had verified a copy (possibly this one): the
+  copy is kept, and the file counts as skipped when every STORE member holds its planned bytes. The
+  source is removed only after every STORE member holds a verified copy and the source is still the
+  planned file; a source another run removed first is not an error.
+
 :class:`Migrator.run` drives a stream of entries through a thread pool with a bounded window, so a plan
 batch of any length runs in constant memory, and reports a :class:`MigrationSummary`.
 
@@ -44,11 +60,12 @@ then compared as an existing copy and counted as skipped rather than moved.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_hybrid.errors import HybridError
 from airflow_hybrid.policy.model import Policy
@@ -65,6 +82,9 @@ from airflow_hybrid.transfer import (
     read_crc32c,
 )
 
+if TYPE_CHECKING:
+    from airflow_hybrid.migration_state import MigrationClaims
+
 log = logging.getLogger(__name__)
 
 #: Outcomes of one file.
@@ -76,7 +96,9 @@ SKIPPED = "skipped"
 KEPT = "kept"
 #: An error or a conflict: not removed.
 FAILED = "failed"
-OUTCOMES = (MOVED, SKIPPED, KEPT, FAILED)
+#: Another live run holds the file's claim: left to it, nothing done.
+CLAIMED = "claimed"
+OUTCOMES = (MOVED, SKIPPED, KEPT, FAILED, CLAIMED)
 
 #: Errors a later attempt may get past (5xx after the store's own retries, dropped connections).
 _TRANSIENT = (StoreError, TransferError, ConnectionError, TimeoutError)
@@ -117,6 +139,8 @@ class MigrationSummary:
     skipped: int = 0
     kept: int = 0
     failed: int = 0
+    #: Files left to other runs that held their claims.
+    claimed: int = 0
     #: Bytes written to STORE members.
     bytes: int = 0
     #: Size of the files now migrated (moved or skipped).
@@ -139,6 +163,9 @@ class MigrationSummary:
             self.skipped += 1
         elif outcome.status == KEPT:
             self.kept += 1
+        elif outcome.status == CLAIMED:
+            self.claimed += 1
+            return
         else:
             self.failed += 1
         if outcome.done:
@@ -149,7 +176,7 @@ class MigrationSummary:
             )
 
     def merge(self, other: MigrationSummary, max_failures_kept: int) -> None:
-        for name in ("files", "moved", "skipped", "kept", "failed", "bytes", "migrated_bytes"):
+        for name in ("files", "moved", "skipped", "kept", "failed", "claimed", "bytes", "migrated_bytes"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.elapsed += other.elapsed
         self.failures.extend(other.failures[: max(0, max_failures_kept - len(self.failures))])
@@ -161,6 +188,7 @@ class MigrationSummary:
             "skipped": self.skipped,
             "kept": self.kept,
             "failed": self.failed,
+            "claimed": self.claimed,
             "bytes": self.bytes,
             "migrated_bytes": self.migrated_bytes,
             "elapsed": round(self.elapsed, 3),
@@ -179,6 +207,8 @@ class Migrator:
     :param verify: how a fresh copy is verified (see :func:`~airflow_hybrid.transfer.copy_file`).
     :param attempts: attempts per file for transient errors.
     :param retry_delay: first backoff in seconds, doubled per attempt (capped at 30 s).
+    :param claims: per-file leases shared with concurrent runs (see the module's docstring); ``None`` works
+        alone, still never deleting a possible only copy.
     """
 
     def __init__(
@@ -190,6 +220,7 @@ class Migrator:
         verify: bool | str = "auto",
         attempts: int = 3,
         retry_delay: float = 1.0,
+        claims: MigrationClaims | None = None,
     ) -> None:
         if attempts < 1:
             raise ValueError(f"attempts={attempts} must be at least 1")
@@ -206,6 +237,7 @@ class Migrator:
         self.verify = verify
         self.attempts = attempts
         self.retry_delay = retry_delay
+        self.claims = claims
         #: Per STORE member, the paths with an open multipart upload when :meth:`run` started (``None``:
         #: not listed, so every key is checked before it is written).
         self._orphans: dict[str, set[str]] | None = None
@@ -271,14 +303,14 @@ class Migrator:
                     # could not be opened. Copies already made are of the planned file: kept if the source
                     # is gone, deleted if it changed.
                     current = _stat(src, path)
-                    problem = self._source_problem(entry, current)
+                    problem = self._source_problem(entry, current, copied)
                     if problem is not None:
                         if current is not None:
                             self._discard(written, path)
                         return problem
                     if isinstance(err, SourceGoneError):  # there after all: a transient failure, retried
                         raise TransferError(f"{src.uri(path)} could not be opened though it exists") from err
-                except SourceChangedError as err:  # copy_file deleted the copy it made
+                except SourceChangedError as err:  # copy_file deleted the copy it made (the source still exists)
                     self._discard(written, path)
                     return KEPT, copied, f"{err}; kept"
                 else:
@@ -301,6 +333,8 @@ class Migrator:
             self._abort_orphans(member, dst, path)
             try:
                 result = copy_file(src, path, dst, path, verify=self.verify, expected=current)
+            except SourceGoneError:  # removed by another run meanwhile: every copy is kept
+                return self._source_gone(entry, copied)
             except SourceChangedError as err:  # copy_file deleted the copy it made
                 self._discard(written, path)
                 return KEPT, copied, f"{err}; kept"
@@ -311,8 +345,8 @@ class Migrator:
         # Every STORE member holds a verified copy; the source must still be the planned file.
         if after is None:
             after = _stat(src, path)
-        if after is None:
-            return (MOVED if written else SKIPPED), copied, None
+        if after is None:  # another run removed it once it held verified copies (these, maybe)
+            return self._source_gone(entry, copied)
         if not entry.unchanged(after):
             self._discard(written, path)
             return (
@@ -321,7 +355,8 @@ class Migrator:
                 f"{src.uri(path)} changed after it was copied ({_describe_entry(entry)} -> "
                 f"{_describe(after)}); kept, the copies made were deleted",
             )
-        src.delete(path)
+        if not src.delete(path):  # another run removed it first, after verifying the same copies
+            return SKIPPED, copied, "the source was removed by another run once every copy was verified"
         return (MOVED if written else SKIPPED), copied, None
 
     def _create_exclusively(self, entry: PlanEntry) -> bool:
@@ -334,11 +369,13 @@ class Migrator:
                 return False
         return True
 
-    def _source_problem(self, entry: PlanEntry, current: FileInfo | None) -> tuple[str, int, str | None] | None:
+    def _source_problem(
+        self, entry: PlanEntry, current: FileInfo | None, copied: int = 0
+    ) -> tuple[str, int, str | None] | None:
         """The outcome when the source is gone, a directory or not the planned file; ``None`` when it is."""
         src = self.mount.members[entry.source]
         if current is None:
-            return self._source_gone(entry)
+            return self._source_gone(entry, copied)
         if current.is_dir:
             return FAILED, 0, f"{src.uri(entry.path)} is now a directory"
         if not entry.unchanged(current):
@@ -367,8 +404,11 @@ class Migrator:
                 orphans[member] = {upload.path for upload in uploads(prefix)}
         return orphans
 
-    def _source_gone(self, entry: PlanEntry) -> tuple[str, int, str | None]:
-        """The source no longer exists: moved by an earlier run if every STORE member holds it."""
+    def _source_gone(self, entry: PlanEntry, copied: int = 0) -> tuple[str, int, str | None]:
+        """The source no longer exists: moved (by another or an earlier run) if every STORE member holds it.
+
+        Nothing is deleted here: a copy in a STORE member may be the only one left.
+        """
         src = self.mount.members[entry.source]
         for member in self.policy.store_members:
             dst = self.mount.members[member]
@@ -376,7 +416,7 @@ class Migrator:
             if existing is None or existing.is_dir or existing.size != entry.size:
                 return (
                     FAILED,
-                    0,
+                    copied,
                     f"{src.uri(entry.path)} no longer exists and {dst.uri(entry.path)} holds "
                     f"no copy of its planned {entry.size} bytes",
                 )
@@ -385,11 +425,11 @@ class Migrator:
             if planned is not None and stored is not None and planned != stored:
                 return (
                     FAILED,
-                    0,
+                    copied,
                     f"{src.uri(entry.path)} no longer exists and {dst.uri(entry.path)} holds a "
                     "different object",
                 )
-        return SKIPPED, 0, None
+        return SKIPPED, copied, "already moved: the source is gone and every STORE member holds its copy"
 
     def _holds_identical(self, src: Store, dst: Store, path: str, source: FileInfo) -> bool:
         """Whether ``dst`` holds exactly the source's bytes; raise :class:`MigrationConflict` if it holds others."""
@@ -461,22 +501,37 @@ class Migrator:
     ) -> MigrationSummary:
         """Migrate every entry on ``concurrency`` threads; at most ``2 * concurrency`` are in flight.
 
-        ``on_outcome`` and ``progress`` are called from the calling thread, in completion order.
+        ``on_outcome`` and ``progress`` are called from the calling thread, in completion order. With
+        :attr:`claims`, entries are claimed a window at a time (one statement per window), the claims are
+        renewed every third of the lease while the run works, and released as files finish.
 
         :param prefix: a path every entry is below (the plan's path): the open multipart uploads under it
             are listed once, and only keys having one are cleaned before they are written, instead of one
-            listing per file. Uploads started after the listing belong to concurrent writers and are spared.
+            listing per file. Uploads started after the listing belong to concurrent writers and are
+            spared. With claims, the keys of every expired lease of the mount (runs that were killed) have
+            their open uploads aborted first.
         """
         if concurrency < 1:
             raise ValueError(f"concurrency={concurrency} must be at least 1")
+        if self.claims is not None:
+            self._sweep_expired_claims()
         self._orphans = self._list_orphans(prefix) if prefix is not None else None
         summary = MigrationSummary()
         started = time.monotonic()
+        window = 2 * concurrency
+        released: list[str] = []
 
         def finish(future: Future) -> None:
             outcome: FileOutcome = future.result()
+            record(outcome)
+            if outcome.status != CLAIMED:
+                released.append(outcome.path)
+                if len(released) >= window:
+                    self._release(released)
+
+        def record(outcome: FileOutcome) -> None:
             summary.add(outcome, max_failures_kept)
-            if progress is not None:
+            if progress is not None and outcome.status != CLAIMED:
                 progress.add(
                     files=1 if outcome.done else 0,
                     nbytes=outcome.size if outcome.done else 0,
@@ -485,15 +540,19 @@ class Migrator:
             if on_outcome is not None:
                 on_outcome(outcome)
 
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="migrate") as pool:
+        with _LeaseKeeper(self.claims), ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix="migrate"
+        ) as pool:
             pending: set[Future] = set()
             try:
-                for entry in entries:
-                    while len(pending) >= 2 * concurrency:
-                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for future in done:
-                            finish(future)
-                    pending.add(pool.submit(self.migrate_file, entry))
+                for batch in _windows(entries, window):
+                    mine = self._claim(batch, record)
+                    for entry in mine:
+                        while len(pending) >= window:
+                            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                            for future in done:
+                                finish(future)
+                        pending.add(pool.submit(self.migrate_file, entry))
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
@@ -501,9 +560,12 @@ class Migrator:
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
+            finally:
+                self._release(released)
         summary.elapsed = time.monotonic() - started
+        claimed = f", {summary.claimed} left to runs that hold them" if summary.claimed else ""
         log.info(
-            "Migrated %d of %d files (%s written in %.1fs, %s/s): %d moved, %d skipped, %d kept, %d failed",
+            "Migrated %d of %d files (%s written in %.1fs, %s/s): %d moved, %d skipped, %d kept, %d failed%s",
             summary.moved + summary.skipped,
             summary.files,
             format_bytes(summary.bytes),
@@ -513,8 +575,93 @@ class Migrator:
             summary.skipped,
             summary.kept,
             summary.failed,
+            claimed,
         )
         return summary
+
+    # -- claims ---------------------------------------------------------------------------------------
+    def _claim(self, batch: list[PlanEntry], record: Callable[[FileOutcome], None]) -> list[PlanEntry]:
+        """The entries of ``batch`` this run now owns; the others are recorded as ``claimed``."""
+        if self.claims is None:
+            return batch
+        result = self.claims.claim([entry.path for entry in batch])
+        for path in result.taken_over:  # its last owner died mid-file: its uploads of the key are orphans
+            self._abort_all_uploads(path)
+        mine = []
+        for entry in batch:
+            if entry.path in result.claimed:
+                mine.append(entry)
+                continue
+            holder = result.held.get(entry.path)
+            who = f"{holder.owner} (lease until {holder.expires_at:%H:%M:%S} UTC)" if holder else "another run"
+            record(FileOutcome(entry.path, entry.source, CLAIMED, entry.size, 0, f"being migrated by {who}"))
+        return mine
+
+    def _release(self, paths: list[str]) -> None:
+        if self.claims is not None and paths:
+            try:
+                self.claims.release(paths)
+            except Exception:  # the leases then expire on their own
+                log.exception("Could not release %d migration claims", len(paths))
+        paths.clear()
+
+    def _sweep_expired_claims(self) -> None:
+        """Abort the open uploads of keys whose claim expired anywhere in the mount (runs killed mid-file,
+        whatever their policy or path), then drop those claims."""
+        assert self.claims is not None
+        expired = self.claims.expired()
+        for claim in expired:
+            self._abort_all_uploads(claim.path)
+        if expired:
+            self.claims.forget_expired(expired)
+            log.info("Cleaned up after %d expired claims of runs that died mid-file", len(expired))
+
+    def _abort_all_uploads(self, path: str) -> None:
+        for dst in self.mount.members.values():  # the dead run's policy may have stored elsewhere
+            abort = getattr(dst, "abort_open_uploads", None)
+            if abort is not None:
+                aborted = abort(path)
+                if aborted:
+                    log.info("Aborted %d multipart upload(s) of %s left by a run that died", aborted, dst.uri(path))
+
+
+class _LeaseKeeper:
+    """Renews a run's claims every third of their lease on a daemon thread, while the run lasts."""
+
+    def __init__(self, claims: MigrationClaims | None) -> None:
+        self.claims = claims
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _LeaseKeeper:
+        if self.claims is not None:
+            self._thread = threading.Thread(target=self._beat, name="migrate-claims", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self) -> None:
+        assert self.claims is not None
+        while not self._stop.wait(self.claims.lease / 3):
+            try:
+                self.claims.renew()
+            except Exception:  # a lost lease costs duplicate work at worst, never a file
+                log.exception("Could not renew the migration claims of %s", self.claims.owner)
+
+
+def _windows(entries: Iterable[PlanEntry], size: int) -> Iterator[list[PlanEntry]]:
+    batch: list[PlanEntry] = []
+    for entry in entries:
+        batch.append(entry)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _stat(store: Store, path: str) -> FileInfo | None:

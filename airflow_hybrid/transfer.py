@@ -11,8 +11,10 @@ source did not change meanwhile:
 3. source: the source's fingerprint (size, mtime, etag) after the copy equals the one before it
    (or the ``expected`` one from a plan), and its own CRC32C where it stores one.
 
-A destination that fails 1 or 2, or was copied from a changing source, is deleted (it is not a copy of
-anything), so a reader preferring the destination never sees it. :func:`copy_many` runs copies on a
+A destination that fails 1 or 2, or was copied from a source that changed, is deleted (it is not a copy
+of anything), so a reader preferring the destination never sees it. A source that was *removed* during
+the copy is another matter: someone else moved it, and the destination may now be the only copy, so it
+is kept and :class:`SourceGoneError` says so. :func:`copy_many` runs copies on a
 thread pool fed from a bounded window of the input iterator, so a million-entry plan streams through.
 """
 
@@ -50,7 +52,8 @@ class SourceChangedError(TransferError):
 
 
 class SourceGoneError(SourceChangedError):
-    """The planned source no longer existed when the copy began; nothing was written."""
+    """The source no longer exists: when the copy began (nothing was written) or once it was complete (the
+    copy is kept: whoever removed the source may have verified it as the only copy)."""
 
 
 @dataclass(frozen=True)
@@ -204,11 +207,14 @@ def copy_file(
     except Exception as err:
         raise TransferError(f"{where}: {type(err).__name__}: {err}") from err
 
-    # The source must be the one we started from, from the first byte to the last.
+    # The source must be the one we started from, from the first byte to the last. One that is gone now
+    # was removed by someone else (another migration that verified a copy, maybe this very object): the
+    # copy is never deleted then, it may be the only one left.
     try:
         after = src.info(src_path)
     except FileNotFoundError:
-        raise bad_copy(SourceChangedError, "the source was removed during the copy") from None
+        raise SourceGoneError(f"{where}: the source was removed during the copy ({hasher.length} of "
+                              f"{before.size} bytes read); the copy was kept") from None
     if after.fingerprint() != before.fingerprint() or hasher.length != before.size:
         raise bad_copy(SourceChangedError, f"the source changed during the copy ({_describe(before)} -> "
                                            f"{_describe(after)}, {hasher.length} bytes read)")

@@ -16,7 +16,15 @@ from airflow_hybrid.distcp import DEFAULT_COMMAND, CopyJob, DistCp, copy_with_di
 from airflow_hybrid.emr import STEP_TERMINAL_STATES, describe_step, s3distcp_step, wait_for_step
 from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
 from airflow_hybrid.migration import MigrationSummary, Migrator
-from airflow_hybrid.migration_state import FAILURE, SUCCESS, MigrationState, OutcomeRecorder
+from airflow_hybrid.migration_state import (
+    DEFAULT_CLAIM_LEASE,
+    FAILURE,
+    SUCCESS,
+    MigrationClaims,
+    MigrationState,
+    OutcomeRecorder,
+    new_owner,
+)
 from airflow_hybrid.policy.model import Policy, validate_members
 from airflow_hybrid.policy.parser import as_policy
 from airflow_hybrid.policy.planner import (
@@ -89,7 +97,10 @@ class UfsMigrateOperator(BaseOperator):
     :param verify: how fresh copies are verified: ``auto`` (stored CRC32C, else read back), ``reread``...
     :param attempts: attempts per file for transient errors (5xx, dropped connections), with backoff.
     :param retry_delay: first backoff in seconds, doubled per attempt.
-    :param fail_on_error: fail the task when a file failed (a conflict, an error); kept files never do.
+    :param fail_on_error: fail the task when a file failed (a conflict, an error); kept files never do,
+        nor files another live run holds the claim of (left to it, counted as ``claimed``).
+    :param claim_lease: seconds a claim on a file lasts without renewal (renewed every third of it while
+        the task runs); a killed try's files become free for another run after at most this long.
     :param progress_interval: seconds between progress lines in the log.
     :param plan_store: where plans live (URI; default ``[hybrid] plan_store`` or ``$AIRFLOW_HOME/hybrid/plans``).
     :param plan_store_conn_id: connection for ``plan_store``.
@@ -158,6 +169,7 @@ class UfsMigrateOperator(BaseOperator):
         distcp_s3a_from_connection: bool = True,
         distcp_list_prefix: str | None = None,
         distcp_list_conn_id: str | None = None,
+        claim_lease: float = DEFAULT_CLAIM_LEASE,
         **kwargs: Any,
     ) -> None:
         if plan_id is None and (path is None or policy is None):
@@ -168,6 +180,8 @@ class UfsMigrateOperator(BaseOperator):
             raise ValueError("engine='emr' needs emr_job_flow_id (the EMR cluster that runs S3DistCp)")
         if concurrency < 1 or attempts < 1:
             raise ValueError(f"concurrency={concurrency} and attempts={attempts} must be at least 1")
+        if claim_lease <= 0:
+            raise ValueError(f"claim_lease={claim_lease} must be positive (seconds)")
         if policy is not None and "{{" not in policy:
             as_policy(policy)  # a bad policy fails at DAG parse time, with its position
         if "outlets" not in kwargs and path is not None and "{{" not in f"{mount_conn_id}{path}":
@@ -206,7 +220,10 @@ class UfsMigrateOperator(BaseOperator):
         self.distcp_s3a_from_connection = distcp_s3a_from_connection
         self.distcp_list_prefix = distcp_list_prefix
         self.distcp_list_conn_id = distcp_list_conn_id
+        self.claim_lease = claim_lease
         self._distcp: DistCp | None = None
+        #: Who this try is, in the claims other runs see (set when it executes).
+        self._claim_label: str | None = None
         #: Physical URIs read from and written to, for OpenLineage.
         self._lineage: tuple[list[str], list[str]] | None = None
 
@@ -248,9 +265,14 @@ class UfsMigrateOperator(BaseOperator):
     def _entries(plan: Plan, batches: list[int]) -> Iterator[PlanEntry]:
         return itertools.chain.from_iterable(plan.iter_batch(index) for index in batches)
 
-    def _migrator(self, mount: HybridMount, policy: Policy, *, copy: bool) -> Migrator:
+    def _migrator(
+        self, mount: HybridMount, policy: Policy, *, copy: bool, state: MigrationState | None = None
+    ) -> Migrator:
+        claims = None
+        if state is not None:
+            claims = MigrationClaims(state, mount.name, new_owner(self._claim_label), lease=self.claim_lease)
         return Migrator(mount, policy, copy=copy, verify=self.verify, attempts=self.attempts,
-                        retry_delay=self.retry_delay)
+                        retry_delay=self.retry_delay, claims=claims)
 
     def _remember_lineage(self, mount: HybridMount, plan: Plan) -> None:
         policy = plan.policy
@@ -261,6 +283,7 @@ class UfsMigrateOperator(BaseOperator):
 
     # -- execution ------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
+        self._claim_label = _try_label(context)
         mount = self.hook.get_mount()
         try:
             plan = self._load_plan(mount)
@@ -295,7 +318,7 @@ class UfsMigrateOperator(BaseOperator):
         progress = ProgressTracker(files, size, interval=self.progress_interval, logger=self.log, label=label)
         recorder = OutcomeRecorder(state, self._policy_name(plan), mount.name, plan.plan_id)
         try:
-            summary = self._migrator(mount, plan.policy, copy=copy).run(
+            summary = self._migrator(mount, plan.policy, copy=copy, state=state).run(
                 self._entries(plan, batches), concurrency=self.concurrency, on_outcome=recorder,
                 progress=progress, prefix=plan.path,
             )
@@ -311,6 +334,9 @@ class UfsMigrateOperator(BaseOperator):
         state.finish_run(run_id, summary, state=FAILURE if failed else SUCCESS, message=message)
         for failure in summary.failures:
             self.log.warning("%s %s: %s", failure["status"], failure["path"], failure["reason"])
+        if summary.claimed:
+            self.log.info("%d files were being migrated by other runs (they hold the claims) and were left to them",
+                          summary.claimed)
         if failed:
             raise AirflowException(
                 f"{summary.failed} of {summary.files} files failed to migrate (their sources were kept): {message}"
@@ -395,6 +421,7 @@ class UfsMigrateOperator(BaseOperator):
         """Resume after step ``step_ids[index]`` finished: check every step, then verify and remove."""
         from airflow.providers.amazon.aws.hooks.emr import EmrHook
 
+        self._claim_label = _try_label(context)
         mount = self.hook.get_mount()
         try:
             state_db = MigrationState.for_mount(mount)
@@ -463,6 +490,16 @@ def openlineage_name(uri: str) -> tuple[str, str]:
     if scheme == "file" or not scheme:
         return "file", parsed.path or "/"
     return f"{scheme}://{parsed.netloc}" if parsed.netloc else scheme, parsed.path or "/"
+
+
+def _try_label(context: Context) -> str:
+    """``dag.task run map try``: names this task try in the claims other runs see."""
+    ti = context.get("ti") or context.get("task_instance")
+    if ti is None:
+        return "UfsMigrateOperator"
+    map_index = getattr(ti, "map_index", -1)
+    mapped = f"[{map_index}]" if map_index is not None and map_index >= 0 else ""
+    return f"{ti.dag_id}.{ti.task_id}{mapped} {ti.run_id} try {getattr(ti, 'try_number', '?')}"
 
 
 def _is_deferral(error: BaseException) -> bool:
