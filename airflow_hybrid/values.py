@@ -61,7 +61,7 @@ _QUANTITY = re.compile(r"\s*([+-]?)(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNO
 ErrorType = type[HybridConfigError]
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """``repr(value)``, cut short for the message of an absurdly long value."""
     if isinstance(value, int) and value.bit_length() > 256:
         return f"<a {value.bit_length()}-bit integer>"
@@ -72,10 +72,10 @@ def _shown(value: Any) -> str:
 def _quantity(value: str, option: str, what: str, error: ErrorType) -> tuple[str, Decimal, str]:
     """``(sign, number, unit)`` of a text such as ``"1.5 GB"``."""
     if len(value) > MAX_TEXT:
-        raise error(f"{option}: {what} {_shown(value)} is too long (at most {MAX_TEXT} characters)")
+        raise error(f"{option}: {what} {shown(value)} is too long (at most {MAX_TEXT} characters)")
     match = _QUANTITY.fullmatch(value)
     if not match:
-        raise error(f"{option}: cannot parse {what} {_shown(value)}")
+        raise error(f"{option}: cannot parse {what} {shown(value)}")
     sign, number, unit = match.groups()
     return sign, Decimal(number), unit.lower()
 
@@ -87,7 +87,7 @@ def parse_size(value: Any, option: str, *, error: ErrorType = HybridConfigError)
     """
     example = "(expected bytes or a size such as 512MB, 2GB, 1TiB)"
     if isinstance(value, bool) or value is None:
-        raise error(f"{option}: expected a size such as 2GB, got {_shown(value)}")
+        raise error(f"{option}: expected a size such as 2GB, got {shown(value)}")
     if isinstance(value, int):
         number = Decimal(value)
     elif isinstance(value, float):
@@ -97,16 +97,16 @@ def parse_size(value: Any, option: str, *, error: ErrorType = HybridConfigError)
     elif isinstance(value, str):
         sign, number, unit = _quantity(value, option, "size", error)
         if unit not in SIZE_UNITS:
-            raise error(f"{option}: unknown unit {unit!r} in size {_shown(value)} {example}")
+            raise error(f"{option}: unknown unit {unit!r} in size {shown(value)} {example}")
         if sign == "-" and number:
             number = -number
         number *= SIZE_UNITS[unit]
     else:
-        raise error(f"{option}: expected a size such as 2GB, got {_shown(value)}")
+        raise error(f"{option}: expected a size such as 2GB, got {shown(value)}")
     if number < 0:
-        raise error(f"{option}: negative size {_shown(value)}")
+        raise error(f"{option}: negative size {shown(value)}")
     if number > MAX_SIZE:
-        raise error(f"{option}: size {_shown(value)} is too large (at most 8 EiB)")
+        raise error(f"{option}: size {shown(value)} is too large (at most 8 EiB)")
     return int(number)
 
 
@@ -124,7 +124,7 @@ def parse_duration(
     """
     hint = " (-1 means never)" if allow_never else ""
     if isinstance(value, bool) or value is None:
-        raise error(f"{option}: expected a duration such as 60, 30s, 5m, 1h or 1d, got {_shown(value)}")
+        raise error(f"{option}: expected a duration such as 60, 30s, 5m, 1h or 1d, got {shown(value)}")
     if isinstance(value, int):
         seconds = Decimal(value)
     elif isinstance(value, float):
@@ -135,19 +135,19 @@ def parse_duration(
         sign, number, unit = _quantity(value, option, "duration", error)
         if unit and unit not in DURATION_UNITS:
             raise error(
-                f"{option}: unknown unit {unit!r} in duration {_shown(value)} (use ms, s, m, h or d)"
+                f"{option}: unknown unit {unit!r} in duration {shown(value)} (use ms, s, m, h or d)"
             )
         seconds = number * DURATION_UNITS[unit] / 1000 if unit else number
         if sign == "-":
             seconds = -seconds
     else:
-        raise error(f"{option}: expected a duration such as 60, 30s, 5m, 1h or 1d, got {_shown(value)}")
+        raise error(f"{option}: expected a duration such as 60, 30s, 5m, 1h or 1d, got {shown(value)}")
     if allow_never and seconds == -1:
         return -1.0
     if seconds < 0:
-        raise error(f"{option}: negative duration {_shown(value)}{hint}")
+        raise error(f"{option}: negative duration {shown(value)}{hint}")
     if seconds > MAX_DURATION:
-        raise error(f"{option}: duration {_shown(value)} is too long (at most {MAX_DURATION // 86_400}d){hint}")
+        raise error(f"{option}: duration {shown(value)} is too long (at most {MAX_DURATION // 86_400}d){hint}")
     return float(seconds)
 
 
@@ -166,7 +166,7 @@ def parse_bool(value: Any, option: str, *, error: ErrorType = HybridConfigError)
             return True
         if text in _FALSE:
             return False
-    raise error(f"{option}: expected true or false (yes/no, on/off, 1/0), got {_shown(value)}")
+    raise error(f"{option}: expected true or false (yes/no, on/off, 1/0), got {shown(value)}")
 
 
 def parse_int(
@@ -189,11 +189,11 @@ def parse_int(
     ):
         number = int(value)
     if number is None:
-        raise error(f"{option}: expected a whole number, got {_shown(value)}")
+        raise error(f"{option}: expected a whole number, got {shown(value)}")
     if minimum is not None and number < minimum:
-        raise error(f"{option}: {_shown(value)} is below the minimum {minimum}")
+        raise error(f"{option}: {shown(value)} is below the minimum {minimum}")
     if number > maximum:
-        raise error(f"{option}: {_shown(value)} is above the maximum {maximum}")
+        raise error(f"{option}: {shown(value)} is above the maximum {maximum}")
     return number
 
 
@@ -210,9 +210,9 @@ def parse_fraction(value: Any, option: str, *, error: ErrorType = HybridConfigEr
         except ValueError:
             number = None
     if number is None or math.isnan(number):
-        raise error(f"{option}: expected a number between 0 and 1, got {_shown(value)}")
+        raise error(f"{option}: expected a number between 0 and 1, got {shown(value)}")
     if not 0 < number <= 1:
-        raise error(f"{option}: {_shown(value)} is outside (0, 1]")
+        raise error(f"{option}: {shown(value)} is outside (0, 1]")
     return number
 
 

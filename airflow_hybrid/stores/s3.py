@@ -43,7 +43,7 @@ from airflow_hybrid.checksums import (
 )
 from airflow_hybrid.errors import HybridConfigError
 from airflow_hybrid.stores.base import Checksum, FileInfo, Store, StoreError, join_path, normalize_path
-from airflow_hybrid.values import parse_bool, parse_duration, parse_int
+from airflow_hybrid.values import parse_bool, parse_duration, parse_int, shown
 from airflow_hybrid.values import parse_size as _parse_size
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ def parse_size(value: int | str, option: str) -> int:
     try:
         return _parse_size(value, option)
     except HybridConfigError as err:
-        raise HybridConfigError(f"S3 option {option}={value!r} is not a size (e.g. 8388608, '16MiB'): {err}") from None
+        reason = str(err).removeprefix(f"{option}: ")
+        raise HybridConfigError(f"S3 option {option}={shown(value)} is not a size (e.g. 8388608, '16MiB'): {reason}") from None
 
 
 def _verify_setting(value: Any, conn_id: str) -> bool | str | None:
@@ -137,9 +138,11 @@ class S3Options:
             if key not in known:
                 raise HybridConfigError(f"unknown S3 store option {raw_key!r}; known options: {', '.join(known)}")
             kind = known[key].type
+            if value is None:  # null: the default
+                continue
             try:
                 if key == "part_size":
-                    values[key] = parse_size(value, raw_key)
+                    values[key] = _parse_size(value, raw_key)
                 elif kind == "int":
                     values[key] = parse_int(value, raw_key)
                 elif kind == "float":
@@ -151,8 +154,8 @@ class S3Options:
                 else:
                     raise HybridConfigError(f"expected a text, got {type(value).__name__}")
             except HybridConfigError as err:
-                shown = repr(value) if len(repr(value)) <= 80 else f"{repr(value)[:60]}..."
-                raise HybridConfigError(f"S3 store option {raw_key}={shown} is invalid: {err}") from None
+                reason = str(err).removeprefix(f"{raw_key}: ")
+                raise HybridConfigError(f"S3 store option {raw_key}={shown(value)} is invalid: {reason}") from None
         opts = cls(**values)
         opts.validate()
         return opts
