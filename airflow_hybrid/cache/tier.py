@@ -10,6 +10,11 @@ whatever the logical depth. A new directory per load means deleting an old copy 
 of the same path, and deleting a copy is deleting its directory, which also removes the partial temporary
 file an interrupted write leaves behind. Writes go through :meth:`Store.write`, which only makes a file
 visible once complete (rename into place on disk, completed multipart upload on S3).
+
+A local tier is contained and private: its store never follows a symbolic link under the tier's root (a link
+planted there is refused, so a fill cannot write through it into another directory, and a read cannot serve a
+file from outside), and copies are created with the cache's ``file_mode`` (``0600`` by default, temporary
+files included, also on ``/dev/shm``) in directories created ``0700``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import BinaryIO
 
 from airflow_hybrid.cache.config import TierConfig
 from airflow_hybrid.stores.base import FileInfo, Store
+from airflow_hybrid.stores.local import LocalStore
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_NAME = 180
@@ -35,6 +41,11 @@ def copy_location(mount: str, path: str, load_id: str) -> str:
     if len(name) > _MAX_NAME:
         name = name[-_MAX_NAME:]
     return f"{_UNSAFE.sub('_', mount) or '_'}/{digest[:2]}/{digest}.{load_id}/{name}"
+
+
+def dir_mode(file_mode: int) -> int:
+    """Mode of a tier's directories for copies of ``file_mode``: ``0700``, plus search where others may read."""
+    return 0o700 | file_mode | (file_mode & 0o044) >> 2
 
 
 class Tier:
@@ -53,7 +64,10 @@ class Tier:
 
     @cached_property
     def store(self) -> Store:
-        return self._store_factory(self.config.uri, self.config.conn_id, self.config.options or None)
+        store = self._store_factory(self.config.uri, self.config.conn_id, self.config.options or None)
+        if isinstance(store, LocalStore):
+            store.file_mode, store.dir_mode = self.config.file_mode, dir_mode(self.config.file_mode)
+        return store
 
     def open(self, location: str, offset: int = 0, length: int | None = None) -> BinaryIO:
         return self.store.open_read(location, offset=offset, length=length)
