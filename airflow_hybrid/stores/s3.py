@@ -7,7 +7,11 @@ Writes are streamed multipart uploads that we drive ourselves: parts are read fr
 time and uploaded by a small thread pool with a bounded number of parts in flight (memory stays about
 ``part_size * upload_concurrency``), each part carrying the CRC32C we computed so S3 rejects a corrupted
 part, and the whole-object CRC32C combined from the parts so the result can be verified end to end.
-A failed upload is aborted; :meth:`S3Store.abort_open_uploads` cleans those a crash left behind.
+No upload is left open, whatever fails: a failed write aborts its upload, uploads created by a
+``CreateMultipartUpload`` whose answer was lost (botocore retried it) are found and aborted, and a request
+applied but unanswered is recognised as ours on its retry; only a killed process can leave one, for
+:meth:`S3Store.abort_open_uploads` (a migration's sweep). ``write(..., if_absent=True)`` is an exclusive
+create at every size (``If-None-Match: *`` on ``PutObject`` and ``CompleteMultipartUpload``).
 
 Directories are implicit: ``mkdir`` does nothing and a prefix with objects under it is a directory.
 """
@@ -15,12 +19,14 @@ Directories are implicit: ``mkdir`` does nothing and a prefix with objects under
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -60,6 +66,10 @@ MAX_SINGLE_COPY = 5 * GiB
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchBucket", "NoSuchUpload"}
 _DENIED = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled", "InvalidAccessKeyId",
            "SignatureDoesNotMatch", "AccountProblem", "InvalidToken", "ExpiredToken"}
+#: Codes of a refused ``If-None-Match: *`` (412, or 409 for a concurrent conditional write).
+_REFUSED = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+#: Seconds of slack when comparing server times: ``Date``, ``Initiated`` and ``LastModified`` may be whole seconds.
+_CLOCK_SLACK = 2.0
 
 
 def parse_size(value: int | str, option: str) -> int:
@@ -522,9 +532,19 @@ class S3Store(Store):
 
     def creates_exclusively(self, size: int) -> bool:
         """Whether ``write(..., if_absent=True)`` of ``size`` bytes is the cheapest way to create a key that is
-        usually missing: the server honours conditional writes and the file fits one ``PutObject`` (a
-        multipart upload would send every part before S3 refused it, so check with :meth:`info` first)."""
-        return self.options.conditional_writes and size < self.options.part_size
+        usually missing: creates are exclusive (:attr:`exclusive_creates`) and the file fits one ``PutObject``.
+
+        A larger file is created just as exclusively (its ``CompleteMultipartUpload`` is conditional), but a key
+        that exists refuses it only after every part was sent: look with :meth:`info` first, then write it with
+        ``if_absent=True`` all the same (the look alone would race another writer)."""
+        return self.exclusive_creates and size < self.options.part_size
+
+    @property
+    def exclusive_creates(self) -> bool:
+        """Whether ``write(..., if_absent=True)`` is an atomic exclusive create at every size: ``If-None-Match: *``
+        on ``PutObject`` and on ``CompleteMultipartUpload``, which AWS S3, MinIO, moto and SeaweedFS honour (the
+        ``conditional_writes`` option; :meth:`probe_conditional_writes` checks a server)."""
+        return self.options.conditional_writes
 
     def write(self, path: str, stream: BinaryIO, size_hint: int | None = None, *, if_absent: bool = False) -> FileInfo:
         """Upload ``stream`` to ``path``; return its status with our checksums in ``extra``.
@@ -537,8 +557,14 @@ class S3Store(Store):
         ``mtime`` is the server's ``Date`` of the answer when no ``HeadObject`` was made (S3 does not report
         ``LastModified`` on writes; it may be a second later than a later :meth:`info` shows).
 
-        :param if_absent: create the object only if no object exists at ``path`` (``If-None-Match: *``,
-            atomic on the server): :class:`FileExistsError` if one does, and nothing is replaced.
+        A multipart upload is never left open, whatever fails (see :meth:`_create_upload`): a failed write aborts
+        its upload, and uploads created by a ``CreateMultipartUpload`` whose answer was lost (botocore retried
+        it) are found and aborted. A request of ours that was applied but whose answer was lost, then refused on
+        its retry by the object it had just created (``If-None-Match``), is recognised as ours.
+
+        :param if_absent: create the object only if no object exists at ``path`` (``If-None-Match: *`` on
+            ``PutObject`` and ``CompleteMultipartUpload``, atomic on the server, at every size):
+            :class:`FileExistsError` if one does, and nothing is replaced.
         """
         rel = normalize_path(path)
         if not rel:
@@ -557,11 +583,16 @@ class S3Store(Store):
             else:
                 whole, composite, parts, response = self._put_multipart(key, stream, first, part_size, **condition)
         stored = checksum_from_response(response)
-        if stored is not None and response.get("ETag"):
-            info = self._file_info(rel, whole.length, _response_date(response), response["ETag"], checksum=stored,
-                                   crc32c=whole.b64, crc32c_composite=composite, parts=parts)
+        if "LastModified" in response:  # a HeadObject made while recognising a retried write as ours
+            head = response
+        elif stored is not None and response.get("ETag"):
+            head = None
         else:  # the answer has no checksum (S3-compatible servers, moto's CompleteMultipartUpload)
             head = self._head(key)
+        if head is None:
+            info = self._file_info(rel, whole.length, _response_date(response), response["ETag"], checksum=stored,
+                                   crc32c=whole.b64, crc32c_composite=composite, parts=parts)
+        else:
             info = self._file_info(rel, head["ContentLength"], head["LastModified"], head.get("ETag"),
                                    checksum=checksum_from_response(head), crc32c=whole.b64,
                                    crc32c_composite=composite, parts=parts)
@@ -575,9 +606,7 @@ class S3Store(Store):
         try:
             yield
         except StoreError as err:
-            cause = err.__cause__
-            code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
-            if if_absent and code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+            if if_absent and _error_code(err) in _REFUSED:
                 raise FileExistsError(f"{self.s3_uri(key)} already exists; not replaced") from err
             raise
 
@@ -598,18 +627,47 @@ class S3Store(Store):
             raise StoreError(f"upload of {self.s3_uri(key)} did not verify and was deleted: {problem}")
 
     def _put_single(self, key: str, data: bytes, whole: Crc32c, **condition: str) -> dict[str, Any]:
-        with self._errors("PutObject", key):
-            return self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentLength=len(data),
-                                          ChecksumAlgorithm="CRC32C", ChecksumCRC32C=whole.b64, **condition)
+        started = time.monotonic()
+        try:
+            with self._errors("PutObject", key):
+                return self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentLength=len(data),
+                                              ChecksumAlgorithm="CRC32C", ChecksumCRC32C=whole.b64, **condition)
+        except StoreError as err:
+            # Refused on a retry: maybe by the object an earlier attempt created before its answer was lost.
+            if condition and _error_code(err) in _REFUSED and _retries(err):
+                head = self._own_object(key, started, len(data), hashlib.md5(data).hexdigest(), whole.b64, None)
+                if head is not None:
+                    log.info("PutObject of %s was applied before its answer was lost; the retry was refused "
+                             "by that object (ours)", self.s3_uri(key))
+                    return head
+            raise
 
+    def _own_object(self, key: str, started: float, size: int, etag: str | None, crc: str,
+                    composite: str | None) -> dict[str, Any] | None:
+        """``HeadObject`` of ``key`` if it is the object a request of ours (sent since ``started``, monotonic)
+        created: our length, our ETag or CRC32C, and last modified since the request was sent (server clock:
+        the ``Date`` of the ``HeadObject`` answer less the time elapsed); else ``None``."""
+        try:
+            head = self._head(key)
+        except FileNotFoundError:
+            return None
+        if int(head["ContentLength"]) != size:
+            return None
+        stored = checksum_from_response(head)
+        ours = (etag is not None and (head.get("ETag") or "").strip('"') == etag) or (
+            stored is not None and (stored.value == crc or (stored.algorithm == CRC32C_COMPOSITE
+                                                            and composite_matches(stored.value, composite))))
+        if not ours:
+            return None
+        sent = _response_date(head).timestamp() - (time.monotonic() - started) - _CLOCK_SLACK
+        return head if head["LastModified"].timestamp() >= sent else None
+
+    # -- multipart uploads ------------------------------------------------------------------------
     def _put_multipart(
         self, key: str, stream: BinaryIO, first: bytes, part_size: int, **condition: str
     ) -> tuple[Crc32c, str, int, dict[str, Any]]:
         checksum_type = self.options.checksum_type
-        with self._errors("CreateMultipartUpload", key):
-            upload_id = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32C", ChecksumType=checksum_type
-            )["UploadId"]
+        upload_id = self._create_upload(key)
         concurrency = self.options.upload_concurrency
         slots = _PartSlots(threading.BoundedSemaphore(concurrency), self._buffered_parts)  # one per part held
         failed = threading.Event()
@@ -644,8 +702,72 @@ class S3Store(Store):
             if checksum_type == "FULL_OBJECT":
                 # S3 checks the whole-object checksum and size against the parts it assembled.
                 kwargs.update(ChecksumType="FULL_OBJECT", ChecksumCRC32C=whole.b64, MpuObjectSize=whole.length)
+            response = self._complete(key, upload_id, parts, whole, composite, kwargs)
+        except BaseException:
+            failed.set()
+            self._abort(key, upload_id)
+            raise
+        return whole, composite, len(parts), response
+
+    def _create_upload(self, key: str) -> str:
+        """``CreateMultipartUpload``; no upload it created is ever left behind.
+
+        When an answer is lost after the server created the upload (a reset connection, a timeout), botocore
+        retries and a second upload is created: the first one's id is never seen. So whenever the call was
+        retried, the key's open uploads are listed and those initiated during the call (from the call's duration
+        before the upload we got, to it; server times) are aborted. When the call fails altogether (or is
+        interrupted), every open upload of the key is aborted: the lost ones cannot be told from others there,
+        which are orphans of killed runs (aborted by migrations anyway) or a concurrent writer of the same key.
+        """
+        started = time.monotonic()
+        try:
+            with self._errors("CreateMultipartUpload", key):
+                response = self.client.create_multipart_upload(
+                    Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32C", ChecksumType=self.options.checksum_type
+                )
+        except BaseException as err:
+            cause = err.__cause__ if isinstance(err, (StoreError, OSError)) else err
+            if not (isinstance(cause, ClientError) and not _retries(cause)):  # else: the one answer was an error
+                self._abort_lost_uploads(key, None, time.monotonic() - started)
+            raise
+        upload_id = response["UploadId"]
+        if _retries(response):
+            try:
+                self._abort_lost_uploads(key, upload_id, time.monotonic() - started)
+            except BaseException:
+                self._abort(key, upload_id)
+                raise
+        return upload_id
+
+    def _abort_lost_uploads(self, key: str, keep: str | None, window: float) -> None:
+        """Abort the open uploads of ``key`` a ``CreateMultipartUpload`` call of ``window`` seconds may have
+        created unseen: those initiated up to ``window`` before ``keep`` (the upload it returned), or all of them
+        when it returned none."""
+        try:
+            listed = list(self._key_uploads(key))
+        except Exception:
+            log.exception("Could not list the open uploads of %s after a failed or retried CreateMultipartUpload; "
+                          "any left open are aborted by the next migration's sweep", self.s3_uri(key))
+            return
+        uploads = [upload for upload in listed if upload.upload_id != keep]
+        mine = next((upload for upload in listed if upload.upload_id == keep), None)
+        if mine is not None:  # Initiated is a server time; moto reports one fixed time for every upload
+            earliest = mine.initiated - window - _CLOCK_SLACK
+            uploads = [upload for upload in uploads if earliest <= upload.initiated <= mine.initiated]
+        for upload in uploads:
+            log.warning("Aborting multipart upload %s of %s: created by a CreateMultipartUpload whose answer was "
+                        "lost", upload.upload_id, self.s3_uri(key))
+            self._abort(key, upload.upload_id)
+
+    def _complete(self, key: str, upload_id: str, parts: list[_Part], whole: Crc32c, composite: str,
+                  kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``CompleteMultipartUpload``; when it fails after a retry or with a lost answer, the object is checked:
+        an attempt may have completed it (SeaweedFS refuses the retry of a completed conditional upload with 412,
+        AWS answers ``NoSuchUpload``)."""
+        started = time.monotonic()
+        try:
             with self._errors("CompleteMultipartUpload", key):
-                response = self.client.complete_multipart_upload(
+                return self.client.complete_multipart_upload(
                     Bucket=self.bucket, Key=key, UploadId=upload_id,
                     MultipartUpload={"Parts": [
                         {"PartNumber": p.number, "ETag": p.etag, "ChecksumCRC32C": encode_crc32c(p.crc)}
@@ -653,11 +775,20 @@ class S3Store(Store):
                     ]},
                     **kwargs,
                 )
-        except BaseException:
-            failed.set()
-            self._abort(key, upload_id)
-            raise
-        return whole, composite, len(parts), response
+        except BaseException as err:
+            cause = err.__cause__ if isinstance(err, (StoreError, OSError)) else err
+            if isinstance(cause, ClientError) and not _retries(cause):
+                raise  # the only attempt was answered with this error: nothing was completed
+            try:
+                head = self._own_object(key, started, whole.length, multipart_etag(p.etag for p in parts),
+                                        whole.b64, composite)
+            except Exception:
+                log.exception("Could not check whether %s was completed", self.s3_uri(key))
+                head = None
+            if head is None:
+                raise
+            log.info("CompleteMultipartUpload of %s was applied though its answer was lost (%s)", self.s3_uri(key), err)
+            return head
 
     def _upload_part(self, key: str, upload_id: str, number: int, data: bytes,
                      slots: _PartSlots, failed: threading.Event) -> _Part:
@@ -679,25 +810,49 @@ class S3Store(Store):
 
     def _abort(self, key: str, upload_id: str) -> None:
         try:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except Exception:  # the original error matters more; abort_open_uploads cleans up later
+            self._abort_key(key, upload_id)
+        except Exception:  # the original error matters more; the next migration's sweep aborts it
             log.exception("Could not abort multipart upload %s of %s", upload_id, self.s3_uri(key))
 
+    def _abort_key(self, key: str, upload_id: str) -> bool:
+        with self._errors("AbortMultipartUpload", key):
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except ClientError as err:
+                if err.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                    raise
+                return False
+        return True
+
     # -- orphaned uploads -------------------------------------------------------------------------
+    def _upload_pages(self, prefix: str) -> Iterator[dict[str, Any]]:
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        with self._errors("ListMultipartUploads", prefix):
+            yield from paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+
+    def _key_uploads(self, key: str) -> Iterator[OpenUpload]:
+        """The open uploads of exactly ``key`` (paths relative to the store)."""
+        for page in self._upload_pages(key):
+            for upload in page.get("Uploads", ()):
+                if upload["Key"] == key:
+                    yield OpenUpload(self._rel(key), upload["UploadId"], upload["Initiated"].timestamp())
+
     def list_open_uploads(self, path: str = "") -> Iterator[OpenUpload]:
-        """Multipart uploads at or below ``path`` that were never completed nor aborted."""
+        """Multipart uploads at or below ``path`` that were never completed nor aborted (path, upload id and
+        initiation time; moto reports one fixed time for every upload)."""
         rel = normalize_path(path)
         key = self._key(rel)
-        paginator = self.client.get_paginator("list_multipart_uploads")
-        with self._errors("ListMultipartUploads", key):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
-                for upload in page.get("Uploads", ()):
-                    if key and upload["Key"] != key and not upload["Key"].startswith(f"{key}/"):
-                        continue
-                    if self.prefix and not upload["Key"].startswith(f"{self.prefix}/"):
-                        continue
-                    yield OpenUpload(self._rel(upload["Key"]), upload["UploadId"],
-                                     upload["Initiated"].timestamp())
+        for page in self._upload_pages(key):
+            for upload in page.get("Uploads", ()):
+                if key and upload["Key"] != key and not upload["Key"].startswith(f"{key}/"):
+                    continue
+                if self.prefix and not upload["Key"].startswith(f"{self.prefix}/"):
+                    continue
+                yield OpenUpload(self._rel(upload["Key"]), upload["UploadId"], upload["Initiated"].timestamp())
+
+    def abort_upload(self, path: str, upload_id: str) -> bool:
+        """Abort one open upload of ``path``; ``False`` if it was no longer open (completed or aborted)."""
+        return self._abort_key(self._key(normalize_path(path)), upload_id)
 
     def abort_open_uploads(self, path: str = "", older_than: float | None = None) -> int:
         """Abort open uploads at or below ``path`` (only those started ``older_than`` seconds ago, if
@@ -707,17 +862,45 @@ class S3Store(Store):
         for upload in list(self.list_open_uploads(path)):
             if cutoff is not None and upload.initiated > cutoff:
                 continue
-            key = self._key(upload.path)
-            with self._errors("AbortMultipartUpload", key):
-                try:
-                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload.upload_id)
-                except ClientError as err:
-                    if err.response["Error"]["Code"] != "NoSuchUpload":
-                        raise
-                    continue
-            log.info("Aborted orphaned multipart upload %s of %s", upload.upload_id, self.s3_uri(key))
-            aborted += 1
+            if self.abort_upload(upload.path, upload.upload_id):
+                log.info("Aborted orphaned multipart upload %s of %s", upload.upload_id,
+                         self.s3_uri(self._key(upload.path)))
+                aborted += 1
         return aborted
+
+    def probe_conditional_writes(self, path: str = ".hybrid-conditional-probe") -> bool:
+        """Whether the server honours ``If-None-Match: *`` on ``PutObject`` and ``CompleteMultipartUpload``
+        (what :attr:`exclusive_creates` assumes): writes ``path`` (a fresh key below it), tries to replace it
+        both ways, and deletes it. Five requests; for set-up checks and tests, not on every write."""
+        rel = join_path(normalize_path(path), uuid.uuid4().hex)
+        key = self._key(rel)
+        refused = 0
+        with self._errors("PutObject", key):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=b"probe")
+        try:
+            try:
+                with self._errors("PutObject", key):
+                    self.client.put_object(Bucket=self.bucket, Key=key, Body=b"replaced", IfNoneMatch="*")
+            except StoreError as err:
+                refused += _error_code(err) in _REFUSED
+            with self._errors("CreateMultipartUpload", key):
+                upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+            try:
+                with self._errors("UploadPart", key):
+                    etag = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=1,
+                                                   Body=b"replaced")["ETag"]
+                with self._errors("CompleteMultipartUpload", key):
+                    self.client.complete_multipart_upload(
+                        Bucket=self.bucket, Key=key, UploadId=upload_id, IfNoneMatch="*",
+                        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+            except StoreError as err:
+                refused += _error_code(err) in _REFUSED
+            finally:
+                self._abort(key, upload_id)
+        finally:
+            with self._errors("DeleteObject", key):
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+        return refused == 2
 
     # -- delete, rename ---------------------------------------------------------------------------
     def delete(self, path: str, recursive: bool = False) -> bool:
@@ -809,6 +992,38 @@ def _response_date(response: dict[str, Any]) -> datetime:
         return parsedate_to_datetime(date) if date else datetime.now(timezone.utc)
     except (TypeError, ValueError):
         return datetime.now(timezone.utc)
+
+
+def _error_code(err: BaseException) -> str | None:
+    """The S3 error code behind ``err`` (a botocore ``ClientError`` or one of ours caused by one)."""
+    cause = err if isinstance(err, ClientError) else err.__cause__
+    return str(cause.response.get("Error", {}).get("Code")) if isinstance(cause, ClientError) else None
+
+
+def _retries(outcome: dict[str, Any] | BaseException) -> int:
+    """How many times botocore retried the call behind an answer or an error (0 when not known)."""
+    if isinstance(outcome, BaseException):
+        cause = outcome if isinstance(outcome, ClientError) else outcome.__cause__
+        if not isinstance(cause, ClientError):
+            return 0
+        outcome = cause.response
+    return int(outcome.get("ResponseMetadata", {}).get("RetryAttempts") or 0)
+
+
+def multipart_etag(part_etags: Iterable[str]) -> str | None:
+    """The ETag S3 gives an object completed from parts with these ETags (MD5 of their MD5s, ``-<parts>``);
+    ``None`` when a part's ETag is not an MD5 (e.g. SSE-KMS)."""
+    digests, count = hashlib.md5(), 0
+    for etag in part_etags:
+        value = etag.strip('"')
+        if len(value) != 32:
+            return None
+        try:
+            digests.update(bytes.fromhex(value))
+        except ValueError:
+            return None
+        count += 1
+    return f"{digests.hexdigest()}-{count}"
 
 
 def composite_matches(reported: str, ours: str | None) -> bool:
