@@ -107,29 +107,26 @@ def _option_text(value: Any) -> str:
     raise MountConfigError(f"mount_options: expected key=value lines (a text), got {shown(value)}")
 
 
-def _check_uri(member: str, uri: Any) -> str:
-    """The member's URI, checked: a text with a supported scheme, a bucket for S3, a path for local members."""
-    option = f"members.{member}.uri"
+def check_uri(uri: Any, option: str, *, what: str = "member", error: type[HybridConfigError] = MountConfigError) -> str:
+    """A store URI, checked: a text with a supported scheme, a bucket for S3, a path for a local directory."""
     if not isinstance(uri, str):
-        raise MountConfigError(f"{option}: expected a URI such as s3://bucket/prefix, got {shown(uri)}")
+        raise error(f"{option}: expected a URI such as s3://bucket/prefix, got {shown(uri)}")
     if not uri.strip():
-        raise MountConfigError(f"{option}: missing (every member needs a uri)")
+        raise error(f"{option}: missing (every {what} needs a uri)")
     if "\x00" in uri or len(uri) > 4096:
-        raise MountConfigError(f"{option}: not a valid URI: {shown(uri)}")
+        raise error(f"{option}: not a valid URI: {shown(uri)}")
     try:
         parsed = urlparse(uri)
         parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError as err:  # e.g. "Invalid IPv6 URL" for s3://[x/p
-        raise MountConfigError(f"{option}: not a valid URI ({err}): {shown(uri)}") from None
+        raise error(f"{option}: not a valid URI ({err}): {shown(uri)}") from None
     scheme = parsed.scheme.lower()
     if scheme not in SUPPORTED_SCHEMES:
-        raise MountConfigError(
-            f"{option}: unsupported scheme {scheme!r} in {shown(uri)} (supported: hdfs, s3, file)"
-        )
+        raise error(f"{option}: unsupported scheme {scheme!r} in {shown(uri)} (supported: hdfs, s3, file)")
     if scheme in ("s3", "s3a") and not parsed.netloc:
-        raise MountConfigError(f"{option}: {shown(uri)} names no bucket (expected s3://bucket/prefix)")
+        raise error(f"{option}: {shown(uri)} names no bucket (expected s3://bucket/prefix)")
     if scheme in ("file", "") and not parsed.path:
-        raise MountConfigError(f"{option}: {shown(uri)} names no directory")
+        raise error(f"{option}: {shown(uri)} names no directory")
     return uri
 
 
@@ -215,7 +212,7 @@ def parse_mount_options(name: str, extras: dict[str, Any]) -> MountSpec:
             )
         if spec.get("uri") is None:
             raise MountConfigError(f"members.{member}.uri: missing (every member needs a uri)")
-        uri = _check_uri(member, spec["uri"])
+        uri = check_uri(spec["uri"], f"members.{member}.uri")
         scheme = urlparse(uri).scheme.lower()
         conn_id = spec.get("conn_id")
         if conn_id is not None and (not isinstance(conn_id, str) or len(conn_id) > 250):

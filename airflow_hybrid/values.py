@@ -80,33 +80,34 @@ def _quantity(value: str, option: str, what: str, error: ErrorType) -> tuple[str
     return sign, Decimal(number), unit.lower()
 
 
-def parse_size(value: Any, option: str, *, error: ErrorType = HybridConfigError) -> int:
+def parse_size(value: Any, option: str, *, what: str = "size", error: ErrorType = HybridConfigError) -> int:
     """Bytes from ``1073741824``, ``"1GB"``, ``"1.5 GiB"`` or ``"512m"``.
 
+    :param what: what the size is, for messages (``"quota"``).
     :raises HybridConfigError: (``error``) naming ``option`` for anything else, a negative or an absurd size.
     """
     example = "(expected bytes or a size such as 512MB, 2GB, 1TiB)"
     if isinstance(value, bool) or value is None:
-        raise error(f"{option}: expected a size such as 2GB, got {shown(value)}")
+        raise error(f"{option}: expected a {what} such as 2GB, got {shown(value)}")
     if isinstance(value, int):
         number = Decimal(value)
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise error(f"{option}: size {value!r} is not finite")
+            raise error(f"{option}: {what} {value!r} is not finite")
         number = Decimal(value)
     elif isinstance(value, str):
-        sign, number, unit = _quantity(value, option, "size", error)
+        sign, number, unit = _quantity(value, option, what, error)
         if unit not in SIZE_UNITS:
-            raise error(f"{option}: unknown unit {unit!r} in size {shown(value)} {example}")
+            raise error(f"{option}: unknown unit {unit!r} in {what} {shown(value)} {example}")
         if sign == "-" and number:
             number = -number
         number *= SIZE_UNITS[unit]
     else:
-        raise error(f"{option}: expected a size such as 2GB, got {shown(value)}")
+        raise error(f"{option}: expected a {what} such as 2GB, got {shown(value)}")
     if number < 0:
-        raise error(f"{option}: negative size {shown(value)}")
+        raise error(f"{option}: negative {what} {value.strip() if isinstance(value, str) else shown(value)}")
     if number > MAX_SIZE:
-        raise error(f"{option}: size {shown(value)} is too large (at most 8 EiB)")
+        raise error(f"{option}: {what} {shown(value)} is too large (at most 8 EiB)")
     return int(number)
 
 
@@ -166,7 +167,7 @@ def parse_bool(value: Any, option: str, *, error: ErrorType = HybridConfigError)
             return True
         if text in _FALSE:
             return False
-    raise error(f"{option}: expected true or false (yes/no, on/off, 1/0), got {shown(value)}")
+    raise error(f"{option}: expected true or false, got {shown(value)} (or yes/no, on/off, 1/0)")
 
 
 def parse_int(

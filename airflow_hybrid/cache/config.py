@@ -15,15 +15,14 @@ Example (connection extras)::
         "default_ttl": null,
         "file_mode": "0600"}}
 
-Sizes follow Alluxio: a number of bytes or a number with a unit ``B``, ``K``/``KB``/``KiB``, ``M``/``MB``/``MiB``,
-``G``/``GB``/``GiB``, ``T``/``TB``/``TiB``, ``P``/``PB``/``PiB`` (case-insensitive, powers of 1024 as in Alluxio).
-Durations are seconds or a number with ``ms``, ``s``, ``m``/``min``, ``h``, ``d``.
+Sizes, durations and booleans follow :mod:`airflow_hybrid.values` (Alluxio's grammar): a size is a number of
+bytes or a number with a unit ``B``, ``K``/``KB``/``KiB`` ... ``P``/``PB``/``PiB`` (case-insensitive, powers of
+1024 as in Alluxio); a duration is seconds or a number with ``ms``, ``s``, ``m``/``min``, ``h``, ``d``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -32,6 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from airflow_hybrid.cache.exceptions import CacheConfigError, UnknownTierError
+from airflow_hybrid.mount_options import check_uri
+from airflow_hybrid.values import parse_bool, parse_fraction, shown
+from airflow_hybrid.values import parse_duration as _parse_duration
+from airflow_hybrid.values import parse_size as _parse_size
 
 DEFAULT_HIGH_WATERMARK = 0.95
 DEFAULT_LOW_WATERMARK = 0.7
@@ -39,11 +42,6 @@ DEFAULT_METADATA_SYNC_INTERVAL = 60.0
 DEFAULT_LOAD_LEASE = 60.0
 DEFAULT_JOIN_RUNNING_LOAD_UP_TO = 0  # off: a reader never waits for a copy (opt in per mount)
 DEFAULT_FILE_MODE = 0o600  # cached copies readable by their owner only (also on /dev/shm)
-
-_SIZE_UNITS = {"": 0, "b": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
-_SIZE_RE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "": 1}
-_DURATION_RE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 _TIER_KEYS = {"alias", "uri", "quota", "high_watermark", "low_watermark", "conn_id", "options"}
 _CACHE_KEYS = {
@@ -62,67 +60,14 @@ _CACHE_KEYS = {
 
 def parse_size(value: Any, option: str, what: str = "size") -> int:
     """Bytes from ``value`` (``1073741824``, ``"1GB"``, ``"512 MiB"``); errors name ``option``."""
-    if isinstance(value, bool):
-        raise CacheConfigError(f"{option}: expected a {what} such as 2GB, got {value!r}")
-    if isinstance(value, (int, float)):
-        number, unit = float(value), ""
-    elif isinstance(value, str):
-        match = _SIZE_RE.match(value)
-        if not match:
-            raise CacheConfigError(
-                f"{option}: cannot parse {what} {value!r} (expected e.g. 512MB, 2GB, 1TiB)"
-            )
-        number, unit = float(match.group(1)), match.group(2).lower()
-    else:
-        raise CacheConfigError(f"{option}: expected a {what} such as 2GB, got {value!r}")
-    power = _unit_power(unit)
-    if power is None:
-        raise CacheConfigError(
-            f"{option}: unknown unit {unit!r} in {value!r} (use B, KB, MB, GB, TB, PB or KiB..PiB)"
-        )
-    if not math.isfinite(number):
-        raise CacheConfigError(f"{option}: {what} {value!r} is not finite")
-    if number < 0:
-        raise CacheConfigError(f"{option}: negative {what} {value}")
-    return int(number * 1024**power)
-
-
-def _unit_power(unit: str) -> int | None:
-    if unit in _SIZE_UNITS:
-        return _SIZE_UNITS[unit]
-    if len(unit) == 2 and unit[1] == "b":
-        return _SIZE_UNITS.get(unit[0]) or None
-    if len(unit) == 3 and unit[1:] == "ib":
-        return _SIZE_UNITS.get(unit[0]) or None
-    return None
+    return _parse_size(value, option, what=what, error=CacheConfigError)
 
 
 def parse_duration(value: Any, option: str, allow_negative_one: bool = False) -> float | None:
-    """Seconds from ``value`` (``60``, ``"5m"``, ``"1h"``); ``None`` stays ``None``."""
+    """Seconds from ``value`` (``60``, ``"5m"``, ``"1h"``); ``None`` stays ``None``; ``-1`` if allowed."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise CacheConfigError(f"{option}: expected a duration such as 60 or 5m, got {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION_RE.match(value)
-        unit = match.group(2).lower() if match else None
-        if not match or unit not in _DURATION_UNITS:
-            raise CacheConfigError(
-                f"{option}: cannot parse duration {value!r} (expected e.g. 60, 30s, 5m, 1h, 1d)"
-            )
-        seconds = float(match.group(1)) * _DURATION_UNITS[unit]
-    else:
-        raise CacheConfigError(f"{option}: expected a duration such as 60 or 5m, got {value!r}")
-    if not math.isfinite(seconds):
-        raise CacheConfigError(f"{option}: duration {value!r} is not finite")
-    if allow_negative_one and seconds == -1:
-        return -1.0
-    if seconds < 0:
-        hint = " (-1 means never)" if allow_negative_one else ""
-        raise CacheConfigError(f"{option}: negative duration {value!r}{hint}")
-    return seconds
+    return _parse_duration(value, option, allow_never=allow_negative_one, error=CacheConfigError)
 
 
 def parse_file_mode(value: Any, option: str) -> int:
@@ -184,48 +129,41 @@ class TierConfig:
     @classmethod
     def from_dict(cls, raw: Any, option: str) -> TierConfig:
         if not isinstance(raw, Mapping):
-            raise CacheConfigError(f"{option}: expected an object with alias, uri and quota, got {raw!r}")
+            raise CacheConfigError(f"{option}: expected an object with alias, uri and quota, got {shown(raw)}")
         unknown = set(raw) - _TIER_KEYS
         if unknown:
             raise CacheConfigError(
-                f"{option}: unknown keys {sorted(unknown)} (expected {', '.join(sorted(_TIER_KEYS))})"
+                f"{option}: unknown keys {sorted(map(str, unknown))} (expected {', '.join(sorted(_TIER_KEYS))})"
             )
         alias = raw.get("alias")
-        if not isinstance(alias, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", alias):
-            raise CacheConfigError(f"{option}.alias: expected a name such as MEM, SSD or S3, got {alias!r}")
+        if not isinstance(alias, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", alias):
+            raise CacheConfigError(f"{option}.alias: expected a name such as MEM, SSD or S3, got {shown(alias)}")
         uri = raw.get("uri")
         if not isinstance(uri, str) or not uri.strip():
             raise CacheConfigError(f"{option}.uri: missing (every tier needs a store location)")
+        check_uri(uri.strip(), f"{option}.uri", what="tier", error=CacheConfigError)
         if "quota" not in raw or raw["quota"] is None:
             raise CacheConfigError(f"{option}.quota: missing (e.g. 2GB)")
         quota = parse_size(raw["quota"], f"{option}.quota", "quota")
         if quota == 0:
-            raise CacheConfigError(f"{option}.quota: must be positive, got {raw['quota']!r}")
-        high = _fraction(raw.get("high_watermark", DEFAULT_HIGH_WATERMARK), f"{option}.high_watermark")
-        low = _fraction(raw.get("low_watermark", DEFAULT_LOW_WATERMARK), f"{option}.low_watermark")
+            raise CacheConfigError(f"{option}.quota: must be positive, got {shown(raw['quota'])}")
+        high = parse_fraction(
+            raw.get("high_watermark", DEFAULT_HIGH_WATERMARK), f"{option}.high_watermark", error=CacheConfigError
+        )
+        low = parse_fraction(
+            raw.get("low_watermark", DEFAULT_LOW_WATERMARK), f"{option}.low_watermark", error=CacheConfigError
+        )
         if not 0 < low < high <= 1:
             raise CacheConfigError(
                 f"{option}: watermarks out of order: need 0 < low_watermark ({low}) < high_watermark ({high}) <= 1"
             )
         conn_id = raw.get("conn_id")
         if conn_id is not None and not isinstance(conn_id, str):
-            raise CacheConfigError(f"{option}.conn_id: expected a connection id, got {conn_id!r}")
+            raise CacheConfigError(f"{option}.conn_id: expected a connection id, got {shown(conn_id)}")
         options = raw.get("options") or {}
-        if not isinstance(options, Mapping):
-            raise CacheConfigError(f"{option}.options: expected an object, got {options!r}")
+        if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+            raise CacheConfigError(f"{option}.options: expected an object, got {shown(options)}")
         return cls(alias, uri.strip(), quota, high, low, conn_id, dict(options))
-
-
-def _fraction(value: Any, option: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise CacheConfigError(f"{option}: expected a number between 0 and 1, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise CacheConfigError(f"{option}: expected a number between 0 and 1, got {value!r}") from None
-    if not 0 < number <= 1:
-        raise CacheConfigError(f"{option}: {value!r} is outside (0, 1]")
-    return number
 
 
 @dataclass(frozen=True)
@@ -294,22 +232,24 @@ class CacheConfig:
         if isinstance(raw, str):
             try:
                 raw = json.loads(raw) if raw.strip() else None
-            except ValueError as err:
+            except (ValueError, RecursionError) as err:
                 raise CacheConfigError(f"cache: not valid JSON: {err}") from None
         top_catalog = options.get("catalog_url")
+        if top_catalog is not None and not isinstance(top_catalog, str):
+            raise CacheConfigError(f"catalog_url: expected a SQLAlchemy URL, got {shown(top_catalog)}")
         if raw is None:
             return cls(mount_name, catalog_url=top_catalog or None)
         if not isinstance(raw, Mapping):
-            raise CacheConfigError(f"cache: expected an object with 'tiers', got {raw!r}")
+            raise CacheConfigError(f"cache: expected an object with 'tiers', got {shown(raw)}")
         unknown = set(raw) - _CACHE_KEYS
         if unknown:
             raise CacheConfigError(
-                f"cache: unknown keys {sorted(unknown)} (expected {', '.join(sorted(_CACHE_KEYS))})"
+                f"cache: unknown keys {sorted(map(str, unknown))} (expected {', '.join(sorted(_CACHE_KEYS))})"
             )
 
         tiers_raw = raw.get("tiers")
         if not isinstance(tiers_raw, (list, tuple)) or not tiers_raw:
-            raise CacheConfigError(f"cache.tiers: expected a non-empty list of tiers, got {tiers_raw!r}")
+            raise CacheConfigError(f"cache.tiers: expected a non-empty list of tiers, got {shown(tiers_raw)}")
         tiers = tuple(TierConfig.from_dict(t, f"cache.tiers[{i}]") for i, t in enumerate(tiers_raw))
         seen: dict[str, int] = {}
         for i, tier in enumerate(tiers):
@@ -322,12 +262,8 @@ class CacheConfig:
 
         catalog_url = raw.get("catalog_url") or top_catalog or None
         if catalog_url is not None and not isinstance(catalog_url, str):
-            raise CacheConfigError(f"cache.catalog_url: expected a SQLAlchemy URL, got {catalog_url!r}")
-        cache_on_read = raw.get("cache_on_read", True)
-        if isinstance(cache_on_read, str) and cache_on_read.lower() in ("true", "false"):
-            cache_on_read = cache_on_read.lower() == "true"
-        if not isinstance(cache_on_read, bool):
-            raise CacheConfigError(f"cache.cache_on_read: expected true or false, got {cache_on_read!r}")
+            raise CacheConfigError(f"cache.catalog_url: expected a SQLAlchemy URL, got {shown(catalog_url)}")
+        cache_on_read = parse_bool(raw.get("cache_on_read", True), "cache.cache_on_read", error=CacheConfigError)
         interval = parse_duration(
             raw.get("metadata_sync_interval", DEFAULT_METADATA_SYNC_INTERVAL),
             "cache.metadata_sync_interval",
@@ -361,6 +297,8 @@ class CacheConfig:
         )
         default_tier = raw.get("default_tier")
         if default_tier is not None:
+            if not isinstance(default_tier, str):
+                raise CacheConfigError(f"cache.default_tier: expected a tier alias, got {shown(default_tier)}")
             try:
                 default_tier = config.tier(default_tier).alias
             except UnknownTierError as err:

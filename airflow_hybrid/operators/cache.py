@@ -17,9 +17,11 @@ from airflow.sdk import BaseOperator
 from airflow_hybrid import cache_ops
 from airflow_hybrid.cache.config import parse_duration
 from airflow_hybrid.cache.exceptions import CacheError
+from airflow_hybrid.errors import HybridConfigError
 from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
 from airflow_hybrid.operators.migrate import hybrid_asset, openlineage_name
 from airflow_hybrid.stores.base import PathEscapeError
+from airflow_hybrid.values import parse_bool
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -43,15 +45,8 @@ def _unset(value: Any) -> bool:
 
 
 def _as_bool(value: Any, option: str) -> bool:
-    """``pin`` given as a bool, or rendered from a template as ``True``/``False``."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no", "", "none"):
-        return False
-    raise ValueError(f"{option}: expected true or false, got {value!r}")
+    """``pin`` given as a bool, or rendered from a template as ``True``/``False``; unset is ``False``."""
+    return False if _unset(value) else parse_bool(value, option)
 
 
 def _tier(tier: str | None) -> str | None:
@@ -63,7 +58,7 @@ def _ttl_seconds(ttl: float | str | None) -> float | None:
         return None
     seconds = parse_duration(ttl, "ttl")
     if seconds == 0:
-        raise ValueError("ttl: must be positive (None keeps the cache's default_ttl)")
+        raise HybridConfigError("ttl: must be positive (None keeps the cache's default_ttl)")
     return seconds
 
 

@@ -127,7 +127,7 @@ def test_duplicate_alias():
         ({"tiers": [MEM], "listing_sync_interval": -5}, r"cache\.listing_sync_interval: negative duration"),
         ({"tiers": [MEM], "join_running_load_up_to": "-1GB"}, r"cache\.join_running_load_up_to: negative size"),
         ({"tiers": [MEM], "default_ttl": 0}, r"cache\.default_ttl: must be positive"),
-        ({"tiers": [MEM], "cache_on_read": "yes"}, r"cache\.cache_on_read: expected true or false"),
+        ({"tiers": [MEM], "cache_on_read": "maybe"}, r"cache\.cache_on_read: expected true or false"),
         ({"tiers": [MEM], "default_tier": "NVME"}, r"cache\.default_tier: unknown cache tier 'NVME'"),
         ({"tiers": [MEM], "tier": "MEM"}, r"cache: unknown keys \['tier'\]"),
         ("{not json", r"cache: not valid JSON"),
