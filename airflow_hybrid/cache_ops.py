@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_hybrid.cache.exceptions import CacheConfigError, CacheError, CacheQuotaError
 from airflow_hybrid.cache.manager import LoadResult
+from airflow_hybrid.errors import HybridConfigError
 from airflow_hybrid.stores.base import FileInfo, normalize_path
 from airflow_hybrid.transfer import ProgressTracker, format_bytes
 
@@ -51,6 +52,42 @@ class NoMatchError(FileNotFoundError):
 
 
 # -- patterns -------------------------------------------------------------------------------------------
+def _class_end(pattern: str, i: int) -> int | None:
+    """Index of the ``]`` closing the character class opened at ``pattern[i]``, or ``None`` (a literal ``[``)."""
+    j, n = i + 1, len(pattern)
+    if j < n and pattern[j] in "!^":
+        j += 1
+    if j < n and pattern[j] == "]":
+        j += 1
+    while j < n and pattern[j] != "]":
+        j += 1
+    return j if j < n else None
+
+
+def _class_regex(body: str) -> str:
+    body = body.replace("\\", "\\\\")
+    if body[:1] in ("!", "^"):
+        body = "^" + body[1:]
+    return f"[{body}]"
+
+
+def check_glob(pattern: str) -> None:
+    """:raises HybridConfigError: a character class of ``pattern`` is invalid (e.g. the range ``[2-0]``);
+    the message names the pattern and the class's column (1-based) in it."""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("[", i) and (end := _class_end(pattern, i)) is not None:
+            try:
+                re.compile(_class_regex(pattern[i + 1 : end]))
+            except re.error as err:
+                raise HybridConfigError(
+                    f"glob {pattern!r}: invalid character class {pattern[i : end + 1]!r} at column {i + 1} "
+                    f"({err.msg})"
+                ) from None
+            i = end
+        i += 1
+
+
 def _translate(pattern: str) -> str:
     """Regex source for a glob: ``*``/``?`` stay within a segment, ``**`` spans directories, ``[...]``."""
     out, i, n = [], 0, len(pattern)
@@ -69,20 +106,11 @@ def _translate(pattern: str) -> str:
         elif c == "?":
             out.append("[^/]")
         elif c == "[":
-            j = i + 1
-            if j < n and pattern[j] in "!^":
-                j += 1
-            if j < n and pattern[j] == "]":
-                j += 1
-            while j < n and pattern[j] != "]":
-                j += 1
-            if j >= n:  # no closing bracket: a literal "["
+            j = _class_end(pattern, i)
+            if j is None:  # no closing bracket: a literal "["
                 out.append(re.escape(c))
             else:
-                body = pattern[i + 1 : j].replace("\\", "\\\\")
-                if body[:1] in ("!", "^"):
-                    body = "^" + body[1:]
-                out.append(f"[{body}]")
+                out.append(_class_regex(pattern[i + 1 : j]))
                 i = j
         else:
             out.append(re.escape(c))
@@ -99,9 +127,11 @@ class PathPattern:
 
     @classmethod
     def parse(cls, text: str) -> PathPattern:
-        """:raises PathEscapeError: the pattern leaves the mount (``..``)."""
+        """:raises PathEscapeError: the pattern leaves the mount (``..``).
+        :raises HybridConfigError: an invalid character class (see :func:`check_glob`)."""
         if not isinstance(text, str):
             raise TypeError(f"expected a path or glob string, got {text!r}")
+        check_glob(text)
         return cls(text, normalize_path(text))
 
     @property
@@ -395,8 +425,8 @@ def _load_all(
             member, info = mount.resolve(listed.path)
             store = mount.members[member]
             result = cache.load(
-                listed.path, member, info, lambda: store.open_read(listed.path), tier=tier, ttl=ttl,
-                source_uri=store.uri(listed.path),
+                listed.path, member, info, lambda: mount.open_member(listed.path, member, info), tier=tier,
+                ttl=ttl, source_uri=store.uri(listed.path),
             )
         except CacheQuotaError as err:
             if may_defer and listed.size <= quota:

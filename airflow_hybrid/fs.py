@@ -327,8 +327,9 @@ class HybridReadFile(AbstractBufferedFile):
 
     The version is fixed at open. A fresh cached copy is opened once (one hit recorded) and serves every range
     (a seekable tier stream, e.g. a local tier, is seeked; others are reopened at the offset). Otherwise the
-    ranges are read through the cache from the member that had the file at open (a range that finds it gone,
-    e.g. moved by a migration, is read from wherever the mount resolves it then).
+    ranges are read (through the cache, when there is one) from the member that had the file at open; a range
+    that finds it gone, moved by a migration, follows it to the member that has it now, provided that is the
+    same file (:meth:`HybridMount.open_member`).
     """
 
     def __init__(self, fs: HybridFileSystem, path: str, mount: HybridMount, rel: str, **kwargs: Any) -> None:
@@ -347,9 +348,10 @@ class HybridReadFile(AbstractBufferedFile):
         mount, rel = self.mount, self.rel
         cache = mount.cache
         if cache is None:
-            info = mount.info(rel)
+            member, info = mount.resolve(rel)
             if info.is_dir:
                 raise IsADirectoryError(f"hybrid://{mount.name}/{rel} is a directory")
+            self._source = (member, info)
             return info.size
         resolved: list[tuple[str, FileInfo]] = []
 
@@ -382,10 +384,12 @@ class HybridReadFile(AbstractBufferedFile):
             return cache.reopen_cached(self._entry, offset=start)
         if self._source is not None:
             member, info = self._source
+            if cache is None:  # follows the file if a migration moves it (FileChangedError if replaced)
+                return self.mount.open_member(self.rel, member, info, offset=start)
             try:
                 return cache.open_version(self.rel, member, info, offset=start)
             except FileNotFoundError:
-                self._source = None  # moved since open (e.g. migrated): resolve again from now on
+                self._source = None  # in no member any more: resolve again from now on
         return self.mount.open_read(self.rel, offset=start)
 
     def _fetch_range(self, start: int, end: int) -> bytes:
@@ -412,6 +416,9 @@ class HybridReadFile(AbstractBufferedFile):
 
     def _close_stream(self) -> None:
         if self._stream is not None:
+            if self._source is not None and getattr(self._stream, "follows", 0):
+                # the read followed the file to another member: open further ranges there
+                self._source = (self._stream.member, self._stream.info)
             self._stream.close()
             self._stream = None
 

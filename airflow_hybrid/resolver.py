@@ -4,7 +4,8 @@ Engines outside this process cannot read ``hybrid://``; they need the URI of the
 *now*: ``hdfs://...`` before a migration, ``s3://...`` after it, or the cache's S3 tier while the data is
 warm there. The rules:
 
-* a **file** resolves to the member that serves it (the first in ``priority.read`` having it);
+* a **file** resolves to the member that serves it (the first in ``priority.read`` having it; a file moved by a
+  migration while it is looked up is found by the mount's second look);
 * a **directory** (a table) resolves to one URI when a single member serves all of its files -- lower
   priority members may still hold shadowed copies (e.g. HDFS originals of files already migrated to S3),
   which an engine reading the winning member's directory never sees;
@@ -13,7 +14,8 @@ warm there. The rules:
   raises :class:`SplitLocationError`, and :func:`resolve_locations` returns one location per member, in read
   priority, for an engine to union (``HybridQueryOperator`` does). Such a union is only exact when the
   members' directories are disjoint; while a file is held by two of them (a migration between its copy and
-  its removal) a directory-level union would count it twice, so that is an error too, naming the file;
+  its removal) a directory-level union would count it twice, so that is an error too, naming the file. The
+  members are walked in the mount's listing sequence, so a file moving meanwhile is never left out;
 * when the mount has a cache whose S3 tier holds a fresh copy of the whole path, that copy wins. The cache
   manager provides it through ``warm_uri(logical_path) -> str | None`` (see :func:`_warm_uri`).
 
@@ -101,20 +103,34 @@ def resolve_locations(mount: str | HybridMount, logical_path: str) -> list[Locat
     if not info.is_dir:
         return [Location(member, mount.members[member].uri(rel), 1, info.size)]
 
-    owner: dict[str, str] = {}  # file path -> the member serving it (memory: one entry per file of this path)
+    # The members are walked in the mount's listing sequence (mn..m1, mn..m2), so a file a migration moves
+    # meanwhile is seen by at least one walk (see HybridMount's module doc). Per file: a mask of the members
+    # that listed it, and the size its best (highest-priority) member listed; one entry per file of this path.
+    rank = {name: i for i, name in enumerate(mount.read_order)}
+    seen: dict[str, list[int]] = {}  # file path -> [mask of members, best rank, size there]
+    for name in mount.listing_sequence():
+        level = rank[name]
+        try:
+            for entry in mount.members[name].walk_files(rel):
+                known = seen.get(entry.path)
+                if known is None:
+                    seen[entry.path] = [1 << level, level, int(entry.size)]
+                    continue
+                known[0] |= 1 << level
+                if level <= known[1]:
+                    known[1], known[2] = level, int(entry.size)
+        except FileNotFoundError:  # not on this member (now)
+            continue
     counts = {name: [0, 0] for name in mount.read_order}
     shadowed: dict[str, list[str]] = {name: [] for name in mount.read_order}
-    for name in mount.read_order:
-        store = mount.members[name]
-        if not store.exists(rel):
-            continue
-        for entry in store.walk_files(rel):
-            if entry.path in owner:
-                shadowed[name].append(entry.path)
-            else:
-                owner[entry.path] = name
-                counts[name][0] += 1
-                counts[name][1] += entry.size
+    for path, (mask, best, size) in seen.items():
+        owner = mount.read_order[best]
+        counts[owner][0] += 1
+        counts[owner][1] += size
+        for level, name in enumerate(mount.read_order):
+            if level != best and mask & (1 << level):
+                shadowed[name].append(path)
+    seen.clear()
     serving = [name for name in mount.read_order if counts[name][0]]
     if not serving:  # an empty directory
         return [Location(member, mount.members[member].uri(rel))]

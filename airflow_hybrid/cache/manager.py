@@ -50,6 +50,9 @@ class CacheSource(Protocol):
 
     def resolve(self, path: str) -> tuple[str, FileInfo]: ...
 
+    # Optional: ``open_member(path, member, info, offset=0, length=None) -> BinaryIO``, a read of the version
+    # ``info`` seen at ``member`` that follows the file when a migration moves it (HybridMount has it).
+
 
 @dataclass(frozen=True)
 class LoadResult:
@@ -311,7 +314,7 @@ class CacheManager:
         entry = self.catalog.get(self.mount_name, path)
         if entry is not None and entry.state == READY:
             if not entry.source.matches(info):
-                return self._require_source().members[member].open_read(path, offset=offset, length=length)
+                return self._open_source(path, member, info, offset, length)
             if entry.tier in self.tiers and not entry.is_expired(self.clock()):
                 try:
                     return self.open_cached(entry, offset, length)
@@ -319,12 +322,23 @@ class CacheManager:
                     pass
         return self._open_miss(path, member, info, offset, length)
 
+    def _open_source(
+        self, path: str, member: str, info: FileInfo, offset: int = 0, length: int | None = None
+    ) -> BinaryIO:
+        """Read ``path`` at ``member`` (the version ``info``); through the mount's ``open_member`` when it has
+        one, so the read follows the file if a migration removes it from ``member`` meanwhile."""
+        source = self._require_source()
+        open_member = getattr(source, "open_member", None)
+        if open_member is not None:
+            return open_member(path, member, info, offset=offset, length=length)
+        return source.members[member].open_read(path, offset=offset, length=length)
+
     def _open_miss(self, path: str, member: str, info: FileInfo, offset: int, length: int | None) -> BinaryIO:
         store = self._require_source().members[member]
         whole = offset == 0 and (length is None or length >= info.size)
         if self.config.cache_on_read and whole:
             return self.fill_while_reading(
-                path, member, info, store.open_read(path), source_uri=store.uri(path)
+                path, member, info, self._open_source(path, member, info), source_uri=store.uri(path)
             )
         if info.size <= self.config.join_running_load_up_to:
             joined = self._join_running_load(path, info, offset, length)
@@ -334,7 +348,7 @@ class CacheManager:
         if self.config.cache_on_read:
             # A ranged read (e.g. a Parquet footer) cannot fill the whole copy; load it alongside instead.
             self._load_in_background(path, member, info, store)
-        return store.open_read(path, offset=offset, length=length)
+        return self._open_source(path, member, info, offset, length)
 
     def _join_running_load(self, path: str, info: FileInfo, offset: int, length: int | None) -> BinaryIO | None:
         """Wait for this process's running load of ``path`` and read the range from its copy (``None`` when no
@@ -429,7 +443,8 @@ class CacheManager:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self._background_loads, thread_name_prefix="cache-load")
             future = self._executor.submit(
-                self.load, path, member, info, lambda: store.open_read(path), source_uri=store.uri(path)
+                self.load, path, member, info, lambda: self._open_source(path, member, info),
+                source_uri=store.uri(path),
             )
             self._inflight[path] = future
 

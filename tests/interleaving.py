@@ -1,0 +1,183 @@
+"""Deterministic interleavings of a mount's member requests with the steps of a move (tests support).
+
+A :class:`Schedule` counts the requests a mount makes of its members (through :class:`HookedStore` wrappers)
+and runs the steps of a :class:`Move` -- the copy to the destination, then the removal from the source, as
+``Migrator`` does them -- just before chosen requests. :func:`interleavings` enumerates every placement of the
+two steps among the requests of one operation, so a test can check an operation under all of them.
+
+A hooked stream models the worst case for reads: every ``read`` is a new ranged request of the member (as
+after a dropped connection), so a read made after the removal finds the file gone, as a real store's reopen
+does.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from airflow_hybrid.stores.base import FileInfo, Store
+
+
+class Schedule:
+    """Counts member requests; ``at(n, step)`` runs ``step`` just before request ``n`` (0-based)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.log: list[str] = []
+        self._steps: dict[int, list[Callable[[], Any]]] = {}
+        self.enabled = True
+
+    def at(self, n: int, step: Callable[[], Any]) -> None:
+        self._steps.setdefault(n, []).append(step)
+
+    def tick(self, what: str) -> None:
+        if not self.enabled:
+            return
+        for step in self._steps.pop(self.requests, []):
+            step()
+        self.requests += 1
+        self.log.append(what)
+
+    def pending(self) -> int:
+        return sum(len(steps) for steps in self._steps.values())
+
+    def run_pending(self) -> None:
+        """Run the steps placed after the last request (the operation made fewer requests)."""
+        for n in sorted(self._steps):
+            for step in self._steps.pop(n):
+                step()
+
+
+class _ReopeningStream(io.RawIOBase):
+    """Every ``read`` is a new ranged request of the member (the request is counted first)."""
+
+    def __init__(self, store: HookedStore, path: str, offset: int, length: int | None) -> None:
+        super().__init__()
+        self._store, self._path = store, path
+        self._pos = offset
+        self._end = None if length is None else offset + length
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(64 * 1024), b""))
+        if self._end is not None:
+            size = min(size, self._end - self._pos)
+        if self._store.max_read:
+            size = min(size, self._store.max_read)
+        if size <= 0:
+            return b""
+        self._store.tick("read", self._path)
+        with self._store.inner.open_read(self._path, offset=self._pos, length=size) as stream:
+            data = stream.read(size)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class HookedStore(Store):
+    """A member store whose metadata requests, listings and reads are counted by a :class:`Schedule`.
+
+    ``inner`` must be a real store: every call is delegated to it (extra methods too)."""
+
+    def __init__(self, name: str, inner: Store, schedule: Schedule, *, max_read: int | None = None) -> None:
+        super().__init__(inner.root_uri)
+        self.name, self.inner, self.schedule = name, inner, schedule
+        #: At most this many bytes per read request (short reads, as a network stream gives).
+        self.max_read = max_read
+        self.scheme = inner.scheme
+
+    def __getattr__(self, attr: str) -> Any:  # set_times, list_open_uploads, ...
+        return getattr(self.inner, attr)
+
+    def tick(self, op: str, path: str) -> None:
+        self.schedule.tick(f"{self.name}.{op}({path})")
+
+    def uri(self, path: str) -> str:
+        return self.inner.uri(path)
+
+    def info(self, path: str) -> FileInfo:
+        self.tick("info", path)
+        return self.inner.info(path)
+
+    def exists(self, path: str) -> bool:
+        self.tick("exists", path)
+        return self.inner.exists(path)
+
+    def list(self, path: str) -> Iterator[FileInfo]:
+        self.tick("list", path)
+        return iter(list(self.inner.list(path)))  # the listing is taken at the instant of the request
+
+    def walk_files(self, path: str = "") -> Iterator[FileInfo]:
+        self.tick("walk", path)
+        return iter(list(self.inner.walk_files(path)))
+
+    def checksum(self, path: str):
+        self.tick("checksum", path)
+        return self.inner.checksum(path)
+
+    def open_read(self, path: str, offset: int = 0, length: int | None = None) -> BinaryIO:
+        self.tick("open", path)
+        if self.inner.info(path).is_dir:  # FileNotFoundError / IsADirectoryError as the store's open raises
+            raise IsADirectoryError(self.uri(path))
+        return _ReopeningStream(self, path, offset, length)  # type: ignore[return-value]
+
+    def write(self, path: str, stream: BinaryIO, size_hint: int | None = None) -> FileInfo:
+        return self.inner.write(path, stream, size_hint=size_hint)
+
+    def delete(self, path: str, recursive: bool = False) -> bool:
+        return self.inner.delete(path, recursive=recursive)
+
+    def mkdir(self, path: str) -> None:
+        self.inner.mkdir(path)
+
+    def rename(self, src: str, dst: str) -> None:
+        self.inner.rename(src, dst)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@dataclass
+class Move:
+    """One file moved as a migration moves it: written whole to ``dst`` (atomically visible), then removed
+    from ``src``. The stores are the real (unhooked) ones, so the steps are not counted as requests."""
+
+    src: Store
+    dst: Store
+    path: str
+    data: bytes
+    done: list[str] = field(default_factory=list)
+
+    def copy(self) -> None:
+        self.dst.write(self.path, io.BytesIO(self.data))
+        self.done.append("copy")
+
+    def remove(self) -> None:
+        assert self.src.delete(self.path)
+        self.done.append("remove")
+
+    def reset(self) -> None:
+        """The file in ``src`` only, as before the move."""
+        if not self.src.exists(self.path):
+            self.src.write(self.path, io.BytesIO(self.data))
+        self.dst.delete(self.path)
+        self.done.clear()
+
+
+def interleavings(requests: int, *, slack: int = 2) -> Iterator[tuple[int, int]]:
+    """Every ``(copy_before, remove_before)`` with ``copy_before <= remove_before``: the copy runs just before
+    request ``copy_before`` and the removal just before request ``remove_before``; ``slack`` more positions
+    than the dry run's ``requests`` cover operations that make more requests when the file moves."""
+    last = requests + slack
+    for copy_before in range(last + 1):
+        for remove_before in range(copy_before, last + 1):
+            yield copy_before, remove_before
