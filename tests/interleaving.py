@@ -12,11 +12,18 @@ does.
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from airflow_hybrid import cache_ops
+from airflow_hybrid.fs import HybridFileSystem
+from airflow_hybrid.mount import HybridMount
+from airflow_hybrid.mount_options import MountSpec
+from airflow_hybrid.resolver import resolve_locations
 from airflow_hybrid.stores.base import FileInfo, Store
 
 
@@ -181,3 +188,133 @@ def interleavings(requests: int, *, slack: int = 2) -> Iterator[tuple[int, int]]
     for copy_before in range(last + 1):
         for remove_before in range(copy_before, last + 1):
             yield copy_before, remove_before
+
+
+# -- a world to run operations in, and the operations -------------------------------------------------
+PRIORITIES = ("s3,hdfs", "hdfs,s3")
+DIRECTIONS = (("hdfs", "s3"), ("s3", "hdfs"))
+MOVING = "d/moving.bin"
+DATA = random.Random(11).randbytes(10_000)
+STATIC = {"d/only-hdfs.bin": ("hdfs", b"h" * 300), "d/only-s3.bin": ("s3", b"s" * 200), "d/sub/x.bin": ("hdfs", b"x")}
+
+
+class World:
+    """Members ``s3`` and ``hdfs`` (real stores, hooked), the mount ``lake`` over them as ``spec`` says (read
+    priority, cache), the files of :data:`STATIC` and the move of :data:`MOVING` in ``direction``.
+
+    :param chunk: bytes per read request of a member, and the read size of the operations' readers.
+    """
+
+    def __init__(self, inner: dict[str, Store], spec: MountSpec, direction: tuple[str, str], *, chunk: int) -> None:
+        self.schedule = Schedule()
+        self.inner = inner
+        self.chunk = chunk
+        stores = {name: HookedStore(name, store, self.schedule, max_read=chunk) for name, store in inner.items()}
+        self.mount = HybridMount(dataclasses.replace(spec, name="lake"), stores=stores)
+        for path, (member, data) in STATIC.items():
+            self.inner[member].write(path, io.BytesIO(data))
+        src, dst = direction
+        self.move = Move(self.inner[src], self.inner[dst], MOVING, DATA)
+
+    def fs(self) -> HybridFileSystem:
+        return HybridFileSystem(mounts={"lake": self.mount}, skip_instance_cache=True)
+
+    def reset(self) -> None:
+        self.schedule.enabled = False
+        self.move.reset()
+        if self.mount.cache is not None:
+            self.mount.cache.invalidate("")  # copies and stored listings of the previous interleaving
+        self.schedule.__init__()
+
+    def close(self) -> None:
+        if self.mount.cache is not None:
+            self.mount.cache.close()
+
+
+Check = Callable[[Any], "str | None"]
+
+
+def failures_under_interleavings(world: World, op: Callable[[World], Any], check: Check) -> tuple[int, list[str]]:
+    """Run ``op`` once without a move (it must pass) and then under every placement of the move's steps."""
+    world.reset()
+    baseline = check(op(world))
+    assert baseline is None, f"fails without a move: {baseline}"
+    requests = world.schedule.requests
+    runs, failures = 0, []
+    for copy_before, remove_before in interleavings(requests):
+        world.reset()
+        world.schedule.at(copy_before, world.move.copy)
+        world.schedule.at(remove_before, world.move.remove)
+        try:
+            problem = check(op(world))
+        except Exception as err:  # a lookup or read that failed is a failure of the contract
+            problem = f"{type(err).__name__}: {err}"
+        log = list(world.schedule.log)
+        world.schedule.run_pending()
+        runs += 1
+        if problem:
+            failures.append(f"copy before request {copy_before}, removal before {remove_before}: {problem} {log}")
+    return runs, failures
+
+
+def listed_once(names: list[str]) -> str | None:
+    """The moving file and every other file of ``d`` exactly once."""
+    expected = {MOVING, *STATIC}
+    for path in expected:
+        count = names.count(path)
+        if count != 1:
+            return f"{path} listed {count} times in {sorted(names)}"
+    return None
+
+
+def found(value: Any) -> str | None:
+    return None if value else f"not found: {value!r}"
+
+
+def same_bytes(data: bytes) -> str | None:
+    return None if data == DATA else f"read {len(data)} bytes, not the file's own"
+
+
+def read_chunks(stream, chunk: int) -> bytes:
+    with stream:
+        return b"".join(iter(lambda: stream.read(chunk), b""))
+
+
+# -- operations -----------------------------------------------------------------------------------------
+def _mount_ls(w: World) -> list[str]:
+    entries = list(w.mount.ls("d"))
+    names = [e.path for e in entries]
+    return [n for n in names if n != "d/sub"] + (["d/sub/x.bin"] if "d/sub" in names else [])
+
+
+LISTINGS: dict[str, Callable[[World], list[str]]] = {
+    "mount.ls": _mount_ls,
+    "mount.walk_files": lambda w: [f.path for f in w.mount.walk_files("d")],
+    "cache_ops.glob": lambda w: [f.path for f in cache_ops.iter_files(w.mount, "d/*.bin")] + ["d/sub/x.bin"],
+    "cache_ops.glob-**": lambda w: [f.path for f in cache_ops.iter_files(w.mount, "d/**")],
+    "fs.glob": lambda w: [p.removeprefix("lake/") for p in w.fs().glob("hybrid://lake/d/**/*.bin")],
+    "fs.find": lambda w: [p.removeprefix("lake/") for p in w.fs().find("hybrid://lake/d")],
+}
+
+LOOKUPS: dict[str, Callable[[World], Any]] = {
+    "mount.resolve": lambda w: w.mount.resolve(MOVING)[1].size == len(DATA),
+    "mount.info": lambda w: w.mount.info(MOVING).size == len(DATA),
+    "mount.exists": lambda w: w.mount.exists(MOVING),
+    "mount.member_of": lambda w: w.mount.member_of(MOVING) in ("s3", "hdfs"),
+    "fs.info": lambda w: w.fs().info(f"hybrid://lake/{MOVING}")["size"] == len(DATA),
+    "fs.exists": lambda w: w.fs().exists(f"hybrid://lake/{MOVING}"),
+    "resolver.file": lambda w: resolve_locations(w.mount, MOVING)[0].bytes == len(DATA),
+}
+
+
+def _fs_open(w: World) -> bytes:
+    with w.fs().open(f"hybrid://lake/{MOVING}", "rb", block_size=w.chunk, cache_type="none") as f:
+        return b"".join(iter(lambda: f.read(w.chunk), b""))
+
+
+READS: dict[str, Callable[[World], bytes]] = {
+    "mount.open_read": lambda w: read_chunks(w.mount.open_read(MOVING), w.chunk),
+    "mount.open_read-range": lambda w: DATA[:1234] + read_chunks(w.mount.open_read(MOVING, offset=1234), w.chunk),
+    "fs.open": _fs_open,
+    "fs.cat_file": lambda w: w.fs().cat_file(f"hybrid://lake/{MOVING}"),
+}

@@ -13,9 +13,7 @@ these tests can fail.
 from __future__ import annotations
 
 import io
-import random
 import re
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,147 +21,45 @@ import pytest
 from airflow_hybrid import cache_ops
 from airflow_hybrid import mount as mount_module
 from airflow_hybrid.errors import HybridConfigError
-from airflow_hybrid.fs import HybridFileSystem
 from airflow_hybrid.mount import FileChangedError, HybridMount
+from airflow_hybrid.mount_options import parse_mount_options
 from airflow_hybrid.resolver import SplitLocationError, resolve_locations
 from airflow_hybrid.stores.local import LocalStore
-from tests.interleaving import HookedStore, Move, Schedule, interleavings
+from tests.interleaving import (
+    DATA,
+    DIRECTIONS,
+    LISTINGS,
+    LOOKUPS,
+    MOVING,
+    PRIORITIES,
+    READS,
+    STATIC,
+    World,
+    failures_under_interleavings,
+    found,
+    listed_once,
+    read_chunks,
+    same_bytes,
+)
 
-PRIORITIES = ("s3,hdfs", "hdfs,s3")
-DIRECTIONS = (("hdfs", "s3"), ("s3", "hdfs"))
-MOVING = "d/moving.bin"
-DATA = random.Random(11).randbytes(10_000)
-STATIC = {"d/only-hdfs.bin": ("hdfs", b"h" * 300), "d/only-s3.bin": ("s3", b"s" * 200), "d/sub/x.bin": ("hdfs", b"x")}
 #: Bytes per read request of a member (and read size of the tests' readers): the moving file takes ten.
 CHUNK = 1000
 
-
-class World:
-    """Two hooked local members, a mount over them (optionally with a cache) and the move of ``MOVING``."""
-
-    def __init__(self, root, priority: str, direction: tuple[str, str], cache: dict | None = None) -> None:
-        self.schedule = Schedule()
-        self.inner = {name: LocalStore(str(root / name)) for name in ("s3", "hdfs")}
-        stores = {name: HookedStore(name, store, self.schedule, max_read=CHUNK) for name, store in self.inner.items()}
-        options: dict[str, Any] = {
-            "members": {name: {"uri": f"file://{root / name}"} for name in stores},
-            "priority.read": priority,
-            "collection.create": "s3",
+def local_world(root, priority: str, direction: tuple[str, str], cache: dict | None = None) -> World:
+    """Members ``s3`` and ``hdfs`` as local directories under ``root``."""
+    options: dict[str, Any] = {
+        "members": {name: {"uri": f"file://{root / name}"} for name in ("s3", "hdfs")},
+        "priority.read": priority,
+        "collection.create": "s3",
+    }
+    if cache is not None:
+        options["cache"] = {
+            "tiers": [{"alias": "SSD", "uri": f"file://{root}/tier", "quota": "64MB"}],
+            "catalog_url": f"sqlite:///{root}/catalog.db",
+            **cache,
         }
-        if cache is not None:
-            options["cache"] = {
-                "tiers": [{"alias": "SSD", "uri": f"file://{root}/tier", "quota": "64MB"}],
-                "catalog_url": f"sqlite:///{root}/catalog.db",
-                **cache,
-            }
-        self.mount = HybridMount.from_options("lake", options, stores=stores)
-        for path, (member, data) in STATIC.items():
-            self.inner[member].write(path, io.BytesIO(data))
-        src, dst = direction
-        self.move = Move(self.inner[src], self.inner[dst], MOVING, DATA)
-
-    def fs(self) -> HybridFileSystem:
-        return HybridFileSystem(mounts={"lake": self.mount}, skip_instance_cache=True)
-
-    def reset(self) -> None:
-        self.schedule.enabled = False
-        self.move.reset()
-        if self.mount.cache is not None:
-            self.mount.cache.invalidate("")  # copies and stored listings of the previous interleaving
-        self.schedule.__init__()
-
-    def close(self) -> None:
-        if self.mount.cache is not None:
-            self.mount.cache.close()
-
-
-Check = Callable[[Any], "str | None"]
-
-
-def failures_under_interleavings(world: World, op: Callable[[World], Any], check: Check) -> tuple[int, list[str]]:
-    """Run ``op`` once without a move (it must pass) and then under every placement of the move's steps."""
-    world.reset()
-    baseline = check(op(world))
-    assert baseline is None, f"fails without a move: {baseline}"
-    requests = world.schedule.requests
-    runs, failures = 0, []
-    for copy_before, remove_before in interleavings(requests):
-        world.reset()
-        world.schedule.at(copy_before, world.move.copy)
-        world.schedule.at(remove_before, world.move.remove)
-        try:
-            problem = check(op(world))
-        except Exception as err:  # a lookup or read that failed is a failure of the contract
-            problem = f"{type(err).__name__}: {err}"
-        log = list(world.schedule.log)
-        world.schedule.run_pending()
-        runs += 1
-        if problem:
-            failures.append(f"copy before request {copy_before}, removal before {remove_before}: {problem} {log}")
-    return runs, failures
-
-
-def listed_once(names: list[str]) -> str | None:
-    """The moving file and every other file of ``d`` exactly once."""
-    expected = {MOVING, *STATIC}
-    for path in expected:
-        count = names.count(path)
-        if count != 1:
-            return f"{path} listed {count} times in {sorted(names)}"
-    return None
-
-
-def found(value: Any) -> str | None:
-    return None if value else f"not found: {value!r}"
-
-
-def same_bytes(data: bytes) -> str | None:
-    return None if data == DATA else f"read {len(data)} bytes, not the file's own"
-
-
-def read_chunks(stream) -> bytes:
-    with stream:
-        return b"".join(iter(lambda: stream.read(CHUNK), b""))
-
-
-# -- operations -----------------------------------------------------------------------------------------
-def _mount_ls(w: World) -> list[str]:
-    entries = list(w.mount.ls("d"))
-    names = [e.path for e in entries]
-    return [n for n in names if n != "d/sub"] + (["d/sub/x.bin"] if "d/sub" in names else [])
-
-
-LISTINGS: dict[str, Callable[[World], list[str]]] = {
-    "mount.ls": _mount_ls,
-    "mount.walk_files": lambda w: [f.path for f in w.mount.walk_files("d")],
-    "cache_ops.glob": lambda w: [f.path for f in cache_ops.iter_files(w.mount, "d/*.bin")] + ["d/sub/x.bin"],
-    "cache_ops.glob-**": lambda w: [f.path for f in cache_ops.iter_files(w.mount, "d/**")],
-    "fs.glob": lambda w: [p.removeprefix("lake/") for p in w.fs().glob("hybrid://lake/d/**/*.bin")],
-    "fs.find": lambda w: [p.removeprefix("lake/") for p in w.fs().find("hybrid://lake/d")],
-}
-
-LOOKUPS: dict[str, Callable[[World], Any]] = {
-    "mount.resolve": lambda w: w.mount.resolve(MOVING)[1].size == len(DATA),
-    "mount.info": lambda w: w.mount.info(MOVING).size == len(DATA),
-    "mount.exists": lambda w: w.mount.exists(MOVING),
-    "mount.member_of": lambda w: w.mount.member_of(MOVING) in ("s3", "hdfs"),
-    "fs.info": lambda w: w.fs().info(f"hybrid://lake/{MOVING}")["size"] == len(DATA),
-    "fs.exists": lambda w: w.fs().exists(f"hybrid://lake/{MOVING}"),
-    "resolver.file": lambda w: resolve_locations(w.mount, MOVING)[0].bytes == len(DATA),
-}
-
-
-def _fs_open(w: World) -> bytes:
-    with w.fs().open(f"hybrid://lake/{MOVING}", "rb", block_size=CHUNK, cache_type="none") as f:
-        return b"".join(iter(lambda: f.read(CHUNK), b""))
-
-
-READS: dict[str, Callable[[World], bytes]] = {
-    "mount.open_read": lambda w: read_chunks(w.mount.open_read(MOVING)),
-    "mount.open_read-range": lambda w: DATA[:1234] + read_chunks(w.mount.open_read(MOVING, offset=1234)),
-    "fs.open": _fs_open,
-    "fs.cat_file": lambda w: w.fs().cat_file(f"hybrid://lake/{MOVING}"),
-}
+    inner = {name: LocalStore(str(root / name)) for name in ("s3", "hdfs")}
+    return World(inner, parse_mount_options("lake", options), direction, chunk=CHUNK)
 
 
 @pytest.fixture(params=PRIORITIES)
@@ -178,7 +74,7 @@ def direction(request) -> tuple[str, str]:
 
 @pytest.fixture
 def world(tmp_path, priority, direction):
-    made = World(tmp_path, priority, direction)
+    made = local_world(tmp_path, priority, direction)
     yield made
     made.close()
 
@@ -224,7 +120,7 @@ def test_a_split_directory_counts_a_moving_file_once(world):
 # -- through the cache --------------------------------------------------------------------------------------
 @pytest.fixture
 def cached_world(tmp_path, priority, direction):
-    made = World(tmp_path, priority, direction, cache={"metadata_sync_interval": 0})
+    made = local_world(tmp_path, priority, direction, cache={"metadata_sync_interval": 0})
     yield made
     made.close()
 
@@ -233,7 +129,7 @@ def test_a_read_through_the_cache_keeps_its_bytes_and_fills_a_true_copy(cached_w
     """``open_read`` through the cache (the fill tees the source): the reader and the copy get the file."""
 
     def op(w: World) -> tuple[bytes, bytes | None]:
-        data = read_chunks(w.mount.open_read(MOVING))
+        data = read_chunks(w.mount.open_read(MOVING), CHUNK)
         w.schedule.enabled = False
         entry = w.mount.cache.catalog.get("lake", MOVING)
         copy = None
@@ -270,7 +166,7 @@ def test_a_prefetch_of_a_moving_file_loads_its_bytes(cached_world):
 
 @pytest.fixture
 def catalog_world(tmp_path, priority, direction):
-    made = World(tmp_path, priority, direction, cache={"metadata_sync_interval": 60, "listing_sync_interval": 3600})
+    made = local_world(tmp_path, priority, direction, cache={"metadata_sync_interval": 60, "listing_sync_interval": 3600})
     yield made
     made.close()
 
@@ -344,7 +240,7 @@ def test_a_read_does_not_continue_from_a_copy_of_another_size(world):
     dst.write(MOVING, io.BytesIO(DATA + b"more"))
     src.delete(MOVING)
     with pytest.raises(FileChangedError, match=r"\(10004 bytes, was 10000\); read it again"):
-        read_chunks(stream)
+        read_chunks(stream, CHUNK)
 
 
 def test_a_read_does_not_continue_from_a_copy_with_other_bytes(world):
@@ -358,7 +254,7 @@ def test_a_read_does_not_continue_from_a_copy_with_other_bytes(world):
     dst.write(MOVING, io.BytesIO(bytes(other)))
     src.delete(MOVING)
     with pytest.raises(FileChangedError, match="has other bytes before that offset"):
-        read_chunks(stream)
+        read_chunks(stream, CHUNK)
 
 
 def test_a_read_of_a_file_removed_from_every_member_says_so(world):
@@ -368,7 +264,7 @@ def test_a_read_of_a_file_removed_from_every_member_says_so(world):
     assert stream.read(CHUNK) == DATA[:CHUNK]
     w.move.src.delete(MOVING)
     with pytest.raises(FileNotFoundError, match="while read at offset 1000 .* and no member has it now"):
-        read_chunks(stream)
+        read_chunks(stream, CHUNK)
 
 
 def test_a_directory_missing_from_every_member_is_not_found(world):
