@@ -24,10 +24,15 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from airflow_hybrid import values
 from airflow_hybrid.errors import HybridConfigError
 
 if TYPE_CHECKING:
     from airflow_hybrid.stores.base import FileInfo
+
+
+#: Characters shown on each side of the column in the message of an error in a long policy.
+_CONTEXT = 60
 
 
 class PolicyError(HybridConfigError):
@@ -54,8 +59,14 @@ class PolicyParseError(PolicyError):
         head = f"{self.message} at column {self.column}"
         if self.text is None:
             return head
-        shown = "".join(" " if ch.isspace() else ch for ch in self.text)
-        return f"{head}\n  {shown}\n  {' ' * (self.column - 1)}^"
+        text, caret = self.text, self.column - 1
+        if len(text) > 2 * _CONTEXT:  # a long policy: the part around the column
+            start = max(0, min(caret - _CONTEXT, len(text) - 2 * _CONTEXT))
+            end = start + 2 * _CONTEXT
+            before, after = "..." if start else "", "..." if end < len(text) else ""
+            text, caret = f"{before}{text[start:end]}{after}", caret - start + len(before)
+        shown = "".join(" " if ch.isspace() else ch for ch in text)
+        return f"{head}\n  {shown}\n  {' ' * caret}^"
 
 
 class PolicyValidationError(PolicyError):
@@ -64,30 +75,11 @@ class PolicyValidationError(PolicyError):
 
 # -- quantities -----------------------------------------------------------------------------------
 
-#: Duration units as Alluxio's ``FormatUtils.parseTimeSize`` reads them (case-insensitive), in ms.
-DURATION_UNITS: dict[str, int] = {
-    "ms": 1,
-    "millisecond": 1,
-    "s": 1000,
-    "sec": 1000,
-    "second": 1000,
-    "m": 60_000,
-    "min": 60_000,
-    "minute": 60_000,
-    "h": 3_600_000,
-    "hr": 3_600_000,
-    "hour": 3_600_000,
-    "d": 86_400_000,
-    "day": 86_400_000,
-}
+#: Duration units in ms and size units in bytes (lower case): Alluxio's, the same as every option's.
+DURATION_UNITS = values.DURATION_UNITS
+SIZE_UNITS = values.SIZE_UNITS
 _DURATION_PRINT_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
 
-#: Size units (case-insensitive). As in Alluxio's ``FormatUtils.parseSpaceSize``, ``KB``, ``MB``, ...
-#: are powers of 1024; the IEC spellings ``KiB``, ``MiB``, ... mean the same and are what we print.
-SIZE_UNITS: dict[str, int] = {"b": 1}
-for _power, _letter in enumerate("kmgtp", start=1):
-    for _spelling in (_letter, f"{_letter}b", f"{_letter}ib"):
-        SIZE_UNITS[_spelling] = 1024**_power
 _SIZE_PRINT_UNITS = (("PiB", 1024**5), ("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
 
 

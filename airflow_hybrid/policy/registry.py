@@ -30,8 +30,9 @@ from typing import Any
 import yaml
 
 from airflow_hybrid.policy.model import Policy, PolicyError
-from airflow_hybrid.policy.parser import parse_policy, parse_size
+from airflow_hybrid.policy.parser import parse_policy
 from airflow_hybrid.stores.base import normalize_path
+from airflow_hybrid.values import parse_bool, parse_duration, parse_size, shown
 
 POLICIES_VARIABLE = "hybrid_policies_file"
 DEFAULT_FILE_NAME = "hybrid_policies.yaml"
@@ -185,12 +186,14 @@ def parse_policies(text: str, source: str = "<policies>") -> tuple[list[PolicyEn
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         return [], [f"{source}: not valid YAML{where}: {getattr(err, 'problem', None) or err}"]
+    except (ValueError, RecursionError) as err:  # e.g. a date such as 2024-13-01, or nesting too deep
+        return [], [f"{source}: not valid YAML: {type(err).__name__}: {err}"]
     if document is None:
         return [], []
     if isinstance(document, dict):
         unknown = set(document) - {"policies"}
         if unknown:
-            return [], [f"{source}: unknown top-level keys {sorted(unknown)}; expected a list or 'policies:'"]
+            return [], [f"{source}: unknown top-level keys {sorted(map(str, unknown))}; expected a list or 'policies:'"]
         document = document.get("policies") or []
     if not isinstance(document, list):
         return [], [f"{source}: expected a list of policies, got {type(document).__name__}"]
@@ -221,7 +224,7 @@ def parse_policies(text: str, source: str = "<policies>") -> tuple[list[PolicyEn
 def _entry(raw: Any) -> PolicyEntry:
     if not isinstance(raw, dict):
         raise PolicyEntryError(f"expected a mapping with {', '.join(_REQUIRED)}, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(_REQUIRED) - set(_OPTIONAL))
+    unknown = sorted(map(str, set(raw) - set(_REQUIRED) - set(_OPTIONAL)))
     if unknown:
         raise PolicyEntryError(f"unknown keys {unknown}; known keys: {', '.join(_REQUIRED + _OPTIONAL)}")
     missing = [key for key in _REQUIRED if key not in raw]
@@ -241,8 +244,10 @@ def _entry(raw: Any) -> PolicyEntry:
     schedule = raw["schedule"]
     if schedule is not None and not isinstance(schedule, str):
         raise PolicyEntryError(
-            f"schedule: expected a cron expression, a preset such as '@daily', or null; got {schedule!r}"
+            f"schedule: expected a cron expression, a preset such as '@daily', or null; got {shown(schedule)}"
         )
+    if raw.get("name") is not None and not isinstance(raw["name"], str):
+        raise PolicyEntryError(f"name: expected a text, got {shown(raw['name'])}")
     name = raw.get("name") or policy.name or f"{mount}_{path or 'root'}"
     name = _name(str(name), explicit="name" in raw)
 
@@ -250,8 +255,8 @@ def _entry(raw: Any) -> PolicyEntry:
         raise PolicyEntryError("engine and executor: give one of them (executor is another name for engine)")
     key = "executor" if "executor" in raw else "engine"
     engine = raw.get(key, "local")
-    if engine not in ENGINES:
-        raise PolicyEntryError(f"{key}: expected one of {', '.join(ENGINES)}, got {engine!r}")
+    if not isinstance(engine, str) or engine not in ENGINES:
+        raise PolicyEntryError(f"{key}: expected one of {', '.join(ENGINES)}, got {shown(engine)}")
     emr = _section(raw, "emr", EMR_KEYS)
     distcp = _section(raw, "distcp", DISTCP_KEYS)
     if engine == "emr" and not emr.get("job_flow_id"):
@@ -259,7 +264,7 @@ def _entry(raw: Any) -> PolicyEntry:
 
     tags = raw.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise PolicyEntryError(f"tags: expected a list of strings, got {tags!r}")
+        raise PolicyEntryError(f"tags: expected a list of strings, got {shown(tags)}")
     return PolicyEntry(
         name=name,
         mount=mount,
@@ -273,8 +278,8 @@ def _entry(raw: Any) -> PolicyEntry:
         distcp=distcp,
         concurrency=_integer(raw, "concurrency", 8, minimum=1),
         deferrable=_boolean(raw, "deferrable", True),
-        poke_interval=_number(raw, "poke_interval", 300.0),
-        timeout=_number(raw, "timeout", None),
+        poke_interval=_seconds(raw, "poke_interval", 300.0),
+        timeout=_seconds(raw, "timeout", None),
         batch_max_files=_integer(raw, "batch_max_files", None, minimum=1),
         batch_max_bytes=_size(raw, "batch_max_bytes", None, minimum=1),
         plan_store=_optional_text(raw, "plan_store"),
@@ -304,7 +309,7 @@ def _name(value: str, *, explicit: bool) -> str:
 def _text(raw: dict, key: str, *, allow_empty: bool = False) -> str:
     value = raw[key]
     if not isinstance(value, str) or (not allow_empty and not value.strip()):
-        raise PolicyEntryError(f"{key}: expected a non-empty string, got {value!r}")
+        raise PolicyEntryError(f"{key}: expected a non-empty string, got {shown(value)}")
     return value.strip()
 
 
@@ -313,7 +318,7 @@ def _optional_text(raw: dict, key: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise PolicyEntryError(f"{key}: expected a string, got {value!r}")
+        raise PolicyEntryError(f"{key}: expected a string, got {shown(value)}")
     return value
 
 
@@ -321,8 +326,8 @@ def _section(raw: dict, key: str, known: tuple[str, ...]) -> dict[str, Any]:
     """An engine's settings mapping (``emr:``, ``distcp:``), its keys checked."""
     section = raw.get(key) or {}
     if not isinstance(section, dict):
-        raise PolicyEntryError(f"{key}: expected a mapping with {', '.join(known)}, got {section!r}")
-    unknown = sorted(set(section) - set(known))
+        raise PolicyEntryError(f"{key}: expected a mapping with {', '.join(known)}, got {shown(section)}")
+    unknown = sorted(map(str, set(section) - set(known)))
     if unknown:
         raise PolicyEntryError(f"{key}: unknown keys {unknown}; known keys: {', '.join(known)}")
     return dict(section)
@@ -333,38 +338,37 @@ def _integer(raw: dict, key: str, default: int | None, *, minimum: int) -> int |
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise PolicyEntryError(f"{key}: expected an integer >= {minimum}, got {value!r}")
+        raise PolicyEntryError(f"{key}: expected an integer >= {minimum}, got {shown(value)}")
     return value
 
 
 def _size(raw: dict, key: str, default: int | None, *, minimum: int = 0) -> int | None:
+    """A size: bytes or a text such as ``512MiB`` or ``1GB`` (:func:`airflow_hybrid.values.parse_size`)."""
     value = raw.get(key, default)
     if value is None:
         return None
-    if isinstance(value, str):
-        try:
-            value = parse_size(value).bytes
-        except PolicyError as err:
-            raise PolicyEntryError(
-                f"{key}: {value!r} is not a size such as 1048576, '512MiB' or '1GB' "
-                f"({err.message if hasattr(err, 'message') else err})"
-            ) from None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise PolicyEntryError(f"{key}: expected a size >= {minimum} bytes, got {raw.get(key)!r}")
-    return value
+    try:
+        size = parse_size(value, key, error=PolicyEntryError)
+    except PolicyEntryError as err:
+        reason = str(err).removeprefix(f"{key}: ")
+        raise PolicyEntryError(
+            f"{key}: {shown(value)} is not a size such as 1048576, '512MiB' or '1GB' ({reason})"
+        ) from None
+    if size < minimum:
+        raise PolicyEntryError(f"{key}: expected a size >= {minimum} bytes, got {shown(value)}")
+    return size
 
 
-def _number(raw: dict, key: str, default: float | None) -> float | None:
+def _seconds(raw: dict, key: str, default: float | None) -> float | None:
+    """A positive duration: seconds or a text such as ``5m`` (:func:`airflow_hybrid.values.parse_duration`)."""
     value = raw.get(key, default)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise PolicyEntryError(f"{key}: expected a positive number of seconds, got {value!r}")
-    return float(value)
+    seconds = parse_duration(value, key, error=PolicyEntryError)
+    if seconds <= 0:
+        raise PolicyEntryError(f"{key}: expected a positive number of seconds, got {shown(value)}")
+    return seconds
 
 
 def _boolean(raw: dict, key: str, default: bool) -> bool:
-    value = raw.get(key, default)
-    if not isinstance(value, bool):
-        raise PolicyEntryError(f"{key}: expected true or false, got {value!r}")
-    return value
+    return parse_bool(raw.get(key, default), key, error=PolicyEntryError)

@@ -93,8 +93,8 @@ def test_a_plain_list_at_the_top_level_is_accepted():
         ("{name: 'my policy', mount: lake, path: x, policy: 'P', schedule: '@daily'}",
          "p.yaml: entry 0 ('my policy'): name: 'my policy' may only contain letters, digits, '_', '.' and '-' "
          "(it becomes part of the DAG id)"),
-        ("{mount: lake, path: x, policy: 'P', schedule: '@daily', deferrable: 'yes'}",
-         "p.yaml: entry 0: deferrable: expected true or false, got 'yes'"),
+        ("{mount: lake, path: x, policy: 'P', schedule: '@daily', deferrable: 'maybe'}",
+         "p.yaml: entry 0: deferrable: expected true or false, got 'maybe'"),
         ("[1, 2]", "p.yaml: entry 0: expected a mapping with mount, path, policy, schedule, got list"),
     ],
 )
