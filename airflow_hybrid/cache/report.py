@@ -6,6 +6,8 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_hybrid.errors import HybridError
+
 
 def format_bytes(size: int) -> str:
     """Alluxio-style size: ``0B``, ``512B``, ``1.50KB``, ``2.00GB`` (powers of 1024)."""
@@ -17,6 +19,30 @@ def format_bytes(size: int) -> str:
         if value < 1024 or unit == "PB":
             return f"{value:.2f}{unit}"
     raise AssertionError("unreachable")
+
+
+def describe_error(error: BaseException, conn_id: str) -> str:
+    """One line saying why the report of mount ``conn_id`` could not be made (no traceback)."""
+    if type(error).__name__ == "AirflowNotFoundException":  # the Task SDK's or airflow.exceptions'
+        return f"connection {conn_id!r} is not defined"
+    text = " ".join(str(error).split()) or "(no message)"
+    if len(text) > 500:
+        text = f"{text[:500]}..."
+    return text if isinstance(error, HybridError) else f"{type(error).__name__}: {text}"
+
+
+@dataclass(frozen=True)
+class MountFailure:
+    """A mount whose report could not be made (a missing connection, a bad option, an unreachable catalog)."""
+
+    mount: str
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mount": self.mount, "error": self.error}
+
+    def to_text(self) -> str:
+        return f"mount {self.mount!r}: ERROR {self.error}"
 
 
 def _iso(ts: float | None) -> str | None:

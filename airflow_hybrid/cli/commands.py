@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +86,23 @@ def devstack_status(args) -> None:
     _print(status, args.json, text)
 
 
-def _mount_conn_ids(selected: str | None) -> list[str]:
-    if selected:
-        return [selected]
+def _env_mount_conn_ids() -> list[str]:
+    """``hybrid_mount`` connections defined by ``AIRFLOW_CONN_<ID>`` environment variables (JSON or URI)."""
+    found = []
+    for key, value in os.environ.items():
+        if not key.startswith("AIRFLOW_CONN_") or not value.strip():
+            continue
+        try:
+            conn_type = json.loads(value).get("conn_type") if value.lstrip().startswith("{") else value.split(":", 1)[0]
+        except (ValueError, AttributeError):
+            continue
+        if str(conn_type).replace("-", "_") == "hybrid_mount":
+            found.append(key[len("AIRFLOW_CONN_") :].lower())
+    return found
+
+
+def _db_mount_conn_ids() -> list[str]:
+    """``hybrid_mount`` connections in the metadata database."""
     from airflow.models import Connection
     from airflow.utils.session import create_session
 
@@ -95,22 +110,46 @@ def _mount_conn_ids(selected: str | None) -> list[str]:
         return [c.conn_id for c in session.query(Connection).filter(Connection.conn_type == "hybrid_mount")]
 
 
+def _mount_conn_ids(selected: str | None) -> list[str]:
+    """The mount named by ``--mount``, else every ``hybrid_mount`` connection (metadata database and environment)."""
+    if selected:
+        return [selected]
+    return list(dict.fromkeys([*_db_mount_conn_ids(), *_env_mount_conn_ids()]))
+
+
 def cache_report(args) -> None:
+    """Report every mount's cache; a broken mount is reported with its error and the exit status is 1."""
     _server_context()
+    from airflow_hybrid.cache.report import MountFailure, describe_error
     from airflow_hybrid.mount import HybridMount
 
-    reports = {}
+    results: dict[str, Any] = {}
     for conn_id in _mount_conn_ids(args.mount):
-        mount = HybridMount.from_conn_id(conn_id)
-        if mount.cache is None:
-            print(f"{conn_id}: no cache configured")
-            continue
-        reports[conn_id] = mount.cache.report()
+        try:
+            mount = HybridMount.from_conn_id(conn_id)
+            results[conn_id] = None if mount.cache is None else mount.cache.report()
+        except Exception as err:  # noqa: BLE001 - one broken mount must not hide the others' reports
+            results[conn_id] = MountFailure(conn_id, describe_error(err, conn_id))
+    failed = [conn_id for conn_id, result in results.items() if isinstance(result, MountFailure)]
     if args.json:
-        print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2, default=str))
+        document = {
+            conn_id: {"mount": conn_id, "cache": None} if result is None else result.to_dict()
+            for conn_id, result in results.items()
+        }
+        print(json.dumps(document, indent=2, default=str))
     else:
-        for conn_id, report in reports.items():
-            print(f"== mount {conn_id} ==\n{report.to_text()}")
+        if not results:
+            print("no hybrid_mount connections")
+        for conn_id, result in results.items():
+            if result is None:
+                print(f"{conn_id}: no cache configured")
+            elif isinstance(result, MountFailure):
+                print(f"error: {result.to_text()}", file=sys.stderr)
+            else:
+                print(f"== mount {conn_id} ==\n{result.to_text()}")
+    if failed:
+        sys.stdout.flush()
+        raise SystemExit(1)
 
 
 def policy_list(args) -> None:
