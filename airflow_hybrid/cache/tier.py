@@ -29,17 +29,17 @@ from typing import BinaryIO
 from airflow_hybrid.cache.config import TierConfig
 from airflow_hybrid.stores.base import FileInfo, Store
 from airflow_hybrid.stores.local import LocalStore
+from airflow_hybrid.values import cut_utf8
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-_MAX_NAME = 180
+#: Longest file name kept in a copy's location, in UTF-8 bytes (file systems and HDFS allow 255 bytes).
+_MAX_NAME_BYTES = 180
 
 
 def copy_location(mount: str, path: str, load_id: str) -> str:
     """Where the copy of logical ``path`` made by load ``load_id`` lives inside a tier."""
     digest = hashlib.sha256(path.encode()).hexdigest()
-    name = posixpath.basename(path) or "data"
-    if len(name) > _MAX_NAME:
-        name = name[-_MAX_NAME:]
+    name = cut_utf8(posixpath.basename(path) or "data", _MAX_NAME_BYTES, keep="end")  # keeps the extension
     return f"{_UNSAFE.sub('_', mount) or '_'}/{digest[:2]}/{digest}.{load_id}/{name}"
 
 
