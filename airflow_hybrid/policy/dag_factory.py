@@ -27,6 +27,7 @@ from typing import Any
 
 from airflow.exceptions import AirflowException
 from airflow.sdk import DAG, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_hybrid.operators.migrate import UfsMigrateOperator, hybrid_asset, plan_batches
 from airflow_hybrid.policy.registry import PolicyEntry, load_policies_file
@@ -45,6 +46,13 @@ def migration_report(plan: dict[str, Any], summaries: Any, *, policy_name: str, 
     from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
     from airflow_hybrid.migration_state import MigrationState
 
+    if plan is None:  # no plan: the plan task was skipped (nothing left to migrate; a soft_fail timeout) or failed
+        from airflow.sdk import get_current_context
+
+        ti = get_current_context()["ti"]
+        if ti.get_ti_count(dag_id=ti.dag_id, task_ids=["plan"], run_ids=[ti.run_id], states=["skipped"]):
+            raise AirflowSkipException(f"policy {policy_name}: the plan task was skipped; nothing to report")
+        raise AirflowFailException(f"policy {policy_name}: the plan task failed; nothing was migrated")
     # index within len(): iterating Airflow's lazy XCom sequence probes one past the end (a logged 404)
     summaries = summaries or []
     done = [s for s in (summaries[i] for i in range(len(summaries))) if s]

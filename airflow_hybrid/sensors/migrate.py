@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.configuration import conf
 from airflow.exceptions import AirflowException
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
 from airflow_hybrid.policy.parser import as_policy
@@ -18,7 +20,14 @@ from airflow_hybrid.policy.planner import (
     count_candidates,
     plan_migration,
 )
-from airflow_hybrid.triggers.migrate import UfsMigrateTrigger
+from airflow_hybrid.triggers.migrate import (
+    NOTHING_TO_MIGRATE,
+    SUCCESS,
+    TIMEOUT,
+    UfsMigrateTrigger,
+    nothing_to_migrate_message,
+    source_is_empty,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -39,6 +48,16 @@ class UfsMigrateSensor(BaseSensorOperator):
         plan = UfsMigrateSensor(task_id="plan", mount_conn_id="lake", path="tpcds", policy=POLICY)
         UfsMigrateOperator.partial(task_id="migrate", mount_conn_id="lake", plan_id=plan.output["plan_id"]
                                    ).expand(batch=plan_batches(plan.output))
+
+    **Nothing left to migrate** is a clear, finite outcome: when the policy selects no file and no file at all is
+    left below ``path`` in its REMOVE member(s) (everything was moved, or the path is empty), waiting could never
+    end, so the sensor raises :class:`~airflow.exceptions.AirflowSkipException` ("Nothing left to migrate: ...")
+    at once, in poke and in deferrable mode alike; downstream tasks are then skipped. Files that exist but are
+    not selected yet (too recent) are waited for, up to ``timeout``.
+
+    ``timeout`` also holds while deferred: the trigger carries the deadline (epoch seconds) and fires a timeout
+    event there, which becomes :class:`~airflow.exceptions.AirflowSensorTimeout` (a skip with ``soft_fail``), on
+    the triggerer as under ``airflow dags test``, which runs triggers in line and never times them out.
 
     :param mount_conn_id: the ``hybrid_mount`` connection.
     :param path: logical path of the mount below which the policy selects files.
@@ -102,6 +121,8 @@ class UfsMigrateSensor(BaseSensorOperator):
                 self.mount_conn_id, self.path, self.min_files, self.min_bytes,
             )
             if not count.reached:
+                if count.files == 0 and source_is_empty(mount, self.path, self.policy):
+                    raise AirflowSkipException(nothing_to_migrate_message(self.mount_conn_id, self.path, self.policy))
                 return False
             return PokeReturnValue(is_done=True, xcom_value=self._plan(mount, context))
         finally:
@@ -110,6 +131,7 @@ class UfsMigrateSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
+        deadline = time.time() + self.timeout
         result = self.poke(context)
         if result:
             return result.xcom_value
@@ -121,6 +143,7 @@ class UfsMigrateSensor(BaseSensorOperator):
                 min_files=self.min_files,
                 min_bytes=self.min_bytes,
                 poke_interval=self.poke_interval,
+                deadline=deadline,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
@@ -130,7 +153,14 @@ class UfsMigrateSensor(BaseSensorOperator):
         """Resume after the trigger fired: write the plan and return its id and totals."""
         if event is None:
             raise AirflowException("UfsMigrateTrigger returned no event")
-        if event.get("status") != "success":
+        status = event.get("status")
+        if status == TIMEOUT:
+            if self.soft_fail:
+                raise AirflowSkipException(f"{event.get('message')}; skipped (soft_fail)")
+            raise AirflowSensorTimeout(event.get("message"))
+        if status == NOTHING_TO_MIGRATE:
+            raise AirflowSkipException(event.get("message"))
+        if status != SUCCESS:
             raise AirflowException(f"Waiting for policy {self.policy} on hybrid://{self.mount_conn_id}/"
                                    f"{self.path} failed: {event.get('message', event)}")
         self.log.info("Trigger saw %s files (%s bytes) selected; planning", event.get("files"), event.get("bytes"))

@@ -73,7 +73,8 @@ def test_deferrable_sensor_defers_to_the_trigger_and_plans_when_it_fires(lake):
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_hybrid.triggers.migrate.UfsMigrateTrigger"
     assert kwargs == {"mount_conn_id": MOUNT, "path": dataset.root, "policy": POLICY, "min_files": 3,
-                      "min_bytes": 0, "poke_interval": 5.0}
+                      "min_bytes": 0, "poke_interval": 5.0, "deadline": kwargs["deadline"]}
+    assert kwargs["deadline"] is not None
     assert UfsMigrateTrigger(**kwargs).serialize() == (classpath, kwargs)  # round trip
 
     dataset.add("small/late.bin", b"y" * 5, old=True)
