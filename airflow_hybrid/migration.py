@@ -274,6 +274,14 @@ class Migrator:
         raise AssertionError("unreachable")
 
     def _migrate_once(self, entry: PlanEntry) -> tuple[str, int, str | None]:
+        try:
+            return self._move(entry)
+        except FileNotFoundError:  # the source vanished while it was read: another run moved it, or it is lost
+            if _stat(self.mount.members[entry.source], entry.path) is not None:
+                raise
+            return self._source_gone(entry)
+
+    def _move(self, entry: PlanEntry) -> tuple[str, int, str | None]:
         src = self.mount.members[entry.source]
         path = entry.path
         # Where every STORE member can create the key exclusively (S3 conditional writes), the copy starts
@@ -606,15 +614,15 @@ class Migrator:
         paths.clear()
 
     def _sweep_expired_claims(self) -> None:
-        """Abort the open uploads of keys whose claim expired anywhere in the mount (runs killed mid-file,
-        whatever their policy or path), then drop those claims."""
+        """Abort the open uploads of keys whose claim was abandoned anywhere in the mount (runs killed
+        mid-file, whatever their policy or path), then drop those claims."""
         assert self.claims is not None
-        expired = self.claims.expired()
-        for claim in expired:
+        abandoned = self.claims.abandoned()
+        for claim in abandoned:
             self._abort_all_uploads(claim.path)
-        if expired:
-            self.claims.forget_expired(expired)
-            log.info("Cleaned up after %d expired claims of runs that died mid-file", len(expired))
+        if abandoned:
+            self.claims.forget(abandoned)
+            log.info("Cleaned up after %d claims of runs that died mid-file", len(abandoned))
 
     def _abort_all_uploads(self, path: str) -> None:
         for dst in self.mount.members.values():  # the dead run's policy may have stored elsewhere

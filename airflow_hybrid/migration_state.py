@@ -357,6 +357,21 @@ class OutcomeRecorder:
             log.exception("Could not record %d migration outcomes in %s", len(buffer), self.state.url)
 
 
+def owner_is_dead(owner: str) -> bool:
+    """Whether ``owner`` (see :func:`new_owner`) was a process of this host that no longer exists."""
+    host, _, rest = owner.rsplit(" ", 1)[-1].partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
 def new_owner(label: str | None = None) -> str:
     """A claim owner unique to this run: ``[label ]host:pid:random``."""
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
@@ -388,7 +403,7 @@ class MigrationClaims:
     its first attempt still runs, several workers).
 
     A claim is a row ``(mount, path) -> (owner, expires_at)``: taken when no live run holds it (an expired
-    lease is taken over), renewed by :meth:`renew` while the file is worked on, deleted by :meth:`release`.
+    lease, or one of a process of this host that no longer exists, is taken over), renewed by :meth:`renew` while the file is worked on, deleted by :meth:`release`.
     Every statement is atomic on its own, on SQLite and PostgreSQL, so two runs never both own a file.
     Leases use the workers' clocks (UTC): keep their skew well below ``lease`` seconds.
     """
@@ -418,16 +433,17 @@ class MigrationClaims:
         fresh = {"owner": self.owner, "claimed_at": now, "expires_at": expires}
         with self.state.engine.begin() as conn:
             self._insert_missing(conn, [{"mount": self.mount, "path": p, **fresh} for p in paths])
-            stale = conn.execute(
-                sa.select(claims_table.c.path).where(
-                    self._where(paths), claims_table.c.owner != self.owner, claims_table.c.expires_at < now
-                )
-            ).scalars().all()
-            if stale:  # atomic per row: of two runs taking over one lease, the second matches nothing
+            others = conn.execute(
+                sa.select(claims_table.c.path, claims_table.c.owner, claims_table.c.expires_at).where(
+                    self._where(paths), claims_table.c.owner != self.owner)
+            ).all()
+            stale: dict[str, list[str]] = {}  # dead owner -> its paths
+            for path, owner, expires_at in others:
+                if _aware(expires_at) < now or owner_is_dead(owner):
+                    stale.setdefault(owner, []).append(path)
+            for owner, owned in stale.items():  # atomic per row: of two runs taking over, the second matches nothing
                 conn.execute(
-                    claims_table.update()
-                    .where(self._where(stale), claims_table.c.owner != self.owner, claims_table.c.expires_at < now)
-                    .values(**fresh)
+                    claims_table.update().where(self._where(owned), claims_table.c.owner == owner).values(**fresh)
                 )
             conn.execute(  # ours already (claimed again): the lease restarts
                 claims_table.update().where(self._where(paths), claims_table.c.owner == self.owner).values(
@@ -439,7 +455,7 @@ class MigrationClaims:
             ).all()
         claimed = frozenset(p for p, owner, _ in rows if owner == self.owner)
         held = {p: Claim(p, owner, _aware(at)) for p, owner, at in rows if owner != self.owner}
-        return ClaimResult(claimed, held, frozenset(stale) & claimed)
+        return ClaimResult(claimed, held, frozenset(p for owned in stale.values() for p in owned) & claimed)
 
     def _insert_missing(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         dialect = conn.dialect.name
@@ -482,10 +498,14 @@ class MigrationClaims:
                 claims_table.delete().where(claims_table.c.mount == self.mount, claims_table.c.owner == self.owner)
             )
 
-    def expired(self, prefix: str = "", limit: int = 10_000) -> list[Claim]:
-        """Claims under ``prefix`` whose lease ran out: their owners died (killed) while moving those files."""
+    def abandoned(self, prefix: str = "", limit: int = 10_000) -> list[Claim]:
+        """Claims under ``prefix`` whose owners died while moving those files (killed): the lease ran out,
+        or the owner is a process of this host that no longer exists."""
+        now = _utcnow()
+        host = f"{socket.gethostname()}:"
         query = sa.select(claims_table.c.path, claims_table.c.owner, claims_table.c.expires_at).where(
-            claims_table.c.mount == self.mount, claims_table.c.expires_at < _utcnow()
+            claims_table.c.mount == self.mount, claims_table.c.owner != self.owner,
+            sa.or_(claims_table.c.expires_at < now, claims_table.c.owner.contains(host, autoescape=True)),
         )
         if prefix:
             escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -493,16 +513,15 @@ class MigrationClaims:
                                        claims_table.c.path.like(f"{escaped}/%", escape="\\")))
         with self.state.engine.connect() as conn:
             rows = conn.execute(query.order_by(claims_table.c.path).limit(limit)).all()
-        return [Claim(p, owner, _aware(at)) for p, owner, at in rows]
+        return [Claim(p, owner, _aware(at)) for p, owner, at in rows if _aware(at) < now or owner_is_dead(owner)]
 
-    def forget_expired(self, claims: Iterable[Claim]) -> None:
-        """Delete these expired claims (only while still expired and still the dead owner's)."""
-        now = _utcnow()
+    def forget(self, claims: Iterable[Claim]) -> None:
+        """Delete these abandoned claims (only while they are still the dead owner's)."""
         with self.state.engine.begin() as conn:
             for claim in claims:
                 conn.execute(claims_table.delete().where(
                     claims_table.c.mount == self.mount, claims_table.c.path == claim.path,
-                    claims_table.c.owner == claim.owner, claims_table.c.expires_at < now))
+                    claims_table.c.owner == claim.owner))
 
     def holders(self) -> list[Claim]:
         """Every live claim of the mount (for ``policy status``)."""

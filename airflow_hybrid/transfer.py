@@ -205,6 +205,9 @@ def copy_file(
             raise
         raise TransferError(f"{where}: {type(err).__name__}: {err}") from err
     except Exception as err:
+        if _gone(src, src_path):  # removed while it was read (by another migration): nothing was written
+            raise SourceGoneError(f"{where}: the source was removed during the copy ({type(err).__name__}: "
+                                  f"{err}); nothing was written") from err
         raise TransferError(f"{where}: {type(err).__name__}: {err}") from err
 
     # The source must be the one we started from, from the first byte to the last. One that is gone now
@@ -227,6 +230,16 @@ def copy_file(
     return TransferResult(src_uri=src_uri, dst_uri=dst_uri, size=hasher.length, crc32c=hasher.b64,
                           verified_by=verified_by, elapsed=time.monotonic() - started,
                           source=after, destination=written)
+
+
+def _gone(store: Store, path: str) -> bool:
+    try:
+        store.info(path)
+    except FileNotFoundError:
+        return True
+    except Exception:  # unknown: not proven gone
+        return False
+    return False
 
 
 def _verify_destination(

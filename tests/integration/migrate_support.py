@@ -9,15 +9,22 @@ same dataset works on either HDFS server.
 from __future__ import annotations
 
 import io
+import os
+import queue
 import random
+import subprocess
+import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from airflow_hybrid.mount import HybridMount
 
+ROOT = Path(__file__).resolve().parents[2]
 MOUNT = "onprem_union"
 POLICY = "ufsMigrate(olderThan(1d), UFS[hdfs]:REMOVE, UFS[s3]:STORE)"
 DAY = 86_400
@@ -127,3 +134,65 @@ class FakeTaskInstance:
 
     def xcom_push(self, key: str, value: object) -> None:
         self.xcom[key] = value
+
+
+#: Reads ``<mount> <plan_id> <kill_after_n_mutations> <before|after>`` lines; forks a child per line that
+#: installs the kill hook (n = 0: none) and runs the operator; reports ``PID <pid>``, the child's
+#: ``SUMMARY <json>`` if it finishes, and ``EXIT <status>``.
+FORKING_WORKER = """
+import json, os, sys, traceback
+from airflow_hybrid.operators.migrate import UfsMigrateOperator
+from tests.client_requests import kill_at_mutation
+
+for line in sys.stdin:
+    mount, plan_id, count, when = line.split()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            kill_at_mutation(int(count), when)
+            operator = UfsMigrateOperator(task_id="migrate", mount_conn_id=mount, plan_id=plan_id, concurrency=4,
+                                          retry_delay=0.1, fail_on_error=False, progress_interval=1.0)
+            print("SUMMARY " + json.dumps(operator.execute({})), flush=True)
+            os._exit(0)
+        except BaseException:
+            traceback.print_exc()
+            sys.stdout.flush()
+            os._exit(1)
+    print(f"PID {pid}", flush=True)
+    print(f"EXIT {os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}", flush=True)
+"""
+
+
+class ForkingWorker:
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", FORKING_WORKER], cwd=ROOT, env=os.environ.copy(), text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put("CLOSED")
+
+    def _next(self, prefix: str, output: list[str]) -> str:
+        while True:
+            line = self.lines.get(timeout=300)
+            output.append(line)
+            if line.startswith(prefix) or line == "CLOSED":
+                assert line != "CLOSED", "\n".join(output[-50:])
+                return line[len(prefix):]
+
+    def run(self, plan_id: str, output: list[str], kill_at: int = 0, when: str = "after") -> int:
+        """Run the plan in a new child that kills itself at its ``kill_at``-th mutating request (0: never);
+        the child's exit code (negative: killed by that signal)."""
+        self.process.stdin.write(f"{MOUNT} {plan_id} {kill_at} {when}\n")
+        self.process.stdin.flush()
+        self._next("PID ", output)
+        return int(self._next("EXIT ", output))
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)

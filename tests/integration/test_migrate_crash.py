@@ -19,13 +19,8 @@ and is what gets killed.
 from __future__ import annotations
 
 import json
-import os
-import queue
 import random
 import signal
-import subprocess
-import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +30,7 @@ from airflow_hybrid.devstack.stack import airflow_env
 from airflow_hybrid.fs import HybridFileSystem
 from airflow_hybrid.policy.planner import plan_migration
 from tests.client_requests import WHEN
-from tests.integration.migrate_support import MOUNT, POLICY, Dataset, make_dataset
+from tests.integration.migrate_support import MOUNT, POLICY, Dataset, ForkingWorker, make_dataset
 from tests.integration.migrate_support import lake as lake  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
@@ -59,68 +54,6 @@ class Scale:
 #: multipart files (3 parts of 5 MiB each) among them.
 SCALES = {"devstack": Scale(runs=24, small=90, medium=3, large=6, new=3),
           "hadoop": Scale(runs=12, small=30, medium=2, large=4, new=2)}
-
-#: Reads ``<mount> <plan_id> <kill_after_n_mutations> <before|after>`` lines; forks a child per line that
-#: installs the kill hook (n = 0: none) and runs the operator; reports ``PID <pid>``, the child's
-#: ``SUMMARY <json>`` if it finishes, and ``EXIT <status>``.
-FORKING_WORKER = """
-import json, os, sys, traceback
-from airflow_hybrid.operators.migrate import UfsMigrateOperator
-from tests.client_requests import kill_at_mutation
-
-for line in sys.stdin:
-    mount, plan_id, count, when = line.split()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            kill_at_mutation(int(count), when)
-            operator = UfsMigrateOperator(task_id="migrate", mount_conn_id=mount, plan_id=plan_id, concurrency=4,
-                                          retry_delay=0.1, fail_on_error=False, progress_interval=1.0)
-            print("SUMMARY " + json.dumps(operator.execute({})), flush=True)
-            os._exit(0)
-        except BaseException:
-            traceback.print_exc()
-            sys.stdout.flush()
-            os._exit(1)
-    print(f"PID {pid}", flush=True)
-    print(f"EXIT {os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}", flush=True)
-"""
-
-
-class ForkingWorker:
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", FORKING_WORKER], cwd=ROOT, env=os.environ.copy(), text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put("CLOSED")
-
-    def _next(self, prefix: str, output: list[str]) -> str:
-        while True:
-            line = self.lines.get(timeout=300)
-            output.append(line)
-            if line.startswith(prefix) or line == "CLOSED":
-                assert line != "CLOSED", "\n".join(output[-50:])
-                return line[len(prefix):]
-
-    def run(self, plan_id: str, output: list[str], kill_at: int = 0, when: str = "after") -> int:
-        """Run the plan in a new child that kills itself at its ``kill_at``-th mutating request (0: never);
-        the child's exit code (negative: killed by that signal)."""
-        self.process.stdin.write(f"{MOUNT} {plan_id} {kill_at} {when}\n")
-        self.process.stdin.flush()
-        self._next("PID ", output)
-        return int(self._next("EXIT ", output))
-
-    def close(self) -> None:
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
-
 
 def _assert_nothing_lost(dataset: Dataset, rng: random.Random) -> None:
     """Whatever the point of the kill: each old file is somewhere, whole; S3 holds only complete copies."""
