@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from airflow_hybrid.errors import HybridError
+from airflow_hybrid.errors import HybridConfigError, HybridError
 
 
 class CacheError(HybridError):
     """Base class for cache errors."""
 
 
-class CacheConfigError(CacheError, ValueError):
+class CacheConfigError(CacheError, HybridConfigError):
     """An invalid ``cache`` option; the message starts with the option path (``cache.tiers[1].quota``)."""
 
 
