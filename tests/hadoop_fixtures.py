@@ -3,6 +3,11 @@
 ``hadoop_hdfs``   session-scoped: a real NameNode + DataNode (Hadoop 3.5.0, :mod:`airflow_hybrid.devstack.hadoop`)
                   on free loopback ports, 4 MiB blocks, 100 entries per listing page, permissions on; its logs are appended to the report
                   of any failing test that used it.
+``kerberized_hdfs`` session-scoped: the same Hadoop secured with Kerberos (:mod:`airflow_hybrid.devstack.kerberos`'s
+                  MiniKdc, realm ``EXAMPLE.COM``, users ``alice`` and ``bob`` with a keytab each): SPNEGO on
+                  WebHDFS, delegation tokens on data-node redirects; its connection is
+                  ``webhdfs_connection()`` (alice's principal and keytab). Under ``CI=true`` a KDC or cluster
+                  that cannot start fails the tests.
 ``hdfs_server``   which HDFS a test talks to: ``devstack`` (our WebHDFS server) unless a module or test is
                   marked ``hdfs_servers``, which runs it once per server (``devstack`` and ``hadoop``). Both
                   kinds offer ``kind``, ``connections()``, ``airflow_env()``, ``webhdfs_host``/``port``,
@@ -14,11 +19,13 @@ from __future__ import annotations
 import pytest
 
 from airflow_hybrid.devstack.hadoop import HadoopError, HadoopHdfs
+from airflow_hybrid.devstack.kerberos import MiniKdc
 from airflow_hybrid.devstack.stack import StackConnections
 from tests.services import running
 
 HDFS_SERVERS = ("devstack", "hadoop")
 _HADOOP_KEY = pytest.StashKey[HadoopHdfs]()
+_KERBERIZED_KEY = pytest.StashKey[HadoopHdfs]()
 
 
 class HadoopStack(StackConnections):
@@ -47,6 +54,16 @@ def hadoop_hdfs(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
         yield hdfs
 
 
+@pytest.fixture(scope="session")
+def kerberized_hdfs(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    base = tmp_path_factory.mktemp("kerberized-hadoop")
+    with running(MiniKdc(base / "kdc", users=("alice", "bob")), "MiniKdc (Kerberos KDC)", HadoopError) as kdc:
+        cluster = HadoopHdfs(base / "hadoop", kerberos=kdc, user="alice", properties={"dfs.ls.limit": 100})
+        with running(cluster, "Kerberized Apache Hadoop", HadoopError) as hdfs:
+            request.config.stash[_KERBERIZED_KEY] = hdfs
+            yield hdfs
+
+
 @pytest.fixture
 def hdfs_server(request: pytest.FixtureRequest, devstack):
     kind = getattr(request, "param", "devstack")
@@ -69,3 +86,7 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     used = {*getattr(item, "fixturenames", ()), *getattr(item, "funcargs", {})}
     if report.failed and hdfs is not None and "hadoop_hdfs" in used:
         report.sections.append(("Apache Hadoop logs", f"{hdfs.base_dir}\n{hdfs.log_tail()}"))
+    secured = item.config.stash.get(_KERBERIZED_KEY, None)
+    if report.failed and secured is not None and "kerberized_hdfs" in used:
+        logs = f"{secured.base_dir}\n{secured.log_tail()}\n{secured.kerberos.log_tail()}"
+        report.sections.append(("Kerberized Apache Hadoop logs", logs))

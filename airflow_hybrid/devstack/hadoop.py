@@ -12,6 +12,14 @@ does: WebHDFS on, permissions on (the superusers are the JVMs' OS user and, as o
 member of ``supergroup``; ``/tmp`` and ``/user`` are ``1777``),
 a small block size so test files span several blocks, no safe-mode extension, the data node addressed as
 ``127.0.0.1``. Its configuration and logs stay in ``base_dir`` (``logs/namenode.log``, ``logs/datanode.log``).
+
+With ``kerberos=`` a :class:`~airflow_hybrid.devstack.kerberos.MiniKdc` (started), the cluster is secured as
+on-prem clusters run: Kerberos RPC (``hdfs/localhost``), SPNEGO on WebHDFS (``HTTP/localhost``; the namenode is
+addressed as ``localhost``, the data node as ``127.0.0.1``), block access tokens, SASL on the data-transfer
+protocol (``dfs.data.transfer.protection=authentication``). A secure data node must otherwise run as root on
+privileged ports, or serve HTTPS only; ``ignore.secure.ports.for.testing`` lets it run as any user on HTTP, as
+Hadoop's own secure-cluster tests do. Connections then log in with the user's keytab
+(:meth:`HadoopHdfs.webhdfs_connection`), the superuser calls as ``hdfs/localhost``.
 """
 
 from __future__ import annotations
@@ -28,11 +36,14 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 from airflow_hybrid.devstack.ports import die_with_parent, free_ports
 from airflow_hybrid.stores.base import StoreError
+
+if TYPE_CHECKING:
+    from airflow_hybrid.devstack.kerberos import MiniKdc
 
 HADOOP_VERSION = "3.5.0"
 #: The Maven project that lists the JVM artifacts (Hadoop's servers, DistCp, hadoop-aws).
@@ -115,6 +126,8 @@ class HadoopHdfs:
         is false. Any other ``user.name`` is an ordinary user of no group.
     :param csrf: ``dfs.webhdfs.rest-csrf.enabled`` (writes need an ``X-XSRF-HEADER``).
     :param properties: more ``hdfs-site.xml`` properties.
+    :param kerberos: a started KDC: Kerberos security on (see the module's docstring); ``user`` is then one of
+        its users (a principal ``user@REALM`` with a keytab).
     """
 
     def __init__(
@@ -129,9 +142,14 @@ class HadoopHdfs:
         heap: str = "384m",
         java_home: str | None = None,
         properties: dict[str, Any] | None = None,
+        kerberos: MiniKdc | None = None,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
-        self.host = host
+        self.kerberos = kerberos
+        # SPNEGO names the service by the URL's host: HTTP/localhost. The data node stays at 127.0.0.1, so
+        # nothing sent to the namenode (its auth cookie) reaches it, as with separate hosts.
+        self.host = "localhost" if kerberos is not None and host == "127.0.0.1" else host
+        self.datanode_host = "127.0.0.1" if kerberos is not None else self.host
         self.block_size = block_size
         self.user = user
         self.superuser = getpass.getuser()
@@ -141,6 +159,7 @@ class HadoopHdfs:
         self.java_home = java_home
         self.properties = dict(properties or {})
         self.rpc_port = self.http_port = self.datanode_http_port = 0
+        self._superuser_ccache: Path | None = None
         self._processes: dict[str, subprocess.Popen] = {}
 
     @classmethod
@@ -179,8 +198,16 @@ class HadoopHdfs:
         return f"hdfs://{self.host}:{self.rpc_port}"
 
     def webhdfs_connection(self, user: str | None = None) -> dict[str, Any]:
-        """An Airflow ``webhdfs`` connection dict for this cluster."""
-        return {"conn_type": "webhdfs", "host": self.host, "port": self.http_port, "login": user or self.user}
+        """An Airflow ``webhdfs`` connection dict for this cluster (Kerberized: the user's principal and keytab)."""
+        conn = {"conn_type": "webhdfs", "host": self.host, "port": self.http_port, "login": user or self.user}
+        if self.kerberos is not None:
+            kdc = self.kerberos
+            conn["extra"] = {
+                "kerberos_principal": kdc.principal(user or self.user),
+                "kerberos_keytab": str(kdc.keytab(user or self.user)),
+                "krb5_conf": str(kdc.krb5_conf),
+            }
+        return conn
 
     def state(self) -> dict[str, Any]:
         return {
@@ -190,9 +217,10 @@ class HadoopHdfs:
             "fs_uri": self.fs_uri,
             "webhdfs_url": self.webhdfs_url,
             "webhdfs_port": self.http_port,
-            "datanode_url": f"http://{self.host}:{self.datanode_http_port}",
+            "datanode_url": f"http://{self.datanode_host}:{self.datanode_http_port}",
             "block_size": self.block_size,
             "superuser": self.superuser,
+            **({"kerberos": self.kerberos.state()} if self.kerberos is not None else {}),
             "pids": {name: process.pid for name, process in self._processes.items()},
         }
 
@@ -250,6 +278,8 @@ class HadoopHdfs:
     # -- WebHDFS as the superuser (set-up and tests) ---------------------------------------------------
     def superuser_call(self, method: str, path: str, op: str, **params: Any) -> Any:
         """One namenode WebHDFS call as the superuser; the JSON answer (errors raise :class:`HadoopError`)."""
+        if self.kerberos is not None:
+            return self._kerberos_call(method, path, op, params)
         query = "&".join(f"{key}={value}" for key, value in {"op": op, **params, "user.name": self.superuser}.items())
         request = urllib.request.Request(f"{self.webhdfs_url}/webhdfs/v1{path}?{query}", method=method)
         if self.csrf:
@@ -261,11 +291,37 @@ class HadoopHdfs:
             raise HadoopError(f"WebHDFS {op} {path}: HTTP {error.code}: {error.read()[:500]!r}") from None
         return json.loads(body) if body else None
 
+    def _spnego(self) -> Any:
+        """A ``requests`` auth doing SPNEGO as ``hdfs/localhost`` (the namenode's own principal, a superuser)."""
+        import spnego
+        from requests_kerberos import OPTIONAL, HTTPKerberosAuth
+
+        from airflow_hybrid.stores.kerberos import use_krb5_conf
+
+        kdc = self.kerberos
+        use_krb5_conf(str(kdc.krb5_conf))
+        if self._superuser_ccache is None:
+            self._superuser_ccache = kdc.login("hdfs/localhost", self.base_dir / "superuser.ccache")
+        credential = spnego.KerberosCCache(f"FILE:{self._superuser_ccache}", kdc.principal("hdfs/localhost"))
+        return HTTPKerberosAuth(mutual_authentication=OPTIONAL, principal=credential)
+
+    def _kerberos_call(self, method: str, path: str, op: str, params: dict[str, Any]) -> Any:
+        """:meth:`superuser_call` with SPNEGO as ``hdfs/localhost``."""
+        import requests
+
+        url = f"{self.webhdfs_url}/webhdfs/v1{path}"
+        headers = {"X-XSRF-HEADER": "airflow-hybrid"} if self.csrf else {}
+        params = {"op": op, **params}
+        response = requests.request(method, url, params=params, auth=self._spnego(), headers=headers, timeout=30)
+        if response.status_code >= 400:
+            raise HadoopError(f"WebHDFS {op} {path}: HTTP {response.status_code}: {response.content[:500]!r}")
+        return response.json() if response.content else None
+
     def fs_shell(self, *args: str, user: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         """``hadoop fs <args>`` (Hadoop's FsShell, RPC to the namenode) as ``user`` (default: the connection's)."""
         java = java_command(self.java_home)
         classpath = os.pathsep.join([str(self.conf_dir), hadoop_classpath()])
-        env = {**os.environ, "HADOOP_USER_NAME": user or self.user}
+        env = self._client_env(user or self.user)
         command = [*self._jvm(java, classpath, "fs-shell", ["org.apache.hadoop.fs.FsShell", *args])]
         result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
         if check and result.returncode != 0:
@@ -279,7 +335,7 @@ class HadoopHdfs:
         classpath = os.pathsep.join([str(self.conf_dir), hadoop_classpath()])
         tool = POM.parent / "tools" / "MakeFiles.java"
         args = [str(tool), directory, prefix, str(count), str(threads)]
-        env = {**os.environ, "HADOOP_USER_NAME": self.user}
+        env = self._client_env(self.user)
         result = subprocess.run(  # noqa: S603 - our own fixed command
             self._jvm(java, classpath, "make-files", args), env=env, capture_output=True, text=True, check=False
         )
@@ -287,9 +343,48 @@ class HadoopHdfs:
             raise HadoopError(f"making {count} files in {directory} failed: {result.stderr[-2000:]}")
 
     # -- internals ----------------------------------------------------------------------------------
+    def _client_env(self, user: str) -> dict[str, str]:
+        """The environment of a Java client as ``user``: ``HADOOP_USER_NAME``, or a ticket cache of its own."""
+        if self.kerberos is None:
+            return {**os.environ, "HADOOP_USER_NAME": user}
+        ccache = self.kerberos.login(user, self.base_dir / "ccache" / user.replace("/", "_"))
+        return {**os.environ, "KRB5CCNAME": f"FILE:{ccache}"}
+
+    def _security(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``core-site`` and ``hdfs-site`` properties of a Kerberized cluster (none without ``kerberos``)."""
+        if self.kerberos is None:
+            return {}, {}
+        kdc = self.kerberos
+        service, spnego, keytab = kdc.principal("hdfs/localhost"), kdc.principal("HTTP/localhost"), kdc.service_keytab
+        core = {
+            "hadoop.security.authentication": "kerberos",
+            "hadoop.rpc.protection": "authentication",
+            "hadoop.security.auth_to_local": "DEFAULT",  # hdfs/localhost@REALM -> hdfs, alice@REALM -> alice
+            "ignore.secure.ports.for.testing": "true",
+            # WebHDFS's filter (AuthFilterInitializer) takes these, as the rest of the web UI does.
+            "hadoop.http.authentication.type": "kerberos",
+            "hadoop.http.authentication.kerberos.principal": spnego,
+            "hadoop.http.authentication.kerberos.keytab": str(keytab),
+            "hadoop.http.authentication.simple.anonymous.allowed": "false",
+        }
+        hdfs = {
+            "dfs.block.access.token.enable": "true",
+            "dfs.namenode.kerberos.principal": service,
+            "dfs.namenode.keytab.file": str(keytab),
+            "dfs.datanode.kerberos.principal": service,
+            "dfs.datanode.keytab.file": str(keytab),
+            "dfs.namenode.kerberos.internal.spnego.principal": spnego,
+            "dfs.web.authentication.kerberos.principal": spnego,
+            "dfs.web.authentication.kerberos.keytab": str(keytab),
+            "dfs.data.transfer.protection": "authentication",
+            "dfs.http.policy": "HTTP_ONLY",
+        }
+        return core, hdfs
+
     def _configure(self) -> None:
-        self.rpc_port, self.http_port, dn_port, self.datanode_http_port, dn_ipc = free_ports(5, self.host)
-        host = self.host
+        self.rpc_port, self.http_port, dn_port, self.datanode_http_port, dn_ipc = free_ports(5, self.datanode_host)
+        host, dn_host = self.host, self.datanode_host
+        secure_core, secure_hdfs = self._security()
         (self.base_dir / "data").mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         # HttpServer2 looks its web applications up on the classpath; Maven's jars do not carry them.
@@ -303,6 +398,7 @@ class HadoopHdfs:
             "hadoop.user.group.static.mapping.overrides": (
                 f"{self.user}=supergroup;dr.who=;" if self.user_is_superuser else "dr.who=;"
             ),
+            **secure_core,
         }
         hdfs = {
             "dfs.namenode.name.dir": str(self.base_dir / "data" / "name"),
@@ -310,10 +406,10 @@ class HadoopHdfs:
             "dfs.namenode.rpc-address": f"{host}:{self.rpc_port}",
             "dfs.namenode.http-address": f"{host}:{self.http_port}",
             "dfs.namenode.servicerpc-bind-host": host,
-            "dfs.datanode.address": f"{host}:{dn_port}",
-            "dfs.datanode.http.address": f"{host}:{self.datanode_http_port}",
-            "dfs.datanode.ipc.address": f"{host}:{dn_ipc}",
-            "dfs.datanode.hostname": host,
+            "dfs.datanode.address": f"{dn_host}:{dn_port}",
+            "dfs.datanode.http.address": f"{dn_host}:{self.datanode_http_port}",
+            "dfs.datanode.ipc.address": f"{dn_host}:{dn_ipc}",
+            "dfs.datanode.hostname": dn_host,
             "dfs.client.use.datanode.hostname": "true",
             "dfs.replication": 1,
             "dfs.blocksize": self.block_size,
@@ -334,6 +430,7 @@ class HadoopHdfs:
             # The data node's own DFS client waits 400 ms before asking for a file's last block to complete;
             # on loopback it completes in a few ms (each WebHDFS CREATE would otherwise take ~450 ms).
             "dfs.client.block.write.locateFollowingBlock.initial.delay.ms": 20,
+            **secure_hdfs,
             **self.properties,
         }
         self.conf_dir.mkdir(parents=True, exist_ok=True)
@@ -342,6 +439,7 @@ class HadoopHdfs:
         (self.conf_dir / "log4j.properties").write_text(_LOG4J)
 
     def _jvm(self, java: str, classpath: str, name: str, args: list[str]) -> list[str]:
+        realm = [f"-Djava.security.krb5.conf={self.kerberos.krb5_conf}"] if self.kerberos is not None else []
         return [
             java,
             f"-Xmx{self.heap}",
@@ -349,6 +447,7 @@ class HadoopHdfs:
             f"-Dhadoop.log.dir={self.logs_dir}",
             f"-Dhadoop.log.file={self.logs_dir / f'{name}.log'}",
             "-Djava.net.preferIPv4Stack=true",
+            *realm,
             "-cp",
             classpath,
             *args,
@@ -378,6 +477,11 @@ class HadoopHdfs:
 
     def _jmx(self, bean: str) -> dict[str, Any]:
         url = f"{self.webhdfs_url}/jmx?qry=Hadoop:service=NameNode,name={bean}"
+        if self.kerberos is not None:  # the web UI is behind SPNEGO too
+            import requests
+
+            beans = requests.get(url, auth=self._spnego(), timeout=5).json()["beans"]
+            return beans[0] if beans else {}
         with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback URL
             beans = json.loads(response.read())["beans"]
         return beans[0] if beans else {}

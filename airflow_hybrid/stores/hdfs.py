@@ -40,6 +40,7 @@ import urllib3
 
 from airflow_hybrid.errors import HybridConfigError
 from airflow_hybrid.stores.base import CHUNK_SIZE, Checksum, FileInfo, Store, StoreError, normalize_path
+from airflow_hybrid.stores.kerberos import KerberosAuthError, KerberosLogin
 from airflow_hybrid.values import parse_bool, parse_duration, parse_int, parse_size
 
 log = logging.getLogger(__name__)
@@ -400,7 +401,10 @@ class HdfsStore(Store):
 
     :param root_uri: ``hdfs://[nameservice]/path`` (``webhdfs://`` also accepted); the path is the root.
     :param webhdfs_conn_id: Airflow connection (host may list HA namenodes ``nn1,nn2``; extras
-        ``use_ssl``, ``verify`` (default true), ``cert``/``key``, ``auth: kerberos``).
+        ``use_ssl``, ``verify`` (default true), ``cert``/``key``; Kerberos: ``kerberos_principal``,
+        ``kerberos_keytab``, ``kerberos_ccache``, ``krb5_conf``, ``auth: kerberos``, and for SPNEGO
+        ``mutual_auth``, ``max_concurrency``, ``hostname_override``, ``service``; see
+        :mod:`airflow_hybrid.stores.kerberos`).
     :param options: ``max_attempts`` (5), ``retry_backoff`` (0.2 s, doubled per attempt),
         ``retry_backoff_max`` (5 s), ``timeout`` (seconds, or ``[connect, read]``), ``chunk_size``,
         ``proxy_user``, ``verify_checksum`` (check each write with ``GETFILECHECKSUM`` before it is
@@ -428,6 +432,7 @@ class HdfsStore(Store):
         opts = self.options
         self._parse_options(opts)
         self._client = client
+        self._kerberos: KerberosLogin | None = None
         self._urls: deque[str] = deque()
         self._batch_listing = True
         self._layout: tuple[int, int, str] | None = None  # block size, bytes per CRC, CRC of new files
@@ -502,7 +507,10 @@ class HdfsStore(Store):
             raise StoreError(f"{self.root_uri}: connection {self.webhdfs_conn_id!r} has no namenode host")
         extras = _tls_extras(conn.extra_dejson, self.webhdfs_conn_id)
         namenodes = [host.strip() for host in conn.host.split(",") if host.strip()]
-        kerberos = str(extras.get("auth", "")).lower() == "kerberos"
+        kerberos = KerberosLogin.from_extras(self.webhdfs_conn_id, extras)
+        if kerberos is not None and kerberos.named:
+            kerberos.login()  # a wrong principal, a missing keytab, an expired ticket: a clear error, here
+        self._kerberos = kerberos
         # Never hook.get_conn(): it re-reads the raw extras, where the provider takes use_ssl "false" as on.
         client = self._connect_secured(hook, conn, namenodes, extras, kerberos)
         if client is None:
@@ -520,26 +528,28 @@ class HdfsStore(Store):
         return client
 
     def _connect_secured(
-        self, hook: Any, conn: Any, namenodes: list[str], extras: dict, kerberos: bool
+        self, hook: Any, conn: Any, namenodes: list[str], extras: dict, kerberos: KerberosLogin | None
     ) -> Any:
-        """Like ``WebHDFSHook.get_conn`` but with TLS verification on before the first request."""
+        """Like ``WebHDFSHook.get_conn`` but with TLS verification on before the first request, and Kerberos
+        from the connection's own login (``KerberosClient``, SPNEGO to the namenodes only)."""
         from hdfs.util import HdfsError
 
         for namenode in namenodes:
             client = hook._get_client(namenode, conn.port, conn.login, conn.password, conn.schema, extras)
             client._session.verify = _verify_setting(extras)
-            if kerberos and type(client).__name__ != "KerberosClient":
+            if kerberos is not None:
                 from hdfs.ext.kerberos import KerberosClient
 
                 session = client._session
                 session.params.pop("user.name", None)
-                auth_options = {
-                    key: extras[key]
-                    for key in ("mutual_auth", "max_concurrency", "principal", "hostname_override", "service")
-                    if key in extras
-                }
-                client = KerberosClient(
-                    client.url, session=session, proxy=self.options.get("proxy_user"), **auth_options
+                client = KerberosClient(client.url, session=session, proxy=self.options.get("proxy_user"))
+                session.auth = kerberos.auth(
+                    {f"{nn}:{conn.port}" if conn.port else nn for nn in namenodes},
+                    **{
+                        key: extras[key]
+                        for key in ("mutual_auth", "max_concurrency", "hostname_override", "service")
+                        if key in extras
+                    },
                 )
             session = client._session
             try:  # like client.status("/"), but with the connection's TLS verification (see _call)
@@ -549,6 +559,8 @@ class HdfsStore(Store):
                     timeout=self.timeout,
                     verify=session.verify,
                 )
+                if probe.status_code == 401:
+                    self._refused(kerberos, probe, namenode)
                 if probe.status_code >= 400:
                     raise HdfsError(f"HTTP {probe.status_code}: {probe.text[:200]}")
             except (HdfsError, *_TRANSPORT_ERRORS) as error:
@@ -556,6 +568,17 @@ class HdfsStore(Store):
                 continue
             return client
         return None
+
+    def _refused(self, kerberos: KerberosLogin | None, response: requests.Response, namenode: str) -> None:
+        """A namenode's 401 at connect time: Kerberos refused, or needed but not configured."""
+        detail = f"HTTP 401 from {namenode}: {response.text[:200].strip()}"
+        if kerberos is not None:
+            raise kerberos.refused(detail)
+        if "negotiate" in response.headers.get("WWW-Authenticate", "").lower():
+            raise KerberosAuthError(
+                f"WebHDFS connection {self.webhdfs_conn_id!r}: namenode {namenode} requires Kerberos (SPNEGO), "
+                "but the connection has none: set the extras kerberos_principal and kerberos_keytab"
+            )
 
     def _tune_session(self, session: requests.Session) -> None:
         session.headers.setdefault(CSRF_HEADER, "airflow-hybrid")  # any value will do
@@ -634,6 +657,8 @@ class HdfsStore(Store):
                     self._urls.rotate(-1)
                 # The namenode rejected these before doing anything, so any operation may be retried.
                 not_run = error.exception in _RETRIABLE_REMOTE
+                if response.status_code == 401 and self._kerberos is not None:
+                    raise self._kerberos.refused(f"{op} {target}: HTTP 401")
                 if response.status_code < 500 and not not_run:
                     raise self._builtin_error(error)
                 last_error = error
