@@ -316,3 +316,39 @@ def test_migration_from_kerberized_hdfs_to_s3(connect, kerberized_hdfs, moto_end
         dataset.assert_migrated()
     finally:
         mount.close()
+
+
+def test_airflows_global_kerberos_setting_is_honoured(connect, kerberized_hdfs, monkeypatch):
+    """``[core] security = kerberos``: a connection without a principal logs in as ``[kerberos] principal``
+    with ``[kerberos] keytab`` (the realm from ``KRB5_CONFIG``), into a cache of its own."""
+    kdc = kerberized_hdfs.kerberos
+    monkeypatch.setenv("AIRFLOW__CORE__SECURITY", "kerberos")
+    monkeypatch.setenv("AIRFLOW__KERBEROS__PRINCIPAL", kdc.principal("bob"))
+    monkeypatch.setenv("AIRFLOW__KERBEROS__KEYTAB", str(kdc.keytab("bob")))
+    monkeypatch.setenv("KRB5_CONFIG", str(kdc.krb5_conf))
+    conn_id = connect("webhdfs_global", kerberos_principal=None, kerberos_keytab=None, krb5_conf=None)
+    store = _store(conn_id)
+    assert store.write("f", io.BytesIO(b"global")).extra["owner"] == "bob"
+    assert store._kerberos.ccache.startswith("MEMORY:")
+
+
+# -- RPC ----------------------------------------------------------------------------------------------
+def test_rpc_needs_a_ticket_too(connect, kerberized_hdfs):
+    """The cluster is Kerberized beyond WebHDFS: ``hadoop fs`` (RPC) with alice's ticket lists what the store
+    wrote; without a ticket, the namenode refuses simple authentication (``HADOOP_USER_NAME`` is ignored)."""
+    import subprocess
+
+    from airflow_hybrid.devstack.hadoop import hadoop_classpath, java_command
+
+    store = _store(connect())
+    store.write("seen-over-rpc", io.BytesIO(b"rpc"))
+    listing = kerberized_hdfs.fs_shell("-ls", store.root).stdout
+    assert f"{store.root}/seen-over-rpc" in listing and " alice " in listing
+
+    classpath = os.pathsep.join([str(kerberized_hdfs.conf_dir), hadoop_classpath()])
+    command = kerberized_hdfs._jvm(java_command(), classpath, "fs-shell", ["org.apache.hadoop.fs.FsShell", "-ls", "/"])
+    env = {**{k: v for k, v in os.environ.items() if k != "KRB5CCNAME"}, "HADOOP_USER_NAME": "hdfs",
+           "KRB5CCNAME": f"FILE:{kerberized_hdfs.base_dir}/no-such-ccache"}  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+    assert result.returncode != 0
+    assert "Client cannot authenticate via:[TOKEN, KERBEROS]" in result.stderr, result.stderr[-2000:]
