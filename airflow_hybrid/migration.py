@@ -53,8 +53,8 @@ final fingerprint check and the delete (a window of one request) is lost with th
 written once in practice. A copy in a STORE member shadows the source for readers that prefer that
 member, which is why copies of a source that changed are deleted straight away; on the exclusive-create
 path a source changed since the plan is noticed only after its copy, so such a copy exists briefly too.
-A ``PutObject`` whose answer was lost and that botocore retried is refused by its own object: the file is
-then compared as an existing copy and counted as skipped rather than moved.
+A conditional ``PutObject`` or ``CompleteMultipartUpload`` whose answer was lost and that botocore retried
+is recognised by the S3 store as its own (size, ETag, time) and counts as written.
 """
 
 from __future__ import annotations
@@ -339,8 +339,14 @@ class Migrator:
                     f"{dst.uri(path)} holds no copy (the bulk copy did not produce one); kept",
                 )
             self._abort_orphans(member, dst, path)
+            exclusive = bool(getattr(dst, "exclusive_creates", False))
             try:
-                result = copy_file(src, path, dst, path, verify=self.verify, expected=current)
+                result = copy_file(src, path, dst, path, verify=self.verify, expected=current, if_absent=exclusive)
+            except FileExistsError:  # another run's copy landed since the look above: never replaced
+                if self._holds_identical(src, dst, path, current):  # else a MigrationConflict
+                    after = None
+                    continue
+                raise
             except SourceGoneError:  # removed by another run meanwhile: every copy is kept
                 return self._source_gone(entry, copied)
             except SourceChangedError as err:  # copy_file deleted the copy it made
