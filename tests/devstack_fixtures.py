@@ -27,7 +27,7 @@ __all__ = ["airflow_connections", "devstack", "devstack_shaping"]
 @pytest.fixture(scope="session")
 def devstack(tmp_path_factory: pytest.TempPathFactory):
     state_dir = tmp_path_factory.mktemp("devstack")
-    devstack_up(state_dir, seed=20240601)
+    devstack_up(state_dir, seed=20240601, with_parent=True)
     try:
         yield DevStackClient.from_state_dir(state_dir)
     finally:

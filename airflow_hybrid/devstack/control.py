@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import airflow_hybrid
+from airflow_hybrid.devstack.ports import die_with_parent
 from airflow_hybrid.devstack.stack import DEFAULT_BUCKET, STATE_FILE, StackConnections
 from airflow_hybrid.errors import HybridError
 
@@ -98,8 +99,12 @@ def devstack_up(
     shaping: dict[str, dict] | None = None,
     hdfs: str = "devstack",
     timeout: float | None = None,
+    with_parent: bool = False,
 ) -> dict[str, Any]:
     """Start the devstack in the background (unless it already runs) and return its status.
+
+    ``with_parent=True`` ties it to the calling thread's process (it gets SIGTERM when that dies: a killed
+    test run leaves no server behind); by default it outlives the command that started it.
 
     Data lives in ``data_dir`` (default ``<state_dir>/data``, kept across restarts); the process log is
     ``<state_dir>/devstack.log``. ``hdfs="hadoop"`` runs Apache Hadoop's HDFS instead of our WebHDFS server.
@@ -150,6 +155,7 @@ def devstack_up(
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            preexec_fn=die_with_parent if with_parent else None,  # noqa: PLW1509 - only prctl, no locks
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -27,7 +27,7 @@ def _alive(pid: int) -> bool:
 def test_devstack_up_with_hadoop_serves_real_hdfs_and_down_stops_its_jvms(tmp_path, monkeypatch):
     state_dir = tmp_path / "state"
     try:
-        status = devstack_up(state_dir, hdfs="hadoop")
+        status = devstack_up(state_dir, hdfs="hadoop", with_parent=True)
     except Exception as error:  # noqa: BLE001 - the reason is in the message
         if isinstance(error, HadoopError) or "Hadoop" in str(error):
             unavailable(f"Apache Hadoop could not be started: {error}")
