@@ -10,7 +10,7 @@ import logging
 import os
 from typing import Any
 
-from airflow_hybrid.migration_state import MigrationState, default_state_url
+from airflow_hybrid.migration_state import MigrationClaims, MigrationState, default_state_url
 from airflow_hybrid.policy.planner import count_candidates
 from airflow_hybrid.policy.registry import PolicyEntry, load_policies_file
 
@@ -80,9 +80,15 @@ def entry_status(entry: PolicyEntry, *, count_pending: bool = True, max_failures
         row["failed_files"] += row.pop("kept_files")
         row["failures"] = state.failures(entry.name, entry.mount, limit=max_failures)
         row["last_run"] = _run(state.last_run(entry.name, entry.mount))
+        prefix = entry.path.strip("/")
+        row["in_progress_files"] = sum(
+            1 for claim in MigrationClaims(state, entry.mount).holders()
+            if not prefix or claim.path == prefix or claim.path.startswith(f"{prefix}/")
+        )
     except Exception as err:
         errors.append(f"migration state unavailable: {type(err).__name__}: {err}")
-        row.update(moved_files=None, moved_bytes=None, failed_files=None, failures=[], last_run=None)
+        row.update(moved_files=None, moved_bytes=None, failed_files=None, failures=[], last_run=None,
+                   in_progress_files=None)
     finally:
         if mount is not None:
             mount.close()

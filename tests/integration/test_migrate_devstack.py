@@ -286,6 +286,15 @@ def test_policy_status_and_cli_show_pending_moved_failed_and_last_run(lake, tmp_
     assert failure["path"] == conflict and "not overwritten" in failure["reason"]
     assert after["last_run"]["state"] == "failed" and after["last_run"]["moved"] == 4
     assert after["last_run"]["finished_at"] is not None
+    assert after["in_progress_files"] == 0  # the run released its claims
+
+    from airflow_hybrid.migration_state import MigrationClaims, MigrationState
+
+    claims = MigrationClaims(MigrationState.for_mount(lake), MOUNT)
+    claims.claim([conflict, "elsewhere/part-0.bin"])  # a run working on one file of the policy's path
+    [busy, _] = policy_status_rows(policies)
+    assert busy["in_progress_files"] == 1
+    claims.release_all()
 
     policy_status(argparse.Namespace(policies=str(policies), json=True))
     out = capsys.readouterr().out
