@@ -33,6 +33,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from airflow_hybrid.migration import CLAIMED, FAILED, KEPT, MOVED, SKIPPED, FileOutcome, MigrationSummary
+from airflow_hybrid.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +165,10 @@ class MigrationState:
     """Records and reads migration outcomes in the state database at ``url`` (default: SQLite file)."""
 
     def __init__(self, url: str | None = None) -> None:
-        self.url = url or default_state_url()
-        self.engine = _engine(self.url)
+        raw = url or default_state_url()
+        #: The database's URL with its password masked (what may be logged or shown).
+        self.url = redact_url(raw)
+        self.engine = _engine(raw)
 
     @classmethod
     def for_mount(cls, mount: Any) -> MigrationState:
