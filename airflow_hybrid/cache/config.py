@@ -82,15 +82,15 @@ def parse_file_mode(value: Any, option: str) -> int:
         mode = value
     else:
         raise CacheConfigError(
-            f'{option}: expected an octal file mode such as "0600" or "0640", got {value!r}'
+            f'{option}: expected an octal file mode such as "0600" or "0640", got {shown(value)}'
         )
     if not 0 <= mode <= 0o777:
-        raise CacheConfigError(f"{option}: {value!r} is not a file mode between 0000 and 0777 (octal)")
+        raise CacheConfigError(f"{option}: {shown(value)} is not a file mode between 0000 and 0777 (octal)")
     if mode & 0o600 != 0o600:
-        raise CacheConfigError(f"{option}: {value!r} ({mode:04o}) must let the owner read and write (0600)")
+        raise CacheConfigError(f"{option}: {shown(value)} ({mode:04o}) must let the owner read and write (0600)")
     if mode & 0o022:
         raise CacheConfigError(
-            f"{option}: {value!r} ({mode:04o}) lets others change cached copies; drop the write bits"
+            f"{option}: {shown(value)} ({mode:04o}) lets others change cached copies; drop the write bits"
         )
     return mode
 

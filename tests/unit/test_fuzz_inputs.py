@@ -201,7 +201,7 @@ random_tiers = st.fixed_dictionaries(
 )
 TIER_KEYS = ["alias", "uri", "quota", "high_watermark", "low_watermark", "conn_id", "options", "qouta"]
 CACHE_KEYS = ["tiers", "catalog_url", "cache_on_read", "metadata_sync_interval", "listing_sync_interval",
-              "default_ttl", "default_tier", "load_lease", "join_running_load_up_to", "tier"]
+              "default_ttl", "default_tier", "load_lease", "join_running_load_up_to", "file_mode", "tier"]
 
 
 @st.composite
@@ -218,7 +218,7 @@ def cache_sections(draw) -> object:
     cache: dict = {"tiers": tiers}
     for key, values in [("cache_on_read", ["yes", False, "off"]), ("default_ttl", ["1h", 60, None, "2d"]),
                         ("metadata_sync_interval", [-1, "30s", 0]), ("default_tier", aliases),
-                        ("join_running_load_up_to", ["64MB", 0])]:
+                        ("join_running_load_up_to", ["64MB", 0]), ("file_mode", ["0600", "640", 0o600])]:
         if draw(st.booleans()):
             cache[key] = draw(st.sampled_from(values))
     for _ in range(draw(st.integers(0, 3))):
@@ -233,6 +233,7 @@ def cache_sections(draw) -> object:
 @given(cache_sections(), st.one_of(st.none(), st.none(), json_values))
 @example({"tiers": [{"alias": "M", "uri": "/x", "quota": "1GB"}], "default_ttl": "9" * 400}, None)
 @example({"tiers": [{"alias": "M", "uri": "/x", "quota": "1GB"}], "default_ttl": 10**400}, None)
+@example({"tiers": [{"alias": "M", "uri": "/x", "quota": "1GB"}], "file_mode": 10**5000}, None)
 def test_cache_config_parses_or_names_the_option(cache, catalog_url):
     try:
         config = CacheConfig.from_options({"cache": cache, "catalog_url": catalog_url}, "fuzz")
