@@ -8,6 +8,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
+from airflow_hybrid.errors import HybridConfigError
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.mount_options import MountConfigError, MountSpec, parse_mount_options
 
@@ -88,7 +89,10 @@ class HybridMountHook(BaseHook):
     def get_mount(self) -> HybridMount:
         """Return the mount, with each member connected through its own Airflow connection."""
         self._check_member_connections()
-        return HybridMount(self.spec)
+        try:
+            return HybridMount(self.spec)
+        except HybridConfigError as err:  # a member's store options (S3Options, HdfsStore)
+            raise MountConfigError(f"connection {self.hybrid_mount_conn_id!r}: {err}") from None
 
     def _check_member_connections(self) -> None:
         for member in self.spec.members.values():

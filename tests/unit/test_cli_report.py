@@ -60,3 +60,15 @@ def test_a_missing_mount_connection_is_one_line_naming_it(mounts, capsys):
 def test_only_good_mounts_exit_zero(mounts, capsys):
     commands.cache_report(Namespace(mount="good", json=False))
     assert "== mount good ==" in capsys.readouterr().out
+
+
+def test_a_bad_store_option_names_the_mount_connection(mounts, monkeypatch, capsys, tmp_path):
+    extra = {"members": {"s3": {"uri": "s3://bucket/t", "conn_id": "lake_aws", "options": {"part_size": "1e400MiB"}}}}
+    monkeypatch.setenv("AIRFLOW_CONN_BADOPT", json.dumps({"conn_type": "hybrid_mount", "extra": extra}))
+    monkeypatch.setenv("AIRFLOW_CONN_LAKE_AWS", json.dumps({"conn_type": "aws"}))
+    with pytest.raises(SystemExit):
+        commands.cache_report(Namespace(mount="badopt", json=False))
+    assert capsys.readouterr().err == (
+        "error: mount 'badopt': ERROR connection 'badopt': S3 store option part_size='1e400MiB' is invalid: "
+        "cannot parse size '1e400MiB'\n"
+    )
