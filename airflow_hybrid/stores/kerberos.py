@@ -106,9 +106,17 @@ class KerberosLogin:
         return bool(self.principal or self.keytab or self.ccache)
 
     # -- logging in ---------------------------------------------------------------------------------
-    def _fail(self, what: str) -> KerberosAuthError:
-        who = self.principal or "the default principal"
-        return KerberosAuthError(f"WebHDFS connection {self.conn_id!r}: Kerberos login as {who}: {what}")
+    def _fail(self, what: str, *others: str) -> KerberosAuthError:
+        """The error naming the connection and its extras, never the principal or the keytab's path (task logs
+        are widely read): they show as ``<kerberos_principal>`` / ``<kerberos_keytab>``, ``others`` as
+        ``<principal>``."""
+        who = "the connection's kerberos_principal" if self.principal else "the default principal"
+        text = f"WebHDFS connection {self.conn_id!r}: Kerberos login as {who}: {what}"
+        masks = [(self.principal, "<kerberos_principal>"), (self.keytab, "<kerberos_keytab>")]
+        masks += [(other, "<principal>") for other in others]
+        for secret, shown in sorted((m for m in masks if m[0]), key=lambda m: -len(m[0])):
+            text = text.replace(secret, shown)
+        return KerberosAuthError(text)
 
     def login(self) -> None:
         """Get (or check) the ticket now: a clear :class:`KerberosAuthError` for a wrong principal, a missing or
@@ -149,7 +157,8 @@ class KerberosLogin:
             wanted = krb5.parse_name_flags(ctx, (self.principal or held[0]).encode())
             name = wanted.name.decode()
             if name not in held:
-                raise self._fail(f"keytab {keytab} holds no key for {name} (it holds {', '.join(held)})")
+                raise self._fail(f"keytab {keytab} holds no key for {name} (it holds keys of {len(held)} other "
+                                 f"principal(s))", name, *held)
             self.principal = name
             options = krb5.get_init_creds_opt_alloc(ctx)
             krb5.get_init_creds_opt_set_canonicalize(options, True)

@@ -206,19 +206,20 @@ def test_a_wrong_principal_is_a_clear_error_naming_the_connection(connect, kerbe
     with pytest.raises(KerberosAuthError) as caught:
         _store(conn_id).info("")
     message = str(caught.value)
-    assert "'webhdfs_bob'" in message and "bob@EXAMPLE.COM" in message
-    assert "holds no key for bob@EXAMPLE.COM (it holds alice@EXAMPLE.COM)" in message
+    assert "'webhdfs_bob'" in message and "kerberos_principal" in message
+    assert "holds no key for <kerberos_principal> (it holds keys of 1 other principal(s))" in message
+    assert "bob@" not in message and "alice@" not in message and "EXAMPLE.COM" not in message  # never logged
     assert isinstance(caught.value, StoreError) and isinstance(caught.value, HybridError)
 
     unknown_realm = connect("webhdfs_realm", kerberos_principal="alice@NOWHERE.ORG")
-    with pytest.raises(KerberosAuthError, match=r"'webhdfs_realm'.*holds no key for alice@NOWHERE.ORG"):
+    with pytest.raises(KerberosAuthError, match=r"'webhdfs_realm'.*holds no key for <kerberos_principal>"):
         _store(unknown_realm).info("")
 
 
 def test_a_missing_keytab_is_a_clear_error_naming_the_connection(connect, tmp_path):
     missing = tmp_path / "gone.keytab"
     conn_id = connect("webhdfs_nokeytab", kerberos_keytab=str(missing))
-    with pytest.raises(KerberosAuthError, match=rf"'webhdfs_nokeytab'.*keytab {missing} does not exist"):
+    with pytest.raises(KerberosAuthError, match=r"'webhdfs_nokeytab'.*keytab <kerberos_keytab> does not exist"):
         _store(conn_id).info("")
 
 
@@ -268,7 +269,7 @@ def test_an_expired_ticket_is_a_clear_error_naming_the_connection(connect, kerbe
     kdc = kerberized_hdfs.kerberos
     ccache = _ticket_cache(kdc, tmp_path / "expired.ccache", shift=-(kdc.max_ticket_lifetime + 3600))
     conn_id = connect("webhdfs_expired", kerberos_keytab=None, kerberos_ccache=str(ccache))
-    with pytest.raises(KerberosAuthError, match=rf"'webhdfs_expired'.*alice@EXAMPLE.COM.*FILE:{ccache} has expired"):
+    with pytest.raises(KerberosAuthError, match=rf"'webhdfs_expired'.*kerberos_principal.*FILE:{ccache} has expired"):
         _store(conn_id).info("")
 
 
