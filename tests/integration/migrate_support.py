@@ -72,6 +72,20 @@ class Dataset:
         with self.mount.members[member].open_read(path) as stream:
             return stream.read()
 
+    def assert_nothing_lost(self) -> None:
+        """At any point of a migration (kills, faults, concurrent runs): each old file is somewhere, whole; S3
+        holds only complete copies of old files; new files stay in HDFS."""
+        in_s3 = {info.path: info for info in self.s3.walk_files(self.root)} if self.s3.exists(self.root) else {}
+        in_hdfs = {info.path: info for info in self.hdfs.walk_files(self.root)}
+        assert set(in_s3) <= set(self.old), sorted(set(in_s3) - set(self.old))
+        assert set(in_hdfs) >= set(self.new)
+        for path, data in self.old.items():
+            assert path in in_s3 or path in in_hdfs, f"{path} was lost"
+            if path in in_s3:
+                assert self.read("s3", path) == data, f"incomplete or wrong copy of {path} in S3"
+            if path in in_hdfs:
+                assert in_hdfs[path].size == len(data), f"{path} damaged in HDFS"
+
     def assert_migrated(self) -> None:
         """Old files exactly once, in S3 only, byte-identical; new files in HDFS only; no open upload."""
         assert self.s3_paths() == sorted(self.old)

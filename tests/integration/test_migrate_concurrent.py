@@ -133,18 +133,6 @@ class _nothing:
         return None
 
 
-def _assert_nothing_lost(dataset: Dataset) -> None:
-    in_s3 = {i.path: i for i in dataset.s3.walk_files(dataset.root)} if dataset.s3.exists(dataset.root) else {}
-    in_hdfs = {i.path: i for i in dataset.hdfs.walk_files(dataset.root)}
-    assert set(in_s3) <= set(dataset.old)
-    for path, data in dataset.old.items():
-        assert path in in_s3 or path in in_hdfs, f"{path} was lost"
-        if path in in_s3:
-            assert dataset.read("s3", path) == data, f"corrupt copy of {path} in S3"
-        if path in in_hdfs:
-            assert in_hdfs[path].size == len(data), f"{path} damaged in HDFS"
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("state_kind", ["sqlite", "postgresql"])
 def test_concurrent_migrators_with_claims_move_each_file_once(lake, small_parts, tmp_path, seed, state_kind):
@@ -212,7 +200,7 @@ def test_concurrent_migrators_under_injected_resets(lake, small_parts, tmp_path,
                    faults=_resets(random.Random(seed), 0.04, injected))
     assert not checker.false, checker.false
     assert sum(injected.values()) > 0
-    _assert_nothing_lost(dataset)
+    dataset.assert_nothing_lost()
 
     final = OutcomeChecker(dataset, live=True)
     (summary,) = _run_migrators(dataset, plan, count=1, claims_state=state, checker=final)
@@ -252,7 +240,7 @@ def test_concurrent_operator_processes_killed_at_random_points(lake, small_parts
                     if line.startswith("SUMMARY "):
                         summary = json.loads(line[8:])
                         assert summary["failed"] == summary["kept"] == 0, summary
-            _assert_nothing_lost(dataset)
+            dataset.assert_nothing_lost()
         output: list[str] = []
         assert workers[0].run(plan.plan_id, output) == 0, "\n".join(output[-60:])
     finally:
