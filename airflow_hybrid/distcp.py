@@ -207,9 +207,9 @@ def _open_uploads(mount: MountLike, members: Sequence[str], prefix: str | None) 
         return {}
     found: dict[str, set[str]] = {}
     for member in members:
-        uploads = getattr(mount.members[member], "list_open_uploads", None)
-        if uploads is not None:
-            found[member] = {upload.path for upload in uploads(prefix)}
+        store = mount.members[member]
+        if store.features.multipart_uploads:
+            found[member] = {upload.path for upload in store.list_open_uploads(prefix)}
     return found
 
 

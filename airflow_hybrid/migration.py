@@ -339,7 +339,7 @@ class Migrator:
                     f"{dst.uri(path)} holds no copy (the bulk copy did not produce one); kept",
                 )
             self._abort_orphans(member, dst, path)
-            exclusive = bool(getattr(dst, "exclusive_creates", False))
+            exclusive = dst.features.exclusive_create
             try:
                 result = copy_file(src, path, dst, path, verify=self.verify, expected=current, if_absent=exclusive)
             except FileExistsError:  # another run's copy landed since the look above: never replaced
@@ -377,11 +377,8 @@ class Migrator:
         """Whether every STORE member can take this file with an exclusive create (see :meth:`_migrate_once`)."""
         if not self.copy:
             return False
-        for member in self.policy.store_members:
-            exclusive = getattr(self.mount.members[member], "creates_exclusively", None)
-            if exclusive is None or not exclusive(entry.size):
-                return False
-        return True
+        return all(self.mount.members[member].features.cheap_exclusive_create(entry.size)
+                   for member in self.policy.store_members)
 
     def _source_problem(
         self, entry: PlanEntry, current: FileInfo | None, copied: int = 0
@@ -403,19 +400,20 @@ class Migrator:
 
     def _abort_orphans(self, member: str, dst: Store, path: str) -> None:
         """Abort multipart uploads of ``path`` a killed run left open (they would otherwise stay forever)."""
-        abort = getattr(dst, "abort_open_uploads", None)
-        if abort is None or (self._orphans is not None and path not in self._orphans.get(member, ())):
+        if not dst.features.multipart_uploads or (
+            self._orphans is not None and path not in self._orphans.get(member, ())
+        ):
             return
-        aborted = abort(path)
+        aborted = dst.abort_open_uploads(path)
         if aborted:
             log.info("Aborted %d orphaned multipart upload(s) of %s", aborted, dst.uri(path))
 
     def _list_orphans(self, prefix: str) -> dict[str, set[str]]:
         orphans: dict[str, set[str]] = {}
         for member in self.policy.store_members:
-            uploads = getattr(self.mount.members[member], "list_open_uploads", None)
-            if uploads is not None:
-                orphans[member] = {upload.path for upload in uploads(prefix)}
+            store = self.mount.members[member]
+            if store.features.multipart_uploads:
+                orphans[member] = {upload.path for upload in store.list_open_uploads(prefix)}
         return orphans
 
     def _source_gone(self, entry: PlanEntry, copied: int = 0) -> tuple[str, int, str | None]:
@@ -632,9 +630,8 @@ class Migrator:
 
     def _abort_all_uploads(self, path: str) -> None:
         for dst in self.mount.members.values():  # the dead run's policy may have stored elsewhere
-            abort = getattr(dst, "abort_open_uploads", None)
-            if abort is not None:
-                aborted = abort(path)
+            if dst.features.multipart_uploads:
+                aborted = dst.abort_open_uploads(path)
                 if aborted:
                     log.info("Aborted %d multipart upload(s) of %s left by a run that died", aborted, dst.uri(path))
 
@@ -686,10 +683,10 @@ def _stat(store: Store, path: str) -> FileInfo | None:
 
 
 def _stored_stat(store: Store, path: str) -> FileInfo | None:
-    """:func:`_stat` for a STORE member, where the path is usually missing. On S3 a missing key then costs
-    one request: the object's checksum (a HEAD) fails first, where a status would also list the prefix
+    """:func:`_stat` for a STORE member, where the path is usually missing. Where a store declares
+    ``checksum_finds_missing_cheaply`` (S3) a missing key then costs one request: the checksum (a HEAD) fails first, where a status would also list the prefix
     to tell a missing key from a directory; an existing key gets its full status."""
-    if store.scheme == "s3":
+    if store.features.checksum_finds_missing_cheaply:
         try:
             store.checksum(path)
         except FileNotFoundError:

@@ -36,7 +36,6 @@ from airflow_hybrid.errors import HybridError
 from airflow_hybrid.query.schema import column_definitions, table_schema
 from airflow_hybrid.query.sql import sql_string
 from airflow_hybrid.stores.base import Store, join_path, normalize_path
-from airflow_hybrid.stores.local import LocalStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -197,7 +196,7 @@ def write_tpcds(
         if newest < oldest:
             raise ValueError(f"mtime_range: newest {newest} is before oldest {oldest}")
         for name, store in stores.items():
-            if not _can_set_times(store):
+            if not store.features.set_times:
                 raise ValueError(
                     f"mtime_range: member {name!r} ({type(store).__name__}) cannot set modification times"
                 )
@@ -330,23 +329,11 @@ def _timestamp(value: datetime.datetime | datetime.date) -> float:
     return value.timestamp()
 
 
-def _can_set_times(store: Store) -> bool:
-    return callable(getattr(store, "set_times", None)) or isinstance(store, LocalStore)
-
-
 def set_mtime(store: Store, path: str, mtime: float) -> None:
-    """Set the modification time of ``path`` in ``store``.
-
-    Uses the store's ``set_times`` (HDFS: WebHDFS ``SETTIMES``) when it has one; the ``Store`` protocol has no
-    such operation yet, so local directories are handled here with :func:`os.utime`.
-    """
-    set_times = getattr(store, "set_times", None)
-    if callable(set_times):
-        set_times(path, mtime=mtime)
-    elif isinstance(store, LocalStore):
-        os.utime(store.root / normalize_path(path), (mtime, mtime))
-    else:
+    """Set the modification time of ``path`` in ``store`` (one declaring ``features.set_times``)."""
+    if not store.features.set_times:
         raise ValueError(f"{store!r} cannot set modification times")
+    store.set_times(path, mtime=mtime)
 
 
 def _location(mount: HybridMount, member: str, path: str, location_root: str | None) -> str:

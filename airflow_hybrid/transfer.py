@@ -162,8 +162,8 @@ def copy_file(
     :param expected: the source's status when the copy was planned (saves a status request); a source
         that differs from it (size, mtime, etag) after the copy raises :class:`SourceChangedError`.
     :param remove_bad_copy: delete a destination that failed verification or came from a changing source.
-    :param if_absent: create the destination only if nothing is there (a store whose ``write`` takes
-        ``if_absent``, e.g. S3 with conditional writes): :class:`FileExistsError` if something is, and the
+    :param if_absent: create the destination only if nothing is there (a store declaring
+        ``features.exclusive_create``, e.g. S3 with conditional writes): :class:`FileExistsError` if something is, and the
         existing object is neither replaced nor deleted.
     :raises FileNotFoundError: the source does not exist (and no ``expected`` status says it should).
     :raises SourceGoneError: the ``expected`` source no longer exists (nothing was written).

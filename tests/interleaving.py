@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from airflow_hybrid import cache_ops
-from airflow_hybrid.fs import HybridFileSystem
+from airflow_hybrid.cache import ops as cache_ops
+from airflow_hybrid.mount.filesystem import HybridFileSystem
 from airflow_hybrid.mount import HybridMount
-from airflow_hybrid.mount_options import MountSpec
-from airflow_hybrid.resolver import resolve_locations
-from airflow_hybrid.stores.base import FileInfo, Store
+from airflow_hybrid.mount.options import MountSpec
+from airflow_hybrid.mount.resolver import resolve_locations
+from airflow_hybrid.stores.base import FileInfo, Store, StoreFeatures
 
 
 class Schedule:
@@ -105,6 +105,10 @@ class HookedStore(Store):
     def __getattr__(self, attr: str) -> Any:  # set_times, list_open_uploads, ...
         return getattr(self.inner, attr)
 
+    @property
+    def features(self) -> StoreFeatures:
+        return self.inner.features
+
     def tick(self, op: str, path: str) -> None:
         self.schedule.tick(f"{self.name}.{op}({path})")
 
@@ -137,8 +141,10 @@ class HookedStore(Store):
             raise IsADirectoryError(self.uri(path))
         return _ReopeningStream(self, path, offset, length)  # type: ignore[return-value]
 
-    def write(self, path: str, stream: BinaryIO, size_hint: int | None = None) -> FileInfo:
-        return self.inner.write(path, stream, size_hint=size_hint)
+    def write(
+        self, path: str, stream: BinaryIO, size_hint: int | None = None, *, if_absent: bool = False
+    ) -> FileInfo:
+        return self.inner.write(path, stream, size_hint=size_hint, if_absent=if_absent)
 
     def delete(self, path: str, recursive: bool = False) -> bool:
         return self.inner.delete(path, recursive=recursive)

@@ -28,6 +28,41 @@ class PathEscapeError(HybridConfigError):
     """A logical path tries to leave its mount or store root."""
 
 
+class UnsupportedFeatureError(HybridConfigError):
+    """A store was asked for an optional feature it does not declare in :attr:`Store.features`."""
+
+
+@dataclass(frozen=True)
+class StoreFeatures:
+    """What a store can do beyond the :class:`Store` protocol, declared rather than probed (rclone's ``Features``).
+
+    The defaults are conservative: a store declares only what it does, and callers ask
+    :attr:`Store.features` instead of looking for methods or schemes.
+    """
+
+    #: ``write(..., if_absent=True)`` is an atomic exclusive create at every size (never replaces a file).
+    exclusive_create: bool = False
+    #: Files smaller than this are refused by an exclusive create before any data is sent (one request), so
+    #: creating them blindly is cheaper than looking first (see :meth:`cheap_exclusive_create`).
+    exclusive_create_one_request_below: int = 0
+    #: ``list_open_uploads``, ``abort_upload`` and ``abort_open_uploads`` (multipart uploads a killed writer leaves).
+    multipart_uploads: bool = False
+    #: ``set_times(path, mtime=None, atime=None)``.
+    set_times: bool = False
+    #: ``rename`` is one atomic operation of the store (otherwise a copy then a delete).
+    atomic_rename: bool = False
+    #: The algorithm family of the checksums :meth:`Store.checksum` reports, ``None`` when it reports none.
+    server_checksum: str | None = None
+    #: A missing file costs one request through :meth:`Store.checksum` and more through :meth:`Store.info`
+    #: (S3: a ``HeadObject``, where a status also lists the prefix to tell a missing key from a directory).
+    checksum_finds_missing_cheaply: bool = False
+
+    def cheap_exclusive_create(self, size: int) -> bool:
+        """Whether ``write(..., if_absent=True)`` of ``size`` bytes is the cheapest way to create a key that is
+        usually missing (a larger file is created just as exclusively, but refused only once it was sent)."""
+        return self.exclusive_create and size < self.exclusive_create_one_request_below
+
+
 @dataclass(frozen=True)
 class Checksum:
     """A checksum as the store reports it: ``algorithm`` (e.g. ``CRC32C``, ``MD5-of-0MD5-of-512CRC32C``)."""
@@ -92,6 +127,11 @@ class Store(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.root_uri!r})"
 
+    @property
+    def features(self) -> StoreFeatures:
+        """The optional features this store has (none by default)."""
+        return StoreFeatures()
+
     def uri(self, path: str) -> str:
         """Physical URI of ``path`` (what an engine such as Presto or Spark would read)."""
         path = normalize_path(path)
@@ -138,12 +178,26 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def write(self, path: str, stream: BinaryIO, size_hint: int | None = None) -> FileInfo:
+    def write(
+        self, path: str, stream: BinaryIO, size_hint: int | None = None, *, if_absent: bool = False
+    ) -> FileInfo:
         """Write ``stream`` (read until EOF, chunk by chunk) to ``path``, replacing it; return its status.
 
         Parent directories are created as needed. The new content becomes visible only when
         complete (an interrupted write never leaves a truncated file at ``path``).
+
+        :param if_absent: create ``path`` only if nothing is there (:class:`FileExistsError` otherwise), for
+            stores declaring :attr:`StoreFeatures.exclusive_create`; others raise
+            :class:`UnsupportedFeatureError` (see :meth:`_refuse_if_absent`).
         """
+
+    def _refuse_if_absent(self, path: str, if_absent: bool) -> None:
+        """For stores without exclusive creates: :class:`UnsupportedFeatureError` when ``if_absent`` is asked."""
+        if if_absent:
+            raise UnsupportedFeatureError(
+                f"{self.uri(path)}: write(..., if_absent=True) needs an exclusive create, which "
+                f"{type(self).__name__} does not declare (Store.features.exclusive_create)"
+            )
 
     @abstractmethod
     def delete(self, path: str, recursive: bool = False) -> bool:

@@ -39,7 +39,15 @@ import requests
 import urllib3
 
 from airflow_hybrid.errors import HybridConfigError
-from airflow_hybrid.stores.base import CHUNK_SIZE, Checksum, FileInfo, Store, StoreError, normalize_path
+from airflow_hybrid.stores.base import (
+    CHUNK_SIZE,
+    Checksum,
+    FileInfo,
+    Store,
+    StoreError,
+    StoreFeatures,
+    normalize_path,
+)
 from airflow_hybrid.stores.kerberos import KerberosAuthError, KerberosLogin
 from airflow_hybrid.values import parse_bool, parse_duration, parse_int, parse_size
 
@@ -810,11 +818,19 @@ class HdfsStore(Store):
             value = value[: 2 * length]  # Hadoop hexes the serialization buffer, trailing padding included
         return Checksum(result["algorithm"], value)
 
+    @property
+    def features(self) -> StoreFeatures:
+        """``SETTIMES``, an atomic ``RENAME`` and HDFS file checksums (``MD5-of-<n>MD5-of-<bytes>CRC32C``);
+        no exclusive create (a write renames its temporary file over ``path``), no multipart uploads."""
+        return StoreFeatures(set_times=True, atomic_rename=True, server_checksum="MD5MD5CRC")
+
     # -- data ---------------------------------------------------------------------------------------
     def open_read(self, path: str, offset: int = 0, length: int | None = None) -> BinaryIO:
         return _WebHdfsReader(self, normalize_path(path), offset, length)  # type: ignore[return-value]
 
-    def write(self, path: str, stream: BinaryIO, size_hint: int | None = None) -> FileInfo:
+    def write(
+        self, path: str, stream: BinaryIO, size_hint: int | None = None, *, if_absent: bool = False
+    ) -> FileInfo:
         """Stream ``stream`` to a hidden temporary name beside ``path`` (two-step ``CREATE``), check it with
         ``GETFILECHECKSUM`` when ``verify_checksum`` is on, then rename it over ``path``.
 
@@ -824,6 +840,7 @@ class HdfsStore(Store):
         up to ``max_attempts`` times, when ``stream`` can be rewound; otherwise it is a :class:`StoreError`.
         """
         rel = normalize_path(path)
+        self._refuse_if_absent(rel, if_absent)
         if not rel:
             raise IsADirectoryError(f"{self.uri(rel)} is the store root, not a file")
         target = self._abs(rel)

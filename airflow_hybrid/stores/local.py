@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlparse
 
-from airflow_hybrid.stores.base import CHUNK_SIZE, FileInfo, PathEscapeError, Store, normalize_path
+from airflow_hybrid.stores.base import (
+    CHUNK_SIZE,
+    FileInfo,
+    PathEscapeError,
+    Store,
+    StoreFeatures,
+    normalize_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +239,11 @@ class LocalStore(Store):
         finally:
             os.close(fd)
 
+    @property
+    def features(self) -> StoreFeatures:
+        """Times and an atomic ``rename(2)``; no exclusive create, no checksums, no multipart uploads."""
+        return StoreFeatures(set_times=True, atomic_rename=True)
+
     def set_times(self, path: str, mtime: float | None = None, atime: float | None = None) -> None:
         """Set the modification and access times (``None`` leaves a time unchanged)."""
         rel = normalize_path(path)
@@ -271,8 +283,11 @@ class LocalStore(Store):
             raw.seek(offset)
         return _RangeReader(raw, length) if length is not None else raw
 
-    def write(self, path: str, stream: BinaryIO, size_hint: int | None = None) -> FileInfo:
+    def write(
+        self, path: str, stream: BinaryIO, size_hint: int | None = None, *, if_absent: bool = False
+    ) -> FileInfo:
         rel = normalize_path(path)
+        self._refuse_if_absent(rel, if_absent)
         if not rel:
             raise IsADirectoryError(errno.EISDIR, f"{self.uri(rel)} is the store's root directory")
         mode = 0o666 & ~_UMASK if self.file_mode is None else self.file_mode

@@ -48,7 +48,16 @@ from airflow_hybrid.checksums import (
     split_composite,
 )
 from airflow_hybrid.errors import HybridConfigError
-from airflow_hybrid.stores.base import Checksum, FileInfo, Store, StoreError, join_path, normalize_path
+from airflow_hybrid.stores.base import (
+    Checksum,
+    FileInfo,
+    Store,
+    StoreError,
+    StoreFeatures,
+    UnsupportedFeatureError,
+    join_path,
+    normalize_path,
+)
 from airflow_hybrid.values import parse_bool, parse_duration, parse_int, shown
 from airflow_hybrid.values import parse_size as _parse_size
 
@@ -530,21 +539,20 @@ class S3Store(Store):
                 raise StoreError(f"{size_hint} bytes exceed S3's largest object (10,000 parts of 5 GiB)")
         return part_size
 
-    def creates_exclusively(self, size: int) -> bool:
-        """Whether ``write(..., if_absent=True)`` of ``size`` bytes is the cheapest way to create a key that is
-        usually missing: creates are exclusive (:attr:`exclusive_creates`) and the file fits one ``PutObject``.
-
-        A larger file is created just as exclusively (its ``CompleteMultipartUpload`` is conditional), but a key
-        that exists refuses it only after every part was sent: look with :meth:`info` first, then write it with
-        ``if_absent=True`` all the same (the look alone would race another writer)."""
-        return self.exclusive_creates and size < self.options.part_size
-
     @property
-    def exclusive_creates(self) -> bool:
-        """Whether ``write(..., if_absent=True)`` is an atomic exclusive create at every size: ``If-None-Match: *``
-        on ``PutObject`` and on ``CompleteMultipartUpload``, which AWS S3, MinIO, moto and SeaweedFS honour (the
-        ``conditional_writes`` option; :meth:`probe_conditional_writes` checks a server)."""
-        return self.options.conditional_writes
+    def features(self) -> StoreFeatures:
+        """Exclusive creates at every size with ``conditional_writes`` (``If-None-Match: *`` on ``PutObject`` and
+        ``CompleteMultipartUpload``, which AWS S3, MinIO, moto and SeaweedFS honour;
+        :meth:`probe_conditional_writes` checks a server), refused in one request below one part; multipart
+        uploads; CRC32C checksums (whole object or composite); a missing key found by one ``HeadObject``. No times, no atomic rename."""
+        exclusive = self.options.conditional_writes
+        return StoreFeatures(
+            exclusive_create=exclusive,
+            exclusive_create_one_request_below=self.options.part_size if exclusive else 0,
+            multipart_uploads=True,
+            server_checksum=CRC32C,  # CRC32C or CRC32C-COMPOSITE
+            checksum_finds_missing_cheaply=True,
+        )
 
     def write(self, path: str, stream: BinaryIO, size_hint: int | None = None, *, if_absent: bool = False) -> FileInfo:
         """Upload ``stream`` to ``path``; return its status with our checksums in ``extra``.
@@ -571,7 +579,8 @@ class S3Store(Store):
             raise IsADirectoryError(f"cannot write to the root of {self.root_uri}")
         key = self._key(rel)
         if if_absent and not self.options.conditional_writes:
-            raise ValueError(f"{self.uri(rel)}: if_absent=True needs conditional_writes, which are switched off")
+            raise UnsupportedFeatureError(
+                f"{self.uri(rel)}: if_absent=True needs conditional_writes, which are switched off")
         condition = {"IfNoneMatch": "*"} if if_absent else {}
         part_size = self._initial_part_size(size_hint)
         first = read_full(stream, part_size)
@@ -870,7 +879,7 @@ class S3Store(Store):
 
     def probe_conditional_writes(self, path: str = ".hybrid-conditional-probe") -> bool:
         """Whether the server honours ``If-None-Match: *`` on ``PutObject`` and ``CompleteMultipartUpload``
-        (what :attr:`exclusive_creates` assumes): writes ``path`` (a fresh key below it), tries to replace it
+        (what :attr:`features` assumes of ``conditional_writes``): writes ``path`` (a fresh key below it), tries to replace it
         both ways, and deletes it. Five requests; for set-up checks and tests, not on every write."""
         rel = join_path(normalize_path(path), uuid.uuid4().hex)
         key = self._key(rel)

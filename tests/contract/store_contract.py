@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import inspect
 import io
 import random
 import time
@@ -21,7 +20,7 @@ from typing import ClassVar
 
 import pytest
 
-from airflow_hybrid.stores.base import FileInfo, PathEscapeError, Store, StoreError
+from airflow_hybrid.stores.base import FileInfo, PathEscapeError, Store, StoreError, UnsupportedFeatureError
 
 MiB = 1024 * 1024
 #: Over S3's 5 MiB minimum part (two parts at part_size 5 MiB) and six 1 MiB HDFS blocks.
@@ -315,13 +314,52 @@ class StoreContract:
         assert names(store.list("")) == {"kept"}  # no temporary file left
 
     def test_exclusive_create_never_replaces(self, store: Store):
+        assert store.features.exclusive_create is self.supports_if_absent  # the store declares what it does
         if not self.supports_if_absent:
-            assert "if_absent" not in inspect.signature(store.write).parameters  # as declared
+            with pytest.raises(UnsupportedFeatureError, match="if_absent"):  # as declared
+                put(store, "once", b"first", if_absent=True)
+            assert not store.exists("once")
             return
         put(store, "once", b"first", if_absent=True)
         with pytest.raises(FileExistsError):
             put(store, "once", b"second", if_absent=True)
         assert read(store, "once") == b"first"
+
+    def test_an_exclusive_create_of_several_parts_never_replaces(self, store: Store):
+        if not store.features.exclusive_create:
+            return  # refused, as test_exclusive_create_never_replaces checks
+        put(store, "once", b"first", if_absent=True)
+        with pytest.raises(FileExistsError):
+            put(store, "once", pattern(LARGE), if_absent=True)
+        assert read(store, "once") == b"first"
+        size = store.features.exclusive_create_one_request_below
+        assert store.features.cheap_exclusive_create(size - 1) and not store.features.cheap_exclusive_create(size)
+
+    def test_declared_times(self, store: Store):
+        put(store, "timed", b"x")
+        if not store.features.set_times:
+            assert not hasattr(store, "set_times")  # as declared
+            return
+        store.set_times("timed", mtime=1_600_000_000)
+        assert abs(store.info("timed").mtime - 1_600_000_000) < 1
+
+    def test_declared_multipart_uploads(self, store: Store):
+        if not store.features.multipart_uploads:
+            assert not hasattr(store, "list_open_uploads") and not hasattr(store, "abort_open_uploads")
+            return
+        put(store, "whole", pattern(LARGE))
+        assert list(store.list_open_uploads("")) == []  # a completed write leaves none open
+        assert store.abort_open_uploads("") == 0
+
+    def test_declared_rename(self, store: Store):
+        if store.features.atomic_rename:  # the protocol's fallback copies, then deletes: never atomic
+            assert type(store).rename is not Store.rename
+
+    def test_declared_checksum(self, store: Store):
+        assert (store.features.server_checksum is not None) is self.supports_checksum
+        if store.features.checksum_finds_missing_cheaply:
+            with pytest.raises(FileNotFoundError):
+                store.checksum("absent")
 
     # -- delete, mkdir, rename ----------------------------------------------------------------------
     def test_delete_a_file(self, store: Store):

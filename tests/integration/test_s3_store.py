@@ -356,9 +356,9 @@ def test_write_reports_the_put_answer_and_if_absent_never_replaces(store, s3_cli
     store.write("x/new.bin", io.BytesIO(b"replaced"))  # without if_absent, a write replaces
     assert s3_client.get_object(Bucket=bucket, Key="root/x/new.bin")["Body"].read() == b"replaced"
 
-    assert store.creates_exclusively(PART - 1) and not store.creates_exclusively(PART)
+    assert store.features.cheap_exclusive_create(PART - 1) and not store.features.cheap_exclusive_create(PART)
     off = S3Store(f"s3://{bucket}/root", aws_conn_id=AWS_CONN_ID, options={"conditional_writes": "false"})
-    assert off.options.conditional_writes is False and not off.creates_exclusively(1)
+    assert off.options.conditional_writes is False and not off.features.cheap_exclusive_create(1)
     with pytest.raises(ValueError, match="conditional_writes"):
         off.write("x/other.bin", io.BytesIO(b""), if_absent=True)
     with pytest.raises(ValueError, match="conditional_writes=.maybe. is invalid"):

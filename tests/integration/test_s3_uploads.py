@@ -176,14 +176,16 @@ def test_conditional_writes_are_honoured_at_every_size(backend):
     make, raw, name, prefix = backend
     store = make()
     assert store.probe_conditional_writes() is True
-    assert store.exclusive_creates and store.creates_exclusively(PART - 1) and not store.creates_exclusively(PART)
+    features = store.features
+    assert features.exclusive_create and features.cheap_exclusive_create(PART - 1)
+    assert not features.cheap_exclusive_create(PART)
     assert raw.list_objects_v2(Bucket=name, Prefix=f"{prefix}/").get("KeyCount", 0) == 0  # the probe cleaned up
     store.write("x.bin", io.BytesIO(b"first"), if_absent=True)
     with pytest.raises(FileExistsError):
         store.write("x.bin", io.BytesIO(data_of(2 * PART, seed=9)), if_absent=True)
     assert read(raw, name, f"{prefix}/x.bin") == b"first"
     assert open_uploads(raw, name, prefix) == []
-    assert make(conditional_writes=False).exclusive_creates is False
+    assert make(conditional_writes=False).features.exclusive_create is False
 
 
 def test_open_uploads_are_listed_and_aborted_one_by_one(backend):
