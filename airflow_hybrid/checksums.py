@@ -25,11 +25,6 @@ def crc32c(data: bytes | bytearray | memoryview, previous: int = 0) -> int:
     return _crt.crc32c(data, previous)
 
 
-def crc32c_combine(first: int, second: int, second_length: int) -> int:
-    """CRC32C of ``A + B`` from ``crc32c(A)``, ``crc32c(B)`` and ``len(B)``, without reading the data."""
-    return _crt.combine_crc32c(first, second, second_length)
-
-
 def encode_crc32c(value: int) -> str:
     """S3's text form of a CRC32C: base64 of the 4 big-endian bytes."""
     return base64.b64encode(value.to_bytes(4, "big")).decode("ascii")

@@ -24,18 +24,12 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from airflow_hybrid.errors import HybridError
-
 log = logging.getLogger(__name__)
 
 #: Terminal step states (``DescribeStep``): only COMPLETED lets the removal run.
 STEP_COMPLETED = "COMPLETED"
 STEP_FAILURE_STATES = ("FAILED", "CANCELLED", "INTERRUPTED")
 STEP_TERMINAL_STATES = (STEP_COMPLETED, *STEP_FAILURE_STATES)
-
-
-class S3DistCpStepError(HybridError):
-    """An S3DistCp step did not complete; the message names the cluster, the step, its state and reason."""
 
 
 def s3distcp_step(
@@ -97,12 +91,3 @@ def wait_for_step(
     raise TimeoutError(
         f"S3DistCp step {step_id} on {job_flow_id} did not finish after {max_attempts} polls of {delay}s"
     )
-
-
-def check_step(emr_client: Any, job_flow_id: str, step_id: str) -> None:
-    """Raise :class:`S3DistCpStepError` unless the step is COMPLETED."""
-    state, reason = describe_step(emr_client, job_flow_id, step_id)
-    if state != STEP_COMPLETED:
-        raise S3DistCpStepError(
-            f"S3DistCp step {step_id} on cluster {job_flow_id} ended {state}: {reason}; no source was removed"
-        )

@@ -303,10 +303,6 @@ class TransferSummary:
         """Bytes per second."""
         return self.bytes / self.elapsed if self.elapsed > 0 else 0.0
 
-    @property
-    def files_per_second(self) -> float:
-        return self.files / self.elapsed if self.elapsed > 0 else 0.0
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "files": self.files, "bytes": self.bytes, "failed": self.failed,

@@ -45,16 +45,6 @@ def read_parquet_schema(store: Store | HybridMount, path: str) -> pa.Schema:
     return pq.read_schema(pa.BufferReader(_MAGIC + footer + trailer))
 
 
-def hive_type(data_type: pa.DataType) -> str:
-    """The Hive DDL type of an Arrow type (as written by DuckDB, Spark or pyarrow)."""
-    return _sql_type(data_type, dialect="hive")
-
-
-def trino_type(data_type: pa.DataType) -> str:
-    """The Trino/Presto type of an Arrow type, for ``CREATE TABLE`` in the Hive connector."""
-    return _sql_type(data_type, dialect="trino")
-
-
 def _sql_type(t: pa.DataType, dialect: str) -> str:
     hive = dialect == "hive"
     if pa.types.is_boolean(t):
