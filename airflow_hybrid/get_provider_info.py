@@ -40,7 +40,7 @@ def get_provider_info() -> dict:
                 "connection-type": "hybrid_mount",
             }
         ],
-        "filesystems": ["airflow_hybrid.fs"],
+        "filesystems": ["airflow_hybrid.mount.filesystem"],
         "cli": ["airflow_hybrid.cli.definition.get_hybrid_cli_commands"],
         "config": {
             "hybrid": {

@@ -164,13 +164,13 @@ def run_query(source: str, filesystem=None) -> tuple[float, list]:
 
 
 def hybrid_filesystem():
-    from airflow_hybrid.fs import HybridFileSystem
+    from airflow_hybrid.mount.filesystem import HybridFileSystem
 
     return HybridFileSystem(skip_instance_cache=True)
 
 
 def close_filesystem(fs) -> None:
-    from airflow_hybrid import cache_ops
+    from airflow_hybrid.cache import ops as cache_ops
 
     for mount in fs._mounts.values():
         cache_ops.close_mount(mount)
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import duckdb
 
-    from airflow_hybrid import cache_ops
+    from airflow_hybrid.cache import ops as cache_ops
     from airflow_hybrid.devstack.control import DevStackClient, devstack_down, devstack_up
     from airflow_hybrid.devstack.stack import airflow_env
     from airflow_hybrid.mount import HybridMount

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from airflow_hybrid.resolver import MACROS
+from airflow_hybrid.mount.resolver import MACROS
 from airflow_hybrid.ui import create_app
 
 

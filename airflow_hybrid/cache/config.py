@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_hybrid.cache.exceptions import CacheConfigError, UnknownTierError
-from airflow_hybrid.mount_options import check_uri
+from airflow_hybrid.mount.options import check_uri
 from airflow_hybrid.values import parse_bool, parse_fraction, shown
 from airflow_hybrid.values import parse_duration as _parse_duration
 from airflow_hybrid.values import parse_size as _parse_size

@@ -10,7 +10,7 @@ from airflow.sdk import BaseHook
 
 from airflow_hybrid.errors import HybridConfigError
 from airflow_hybrid.mount import HybridMount
-from airflow_hybrid.mount_options import MountConfigError, MountSpec, parse_mount_options
+from airflow_hybrid.mount.options import MountConfigError, MountSpec, parse_mount_options
 
 
 class HybridMountHook(BaseHook):

@@ -1,6 +1,6 @@
 """Operators over a hybrid mount's tiered cache: prefetch, pin, unpin, free and report.
 
-They are thin over :mod:`airflow_hybrid.cache_ops` and :class:`~airflow_hybrid.cache.CacheManager`; the mount's
+They are thin over :mod:`airflow_hybrid.cache.ops` and :class:`~airflow_hybrid.cache.CacheManager`; the mount's
 ``hybrid_mount`` connection configures the cache (``cache.tiers``, catalog, freshness). Paths are logical
 paths or globs under the mount (``/tpcds/store_sales/*.parquet``; a directory means every file below it).
 """
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.exceptions import AirflowException
 from airflow.sdk import BaseOperator
 
-from airflow_hybrid import cache_ops
+from airflow_hybrid.cache import ops as cache_ops
 from airflow_hybrid.cache.config import parse_duration
 from airflow_hybrid.cache.exceptions import CacheError
 from airflow_hybrid.errors import HybridConfigError

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
+from airflow_hybrid.mount.resolver import resolve_locations
 from airflow_hybrid.query import ENGINES, OUTPUT_FORMATS, QueryResult
 from airflow_hybrid.query.emr import (
     EMR_CLIS,
@@ -19,7 +20,6 @@ from airflow_hybrid.query.emr import (
     step_failure_reason,
     step_state,
 )
-from airflow_hybrid.resolver import resolve_locations
 from airflow_hybrid.stores.base import normalize_path
 from airflow_hybrid.stores.factory import store_from_uri
 
@@ -44,7 +44,7 @@ class HybridQueryOperator(BaseOperator):
     * ``engine="emr"``: adds a ``command-runner.jar`` step to cluster ``emr_cluster_id`` running ``spark-sql
       -e``, ``trino-cli`` or ``presto-cli --execute``, over each table's *physical* location(s) as resolved
       now (``s3://`` after a migration, the cache's S3 tier when warm, ``hdfs://`` otherwise; see
-      :mod:`airflow_hybrid.resolver`), writing the result under the ``output_path`` prefix. With
+      :mod:`airflow_hybrid.mount.resolver`), writing the result under the ``output_path`` prefix. With
       ``deferrable=True`` the task waits in the triggerer (the amazon provider's ``EmrStepSensorTrigger``); a
       failed, cancelled or interrupted step fails the task with the step's ``FailureDetails``.
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from airflow_hybrid.fs import HybridFileSystem
+from airflow_hybrid.mount.filesystem import HybridFileSystem
 from airflow_hybrid.query.result import QueryResult, json_value
 from airflow_hybrid.query.sql import sql_string, strip_statement
 from airflow_hybrid.stores.base import normalize_path

@@ -10,7 +10,7 @@ A step is ``command-runner.jar`` running the engine's CLI on the cluster's prima
   (``hive.non-managed-table-writes-enabled=true``).
 
 A table split across members (older files on S3, newer on HDFS) has several locations; the view unions them
-(see :mod:`airflow_hybrid.resolver` for when that is exact).
+(see :mod:`airflow_hybrid.mount.resolver` for when that is exact).
 """
 
 from __future__ import annotations

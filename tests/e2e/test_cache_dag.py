@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from airflow_hybrid import cache_ops
+from airflow_hybrid.cache import ops as cache_ops
 from airflow_hybrid.mount import HybridMount
 
 MOUNT = "cache_e2e_lake"

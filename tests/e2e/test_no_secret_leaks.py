@@ -192,7 +192,7 @@ def planted(airflow_db, airflow_connections, catalog_url, tmp_path, monkeypatch)
 
 @pytest.fixture
 def lake(planted):
-    from airflow_hybrid import cache_ops
+    from airflow_hybrid.cache import ops as cache_ops
     from airflow_hybrid.mount import HybridMount
 
     mount = HybridMount.from_conn_id(MOUNT)

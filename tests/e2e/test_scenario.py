@@ -84,7 +84,7 @@ def _result_rows(output_path: str) -> list[dict]:
     """The whole result file a query task wrote (through hybrid://), not only its XCom preview."""
     import pyarrow.parquet as pq
 
-    from airflow_hybrid.fs import HybridFileSystem
+    from airflow_hybrid.mount.filesystem import HybridFileSystem
 
     with HybridFileSystem().open(output_path, "rb") as result:
         return pq.read_table(result).to_pylist()

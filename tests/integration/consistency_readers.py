@@ -53,7 +53,7 @@ class Reader:
     is non-zero while a migration runs (operations begun then are counted as ``during_moves``)."""
 
     def __init__(self, settings: dict[str, Any], started, stop, moving) -> None:
-        from airflow_hybrid.fs import HybridFileSystem
+        from airflow_hybrid.mount.filesystem import HybridFileSystem
 
         self.mount_id: str = settings["mount"]
         self.root: str = settings["root"]
@@ -126,7 +126,7 @@ class Reader:
         self.check_listing("fs.find", listed, set(self.files))
 
     def glob_engine(self) -> None:
-        from airflow_hybrid import cache_ops
+        from airflow_hybrid.cache import ops as cache_ops
 
         listed = [f.path for f in cache_ops.iter_files(self.mount, [f"{self.root}/*/part-*.bin", f"{self.root}/c/**"])]
         self.check_listing("cache_ops.iter_files", listed, set(self.files))
@@ -173,7 +173,7 @@ class Reader:
 
     def run(self) -> dict[str, Any]:
         follows = _FollowCounter(threading.get_ident())
-        mount_log = logging.getLogger("airflow_hybrid.mount")
+        mount_log = logging.getLogger("airflow_hybrid.mount.union")
         mount_log.addHandler(follows)
         mount_log.setLevel(logging.INFO)
         try:

@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_hybrid import cache_ops
-from airflow_hybrid.fs import HybridFileSystem
+from airflow_hybrid.cache import ops as cache_ops
 from airflow_hybrid.mount import HybridMount
+from airflow_hybrid.mount.filesystem import HybridFileSystem
 from airflow_hybrid.operators.cache import HybridPrefetchOperator
 from tests.client_requests import hdfs_requests
 

@@ -8,7 +8,7 @@ Apache Hadoop's) + S3 (moto's server; SeaweedFS in one variant).
    the mount while the real :class:`~airflow_hybrid.migration.Migrator` moves every file hdfs -> s3 and then
    back s3 -> hdfs; several seeds. 0 missing, 0 duplicated, 0 unexpected, 0 wrong bytes, 0 errors. Between the
    two directions every reader starts a new operation, so no operation sees a file move twice (the documented
-   limit, see :mod:`airflow_hybrid.mount`). The counts are printed (``-s``) and attached to the report.
+   limit, see :mod:`airflow_hybrid.mount.union`). The counts are printed (``-s``) and attached to the report.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from airflow_hybrid.devstack.stack import airflow_env
-from airflow_hybrid.fs import HybridFileSystem
+from airflow_hybrid.mount.filesystem import HybridFileSystem
 from airflow_hybrid.policy.planner import plan_migration
 from tests.client_requests import WHEN
 from tests.integration.migrate_support import MOUNT, POLICY, Dataset, ForkingWorker, make_dataset

@@ -21,8 +21,8 @@ import boto3
 import pytest
 from airflow.exceptions import AirflowException
 
-from airflow_hybrid.fs import HybridFileSystem
 from airflow_hybrid.migration_state import MigrationState
+from airflow_hybrid.mount.filesystem import HybridFileSystem
 from airflow_hybrid.operators.migrate import UfsMigrateOperator
 from airflow_hybrid.policy.planner import load_plan, plan_migration
 from airflow_hybrid.stores.hdfs import HdfsStore

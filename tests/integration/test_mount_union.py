@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from airflow_hybrid.mount import HybridMount
-from airflow_hybrid.mount_options import MountConfigError
+from airflow_hybrid.mount.options import MountConfigError
 from airflow_hybrid.stores.base import PathEscapeError
 from tests.client_requests import RequestLog, hdfs_requests
 
@@ -102,7 +102,7 @@ def test_traversal_is_rejected_before_any_request(mount, path):
 
 
 def test_hybrid_filesystem_reads_and_lists_the_union(mount):
-    from airflow_hybrid.fs import HybridFileSystem
+    from airflow_hybrid.mount.filesystem import HybridFileSystem
 
     _put(mount, "hdfs", "fs/a.txt", b"from hdfs")
     _put(mount, "s3", "fs/b.txt", b"from s3")

@@ -11,9 +11,9 @@ import pytest
 from airflow_hybrid import tpcds
 from airflow_hybrid.devstack.stack import DevStack
 from airflow_hybrid.mount import HybridMount
+from airflow_hybrid.mount.resolver import resolve_locations
 from airflow_hybrid.query.duckdb_engine import run_duckdb_query
 from airflow_hybrid.query.result import json_value
-from airflow_hybrid.resolver import resolve_locations
 from airflow_hybrid.transfer import copy_file
 
 pytestmark = pytest.mark.integration

@@ -24,8 +24,8 @@ from airflow.sdk.exceptions import AirflowException, TaskDeferred
 
 from airflow_hybrid.devstack.stack import DevStack
 from airflow_hybrid.mount import HybridMount
+from airflow_hybrid.mount.resolver import SplitLocationError
 from airflow_hybrid.operators.query import HybridQueryOperator
-from airflow_hybrid.resolver import SplitLocationError
 from tests.integration.emr_support import patch_step_outcomes
 
 pytestmark = pytest.mark.integration

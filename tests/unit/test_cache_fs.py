@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from airflow_hybrid.cache import CacheConfig, CacheManager
-from airflow_hybrid.fs import HybridFileSystem
 from airflow_hybrid.mount import HybridMount
+from airflow_hybrid.mount.filesystem import HybridFileSystem
 from airflow_hybrid.stores.base import FileInfo
 from airflow_hybrid.stores.local import LocalStore
 

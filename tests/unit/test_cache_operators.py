@@ -14,9 +14,9 @@ import pytest
 from airflow.exceptions import AirflowException
 from airflow.sdk import Asset
 
-from airflow_hybrid import cache_ops
 from airflow_hybrid.cache import CacheQuotaError
-from airflow_hybrid.cache_ops import NoMatchError, PathPattern
+from airflow_hybrid.cache import ops as cache_ops
+from airflow_hybrid.cache.ops import NoMatchError, PathPattern
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.operators.cache import (
     HybridCacheReportOperator,

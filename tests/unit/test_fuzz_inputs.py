@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from airflow_hybrid.cache.config import CacheConfig
 from airflow_hybrid.errors import HybridConfigError
 from airflow_hybrid.mount import HybridMount
-from airflow_hybrid.mount_options import MountConfigError, parse_option_lines
+from airflow_hybrid.mount.options import MountConfigError, parse_option_lines
 from airflow_hybrid.policy.model import PolicyParseError
 from airflow_hybrid.policy.parser import parse_policy
 from airflow_hybrid.policy.registry import parse_policies

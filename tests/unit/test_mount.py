@@ -8,7 +8,7 @@ import io
 import pytest
 
 from airflow_hybrid.mount import HybridMount
-from airflow_hybrid.mount_options import MountConfigError, parse_mount_options
+from airflow_hybrid.mount.options import MountConfigError, parse_mount_options
 from airflow_hybrid.stores.base import PathEscapeError
 
 
@@ -163,7 +163,7 @@ def test_each_hybrid_filesystem_sees_the_connection_as_it_is_now(tmp_path, monke
     connection must not be served to a later reader."""
     import json
 
-    from airflow_hybrid.fs import HybridFileSystem
+    from airflow_hybrid.mount.filesystem import HybridFileSystem
 
     for name in ("one", "two"):
         (tmp_path / name).mkdir()
@@ -174,7 +174,7 @@ def test_each_hybrid_filesystem_sees_the_connection_as_it_is_now(tmp_path, monke
 
 
 def test_a_discarded_hybrid_write_creates_nothing(mount, dirs):
-    from airflow_hybrid.fs import HybridFileSystem
+    from airflow_hybrid.mount.filesystem import HybridFileSystem
 
     _, s3 = dirs
     fs = HybridFileSystem(mounts={"union": mount})

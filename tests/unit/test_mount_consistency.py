@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from airflow_hybrid import cache_ops
-from airflow_hybrid import mount as mount_module
+from airflow_hybrid.cache import ops as cache_ops
 from airflow_hybrid.errors import HybridConfigError
-from airflow_hybrid.mount import FileChangedError, HybridMount
-from airflow_hybrid.mount_options import parse_mount_options
-from airflow_hybrid.resolver import SplitLocationError, resolve_locations
+from airflow_hybrid.mount import union as mount_module
+from airflow_hybrid.mount.options import parse_mount_options
+from airflow_hybrid.mount.resolver import SplitLocationError, resolve_locations
+from airflow_hybrid.mount.union import FileChangedError, HybridMount
 from airflow_hybrid.stores.local import LocalStore
 from tests.interleaving import (
     DATA,

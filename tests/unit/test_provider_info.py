@@ -25,12 +25,12 @@ def test_airflow_discovers_the_provider_and_the_hybrid_scheme():
     assert "airflow-hybrid" in ProvidersManager().providers
     runtime = ProvidersManagerTaskRuntime()
     assert "hybrid_mount" in runtime.hooks
-    assert "airflow_hybrid.fs" in runtime.filesystem_module_names
+    assert "airflow_hybrid.mount.filesystem" in runtime.filesystem_module_names
 
 
 def test_hybrid_scheme_resolves_through_airflow_object_storage():
     from airflow.sdk.io.fs import get_fs
 
-    from airflow_hybrid.fs import HybridFileSystem
+    from airflow_hybrid.mount.filesystem import HybridFileSystem
 
     assert isinstance(get_fs("hybrid"), HybridFileSystem)

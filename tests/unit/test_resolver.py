@@ -7,9 +7,8 @@ import json
 import jinja2
 import pytest
 
-from airflow_hybrid import resolver
-from airflow_hybrid.mount import HybridMount
-from airflow_hybrid.resolver import Location, SplitLocationError, resolve_locations, resolve_physical
+from airflow_hybrid.mount import HybridMount, resolver
+from airflow_hybrid.mount.resolver import Location, SplitLocationError, resolve_locations, resolve_physical
 from airflow_hybrid.stores.base import PathEscapeError
 
 

@@ -13,7 +13,7 @@ from airflow_hybrid.cache.exceptions import CacheConfigError
 from airflow_hybrid.cache.tier import copy_location
 from airflow_hybrid.errors import HybridConfigError
 from airflow_hybrid.mount import HybridMount
-from airflow_hybrid.mount_options import MountConfigError, parse_mount_options, parse_option_lines
+from airflow_hybrid.mount.options import MountConfigError, parse_mount_options, parse_option_lines
 from airflow_hybrid.policy.model import PolicyParseError
 from airflow_hybrid.policy.parser import parse_policy
 from airflow_hybrid.policy.registry import parse_policies

@@ -42,7 +42,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from airflow_hybrid.mount_options import MountSpec, parse_mount_options
+from airflow_hybrid.mount.options import MountSpec, parse_mount_options
 from airflow_hybrid.stores.base import CHUNK_SIZE, FileInfo, Store, StoreError, normalize_path
 from airflow_hybrid.stores.factory import store_from_uri
 
