@@ -78,9 +78,9 @@ from airflow_hybrid.transfer import (
     TransferError,
     comparable_crc32c,
     copy_file,
-    format_bytes,
     read_crc32c,
 )
+from airflow_hybrid.values import format_bytes
 
 if TYPE_CHECKING:
     from airflow_hybrid.migration_state import MigrationClaims

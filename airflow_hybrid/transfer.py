@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 from airflow_hybrid.checksums import CRC32C, CRC32C_COMPOSITE, Crc32c, decode_crc32c, split_composite
 from airflow_hybrid.errors import HybridError
 from airflow_hybrid.stores.base import CHUNK_SIZE, Checksum, FileInfo, Store
+from airflow_hybrid.values import format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -396,14 +397,6 @@ def copy_many(
 
 
 # -- progress ------------------------------------------------------------------------------------------
-def format_bytes(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(count) < 1024 or unit == "TiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")
-
-
 def format_duration(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)

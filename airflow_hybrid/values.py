@@ -8,6 +8,8 @@
   A bare number in an option is seconds; ``-1`` means "never" where an option allows it.
 * **Booleans**: ``true``/``false``, ``yes``/``no``, ``on``/``off``, ``1``/``0`` (any case), or a boolean.
 
+Sizes are also written back for people here (:func:`format_bytes`).
+
 Every value is bounded (a text of at most :data:`MAX_TEXT` characters, a size below 8 EiB, a duration of at
 most :data:`MAX_DURATION` seconds) and every refusal is a :class:`~airflow_hybrid.errors.HybridConfigError`
 (or the subclass a caller passes as ``error``) naming the option and the value.
@@ -170,6 +172,16 @@ def parse_bool(value: Any, option: str, *, error: ErrorType = HybridConfigError)
     raise error(f"{option}: expected true or false, got {shown(value)} (or yes/no, on/off, 1/0)")
 
 
+def parse_verify(value: Any, option: str, *, default: bool | None = True) -> bool | str | None:
+    """TLS verification as connections give it: a boolean (any spelling :func:`parse_bool` takes) or the path
+    of a CA bundle; ``None`` or blank: ``default``. (A client would take ``"false"`` for a bundle's path.)"""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    if isinstance(value, str) and value.strip().lower() not in _TRUE | _FALSE:
+        return value  # a CA bundle
+    return parse_bool(value, option)
+
+
 def parse_int(
     value: Any,
     option: str,
@@ -234,3 +246,21 @@ def cut_utf8(name: str, max_bytes: int, *, keep: str = "start") -> str:
     while end > 0 and raw[end] & 0xC0 == 0x80:
         end -= 1
     return raw[:end].decode("utf-8", "surrogateescape")
+
+
+_LOG_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+_ALLUXIO_UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
+
+
+def format_bytes(count: float, *, alluxio: bool = False) -> str:
+    """A size for people: ``512 B``, ``1.5 MiB`` (powers of 1024, one decimal); ``alluxio=True``: as Alluxio's
+    ``fsadmin report`` writes it, ``512B``, ``1.50KB``, ``2.00GB``."""
+    units = _ALLUXIO_UNITS if alluxio else _LOG_UNITS
+    value = count
+    for unit in units:
+        if abs(value) < 1024 or unit == units[-1]:
+            break
+        value /= 1024
+    if unit == "B":
+        return f"{count}B" if alluxio else f"{count:.0f} B"
+    return f"{value:.2f}{unit}" if alluxio else f"{value:.1f} {unit}"

@@ -7,18 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_hybrid.errors import HybridError
-
-
-def format_bytes(size: int) -> str:
-    """Alluxio-style size: ``0B``, ``512B``, ``1.50KB``, ``2.00GB`` (powers of 1024)."""
-    if size < 1024:
-        return f"{size}B"
-    value = float(size)
-    for unit in ("KB", "MB", "GB", "TB", "PB"):
-        value /= 1024
-        if value < 1024 or unit == "PB":
-            return f"{value:.2f}{unit}"
-    raise AssertionError("unreachable")
+from airflow_hybrid.values import format_bytes
 
 
 def describe_error(error: BaseException, conn_id: str) -> str:
@@ -141,18 +130,18 @@ class CacheReport:
         """Human-readable report laid out like ``alluxio fsadmin report``."""
 
         def per_tier(value) -> list[str]:
-            return [f"        Tier: {t.alias:<6} Size: {format_bytes(value(t))}" for t in self.tiers]
+            return [f"        Tier: {t.alias:<6} Size: {format_bytes(value(t), alluxio=True)}" for t in self.tiers]
 
         lines = [
             f"Hybrid cache summary for mount {self.mount!r}:",
             f"    Catalog: {self.catalog_url}",
             f"    Report Time: {_iso(self.generated_at)}",
-            f"    Total Capacity: {format_bytes(self.capacity)}",
+            f"    Total Capacity: {format_bytes(self.capacity, alluxio=True)}",
             *per_tier(lambda t: t.capacity),
-            f"    Used Capacity: {format_bytes(self.used)}",
+            f"    Used Capacity: {format_bytes(self.used, alluxio=True)}",
             *per_tier(lambda t: t.used),
-            f"    Free Capacity: {format_bytes(sum(t.free for t in self.tiers))}",
-            f"    Pinned: {format_bytes(sum(t.pinned_bytes for t in self.tiers))}",
+            f"    Free Capacity: {format_bytes(sum(t.free for t in self.tiers), alluxio=True)}",
+            f"    Pinned: {format_bytes(sum(t.pinned_bytes for t in self.tiers), alluxio=True)}",
             *per_tier(lambda t: t.pinned_bytes),
             "",
         ]
@@ -162,9 +151,9 @@ class CacheReport:
             oldest = "-" if t.oldest_path is None else f"{t.oldest_path} (cached {_iso(t.oldest_created_at)})"
             lines += [
                 f"Tier {t.alias} ({t.uri}):",
-                f"    Capacity: {format_bytes(t.capacity)}   Used: {format_bytes(t.used)} ({pct})   "
-                f"Free: {format_bytes(t.free)}",
-                f"    Pinned: {format_bytes(t.pinned_bytes)}",
+                f"    Capacity: {format_bytes(t.capacity, alluxio=True)}   Used: {format_bytes(t.used, alluxio=True)} ({pct})   "
+                f"Free: {format_bytes(t.free, alluxio=True)}",
+                f"    Pinned: {format_bytes(t.pinned_bytes, alluxio=True)}",
                 f"    Files: {t.files}" + (f" ({t.loading} loading)" if t.loading else ""),
                 f"    Hit Ratio: {ratio} ({t.hits} hits, {t.misses} misses)",
                 f"    Oldest Entry: {oldest}",

@@ -32,7 +32,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow_hybrid.operators.migrate import UfsMigrateOperator, hybrid_asset, plan_batches
 from airflow_hybrid.policy.registry import PolicyEntry, load_policies_file
 from airflow_hybrid.sensors.migrate import PLAN_ID_KEY, UfsMigrateSensor
-from airflow_hybrid.transfer import format_bytes
+from airflow_hybrid.values import format_bytes
 
 log = logging.getLogger(__name__)
 

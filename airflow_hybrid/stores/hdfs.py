@@ -49,7 +49,7 @@ from airflow_hybrid.stores.base import (
     normalize_path,
 )
 from airflow_hybrid.stores.kerberos import KerberosAuthError, KerberosLogin
-from airflow_hybrid.values import parse_bool, parse_duration, parse_int, parse_size
+from airflow_hybrid.values import parse_bool, parse_duration, parse_int, parse_size, parse_verify
 
 log = logging.getLogger(__name__)
 
@@ -203,16 +203,6 @@ def _as_bool(value: Any, default: bool, option: str) -> bool:
     return default if value is None else parse_bool(value, option)
 
 
-def _verify_setting(extras: dict, option: str = "verify") -> bool | str:
-    """TLS verification from the connection extra ``verify``: on unless explicitly false; a path is a CA bundle."""
-    value = extras.get("verify", True)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return True
-    if isinstance(value, str) and value.strip().lower() not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
-        return value  # a CA bundle
-    return parse_bool(value, option)
-
-
 def _tls_extras(extras: dict, conn_id: str) -> dict:
     """``extras`` with ``use_ssl`` and ``verify`` read once, by our rules, for us and for ``WebHDFSHook``.
 
@@ -220,7 +210,7 @@ def _tls_extras(extras: dict, conn_id: str) -> dict:
     without ``verify``; handing it the values we decided keeps both on the same connection settings.
     """
     use_ssl = _as_bool(extras.get("use_ssl"), False, f"connection {conn_id!r}: extra use_ssl")
-    verify = _verify_setting(extras, f"connection {conn_id!r}: extra verify")
+    verify = parse_verify(extras.get("verify", True), f"connection {conn_id!r}: extra verify")
     if use_ssl and verify is False:
         log.warning(
             "WebHDFS connection %r: TLS certificate verification is OFF (extra verify=false); the namenode's and "
@@ -544,7 +534,7 @@ class HdfsStore(Store):
 
         for namenode in namenodes:
             client = hook._get_client(namenode, conn.port, conn.login, conn.password, conn.schema, extras)
-            client._session.verify = _verify_setting(extras)
+            client._session.verify = parse_verify(extras.get("verify", True), "verify")
             if kerberos is not None:
                 from hdfs.ext.kerberos import KerberosClient
 

@@ -58,7 +58,7 @@ from airflow_hybrid.stores.base import (
     join_path,
     normalize_path,
 )
-from airflow_hybrid.values import parse_bool, parse_duration, parse_int, shown
+from airflow_hybrid.values import parse_bool, parse_duration, parse_int, parse_verify, shown
 from airflow_hybrid.values import parse_size as _parse_size
 
 log = logging.getLogger(__name__)
@@ -88,18 +88,6 @@ def parse_size(value: int | str, option: str) -> int:
     except HybridConfigError as err:
         reason = str(err).removeprefix(f"{option}: ")
         raise HybridConfigError(f"S3 option {option}={shown(value)} is not a size (e.g. 8388608, '16MiB'): {reason}") from None
-
-
-def _verify_setting(value: Any, conn_id: str) -> bool | str | None:
-    """The connection's ``verify`` for botocore: a boolean, a CA bundle path, or ``None`` (botocore's default).
-
-    botocore takes any string for a CA bundle path, so ``"false"`` would name a file; read it as a boolean.
-    """
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
-        return value if value.strip() else None
-    return parse_bool(value, f"connection {conn_id!r}: extra verify")
 
 
 class _PartSlots:
@@ -361,7 +349,7 @@ class S3Store(Store):
         )
         # Settings from the connection's ``config_kwargs`` win over ours.
         hook = S3Hook(aws_conn_id=self.aws_conn_id)
-        verify = _verify_setting(hook.verify, str(self.aws_conn_id))
+        verify = parse_verify(hook.verify, f"connection {str(self.aws_conn_id)!r}: extra verify", default=None)
         if verify is False:
             log.warning(
                 "AWS connection %r: TLS certificate verification is OFF (extra verify=false); the S3 endpoint's "
