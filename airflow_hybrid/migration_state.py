@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 
 from airflow_hybrid.migration import CLAIMED, FAILED, KEPT, MOVED, SKIPPED, FileOutcome, MigrationSummary
 from airflow_hybrid.redact import redact_url
+from airflow_hybrid.settings import hybrid_home
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,7 @@ DEFAULT_CLAIM_LEASE = 60.0
 
 
 def default_state_url() -> str:
-    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
-    return f"sqlite:///{home / 'hybrid' / 'migration.db'}"
+    return f"sqlite:///{hybrid_home('migration.db')}"
 
 
 def state_url_for_mount(mount: Any) -> str:

@@ -23,15 +23,14 @@ bytes or a number with a unit ``B``, ``K``/``KB``/``KiB`` ... ``P``/``PB``/``PiB
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from airflow_hybrid.cache.exceptions import CacheConfigError, UnknownTierError
 from airflow_hybrid.mount.options import check_uri
+from airflow_hybrid.settings import hybrid_home
 from airflow_hybrid.values import parse_bool, parse_fraction, shown
 from airflow_hybrid.values import parse_duration as _parse_duration
 from airflow_hybrid.values import parse_size as _parse_size
@@ -97,8 +96,7 @@ def parse_file_mode(value: Any, option: str) -> int:
 
 def default_catalog_url() -> str:
     """SQLite file ``$AIRFLOW_HOME/hybrid/catalog.db`` (``AIRFLOW_HOME`` defaults to ``~/airflow``)."""
-    home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
-    return f"sqlite:///{Path(home, 'hybrid', 'catalog.db')}"
+    return f"sqlite:///{hybrid_home('catalog.db')}"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from airflow_hybrid.settings import hybrid_home
+
 
 def _server_context() -> None:
     """Read connections from the metadata database too, as the API server and scheduler do.
@@ -18,7 +20,7 @@ def _server_context() -> None:
 
 
 def default_state_dir() -> Path:
-    return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "hybrid" / "devstack"
+    return hybrid_home("devstack")
 
 
 def write_connections(connections: dict[str, dict[str, Any]], keep: tuple[str, ...] = ()) -> list[str]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
 import tempfile
 import time
@@ -28,11 +27,11 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Protocol
 
 from airflow_hybrid.policy.model import Policy, validate_members
 from airflow_hybrid.policy.parser import as_policy
+from airflow_hybrid.settings import hybrid_home
 from airflow_hybrid.stores.base import CHUNK_SIZE, Checksum, FileInfo, Store, normalize_path
 
 log = logging.getLogger(__name__)
@@ -227,8 +226,7 @@ def default_plan_store() -> Store:
         return resolve_plan_store(uri, conn_id)
     from airflow_hybrid.stores.local import LocalStore
 
-    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
-    directory = home / "hybrid" / "plans"
+    directory = hybrid_home("plans")
     directory.mkdir(parents=True, exist_ok=True)
     return LocalStore(str(directory))
 

@@ -31,6 +31,7 @@ import yaml
 
 from airflow_hybrid.policy.model import Policy, PolicyError
 from airflow_hybrid.policy.parser import parse_policy
+from airflow_hybrid.settings import airflow_home
 from airflow_hybrid.stores.base import normalize_path
 from airflow_hybrid.values import parse_bool, parse_duration, parse_size, shown
 
@@ -146,7 +147,7 @@ def default_policies_path() -> Path:
 
         dags_folder = conf.get("core", "dags_folder")
     except Exception:  # pragma: no cover - outside Airflow
-        dags_folder = os.path.join(os.environ.get("AIRFLOW_HOME", "~/airflow"), "dags")
+        dags_folder = str(airflow_home() / "dags")
     return Path(dags_folder).expanduser() / DEFAULT_FILE_NAME
 
 
