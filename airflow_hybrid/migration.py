@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_hybrid.errors import HybridError
 from airflow_hybrid.policy.model import Policy
 from airflow_hybrid.policy.planner import MountLike, PlanEntry
-from airflow_hybrid.stores.base import FileInfo, Store, StoreError
+from airflow_hybrid.stores.base import FileInfo, Store
 from airflow_hybrid.transfer import (
     ProgressTracker,
     SourceChangedError,
@@ -78,6 +78,7 @@ from airflow_hybrid.transfer import (
     TransferError,
     comparable_crc32c,
     copy_file,
+    is_transient,
     read_crc32c,
 )
 from airflow_hybrid.values import format_bytes
@@ -99,12 +100,6 @@ FAILED = "failed"
 #: Another live run holds the file's claim: left to it, nothing done.
 CLAIMED = "claimed"
 OUTCOMES = (MOVED, SKIPPED, KEPT, FAILED, CLAIMED)
-
-#: Errors a later attempt may get past (5xx after the store's own retries, dropped connections).
-_TRANSIENT = (StoreError, TransferError, ConnectionError, TimeoutError)
-#: Errors another attempt cannot fix.
-_PERMANENT = (SourceChangedError, FileNotFoundError, PermissionError, IsADirectoryError, ValueError)
-
 
 class MigrationConflict(HybridError):
     """A STORE member holds a different object at the path; it is left untouched."""
@@ -254,7 +249,7 @@ class Migrator:
             except SourceChangedError as err:
                 return FileOutcome(entry.path, entry.source, KEPT, entry.size, 0, f"{err}; kept", attempt)
             except Exception as err:
-                transient = isinstance(err, _TRANSIENT) and not isinstance(err, _PERMANENT)
+                transient = is_transient(err)
                 if not transient or attempt == self.attempts:
                     log.warning("Migration of %s failed (attempt %d): %s", entry.path, attempt, err)
                     reason = f"{type(err).__name__}: {err}"

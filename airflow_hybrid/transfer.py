@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 from airflow_hybrid.checksums import CRC32C, CRC32C_COMPOSITE, Crc32c, decode_crc32c, split_composite
 from airflow_hybrid.errors import HybridError
-from airflow_hybrid.stores.base import CHUNK_SIZE, Checksum, FileInfo, Store
+from airflow_hybrid.stores.base import CHUNK_SIZE, Checksum, FileInfo, Store, StoreError
 from airflow_hybrid.values import format_bytes
 
 log = logging.getLogger(__name__)
@@ -316,9 +316,15 @@ def _as_request(item: CopyRequest | tuple) -> CopyRequest:
     return item if isinstance(item, CopyRequest) else CopyRequest(*item)
 
 
-#: Errors worth another attempt; a changed or missing source is not.
-_RETRYABLE = (TransferError,)
-_FINAL = (SourceChangedError, FileNotFoundError, IsADirectoryError, ValueError)
+#: Errors a later attempt may get past (5xx after the store's own retries, dropped connections, a failed copy).
+TRANSIENT_ERRORS = (StoreError, TransferError, ConnectionError, TimeoutError)
+#: Errors another attempt cannot fix: a changed or missing source, a refused path, bad input.
+PERMANENT_ERRORS = (SourceChangedError, FileNotFoundError, PermissionError, IsADirectoryError, ValueError)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether another attempt may succeed where ``error`` failed (the one retry classification)."""
+    return isinstance(error, TRANSIENT_ERRORS) and not isinstance(error, PERMANENT_ERRORS)
 
 
 def copy_many(
@@ -353,7 +359,7 @@ def copy_many(
                 return copy_file(request.src, request.src_path, request.dst, request.dst_path,
                                  verify=verify, expected=request.expected, remove_bad_copy=remove_bad_copy)
             except Exception as err:
-                if isinstance(err, _FINAL) or not isinstance(err, _RETRYABLE) or attempt == attempts:
+                if not is_transient(err) or attempt == attempts:
                     log.warning("Copy failed: %s", err)
                     return TransferFailure(request.src.uri(request.src_path), request.dst.uri(request.dst_path),
                                            type(err).__name__, str(err))
