@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from airflow_hybrid.cache import ops as cache_ops
-from airflow_hybrid.mount.filesystem import HybridFileSystem
 from airflow_hybrid.mount import HybridMount
+from airflow_hybrid.mount.filesystem import HybridFileSystem
 from airflow_hybrid.mount.options import MountSpec
 from airflow_hybrid.mount.resolver import resolve_locations
 from airflow_hybrid.stores.base import FileInfo, Store, StoreFeatures
