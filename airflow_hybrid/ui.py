@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
+
+if TYPE_CHECKING:
+    from airflow_hybrid.mount.options import MountSpec
 
 
 def mounts_overview() -> list[dict[str, Any]]:
@@ -27,13 +30,24 @@ def mounts_overview() -> list[dict[str, Any]]:
             row["priority.read"] = spec.read_order
             row["collection.create"] = spec.create_members
             if spec.settings.get("cache"):
-                from airflow_hybrid.mount import HybridMount
-
-                row["cache"] = HybridMount(spec).cache.report().to_dict()
+                row["cache"] = cache_report(spec)
         except Exception as err:  # shown on the page, never a 500 for one bad connection
             row["error"] = f"{type(err).__name__}: {err}"
         rows.append(row)
     return rows
+
+
+def cache_report(spec: MountSpec) -> dict[str, Any]:
+    """The cache report of a mount, without the start-up recovery (reclaiming abandoned loads writes to the
+    tiers and the catalog, which a GET must not) and without member stores; the cache manager is closed."""
+    from airflow_hybrid.cache.config import CacheConfig
+    from airflow_hybrid.cache.manager import CacheManager
+
+    cache = CacheManager(spec.name, CacheConfig.from_options(spec.settings, spec.name), recover=False)
+    try:
+        return cache.report().to_dict()
+    finally:
+        cache.close()
 
 
 def policies_overview() -> list[dict[str, Any]]:

@@ -170,10 +170,8 @@ def hybrid_filesystem():
 
 
 def close_filesystem(fs) -> None:
-    from airflow_hybrid.cache import ops as cache_ops
-
     for mount in fs._mounts.values():
-        cache_ops.close_mount(mount)
+        mount.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                                      progress_interval=3600)
         prefetch = time.perf_counter() - started
         prefetch_requests = source_stats(client)[0] - before[0]
-        cache_ops.close_mount(mount)
+        mount.close()
 
         warm, best_local, listed = min(warm_times), min(local_times), min(listed_times)
         mib = 1024 * 1024

@@ -128,8 +128,8 @@ def cache_report(args) -> None:
     results: dict[str, Any] = {}
     for conn_id in _mount_conn_ids(args.mount):
         try:
-            mount = HybridMount.from_conn_id(conn_id)
-            results[conn_id] = None if mount.cache is None else mount.cache.report()
+            with HybridMount.from_conn_id(conn_id) as mount:
+                results[conn_id] = None if mount.cache is None else mount.cache.report()
         except Exception as err:  # noqa: BLE001 - one broken mount must not hide the others' reports
             results[conn_id] = MountFailure(conn_id, describe_error(err, conn_id))
     failed = [conn_id for conn_id, result in results.items() if isinstance(result, MountFailure)]

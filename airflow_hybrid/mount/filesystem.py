@@ -263,16 +263,14 @@ class HybridFileSystem(AbstractFileSystem):
         return datetime.datetime.fromtimestamp(self.info(path)["mtime"], tz=datetime.timezone.utc)
 
     # -- mutation ---------------------------------------------------------------------------------
-    def _rm(self, path: str) -> None:
-        mount, rel = self._split(path)
-        self._forget(mount, rel)
-        mount.delete(rel, recursive=False)
-
     def rm(self, path: str | list[str], recursive: bool = False, maxdepth: int | None = None) -> None:
         for p in [path] if isinstance(path, str) else path:
             mount, rel = self._split(p)
             self._forget(mount, rel)
             mount.delete(rel, recursive=recursive)
+
+    def rm_file(self, path: str) -> None:
+        self.rm(path)
 
     def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
         mount, rel = self._split(path)

@@ -86,8 +86,9 @@ class HybridMount:
 
     @classmethod
     def from_conn_id(cls, conn_id: str) -> HybridMount:
-        """Build the mount described by the ``hybrid_mount`` connection ``conn_id``."""
-        from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
+        """The mount of the ``hybrid_mount`` connection ``conn_id``: shorthand for
+        ``HybridMountHook(conn_id).get_mount()`` (the hook builds mounts from connections)."""
+        from airflow_hybrid.hooks.hybrid_mount import HybridMountHook  # the hook imports this module
 
         return HybridMountHook(conn_id).get_mount()
 
@@ -223,7 +224,9 @@ class HybridMount:
         if cache is not None:  # contacts the source only on a miss or when a freshness check is due
             try:
                 return cache.open(rel, offset=offset, length=length)
-            except (FileNotFoundError, FileChangedError):  # moved or replaced before a byte was read: again
+            except FileChangedError:
+                # The version resolved was replaced before a byte was read (a move is followed by the stream
+                # itself): open the current one, as the uncached path below does.
                 return cache.open(rel, offset=offset, length=length)
         member, info = self.resolve(rel)
         if info.is_dir:
@@ -310,8 +313,21 @@ class HybridMount:
             self.cache.invalidate(rel)
 
     def close(self) -> None:
-        for store in self.members.values():
-            store.close()
+        """Close what the mount owns: its cache manager, if one was built (background loads, tier stores,
+        hit counts), then its member stores. A failure is logged and the rest are still closed."""
+        parts: list[Any] = [self._cache] if self._cache is not None else []
+        parts += self.members.values()
+        for part in parts:
+            try:
+                part.close()
+            except Exception:
+                log.warning("mount %r: closing %r failed", self.name, part, exc_info=True)
+
+    def __enter__(self) -> HybridMount:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _stored_checksum(info: FileInfo) -> object | None:

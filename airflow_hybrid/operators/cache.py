@@ -104,7 +104,7 @@ class _MountCacheOperator(BaseOperator):
         except _CLEAR_ERRORS as err:
             raise AirflowException(f"{type(err).__name__}: {err}") from err
         finally:
-            cache_ops.close_mount(mount)
+            mount.close()
 
 
 class HybridPrefetchOperator(_MountCacheOperator):

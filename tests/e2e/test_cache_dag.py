@@ -13,7 +13,6 @@ import os
 
 import pytest
 
-from airflow_hybrid.cache import ops as cache_ops
 from airflow_hybrid.mount import HybridMount
 
 MOUNT = "cache_e2e_lake"
@@ -39,7 +38,7 @@ def lake(airflow_db, airflow_connections, tmp_path, monkeypatch):
         mount.members["hdfs" if i < 4 else "s3"].write(path, io.BytesIO(files[path]))
     mount.members["hdfs"].write("cache-e2e/sales/_SUCCESS", io.BytesIO(b""))
     yield mount, files
-    cache_ops.close_mount(mount)
+    mount.close()
 
 
 def xcoms(run) -> dict[str, object]:

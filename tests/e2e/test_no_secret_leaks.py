@@ -192,7 +192,6 @@ def planted(airflow_db, airflow_connections, catalog_url, tmp_path, monkeypatch)
 
 @pytest.fixture
 def lake(planted):
-    from airflow_hybrid.cache import ops as cache_ops
     from airflow_hybrid.mount import HybridMount
 
     mount = HybridMount.from_conn_id(MOUNT)
@@ -204,7 +203,7 @@ def lake(planted):
         member = mount.members["hdfs" if i < 2 else "s3"]
         member.write(f"leak-e2e/sales/part-{i:05d}.parquet", io.BytesIO(buffer.getvalue()))
     yield mount
-    cache_ops.close_mount(mount)
+    mount.close()
 
 
 class Seen:

@@ -21,7 +21,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_hybrid.cache import ops as cache_ops
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.mount.filesystem import HybridFileSystem
 from airflow_hybrid.operators.cache import HybridPrefetchOperator
@@ -59,7 +58,7 @@ def cached_union(airflow_connections, tmp_path, monkeypatch):
 
     yield make
     for mount in mounts:
-        cache_ops.close_mount(mount)
+        mount.close()
 
 
 @pytest.fixture
@@ -103,7 +102,7 @@ def read_through_fs(path: str) -> bytes:
             return f.read()
     finally:
         for mount in fs._mounts.values():
-            cache_ops.close_mount(mount)
+            mount.close()
 
 
 def read_through_mount(path: str) -> bytes:
@@ -112,7 +111,7 @@ def read_through_mount(path: str) -> bytes:
         with mount.open_read(path) as stream:
             return stream.read()
     finally:
-        cache_ops.close_mount(mount)
+        mount.close()
 
 
 @pytest.mark.parametrize("read", [read_through_fs, read_through_mount], ids=["hybrid-fs", "mount-open-read"])
@@ -224,7 +223,7 @@ def test_duckdb_over_hybrid_fs_is_served_from_the_tier_once_warm(source_requests
     finally:
         con.close()
         for m in fs._mounts.values():
-            cache_ops.close_mount(m)
+            m.close()
 
 
 def test_prefetch_from_both_members_then_reads_are_local(source_requests, cached_union, root):

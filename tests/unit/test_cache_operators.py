@@ -73,7 +73,7 @@ def lake(tmp_path, monkeypatch):
 def mount(lake):
     mount = HybridMount.from_conn_id("lake")
     yield mount
-    cache_ops.close_mount(mount)
+    mount.close()
 
 
 def paths(mount, patterns) -> list[str]:
