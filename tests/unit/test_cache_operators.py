@@ -16,8 +16,8 @@ from airflow.sdk import Asset
 
 from airflow_hybrid.cache import CacheQuotaError
 from airflow_hybrid.cache import ops as cache_ops
-from airflow_hybrid.cache.ops import NoMatchError, PathPattern
 from airflow_hybrid.mount import HybridMount
+from airflow_hybrid.mount.globs import NoMatchError, PathPattern
 from airflow_hybrid.operators.cache import (
     HybridCacheReportOperator,
     HybridFreeOperator,
