@@ -127,7 +127,7 @@ class FileOutcome:
 
 @dataclass
 class MigrationSummary:
-    """Totals of a migration run; :meth:`as_dict` is what the operator pushes to XCom."""
+    """Totals of a migration run; :meth:`to_dict` is what the operator pushes to XCom."""
 
     files: int = 0
     moved: int = 0
@@ -176,7 +176,8 @@ class MigrationSummary:
         self.elapsed += other.elapsed
         self.failures.extend(other.failures[: max(0, max_failures_kept - len(self.failures))])
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (XCom) summary."""
         return {
             "files": self.files,
             "moved": self.moved,
@@ -186,8 +187,8 @@ class MigrationSummary:
             "claimed": self.claimed,
             "bytes": self.bytes,
             "migrated_bytes": self.migrated_bytes,
-            "elapsed": round(self.elapsed, 3),
-            "throughput": round(self.throughput, 1),
+            "elapsed_seconds": round(self.elapsed, 3),
+            "throughput_bytes_per_second": round(self.throughput, 1),
             "failures": list(self.failures),
         }
 

@@ -290,7 +290,7 @@ def _describe(info: FileInfo) -> str:
 # -- many files --------------------------------------------------------------------------------------
 @dataclass
 class TransferSummary:
-    """Totals of :func:`copy_many` (JSON-friendly through :meth:`as_dict`, e.g. for XCom)."""
+    """Totals of :func:`copy_many` (JSON-friendly through :meth:`to_dict`, e.g. for XCom)."""
 
     files: int = 0
     bytes: int = 0
@@ -304,10 +304,11 @@ class TransferSummary:
         """Bytes per second."""
         return self.bytes / self.elapsed if self.elapsed > 0 else 0.0
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
         return {
             "files": self.files, "bytes": self.bytes, "failed": self.failed,
-            "elapsed": round(self.elapsed, 3), "throughput": round(self.throughput, 1),
+            "elapsed_seconds": round(self.elapsed, 3), "throughput_bytes_per_second": round(self.throughput, 1),
             "failures": [vars(f) for f in self.failures],
         }
 

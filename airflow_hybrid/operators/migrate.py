@@ -74,7 +74,7 @@ class UfsMigrateOperator(BaseOperator):
     a key are aborted before it is written. A source that changed is kept and reported, never removed.
 
     Returns (XCom) a summary: ``moved``, ``skipped``, ``kept``, ``failed``, ``bytes`` (written),
-    ``migrated_bytes``, ``throughput`` (bytes/s), ``elapsed`` and the first failures with reasons.
+    ``migrated_bytes``, ``throughput_bytes_per_second``, ``elapsed_seconds`` and the first failures with reasons.
     Outcomes per file and per run go to the migration state (``airflow hybrid policy status``).
 
     Map it over a plan's batches::
@@ -328,7 +328,7 @@ class UfsMigrateOperator(BaseOperator):
         return self._finish(plan, summary, state, run_id)
 
     def _finish(self, plan: Plan, summary: MigrationSummary, state: MigrationState, run_id: int) -> dict[str, Any]:
-        result = {"plan_id": plan.plan_id, "batch": self.batch, "engine": self.engine, **summary.as_dict()}
+        result = {"plan_id": plan.plan_id, "batch": self.batch, "engine": self.engine, **summary.to_dict()}
         failed = summary.failed and self.fail_on_error
         message = "; ".join(f"{f['path']}: {f['reason']}" for f in summary.failures[:5]) or None
         state.finish_run(run_id, summary, state=FAILURE if failed else SUCCESS, message=message)

@@ -58,13 +58,13 @@ def migration_report(plan: dict[str, Any], summaries: Any, *, policy_name: str, 
     done = [s for s in (summaries[i] for i in range(len(summaries))) if s]
     keys = ("files", "moved", "skipped", "kept", "failed", "bytes", "migrated_bytes")
     totals: dict[str, Any] = {key: sum(s[key] for s in done) for key in keys}
-    elapsed = max((s["elapsed"] for s in done), default=0.0)
+    elapsed = max((s["elapsed_seconds"] for s in done), default=0.0)
     totals.update(plan_id=plan["plan_id"], batches=plan["batches"], batches_done=len(done),
-                  throughput=round(totals["bytes"] / elapsed, 1) if elapsed else 0.0)
+                  throughput_bytes_per_second=round(totals["bytes"] / elapsed, 1) if elapsed else 0.0)
     log.info("Policy %s, plan %s: %d of %d batches done; %d files moved, %d skipped, %d kept, %d failed; "
              "%s written (%s/s over the slowest batch)", policy_name, plan["plan_id"], len(done), plan["batches"],
              totals["moved"], totals["skipped"], totals["kept"], totals["failed"], format_bytes(totals["bytes"]),
-             format_bytes(totals["throughput"]))
+             format_bytes(totals["throughput_bytes_per_second"]))
     mount = HybridMountHook(mount_conn_id).get_mount()
     try:
         for failure in MigrationState.for_mount(mount).failures(policy_name, mount_conn_id):

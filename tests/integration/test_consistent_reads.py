@@ -222,7 +222,7 @@ def _migrate(mount: HybridMount, src: str, dst: str, root: str, files: int) -> d
     ]
     assert len(entries) == files
     summary = Migrator(mount, policy, retry_delay=0.05).run(entries, concurrency=4, prefix=root)
-    assert (summary.moved, summary.failed, summary.kept) == (files, 0, 0), summary.as_dict()
+    assert (summary.moved, summary.failed, summary.kept) == (files, 0, 0), summary.to_dict()
     return {"moved": summary.moved}
 
 

@@ -109,7 +109,7 @@ def _run_migrators(dataset: Dataset, plan, *, count: int, claims_state: Migratio
             barrier.wait()
             loaded = load_plan(None, plan.plan_id)
             summaries.append(migrator.run(loaded.iter_entries(), concurrency=4, on_outcome=checker,
-                                          prefix=loaded.path).as_dict())
+                                          prefix=loaded.path).to_dict())
         except BaseException as err:  # reported below
             errors.append(err)
         finally:

@@ -100,7 +100,7 @@ def test_old_files_move_new_files_stay_and_readers_always_see_the_same_bytes(lak
     assert (summary["files"], summary["moved"], summary["skipped"], summary["kept"], summary["failed"]) == (
         len(dataset.old), len(dataset.old), 0, 0, 0)
     assert summary["bytes"] == summary["migrated_bytes"] == sum(len(d) for d in dataset.old.values())
-    assert summary["throughput"] > 0 and "failures" in summary
+    assert summary["throughput_bytes_per_second"] > 0 and "failures" in summary
     dataset.assert_migrated()
     assert all(hybrid_read(path) == data for path, data in expected.items())  # after
 

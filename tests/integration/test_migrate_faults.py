@@ -101,7 +101,7 @@ def test_faults_on_each_call_type_lose_nothing_and_leave_no_upload(mount_on, hdf
                 injected = {**s3_faults.injected, **hdfs_faults.injected}
                 assert s3_faults.pending() == hdfs_faults.pending() == 0, f"faults not all injected: {injected}"
 
-                where = f"{operation} seed {seed}: {summary.as_dict()}"
+                where = f"{operation} seed {seed}: {summary.to_dict()}"
                 assert summary.failed == 0 and summary.kept == 1, where
                 assert summary.moved + summary.skipped == len(dataset.old) - 1, where
                 assert "changed" in summary.failures[0]["reason"] and summary.failures[0]["path"] == changed, where

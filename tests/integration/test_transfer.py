@@ -292,7 +292,7 @@ def test_copy_many_streams_its_input_and_reports_failures(src, s3, caplog):
     assert counts["max_ahead"] <= 2 * concurrency + 1
     assert (tracker.files, tracker.failed) == (40, 1)
     assert sorted(e.path for e in s3.walk_files("many")) == sorted(sizes)
-    assert summary.as_dict()["failures"][0]["error"] == "FileNotFoundError"
+    assert summary.to_dict()["failures"][0]["error"] == "FileNotFoundError"
     assert summary.throughput > 0
     assert any("40/41 files" in r.getMessage() for r in caplog.records)
 
