@@ -110,7 +110,7 @@ def world(real_mount, priority, direction, tmp_path):
 
 
 #: Operations run under every interleaving in both read priorities (the others, and the cache's paths, in
-#: read priority s3,hdfs; tests/unit/test_mount_consistency.py runs every operation in both over local members).
+#: read priority s3,hdfs; tests/unit/mount/test_union_consistency.py runs every operation in both over local members).
 BOTH_PRIORITIES = {
     "mount.ls": (LISTINGS, listed_once),
     "fs.glob": (LISTINGS, listed_once),
