@@ -57,21 +57,21 @@ with DAG(
         from airflow_hybrid import tpcds
         from airflow_hybrid.mount import HybridMount
 
-        mount = HybridMount.from_conn_id(params["mount"])
         mtime_range = None
         if params["mtime_spread_days"]:
             newest = datetime.datetime.now(datetime.timezone.utc)
             mtime_range = (newest - datetime.timedelta(days=params["mtime_spread_days"]), newest)
-        lake = tpcds.write_tpcds(
-            mount,
-            member=params["member"] or None,
-            base_path=params["base_path"],
-            scale_factor=params["scale_factor"],
-            files_per_table=params["files_per_table"],
-            mtime_range=mtime_range,
-            overwrite=params["overwrite"],
-            ddl=False,
-        )
+        with HybridMount.from_conn_id(params["mount"]) as mount:
+            lake = tpcds.write_tpcds(
+                mount,
+                member=params["member"] or None,
+                base_path=params["base_path"],
+                scale_factor=params["scale_factor"],
+                files_per_table=params["files_per_table"],
+                mtime_range=mtime_range,
+                overwrite=params["overwrite"],
+                ddl=False,
+            )
         return lake.to_dict()
 
     @task
@@ -80,13 +80,13 @@ with DAG(
         from airflow_hybrid import tpcds
         from airflow_hybrid.mount import HybridMount
 
-        mount = HybridMount.from_conn_id(lake["mount"])
-        return tpcds.write_hive_ddl(
-            mount,
-            member=lake["member"],
-            base_path=lake["base_path"],
-            tables=list(lake["tables"]),
-            location_root=params["ddl_location_root"] or None,
-        )
+        with HybridMount.from_conn_id(lake["mount"]) as mount:
+            return tpcds.write_hive_ddl(
+                mount,
+                member=lake["member"],
+                base_path=lake["base_path"],
+                tables=list(lake["tables"]),
+                location_root=params["ddl_location_root"] or None,
+            )
 
     write_ddl(generate())
