@@ -36,6 +36,7 @@ from airflow_hybrid.policy.planner import (
     plan_migration,
     resolve_plan_store,
 )
+from airflow_hybrid.policy.registry import MIGRATION_ENGINES
 from airflow_hybrid.stores.base import Store, normalize_path
 from airflow_hybrid.transfer import ProgressTracker
 
@@ -44,10 +45,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_hybrid.mount import HybridMount
-
-#: How copies are made: by this task (``local``), by an S3DistCp step on EMR (``emr``) or by Apache Hadoop
-#: DistCp run by a Hadoop client (``distcp``).
-ENGINES = ("local", "emr", "distcp")
 
 
 @task
@@ -174,8 +171,8 @@ class UfsMigrateOperator(BaseOperator):
     ) -> None:
         if plan_id is None and (path is None or policy is None):
             raise ValueError("UfsMigrateOperator needs plan_id, or path and policy to plan inline")
-        if engine not in ENGINES:
-            raise ValueError(f"engine={engine!r} must be one of {', '.join(ENGINES)}")
+        if engine not in MIGRATION_ENGINES:
+            raise ValueError(f"engine={engine!r} must be one of {', '.join(MIGRATION_ENGINES)}")
         if engine == "emr" and not emr_job_flow_id:
             raise ValueError("engine='emr' needs emr_job_flow_id (the EMR cluster that runs S3DistCp)")
         if concurrency < 1 or attempts < 1:

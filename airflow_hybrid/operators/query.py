@@ -11,7 +11,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_hybrid.mount.resolver import resolve_locations
-from airflow_hybrid.query import ENGINES, OUTPUT_FORMATS, QueryResult
+from airflow_hybrid.query import OUTPUT_FORMATS, QUERY_ENGINES, QueryResult
 from airflow_hybrid.query.emr import (
     EMR_CLIS,
     FAILED_STATES,
@@ -147,8 +147,8 @@ class HybridQueryOperator(BaseOperator):
         return EmrHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine not in QUERY_ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(QUERY_ENGINES)}, got {self.engine!r}")
         if self.output_format not in OUTPUT_FORMATS:
             raise ValueError(
                 f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, got {self.output_format!r}"

@@ -38,7 +38,9 @@ from airflow_hybrid.values import parse_bool, parse_duration, parse_size, shown
 POLICIES_VARIABLE = "hybrid_policies_file"
 DEFAULT_FILE_NAME = "hybrid_policies.yaml"
 DAG_ID_PREFIX = "hybrid_migrate_"
-ENGINES = ("local", "emr", "distcp")
+#: How copies are made: by the migrate task (``local``), by an S3DistCp step on EMR (``emr``) or by Apache
+#: Hadoop DistCp run by a Hadoop client (``distcp``).
+MIGRATION_ENGINES = ("local", "emr", "distcp")
 EMR_KEYS = (
     "job_flow_id",
     "aws_conn_id",
@@ -256,8 +258,8 @@ def _entry(raw: Any) -> PolicyEntry:
         raise PolicyEntryError("engine and executor: give one of them (executor is another name for engine)")
     key = "executor" if "executor" in raw else "engine"
     engine = raw.get(key, "local")
-    if not isinstance(engine, str) or engine not in ENGINES:
-        raise PolicyEntryError(f"{key}: expected one of {', '.join(ENGINES)}, got {shown(engine)}")
+    if not isinstance(engine, str) or engine not in MIGRATION_ENGINES:
+        raise PolicyEntryError(f"{key}: expected one of {', '.join(MIGRATION_ENGINES)}, got {shown(engine)}")
     emr = _section(raw, "emr", EMR_KEYS)
     distcp = _section(raw, "distcp", DISTCP_KEYS)
     if engine == "emr" and not emr.get("job_flow_id"):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from airflow_hybrid.query.result import QueryResult
 
-ENGINES = ("duckdb", "emr")
+#: Where a query runs: the embedded DuckDB engine, or an EMR step.
+QUERY_ENGINES = ("duckdb", "emr")
 OUTPUT_FORMATS = ("parquet", "csv")
 
-__all__ = ["ENGINES", "OUTPUT_FORMATS", "QueryResult"]
+__all__ = ["QUERY_ENGINES", "OUTPUT_FORMATS", "QueryResult"]
