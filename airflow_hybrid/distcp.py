@@ -62,13 +62,13 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlparse
 from xml.sax.saxutils import escape
 
+from airflow_hybrid.pool import bounded_map
 from airflow_hybrid.stores.base import Store, StoreError
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ def write_file_lists(
     """Write the lists of files lacking copies to ``store`` as ``<key_prefix>-<source>-<store>.txt`` (one per
     member pair), or ``...-<n>.txt`` per directory with ``per_directory``; return one :class:`CopyJob` each.
 
-    Entries are checked on ``concurrency`` threads; each list is spooled (to disk past 4 MiB), so a batch of
+    Entries are checked on ``concurrency`` threads, a bounded window at a time; each list is spooled (to disk past 4 MiB), so a batch of
     any length runs in bounded memory. ``uri`` maps each source URI to the form the copier reads.
     ``orphans_under``: a path below which multipart uploads left open in the STORE members (by a killed
     copier) are aborted for the keys about to be copied.
@@ -170,25 +170,25 @@ def write_file_lists(
     groups: dict[tuple[str, str, str], tuple[IO[bytes], list[int], str]] = {}
     orphans = _open_uploads(mount, migrator.policy.store_members, orphans_under)
     try:
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="file-list") as pool:
-            for entry, members in pool.map(lambda e: (e, migrator.pending_copies(e)), entries):
-                directory = posixpath.dirname(entry.path) if per_directory else ""
-                for member in members:
-                    if entry.path in orphans.get(member, ()):
-                        aborted = mount.members[member].abort_open_uploads(entry.path)
-                        log.info("Aborted %d orphaned multipart upload(s) of %s", aborted,
-                                 mount.members[member].uri(entry.path))
-                    key = (entry.source, member, directory)
-                    if key not in groups:
-                        spool = tempfile.SpooledTemporaryFile(max_size=4 * 1024**2)  # noqa: SIM115
-                        groups[key] = (spool, [0, 0], entry.path)
-                    spool, counts, _ = groups[key]
-                    line = uri(mount.members[entry.source].uri(entry.path))
-                    if "\n" in line:
-                        raise ValueError(f"a file list line cannot contain a newline: {line!r}")
-                    spool.write(line.encode("utf-8") + b"\n")
-                    counts[0] += 1
-                    counts[1] += entry.size
+        for entry, members in bounded_map(migrator.pending_copies, entries, concurrency, ordered=True,
+                                          name="file-list"):
+            directory = posixpath.dirname(entry.path) if per_directory else ""
+            for member in members:
+                if entry.path in orphans.get(member, ()):
+                    aborted = mount.members[member].abort_open_uploads(entry.path)
+                    log.info("Aborted %d orphaned multipart upload(s) of %s", aborted,
+                             mount.members[member].uri(entry.path))
+                key = (entry.source, member, directory)
+                if key not in groups:
+                    spool = tempfile.SpooledTemporaryFile(max_size=4 * 1024**2)  # noqa: SIM115
+                    groups[key] = (spool, [0, 0], entry.path)
+                spool, counts, _ = groups[key]
+                line = uri(mount.members[entry.source].uri(entry.path))
+                if "\n" in line:
+                    raise ValueError(f"a file list line cannot contain a newline: {line!r}")
+                spool.write(line.encode("utf-8") + b"\n")
+                counts[0] += 1
+                counts[1] += entry.size
         jobs = []
         for index, ((source, member, directory), (spool, (files, size), first)) in enumerate(groups.items()):
             spool.seek(0)

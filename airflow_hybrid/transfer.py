@@ -25,12 +25,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from airflow_hybrid.checksums import CRC32C, CRC32C_COMPOSITE, Crc32c, decode_crc32c, split_composite
 from airflow_hybrid.errors import HybridError
+from airflow_hybrid.pool import bounded_map
 from airflow_hybrid.stores.base import CHUNK_SIZE, Checksum, FileInfo, Store, StoreError
 from airflow_hybrid.values import format_bytes
 
@@ -343,15 +343,13 @@ def copy_many(
     Copies run on ``concurrency`` threads; at most ``2 * concurrency`` requests are taken from ``pairs``
     ahead of completion, so the input may be a streamed listing of any length. A failed file does not
     stop the others; ``attempts`` > 1 retries transient failures (not a changed or missing source).
-    ``on_progress`` is called (from worker threads) with each :class:`TransferResult` or
+    ``on_progress`` is called as each copy completes with its :class:`TransferResult` or
     :class:`TransferFailure`; a :class:`ProgressTracker` can be passed as is.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency={concurrency} must be at least 1")
     _verify_mode(verify)
     summary = TransferSummary()
-    lock = threading.Lock()
-    window = threading.BoundedSemaphore(2 * concurrency)
     started = time.monotonic()
 
     def run(request: CopyRequest) -> TransferResult | TransferFailure:
@@ -368,35 +366,19 @@ def copy_many(
                 time.sleep(min(0.5 * 2 ** (attempt - 1), 10.0))
         raise AssertionError("unreachable")
 
-    def finish(outcome: TransferResult | TransferFailure) -> None:
-        with lock:
-            if isinstance(outcome, TransferFailure):
-                summary.failed += 1
-                if len(summary.failures) < max_failures_kept:
-                    summary.failures.append(outcome)
-            else:
-                summary.files += 1
-                summary.bytes += outcome.size
+    for _, outcome in bounded_map(run, map(_as_request, pairs), concurrency, name="transfer"):
+        if isinstance(outcome, TransferFailure):
+            summary.failed += 1
+            if len(summary.failures) < max_failures_kept:
+                summary.failures.append(outcome)
+        else:
+            summary.files += 1
+            summary.bytes += outcome.size
         if on_progress is not None:
             try:
                 on_progress(outcome)
             except Exception:
                 log.exception("Progress callback failed")
-
-    def task(request: CopyRequest) -> None:
-        try:
-            finish(run(request))
-        finally:
-            window.release()
-
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="transfer") as pool:
-        try:
-            for item in pairs:
-                window.acquire()
-                pool.submit(task, _as_request(item))
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
     summary.elapsed = time.monotonic() - started
     log.info("Copied %d files (%s) in %.1fs, %s/s; %d failed", summary.files, format_bytes(summary.bytes),
              summary.elapsed, format_bytes(summary.throughput), summary.failed)
