@@ -169,9 +169,9 @@ def write_file_lists(
     """
     groups: dict[tuple[str, str, str], tuple[IO[bytes], list[int], str]] = {}
     orphans = _open_uploads(mount, migrator.policy.store_members, orphans_under)
+    checked = bounded_map(migrator.pending_copies, entries, concurrency, ordered=True, name="file-list")
     try:
-        for entry, members in bounded_map(migrator.pending_copies, entries, concurrency, ordered=True,
-                                          name="file-list"):
+        for entry, members in checked:
             directory = posixpath.dirname(entry.path) if per_directory else ""
             for member in members:
                 if entry.path in orphans.get(member, ()):
@@ -198,6 +198,7 @@ def write_file_lists(
                                 mount.members[member].uri(directory), store.uri(key), files, size, first))
         return jobs
     finally:
+        checked.close()  # stops the checks still running when a list could not be written
         for spool, _, _ in groups.values():
             spool.close()
 

@@ -63,13 +63,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_hybrid.errors import HybridError
 from airflow_hybrid.policy.model import Policy
 from airflow_hybrid.policy.planner import MountLike, PlanEntry
+from airflow_hybrid.pool import bounded_map
 from airflow_hybrid.stores.base import FileInfo, Store
 from airflow_hybrid.transfer import (
     ProgressTracker,
@@ -529,8 +530,7 @@ class Migrator:
         window = 2 * concurrency
         released: list[str] = []
 
-        def finish(future: Future) -> None:
-            outcome: FileOutcome = future.result()
+        def finish(outcome: FileOutcome) -> None:
             record(outcome)
             if outcome.status != CLAIMED:
                 released.append(outcome.path)
@@ -548,26 +548,13 @@ class Migrator:
             if on_outcome is not None:
                 on_outcome(outcome)
 
-        with _LeaseKeeper(self.claims), ThreadPoolExecutor(
-            max_workers=concurrency, thread_name_prefix="migrate"
-        ) as pool:
-            pending: set[Future] = set()
+        # Claimed a window at a time, from the calling thread, as the pool takes entries.
+        mine = (entry for batch in _windows(entries, window) for entry in self._claim(batch, record))
+        with _LeaseKeeper(self.claims):
             try:
-                for batch in _windows(entries, window):
-                    mine = self._claim(batch, record)
-                    for entry in mine:
-                        while len(pending) >= window:
-                            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                            for future in done:
-                                finish(future)
-                        pending.add(pool.submit(self.migrate_file, entry))
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        finish(future)
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+                with closing(bounded_map(self.migrate_file, mine, concurrency, window=window, name="migrate")) as done:
+                    for _, outcome in done:
+                        finish(outcome)
             finally:
                 self._release(released)
         summary.elapsed = time.monotonic() - started
