@@ -25,6 +25,7 @@ from airflow_hybrid.migration_state import (
     OutcomeRecorder,
     new_owner,
 )
+from airflow_hybrid.paths import hybrid_url
 from airflow_hybrid.policy.model import Policy, validate_members
 from airflow_hybrid.policy.parser import as_policy
 from airflow_hybrid.policy.planner import (
@@ -37,7 +38,7 @@ from airflow_hybrid.policy.planner import (
     resolve_plan_store,
 )
 from airflow_hybrid.policy.registry import MIGRATION_ENGINES
-from airflow_hybrid.stores.base import Store, normalize_path
+from airflow_hybrid.stores.base import Store
 from airflow_hybrid.transfer import ProgressTracker
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def plan_batches(plan: dict[str, Any]) -> list[int]:
 
 def hybrid_asset(mount_conn_id: str, path: str) -> Asset:
     """The Asset of a logical path, ``hybrid://<mount>/<path>``."""
-    return Asset(f"hybrid://{mount_conn_id}/{normalize_path(path)}")
+    return Asset(hybrid_url(mount_conn_id, path))
 
 
 class UfsMigrateOperator(BaseOperator):

@@ -11,6 +11,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_hybrid.mount.resolver import resolve_locations
+from airflow_hybrid.paths import is_hybrid_url, split_hybrid_url
 from airflow_hybrid.query import OUTPUT_FORMATS, QUERY_ENGINES, QueryResult
 from airflow_hybrid.query.emr import (
     EMR_CLIS,
@@ -206,12 +207,10 @@ class HybridQueryOperator(BaseOperator):
     # -- EMR ------------------------------------------------------------------------------------------
     def _split_uri(self, path: str) -> tuple[str | None, str]:
         """``(mount, logical path)`` for a logical or ``hybrid://`` path; ``(None, uri)`` for other URIs."""
-        match = _URI.match(path)
-        if match and match.group(1).lower() != "hybrid":
+        if is_hybrid_url(path):
+            return split_hybrid_url(path)
+        if _URI.match(path):
             return None, path
-        if match:
-            mount, _, rel = path[len("hybrid://") :].partition("/")
-            return mount, normalize_path(rel)
         if not self.mount_conn_id:
             raise ValueError(f"table path {path!r} is a logical path but no mount_conn_id was given")
         return self.mount_conn_id, normalize_path(path)

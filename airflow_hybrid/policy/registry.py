@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from airflow_hybrid.paths import hybrid_url
 from airflow_hybrid.policy.model import Policy, PolicyError
 from airflow_hybrid.policy.parser import parse_policy
 from airflow_hybrid.settings import airflow_home
@@ -111,7 +112,7 @@ class PolicyEntry:
     @property
     def asset_uri(self) -> str:
         """The ``hybrid://`` URI of the migrated path (the migration tasks' outlet)."""
-        return f"hybrid://{self.mount}/{self.path}"
+        return hybrid_url(self.mount, self.path)
 
     def to_dict(self) -> dict[str, Any]:
         return {

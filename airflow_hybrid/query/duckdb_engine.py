@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from airflow_hybrid.mount.filesystem import HybridFileSystem
+from airflow_hybrid.paths import hybrid_url
 from airflow_hybrid.query.result import QueryResult, json_value
 from airflow_hybrid.query.sql import sql_string, strip_statement
-from airflow_hybrid.stores.base import normalize_path
 from airflow_hybrid.stores.factory import store_from_uri
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def table_url(mount_conn_id: str | None, path: str) -> str:
         return path
     if not mount_conn_id:
         raise ValueError(f"table path {path!r} is a logical path but no mount_conn_id was given")
-    return f"hybrid://{mount_conn_id}/{normalize_path(path)}"
+    return hybrid_url(mount_conn_id, path)
 
 
 def parquet_source(url: str) -> str:
