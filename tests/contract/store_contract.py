@@ -4,8 +4,9 @@ tests and rclone's ``fstests``).
 A backend's test class subclasses :class:`StoreContract`, provides a ``store`` fixture (a store rooted at a fresh,
 empty directory or prefix of its own) and declares, in class attributes, what its backend lacks: a test of a
 missing feature then checks that the store really behaves as declared (e.g. an S3 read stream is not seekable),
-it is never skipped silently. Files are small (one of a few MiB where parts and blocks matter) so the suite stays
-cheap enough to run against every backend.
+it is never skipped silently. The optional features a store declares (:attr:`Store.features`) are checked
+to be true, and those it does not declare to be absent or refused. Files are small (one of a few MiB where
+parts and blocks matter) so the suite stays cheap enough to run against every backend.
 """
 
 from __future__ import annotations
