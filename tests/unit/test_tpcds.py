@@ -14,7 +14,7 @@ import pytest
 from airflow_hybrid import tpcds
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.query.schema import read_parquet_schema
-from airflow_hybrid.stores.base import FileInfo, Store
+from airflow_hybrid.stores.base import StoreFeatures
 from airflow_hybrid.stores.local import LocalStore
 
 OLDEST = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
@@ -155,35 +155,17 @@ def test_without_member_writes_through_the_mount_create_member(mount, dirs):
     assert lake.tables["item"].location == f"file://{s3}/tpcds/item"
 
 
-class _NoTimesStore(Store):
-    """A store that cannot set modification times (like S3)."""
+class _NoTimesStore(LocalStore):
+    """A store that cannot set modification times (like S3): it declares no features."""
 
-    def __init__(self, inner: LocalStore) -> None:
-        super().__init__("s3://bucket/root")
-        self.inner = inner
-
-    def info(self, path: str) -> FileInfo:
-        return self.inner.info(path)
-
-    def list(self, path: str):
-        return self.inner.list(path)
-
-    def open_read(self, path, offset=0, length=None):
-        return self.inner.open_read(path, offset, length)
-
-    def write(self, path, stream, size_hint=None):
-        return self.inner.write(path, stream, size_hint)
-
-    def delete(self, path, recursive=False):
-        return self.inner.delete(path, recursive)
-
-    def mkdir(self, path):
-        self.inner.mkdir(path)
+    @property
+    def features(self) -> StoreFeatures:
+        return StoreFeatures()
 
 
 def test_mtime_range_on_a_store_without_times_fails_before_writing(mount, dirs):
     _, s3 = dirs
-    mount.members["s3"] = _NoTimesStore(LocalStore(str(s3)))
+    mount.members["s3"] = _NoTimesStore(str(s3))
     with pytest.raises(ValueError, match=r"member 's3' \(_NoTimesStore\) cannot set modification times"):
         tpcds.write_tpcds(mount, member="s3", scale_factor=0.01, mtime_range=(OLDEST, NEWEST))
     assert list(s3.iterdir()) == []
