@@ -329,7 +329,24 @@ def openlineage_events(tmp_path, monkeypatch):
                 value.cache_clear()
 
     clear()
+    # Airflow registers the OpenLineage listener when its plugin is first loaded, with the configuration of
+    # that moment (disabled, earlier in a test session) and caches the listener's client: register it here
+    # and drop the cached client, so the events go to this test's file whatever ran before.
+    from airflow.listeners.listener import get_listener_manager as core_listeners
+    from airflow.providers.openlineage.plugins.listener import get_openlineage_listener
+    from airflow.sdk.listener import get_listener_manager as sdk_listeners
+
+    listener = get_openlineage_listener()
+    listener.adapter._client = None
+    added = []
+    for manager in (core_listeners(), sdk_listeners()):
+        if not manager.pm.is_registered(listener):
+            manager.add_listener(listener)
+            added.append(manager)
     yield events
+    for manager in added:
+        manager.pm.unregister(listener)
+    listener.adapter._client = None
     clear()
 
 

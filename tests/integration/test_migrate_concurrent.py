@@ -232,7 +232,8 @@ def test_concurrent_operator_processes_killed_at_random_points(lake, small_parts
                       for i in range(len(workers))]
             with ThreadPoolExecutor(len(workers)) as pool:
                 codes = list(pool.map(lambda w, o, p: w.run(plan.plan_id, o, *p), workers, outputs, points))
-            assert all(code in (0, -signal.SIGKILL) for code in codes), [o[-40:] for o in outputs]
+            crashed = ["\n".join(o[-80:]) for o, code in zip(outputs, codes, strict=True) if code not in (0, -signal.SIGKILL)]
+            assert not crashed, "\n----\n".join(crashed)
             kills += codes.count(-signal.SIGKILL)
             finished += codes.count(0)
             for output in outputs:
