@@ -581,7 +581,10 @@ class Migrator:
             return batch
         result = self.claims.claim([entry.path for entry in batch])
         for path in result.taken_over:  # its last owner died mid-file: its uploads of the key are orphans
-            self._abort_all_uploads(path)
+            try:
+                self._abort_all_uploads(path)
+            except Exception:  # the key's uploads listed at the start are still aborted before it is written
+                log.exception("Could not abort the uploads a dead run left for %s", path)
         mine = []
         for entry in batch:
             if entry.path in result.claimed:
@@ -604,12 +607,17 @@ class Migrator:
         """Abort the open uploads of keys whose claim was abandoned anywhere in the mount (runs killed
         mid-file, whatever their policy or path), then drop those claims."""
         assert self.claims is not None
-        abandoned = self.claims.abandoned()
-        for claim in abandoned:
-            self._abort_all_uploads(claim.path)
-        if abandoned:
-            self.claims.forget(abandoned)
-            log.info("Cleaned up after %d claims of runs that died mid-file", len(abandoned))
+        cleaned = []
+        for claim in self.claims.abandoned():
+            try:
+                self._abort_all_uploads(claim.path)
+            except Exception:  # the claim stays, so a later run tries again
+                log.exception("Could not abort the uploads a dead run left for %s", claim.path)
+                continue
+            cleaned.append(claim)
+        if cleaned:
+            self.claims.forget(cleaned)
+            log.info("Cleaned up after %d claims of runs that died mid-file", len(cleaned))
 
     def _abort_all_uploads(self, path: str) -> None:
         for dst in self.mount.members.values():  # the dead run's policy may have stored elsewhere

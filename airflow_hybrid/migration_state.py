@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -155,7 +156,7 @@ def _engine(url: str) -> Engine:
             engine = _create_engine(url)
             try:
                 metadata.create_all(engine, checkfirst=True)
-            except sa.exc.OperationalError:  # another process created them at the same moment
+            except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):  # created meanwhile
                 metadata.create_all(engine, checkfirst=True)
             _engines[url] = engine
         return engine
@@ -426,8 +427,24 @@ class MigrationClaims:
     def _where(self, paths: Sequence[str]) -> sa.ColumnElement[bool]:
         return sa.and_(claims_table.c.mount == self.mount, claims_table.c.path.in_(list(paths)))
 
-    def claim(self, paths: Sequence[str]) -> ClaimResult:
-        """Claim ``paths`` (one transaction): free ones and expired ones become ours, live ones stay held."""
+    def claim(self, paths: Sequence[str], attempts: int = 4) -> ClaimResult:
+        """Claim ``paths`` (one transaction): free ones and expired ones become ours, live ones stay held.
+
+        A transaction the database aborted (a deadlock, a serialization failure, a dropped connection) is
+        tried again, up to ``attempts`` times.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._claim(paths)
+            except sa.exc.DBAPIError as err:
+                if attempt == attempts or not (err.connection_invalidated or isinstance(err, sa.exc.OperationalError)):
+                    raise
+                log.warning("Claiming %d files failed (%s); attempt %d of %d", len(paths), err.orig, attempt + 1,
+                            attempts)
+                time.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _claim(self, paths: Sequence[str]) -> ClaimResult:
         paths = list(dict.fromkeys(paths))
         if not paths:
             return ClaimResult(frozenset(), {}, frozenset())
