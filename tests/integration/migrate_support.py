@@ -210,3 +210,14 @@ class ForkingWorker:
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait(timeout=60)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state(request, tmp_path):
+    """A migration state database on SQLite (a file) and on the suite's PostgreSQL."""
+    from airflow_hybrid.migration_state import MigrationState
+    from tests.services import postgres_url
+
+    if request.param == "sqlite":
+        return MigrationState(f"sqlite:///{tmp_path}/state.db")
+    return MigrationState(postgres_url())

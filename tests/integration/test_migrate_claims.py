@@ -19,16 +19,11 @@ from airflow_hybrid.migration_state import (
     new_owner,
     owner_is_dead,
 )
-from tests.services import postgres_url
+from tests.integration.migrate_support import state as state  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state(request, tmp_path):
-    if request.param == "sqlite":
-        return MigrationState(f"sqlite:///{tmp_path}/state.db")
-    return MigrationState(postgres_url())
 
 
 @pytest.fixture

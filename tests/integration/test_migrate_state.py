@@ -13,16 +13,11 @@ from airflow_hybrid.migration_state import (
     default_state_url,
     state_url_for_mount,
 )
-from tests.services import postgres_url
+from tests.integration.migrate_support import state as state  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state(request, tmp_path):
-    if request.param == "sqlite":
-        return MigrationState(f"sqlite:///{tmp_path}/state.db")
-    return MigrationState(postgres_url())
 
 
 def _outcome(path: str, status: str, size: int = 10, reason: str | None = None) -> FileOutcome:
