@@ -35,76 +35,25 @@ class _Armed:
     skip: int
 
 
-class S3Faults:
-    """Resets injected into ``client``'s requests (``faults.arm("CreateMultipartUpload", "lost")``)."""
+class _Faults:
+    """Armed faults, taken one by one by the requests they match; ``injected`` counts what was injected."""
 
-    def __init__(self, client) -> None:
-        self.client = client
+    kinds: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
         self.injected: Counter[str] = Counter()
         self._armed: list[_Armed] = []
         self._lock = threading.Lock()
-        client.meta.events.register("before-send.s3", self._before_send)
 
-    def arm(self, operation: str, kind: str = "lost", count: int = 1, skip: int = 0) -> None:
-        """Fault the ``count`` requests of ``operation`` that follow the next ``skip`` ones."""
-        if kind not in S3_KINDS:
-            raise ValueError(f"kind must be one of {S3_KINDS}, got {kind!r}")
+    def _arm(self, operation: str, kind: str, count: int, skip: int) -> None:
+        if kind not in self.kinds:
+            raise ValueError(f"kind must be one of {self.kinds}, got {kind!r}")
         with self._lock:
             self._armed.append(_Armed(operation, kind, count, skip))
 
     def pending(self) -> int:
         with self._lock:
             return sum(armed.count for armed in self._armed)
-
-    def _take(self, operation: str) -> str | None:
-        with self._lock:
-            for armed in self._armed:
-                if armed.operation != operation:
-                    continue
-                if armed.skip:
-                    armed.skip -= 1
-                    return None
-                armed.count -= 1
-                if armed.count <= 0:
-                    self._armed.remove(armed)
-                self.injected[f"{operation}.{armed.kind}"] += 1
-                return armed.kind
-        return None
-
-    def _before_send(self, request, event_name: str, **_) -> None:
-        kind = self._take(event_name.rsplit(".", 1)[-1])
-        if kind is None:
-            return None
-        if kind == "lost":  # the server gets the request and applies it; its answer never arrives
-            response = self.client._endpoint.http_session.send(request)
-            assert response.content is not None  # read to the end: the connection goes back to the pool
-            request.reset_stream()
-        raise ConnectionClosedError(endpoint_url=request.url)
-
-
-class WebHdfsFaults:
-    """Resets of this process's WebHDFS requests; ``namenode_port`` tells a data-node request from the name node's."""
-
-    def __init__(self, namenode_port: int) -> None:
-        self.namenode_port = namenode_port
-        self.injected: Counter[str] = Counter()
-        self._armed: list[_Armed] = []
-        self._lock = threading.Lock()
-
-    def arm(self, op: str = "datanode.OPEN", kind: str = "body", count: int = 1, skip: int = 0) -> None:
-        if kind not in WEBHDFS_KINDS:
-            raise ValueError(f"kind must be one of {WEBHDFS_KINDS}, got {kind!r}")
-        with self._lock:
-            self._armed.append(_Armed(op, kind, count, skip))
-
-    def pending(self) -> int:
-        with self._lock:
-            return sum(armed.count for armed in self._armed)
-
-    def _name(self, url: str) -> str:
-        parts = urlsplit(url)
-        op = parse_qs(parts.query).get("op", ["?"])[0].upper()
-        return f"datanode.{op}" if parts.port != self.namenode_port else op
 
     def _take(self, name: str) -> str | None:
         with self._lock:
@@ -120,6 +69,50 @@ class WebHdfsFaults:
                 self.injected[f"{name}.{armed.kind}"] += 1
                 return armed.kind
         return None
+
+
+class S3Faults(_Faults):
+    """Resets injected into ``client``'s requests (``faults.arm("CreateMultipartUpload", "lost")``)."""
+
+    kinds = S3_KINDS
+
+    def __init__(self, client) -> None:
+        super().__init__()
+        self.client = client
+        client.meta.events.register("before-send.s3", self._before_send)
+
+    def arm(self, operation: str, kind: str = "lost", count: int = 1, skip: int = 0) -> None:
+        """Fault the ``count`` requests of ``operation`` that follow the next ``skip`` ones."""
+        self._arm(operation, kind, count, skip)
+
+    def _before_send(self, request, event_name: str, **_) -> None:
+        kind = self._take(event_name.rsplit(".", 1)[-1])
+        if kind is None:
+            return None
+        if kind == "lost":  # the server gets the request and applies it; its answer never arrives
+            response = self.client._endpoint.http_session.send(request)
+            assert response.content is not None  # read to the end: the connection goes back to the pool
+            request.reset_stream()
+        raise ConnectionClosedError(endpoint_url=request.url)
+
+
+class WebHdfsFaults(_Faults):
+    """Resets of this process's WebHDFS requests; ``namenode_port`` tells a data-node request from the name node's."""
+
+    kinds = WEBHDFS_KINDS
+
+    def __init__(self, namenode_port: int) -> None:
+        super().__init__()
+        self.namenode_port = namenode_port
+
+    def arm(self, op: str = "datanode.OPEN", kind: str = "body", count: int = 1, skip: int = 0) -> None:
+        self._arm(op, kind, count, skip)
+
+    def _name(self, url: str) -> str:
+        parts = urlsplit(url)
+        op = parse_qs(parts.query).get("op", ["?"])[0].upper()
+        return f"datanode.{op}" if parts.port != self.namenode_port else op
+
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[WebHdfsFaults]:
