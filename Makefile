@@ -12,7 +12,7 @@ setup-test:
 	@bash scripts/bootstrap.sh --test
 
 demo: setup
-	$(PY) -m airflow_hybrid.demo
+	$(PY) -m airflow_hybrid.cli.demo
 
 test: setup-test
 	$(PY) -m ruff check airflow_hybrid dags plugins tests bench

@@ -11,7 +11,7 @@
 Sizes are also written back for people here (:func:`format_bytes`).
 
 Every value is bounded (a text of at most :data:`MAX_TEXT` characters, a size below 8 EiB, a duration of at
-most :data:`MAX_DURATION` seconds) and every refusal is a :class:`~airflow_hybrid.errors.HybridConfigError`
+most :data:`MAX_DURATION` seconds) and every refusal is a :class:`~airflow_hybrid.exceptions.HybridConfigError`
 (or the subclass a caller passes as ``error``) naming the option and the value.
 """
 
@@ -22,7 +22,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from airflow_hybrid.errors import HybridConfigError
+from airflow_hybrid.exceptions import HybridConfigError
 
 #: Longest text accepted for a number with its unit.
 MAX_TEXT = 64
@@ -264,3 +264,11 @@ def format_bytes(count: float, *, alluxio: bool = False) -> str:
     if unit == "B":
         return f"{count}B" if alluxio else f"{count:.0f} B"
     return f"{value:.2f}{unit}" if alluxio else f"{value:.1f} {unit}"
+
+
+def format_duration(seconds: float) -> str:
+    """``1h02m03s`` or ``2m03s``."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"

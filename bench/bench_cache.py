@@ -7,7 +7,7 @@ One run prints the figures (nothing is asserted about speed)::
 What it does:
 
 1. starts the devstack (WebHDFS + S3 servers) in a background process and writes TPC-DS ``store_sales``
-   (``airflow_hybrid.tpcds``; DuckDB-generated synthetic rows if the TPC-DS extension is missing) as Parquet
+   (``airflow_hybrid.query.tpcds``; DuckDB-generated synthetic rows if the TPC-DS extension is missing) as Parquet
    files to a local directory, then uploads them to the HDFS member of the union mount (``s3,hdfs``);
 2. shapes both links like a WAN: a fixed latency per request and a shared bandwidth cap;
 3. runs one aggregate query with DuckDB (``register_filesystem(HybridFileSystem())``) over
@@ -82,7 +82,7 @@ def setup_environment(work: Path) -> None:
 def write_dataset(local_dir: Path, scale_factor: float, files: int, work: Path) -> tuple[str, int]:
     """store_sales as Parquet under ``local_dir/tpcds/store_sales``; returns (description, rows)."""
     from airflow_hybrid.mount import HybridMount
-    from airflow_hybrid.tpcds import TpcdsExtensionError, write_tpcds
+    from airflow_hybrid.query.tpcds import TpcdsExtensionError, write_tpcds
 
     mount = HybridMount.from_options("bench_local", {"members": {"local": {"uri": f"file://{local_dir}"}}})
     try:
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     from airflow_hybrid.devstack.control import DevStackClient, devstack_down, devstack_up
     from airflow_hybrid.devstack.stack import airflow_env
     from airflow_hybrid.mount import HybridMount
-    from airflow_hybrid.transfer import format_bytes
+    from airflow_hybrid.values import format_bytes
 
     state_dir = work / "devstack"
     local_dir = work / "local"

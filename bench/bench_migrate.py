@@ -172,7 +172,7 @@ def ufs_migrate_distcp(stack, root: str) -> dict:
     """The same migration with ``engine="distcp"``: Apache Hadoop DistCp (local MapReduce, our Maven classpath)
     copies hdfs://<namenode>/... to s3a://, then our verification and removal. Apache Hadoop only."""
     from airflow_hybrid.devstack.stack import airflow_env
-    from airflow_hybrid.distcp import DEVSTACK_S3A_PROPERTIES, local_distcp_command
+    from airflow_hybrid.migration.distcp import DEVSTACK_S3A_PROPERTIES, local_distcp_command
     from airflow_hybrid.operators.migrate import UfsMigrateOperator
 
     extra = {"members": {"hdfs": {"uri": f"{stack.state['fs_uri']}/tmp/tpcds", "conn_id": "webhdfs_default"},
@@ -245,7 +245,7 @@ def _high_water_mib() -> float:
 
 def plan_synthetic(listed: int) -> dict:
     """Plan over ``listed`` synthetic files (half of them old enough); runs in a child process."""
-    from airflow_hybrid.policy.planner import plan_migration
+    from airflow_hybrid.migration.planner import plan_migration
     from airflow_hybrid.stores.base import FileInfo, Store
 
     now = time.time()

@@ -52,7 +52,7 @@ ORDER BY d.d_date, i.i_category
 
 def tpcds_query(number: int) -> str:
     """Template function: the text of TPC-DS query ``number`` (loads DuckDB only when a task renders it)."""
-    from airflow_hybrid.tpcds import tpcds_query as query_text
+    from airflow_hybrid.query.tpcds import tpcds_query as query_text
 
     return query_text(number)
 

@@ -54,8 +54,8 @@ with DAG(
     @task
     def generate(params: dict | None = None) -> dict:
         """Generate the tables and stream them, file by file, into the mount member."""
-        from airflow_hybrid import tpcds
         from airflow_hybrid.mount import HybridMount
+        from airflow_hybrid.query import tpcds
 
         mtime_range = None
         if params["mtime_spread_days"]:
@@ -77,8 +77,8 @@ with DAG(
     @task
     def write_ddl(lake: dict, params: dict | None = None) -> str:
         """Write create-table.sql next to the data, typed from the Parquet files' schemas."""
-        from airflow_hybrid import tpcds
         from airflow_hybrid.mount import HybridMount
+        from airflow_hybrid.query import tpcds
 
         with HybridMount.from_conn_id(lake["mount"]) as mount:
             return tpcds.write_hive_ddl(

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from airflow_hybrid.policy.dag_factory import migration_dag
-from airflow_hybrid.policy.registry import load_policies_file
+from airflow_hybrid.migration.dag_factory import migration_dag
+from airflow_hybrid.migration.registry import load_policies_file
 
 
 class InvalidPoliciesDag(DAG):

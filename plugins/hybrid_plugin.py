@@ -10,7 +10,7 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 
 from airflow_hybrid.mount.resolver import MACROS
-from airflow_hybrid.ui import create_app
+from airflow_hybrid.plugins.ui import create_app
 
 
 class HybridLakePlugin(AirflowPlugin):

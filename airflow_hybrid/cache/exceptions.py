@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_hybrid.errors import HybridConfigError, HybridError
+from airflow_hybrid.exceptions import HybridConfigError, HybridError
 
 
 class CacheError(HybridError):

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 from airflow_hybrid.cache.exceptions import CacheConfigError, CacheQuotaError
 from airflow_hybrid.cache.manager import LoadResult
 from airflow_hybrid.mount.globs import NoMatchError, PathPattern, iter_files, parse_patterns
+from airflow_hybrid.ops.progress import ProgressTracker
 from airflow_hybrid.stores.base import FileInfo
-from airflow_hybrid.transfer import ProgressTracker, format_bytes
+from airflow_hybrid.values import format_bytes
 
 if TYPE_CHECKING:
     from airflow_hybrid.cache.manager import CacheManager

@@ -6,7 +6,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_hybrid.errors import HybridError
+from airflow_hybrid.exceptions import HybridError
 from airflow_hybrid.values import format_bytes
 
 

@@ -156,7 +156,7 @@ def cache_report(args) -> None:
 
 def policy_list(args) -> None:
     _server_context()
-    from airflow_hybrid.policy.registry import load_policies_file
+    from airflow_hybrid.migration.registry import load_policies_file
 
     entries, errors = load_policies_file(args.policies)
     rows = [e.to_dict() for e in entries]
@@ -167,7 +167,7 @@ def policy_list(args) -> None:
 
 def policy_status(args) -> None:
     _server_context()
-    from airflow_hybrid.policy.status import policy_status_rows
+    from airflow_hybrid.migration.status import policy_status_rows
 
     rows = policy_status_rows(args.policies)
     text = "\n".join(

@@ -24,7 +24,7 @@ from typing import Any
 import airflow_hybrid
 from airflow_hybrid.devstack.ports import die_with_parent
 from airflow_hybrid.devstack.stack import DEFAULT_BUCKET, STATE_FILE, StackConnections
-from airflow_hybrid.errors import HybridError
+from airflow_hybrid.exceptions import HybridError
 
 LOG_FILE = "devstack.log"
 

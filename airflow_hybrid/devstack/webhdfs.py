@@ -7,7 +7,7 @@ Implemented operations: ``GETFILESTATUS``, ``LISTSTATUS``, ``LISTSTATUS_BATCH`` 
 ``MKDIRS``, ``RENAME`` (with ``renameoptions=OVERWRITE`` as HDFS ``rename2``), ``DELETE``
 (``recursive``), ``SETTIMES``, ``SETPERMISSION``, ``SETOWNER``, ``SETREPLICATION``.
 
-As Hadoop (checked against a real NameNode and DataNode, see ``tests/integration/test_hdfs_servers.py``):
+As Hadoop (checked against a real NameNode and DataNode, see ``tests/integration/devstack/test_hdfs_servers.py``):
 
 * errors are ``RemoteException`` JSON with Hadoop's status, exception and message; the namenode only
   builds ``CREATE``'s redirect, the data node checks it (existing file, permissions, parent that is a

@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from airflow_hybrid.errors import HybridConfigError
+from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.mount.options import MountConfigError, MountSpec, parse_mount_options
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_hybrid.errors import HybridConfigError
+from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.stores.base import FileInfo, normalize_path
 
 if TYPE_CHECKING:

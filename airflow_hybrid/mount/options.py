@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from airflow_hybrid.errors import HybridConfigError
+from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.stores.factory import SUPPORTED_SCHEMES
 from airflow_hybrid.values import shown
 

@@ -31,7 +31,7 @@ import types
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from airflow_hybrid.errors import HybridConfigError
+from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.stores.base import normalize_path
 
 if TYPE_CHECKING:

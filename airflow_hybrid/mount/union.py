@@ -30,7 +30,7 @@ listing or lookup runs:
   fails with :class:`FileChangedError` instead of mixing two versions.
 
 A file moved twice (X to Y and back) during one listing can still be missed; migrations move a file once
-per policy period, and the stress test (``tests/integration/test_consistent_reads.py``) lets every reader
+per policy period, and the stress test (``tests/integration/mount/test_consistent_reads.py``) lets every reader
 start a new operation between the two directions.
 """
 

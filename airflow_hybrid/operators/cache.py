@@ -17,7 +17,7 @@ from airflow.sdk import BaseOperator
 from airflow_hybrid.cache import ops as cache_ops
 from airflow_hybrid.cache.config import parse_duration
 from airflow_hybrid.cache.exceptions import CacheError
-from airflow_hybrid.errors import HybridConfigError
+from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
 from airflow_hybrid.operators.migrate import hybrid_asset, openlineage_name
 from airflow_hybrid.stores.base import PathEscapeError

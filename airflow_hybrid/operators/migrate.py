@@ -12,23 +12,17 @@ from airflow.configuration import conf
 from airflow.exceptions import AirflowException
 from airflow.sdk import Asset, BaseOperator, task
 
-from airflow_hybrid.distcp import DEFAULT_COMMAND, CopyJob, DistCp, copy_with_distcp, write_file_lists
-from airflow_hybrid.emr import STEP_TERMINAL_STATES, describe_step, s3distcp_step, wait_for_step
+from airflow_hybrid.aws.emr import STEP_TERMINAL_STATES, describe_step, s3distcp_step, wait_for_step
 from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
-from airflow_hybrid.migration import MigrationSummary, Migrator
-from airflow_hybrid.migration_state import (
-    DEFAULT_CLAIM_LEASE,
-    FAILURE,
-    SUCCESS,
-    MigrationClaims,
-    MigrationState,
-    OutcomeRecorder,
-    new_owner,
+from airflow_hybrid.migration.distcp import (
+    DEFAULT_COMMAND,
+    CopyJob,
+    DistCp,
+    copy_with_distcp,
+    write_file_lists,
 )
-from airflow_hybrid.paths import hybrid_url
-from airflow_hybrid.policy.model import Policy, validate_members
-from airflow_hybrid.policy.parser import as_policy
-from airflow_hybrid.policy.planner import (
+from airflow_hybrid.migration.migrator import MigrationSummary, Migrator
+from airflow_hybrid.migration.planner import (
     DEFAULT_BATCH_MAX_BYTES,
     DEFAULT_BATCH_MAX_FILES,
     Plan,
@@ -37,9 +31,21 @@ from airflow_hybrid.policy.planner import (
     plan_migration,
     resolve_plan_store,
 )
-from airflow_hybrid.policy.registry import MIGRATION_ENGINES
+from airflow_hybrid.migration.registry import MIGRATION_ENGINES
+from airflow_hybrid.migration.state import (
+    DEFAULT_CLAIM_LEASE,
+    FAILURE,
+    SUCCESS,
+    MigrationClaims,
+    MigrationState,
+    OutcomeRecorder,
+    new_owner,
+)
+from airflow_hybrid.ops.progress import ProgressTracker
+from airflow_hybrid.paths import hybrid_url
+from airflow_hybrid.policy.model import Policy, validate_members
+from airflow_hybrid.policy.parser import as_policy
 from airflow_hybrid.stores.base import Store
-from airflow_hybrid.transfer import ProgressTracker
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -88,7 +94,7 @@ class UfsMigrateOperator(BaseOperator):
     :param batch: the plan batch to run (0-based); ``None`` runs every batch.
     :param concurrency: files migrated in parallel.
     :param engine: ``local`` (this worker copies), ``emr`` (an S3DistCp step on an EMR cluster copies) or
-        ``distcp`` (Apache Hadoop DistCp copies, run by a Hadoop client: see :mod:`airflow_hybrid.distcp`);
+        ``distcp`` (Apache Hadoop DistCp copies, run by a Hadoop client: see :mod:`airflow_hybrid.migration.distcp`);
         with ``emr`` and ``distcp`` this task then verifies the copies and removes the sources.
     :param policy_name: name the outcomes are recorded under (default: the policy's name, else
         ``ufsMigrate-/<path>``).

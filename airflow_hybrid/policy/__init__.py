@@ -1,4 +1,4 @@
-"""Alluxio-style migration policies: the policy language (:mod:`.parser`, :mod:`.model`) and the planner."""
+"""The Alluxio-style migration policy language: its grammar (:mod:`.parser`) and model (:mod:`.model`); pure, no I/O."""
 
 from airflow_hybrid.policy.model import (
     Action,

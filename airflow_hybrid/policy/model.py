@@ -25,7 +25,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from airflow_hybrid import values
-from airflow_hybrid.errors import HybridConfigError
+from airflow_hybrid.exceptions import HybridConfigError
 
 if TYPE_CHECKING:
     from airflow_hybrid.stores.base import FileInfo

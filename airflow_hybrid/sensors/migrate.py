@@ -13,13 +13,13 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
-from airflow_hybrid.policy.parser import as_policy
-from airflow_hybrid.policy.planner import (
+from airflow_hybrid.migration.planner import (
     DEFAULT_BATCH_MAX_BYTES,
     DEFAULT_BATCH_MAX_FILES,
     count_candidates,
     plan_migration,
 )
+from airflow_hybrid.policy.parser import as_policy
 from airflow_hybrid.triggers.migrate import (
     NOTHING_TO_MIGRATE,
     SUCCESS,

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from airflow_hybrid.errors import HybridConfigError, HybridError
+from airflow_hybrid.exceptions import HybridConfigError, HybridError
 
 #: Chunk size used when streaming between stores.
 CHUNK_SIZE = 1024 * 1024

@@ -38,7 +38,7 @@ import google_crc32c
 import requests
 import urllib3
 
-from airflow_hybrid.errors import HybridConfigError
+from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.stores.base import (
     CHUNK_SIZE,
     Checksum,

@@ -38,7 +38,8 @@ from urllib.parse import urlparse
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from airflow_hybrid.checksums import (
+from airflow_hybrid.exceptions import HybridConfigError
+from airflow_hybrid.ops.checksums import (
     CRC32C,
     CRC32C_COMPOSITE,
     Crc32c,
@@ -47,7 +48,6 @@ from airflow_hybrid.checksums import (
     encode_crc32c,
     split_composite,
 )
-from airflow_hybrid.errors import HybridConfigError
 from airflow_hybrid.stores.base import (
     Checksum,
     FileInfo,

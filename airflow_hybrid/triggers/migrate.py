@@ -10,8 +10,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_hybrid.migration.planner import CandidateCount, MountLike, count_candidates
 from airflow_hybrid.policy.parser import as_policy
-from airflow_hybrid.policy.planner import CandidateCount, MountLike, count_candidates
 from airflow_hybrid.stores.base import normalize_path
 
 #: Event statuses.

@@ -12,7 +12,7 @@ import importlib
 
 import pytest
 
-from airflow_hybrid.migration_state import MigrationState
+from airflow_hybrid.migration.state import MigrationState
 from airflow_hybrid.triggers.migrate import UfsMigrateTrigger
 from tests.integration.migrate_support import MOUNT, POLICY, make_dataset
 from tests.integration.migrate_support import lake as lake  # noqa: F401 - the fixture

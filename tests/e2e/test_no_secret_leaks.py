@@ -381,7 +381,7 @@ def _cli_process(seen: Seen, policies: Path) -> None:
 def _ui(seen: Seen, policies: Path, monkeypatch) -> None:
     from fastapi.testclient import TestClient
 
-    from airflow_hybrid.ui import create_app
+    from airflow_hybrid.plugins.ui import create_app
 
     monkeypatch.setenv("_AIRFLOW_PROCESS_CONTEXT", "server")
     client = TestClient(create_app())
@@ -434,7 +434,7 @@ def test_recording_outcomes_in_an_unreachable_state_db_never_logs_its_password(
 ):
     """The migration's outcomes cannot be recorded (the state database refuses connections): the failure is
     logged, naming the database, with its password masked."""
-    from airflow_hybrid.migration_state import MigrationState
+    from airflow_hybrid.migration.state import MigrationState
 
     url = sa.engine.make_url(json.loads(os.environ[f"AIRFLOW_CONN_{MOUNT.upper()}"])["extra"]["catalog_url"])
     (closed,) = free_ports(1, "127.0.0.1")

@@ -17,7 +17,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_hybrid import tpcds
+from airflow_hybrid.query import tpcds
 from airflow_hybrid.query.result import json_value
 
 pytestmark = pytest.mark.e2e

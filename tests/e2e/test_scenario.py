@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from airflow_hybrid.demo import QUERY_TASKS, mount_connections, query_answers, run_dag, xcom_value
+from airflow_hybrid.cli.demo import QUERY_TASKS, mount_connections, query_answers, run_dag, xcom_value
 
 pytestmark = [pytest.mark.e2e, pytest.mark.hdfs_servers, pytest.mark.timeout(900)]
 

@@ -48,7 +48,7 @@ def test_page_and_endpoints_show_mounts_cache_and_policies(mount_in_db, monkeypa
     monkeypatch.setenv("_AIRFLOW_PROCESS_CONTEXT", "server")
     from fastapi.testclient import TestClient
 
-    from airflow_hybrid.ui import create_app
+    from airflow_hybrid.plugins.ui import create_app
 
     client = TestClient(create_app())
     mounts = {m["conn_id"]: m for m in client.get("/api/mounts").json()}

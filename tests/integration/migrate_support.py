@@ -215,7 +215,7 @@ class ForkingWorker:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def state(request, tmp_path):
     """A migration state database on SQLite (a file) and on the suite's PostgreSQL."""
-    from airflow_hybrid.migration_state import MigrationState
+    from airflow_hybrid.migration.state import MigrationState
     from tests.services import postgres_url
 
     if request.param == "sqlite":

@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from airflow_hybrid.cache.config import CacheConfig
-from airflow_hybrid.errors import HybridConfigError
+from airflow_hybrid.exceptions import HybridConfigError
+from airflow_hybrid.migration.registry import parse_policies
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.mount.options import MountConfigError, parse_option_lines
 from airflow_hybrid.policy.model import PolicyParseError
 from airflow_hybrid.policy.parser import parse_policy
-from airflow_hybrid.policy.registry import parse_policies
 from airflow_hybrid.stores.hdfs import HdfsStore
 from airflow_hybrid.stores.s3 import S3Options
 from airflow_hybrid.values import MAX_DURATION, MAX_SIZE, parse_bool, parse_duration, parse_size

@@ -11,12 +11,12 @@ import pytest
 from airflow_hybrid.cache.config import CacheConfig
 from airflow_hybrid.cache.exceptions import CacheConfigError
 from airflow_hybrid.cache.tier import copy_location
-from airflow_hybrid.errors import HybridConfigError
+from airflow_hybrid.exceptions import HybridConfigError
+from airflow_hybrid.migration.registry import parse_policies
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.mount.options import MountConfigError, parse_mount_options, parse_option_lines
 from airflow_hybrid.policy.model import PolicyParseError
 from airflow_hybrid.policy.parser import parse_policy
-from airflow_hybrid.policy.registry import parse_policies
 from airflow_hybrid.stores.hdfs import HdfsStore
 from airflow_hybrid.stores.s3 import S3Options
 from airflow_hybrid.stores.s3 import parse_size as s3_parse_size

@@ -3,6 +3,6 @@ Variable (the e2e test writes it), built by the provider's DAG factory."""
 
 from __future__ import annotations
 
-from airflow_hybrid.policy.dag_factory import migration_dags
+from airflow_hybrid.migration.dag_factory import migration_dags
 
 globals().update(migration_dags())

@@ -1,5 +1,5 @@
 """Union semantics of HybridMount over two local-directory members (the same rules run against
-WebHDFS + S3 in tests/integration/test_mount_union.py)."""
+WebHDFS + S3 in tests/integration/mount/test_union.py)."""
 
 from __future__ import annotations
 

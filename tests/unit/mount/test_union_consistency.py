@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from airflow_hybrid.cache import ops as cache_ops
-from airflow_hybrid.errors import HybridConfigError
+from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.mount import union as mount_module
 from airflow_hybrid.mount.options import parse_mount_options
 from airflow_hybrid.mount.resolver import SplitLocationError, resolve_locations
