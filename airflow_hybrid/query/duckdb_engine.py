@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from airflow_hybrid.mount.filesystem import HybridFileSystem
-from airflow_hybrid.paths import hybrid_url
+from airflow_hybrid.paths import hybrid_url, is_hybrid_url, split_hybrid_url
 from airflow_hybrid.query.result import QueryResult, json_value
 from airflow_hybrid.query.sql import sql_string, strip_statement
 from airflow_hybrid.stores.factory import store_from_uri
@@ -154,8 +154,8 @@ class DuckDBQuery:
     def _upload(self, local: str) -> None:
         size = os.path.getsize(local)
         with open(local, "rb") as stream:
-            if self.output_path.startswith("hybrid://"):
-                mount_name, _, rel = self.output_path[len("hybrid://") :].partition("/")
+            if is_hybrid_url(self.output_path):
+                mount_name, rel = split_hybrid_url(self.output_path)
                 self.fs.mount(mount_name).write(rel, stream, size_hint=size)
             else:
                 parent, name = posixpath.split(self.output_path)
