@@ -22,6 +22,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import urllib.parse
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,9 +35,18 @@ from sqlalchemy.engine import Connection, Engine
 
 from airflow_hybrid.cache.config import TierConfig
 from airflow_hybrid.cache.entry import CachedEntry, SourceFingerprint
-from airflow_hybrid.cache.exceptions import CacheError, CacheQuotaError
+from airflow_hybrid.cache.exceptions import CacheCatalogError, CacheError, CacheQuotaError
 from airflow_hybrid.cache.hits import HitRecorder
-from airflow_hybrid.cache.schema import DEFAULT_TABLE_PREFIX, LOADING, READY, Tables, build_tables, migrate
+from airflow_hybrid.cache.schema import (
+    DEFAULT_TABLE_PREFIX,
+    LATEST_VERSION,
+    LOADING,
+    READY,
+    Tables,
+    build_tables,
+    current_version,
+    upgrade,
+)
 from airflow_hybrid.stores.base import FileInfo
 
 log = logging.getLogger(__name__)
@@ -43,28 +54,38 @@ log = logging.getLogger(__name__)
 _BATCH = 500
 
 
-def create_catalog_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get WAL mode, a busy timeout and ``BEGIN IMMEDIATE`` writes."""
+def create_catalog_engine(url: str, *, read_only: bool = False) -> Engine:
+    """An engine for ``url``; SQLite files get WAL mode, a busy timeout and ``BEGIN IMMEDIATE`` writes.
+
+    :param read_only: the database refuses writes: SQLite files are opened ``mode=ro`` (never created),
+        PostgreSQL transactions are ``READ ONLY``.
+    """
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(parsed, pool_pre_ping=True)
+        options = {"postgresql_readonly": True} if read_only else {}
+        return sa.create_engine(parsed, pool_pre_ping=True, execution_options=options)
     database = parsed.database or ""
     in_memory = database in ("", ":memory:") or "mode=memory" in url
-    if not in_memory and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     kwargs: dict = {"connect_args": {"timeout": 60, "check_same_thread": False}}
     if in_memory:
         kwargs["poolclass"] = sa.pool.StaticPool
+    elif read_only:
+        path = database.removeprefix("file:") if parsed.query.get("uri") else database
+        target = urllib.parse.quote(str(Path(path).expanduser().resolve()))
+        parsed = parsed.set(database=f"file:{target}", query={**parsed.query, "mode": "ro", "uri": "true"})
+    elif not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(parsed, **kwargs)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None  # transactions are begun by _on_begin below
         cursor = dbapi_connection.cursor()
-        if not in_memory:
+        if not in_memory and not read_only:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=60000")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        if not read_only:
+            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -144,31 +165,61 @@ def _escape_like(value: str) -> str:
 
 
 class Catalog:
-    """The catalog tables in one database (any SQLAlchemy URL), created and migrated on first use.
+    """The catalog tables in one database (any SQLAlchemy URL), created and upgraded on first use.
 
     :param url: SQLAlchemy URL, e.g. ``sqlite:////var/lib/airflow/hybrid/catalog.db`` or
         ``postgresql+psycopg2://user@host/db``.
     :param table_prefix: prefix of the table names (to share a database with other applications).
+    :param read_only: for reports: the database is opened read-only (see :func:`create_catalog_engine`) and
+        neither created nor upgraded; every write raises :class:`CacheCatalogError`.
     """
 
     _shared: dict[tuple[str, str], Catalog] = {}
     _shared_lock = threading.Lock()
 
     def __init__(
-        self, url: str, *, table_prefix: str = DEFAULT_TABLE_PREFIX, engine: Engine | None = None
+        self,
+        url: str,
+        *,
+        table_prefix: str = DEFAULT_TABLE_PREFIX,
+        engine: Engine | None = None,
+        read_only: bool = False,
     ) -> None:
-        self.engine = engine or create_catalog_engine(url)
+        self.read_only = read_only
+        self.engine = engine or create_catalog_engine(url, read_only=read_only)
         self.url = self.engine.url.render_as_string(hide_password=True)
         self.table_prefix = table_prefix
         self.t: Tables = build_tables(table_prefix)
         if hasattr(os, "register_at_fork"):  # a forked worker must not reuse the parent's connections
-            os.register_at_fork(after_in_child=lambda: self.engine.dispose(close=False))
+            engine_ref = weakref.ref(self.engine)
+            os.register_at_fork(after_in_child=lambda: (e := engine_ref()) is not None and e.dispose(close=False))
         #: Hits recorded off the read path (:meth:`record_hit`), written in batches.
         self.hits = HitRecorder(self.touch_many)
+        if read_only:
+            self.schema_version = self._stored_version()
+            return
         with self.write() as conn:
-            applied = migrate(conn, table_prefix)
+            applied = upgrade(conn, table_prefix)
+        self.schema_version = LATEST_VERSION
         if applied:
-            log.info("cache catalog %s migrated to schema version %s", self.url, applied[-1])
+            log.info("cache catalog %s upgraded to schema version %s", self.url, applied[-1])
+
+    def _stored_version(self) -> int:
+        """The schema version found by a read-only catalog: 0 when there is no catalog yet (nothing to
+        report); any other version than this code's is refused, since the tables it queries may differ."""
+        try:
+            with self.read() as conn:
+                version = current_version(conn, self.table_prefix)
+        except sa.exc.OperationalError as err:
+            if self.engine.dialect.name == "sqlite" and "unable to open database file" in str(err):
+                return 0  # mode=ro never creates the file
+            raise
+        if version not in (0, LATEST_VERSION):
+            raise CacheCatalogError(
+                f"cache catalog {self.url} is at schema version {version}, this code reads version "
+                f"{LATEST_VERSION}; open it for writing once (any cache operation does) to upgrade it"
+            )
+        return version
 
     @classmethod
     def shared(cls, url: str, table_prefix: str = DEFAULT_TABLE_PREFIX) -> Catalog:
@@ -183,6 +234,12 @@ class Catalog:
         self.hits.flush()
         self.engine.dispose()
 
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()
+
     # -- transactions -------------------------------------------------------------------------------
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -192,6 +249,8 @@ class Catalog:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: ``BEGIN IMMEDIATE`` in SQLite (one writer at a time)."""
+        if self.read_only:
+            raise CacheCatalogError(f"cache catalog {self.url} is open read-only")
         with self.engine.connect() as conn:
             conn.execution_options(hybrid_begin="IMMEDIATE")
             with conn.begin():
@@ -800,6 +859,9 @@ class Catalog:
 
     # -- reporting ----------------------------------------------------------------------------------
     def usage(self, mount: str) -> list[TierUsage]:
+        """Per-tier figures of ``mount`` (none when the catalog has no tables yet)."""
+        if self.schema_version == 0:
+            return []
         self.hits.flush()
         tiers, entries, pins = self.t.tiers, self.t.entries, self.t.pins
         result = []

@@ -37,7 +37,8 @@ class HitRecorder:
         self._reset()
         _recorders.add(self)
         if hasattr(os, "register_at_fork"):  # the child has no writer thread and must not wait for one
-            os.register_at_fork(after_in_child=self._reset)
+            reset = weakref.WeakMethod(self._reset)  # a handler never unregisters: it must not keep us alive
+            os.register_at_fork(after_in_child=lambda: (m := reset()) is not None and m())
 
     def _reset(self) -> None:
         self._cond = threading.Condition()

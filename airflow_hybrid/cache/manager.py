@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
 from airflow_hybrid.cache.catalog import Catalog, Claim, PinRequest, TrashItem
-from airflow_hybrid.cache.config import CacheConfig, TierConfig
+from airflow_hybrid.cache.config import CacheConfig
 from airflow_hybrid.cache.entry import CachedEntry, SourceFingerprint
 from airflow_hybrid.cache.exceptions import CacheConfigError, CacheError, CacheQuotaError
-from airflow_hybrid.cache.report import CacheReport, TierReport
+from airflow_hybrid.cache.report import CacheReport, build_report
 from airflow_hybrid.cache.schema import READY
 from airflow_hybrid.cache.tee import CountingReader, FillingReader
 from airflow_hybrid.cache.tier import Tier, copy_location
@@ -466,6 +466,16 @@ class CacheManager:
             for future in futures:
                 future.exception()
 
+    def warm_uri(self, path: str) -> str | None:
+        """The URI of a copy of ``path`` that an engine outside this process can read in place of the source:
+        a file, or a directory whose every file is cached and fresh there under the same relative names.
+
+        ``None`` when any part is cold or stale, and always for the tiers there are today (local directories,
+        which another process cannot be relied on to see); an object-store tier will answer here.
+        """
+        del path
+        return None
+
     # -- pins ---------------------------------------------------------------------------------------
     def pin(self, files: Iterable[str | FileInfo], tier: str | None = None) -> PinResult:
         """Pin files so eviction never removes their copies; all or nothing.
@@ -604,29 +614,7 @@ class CacheManager:
     # -- report -------------------------------------------------------------------------------------
     def report(self) -> CacheReport:
         """Per-tier capacity, usage, pinned bytes, file count, hit ratio and oldest entry."""
-        usage = {u.alias: u for u in self.catalog.usage(self.mount_name)}
-        tiers = []
-        for alias, tier in self.tiers.items():
-            cfg: TierConfig = tier.config
-            u = usage.get(alias)
-            tiers.append(
-                TierReport(
-                    alias=alias,
-                    uri=cfg.uri,
-                    capacity=cfg.quota,
-                    used=u.reserved if u else 0,
-                    pinned_bytes=u.pinned_bytes if u else 0,
-                    files=u.files if u else 0,
-                    loading=u.loading if u else 0,
-                    hits=u.hits if u else 0,
-                    misses=u.misses if u else 0,
-                    high_watermark=cfg.high_watermark,
-                    low_watermark=cfg.low_watermark,
-                    oldest_path=u.oldest_path if u else None,
-                    oldest_created_at=u.oldest_created_at if u else None,
-                )
-            )
-        return CacheReport(self.mount_name, self.catalog.url, self.clock(), tiers)
+        return build_report(self.mount_name, (t.config for t in self.tiers.values()), self.catalog, self.clock())
 
     def close(self) -> None:
         self.catalog.hits.flush()

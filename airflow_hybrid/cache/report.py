@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_hybrid.exceptions import HybridError
 from airflow_hybrid.values import format_bytes
+
+if TYPE_CHECKING:
+    from airflow_hybrid.cache.catalog import Catalog
+    from airflow_hybrid.cache.config import CacheConfig, TierConfig
 
 
 def describe_error(error: BaseException, conn_id: str) -> str:
@@ -160,3 +166,40 @@ class CacheReport:
                 f"    Watermarks: high {t.high_watermark:.0%}, low {t.low_watermark:.0%}",
             ]
         return "\n".join(lines)
+
+
+def build_report(mount: str, tiers: Iterable[TierConfig], catalog: Catalog, now: float) -> CacheReport:
+    """The report of the configured ``tiers`` of ``mount`` from the figures in ``catalog`` (zero for a tier
+    the catalog has no row of yet)."""
+    usage = {u.alias: u for u in catalog.usage(mount)}
+    reports = []
+    for cfg in tiers:
+        u = usage.get(cfg.alias)
+        reports.append(
+            TierReport(
+                alias=cfg.alias,
+                uri=cfg.uri,
+                capacity=cfg.quota,
+                used=u.reserved if u else 0,
+                pinned_bytes=u.pinned_bytes if u else 0,
+                files=u.files if u else 0,
+                loading=u.loading if u else 0,
+                hits=u.hits if u else 0,
+                misses=u.misses if u else 0,
+                high_watermark=cfg.high_watermark,
+                low_watermark=cfg.low_watermark,
+                oldest_path=u.oldest_path if u else None,
+                oldest_created_at=u.oldest_created_at if u else None,
+            )
+        )
+    return CacheReport(mount, catalog.url, now, reports)
+
+
+def read_report(mount: str, config: CacheConfig, *, clock: Callable[[], float] = time.time) -> CacheReport:
+    """The report of ``mount``'s cache for a reader that must not change anything (the UI page): the catalog
+    is opened read-only for this call and closed (no schema created or upgraded, no tier rows synced, no
+    recovery), and no tier's store is touched. A catalog that does not exist yet reports empty tiers."""
+    from airflow_hybrid.cache.catalog import Catalog
+
+    with Catalog(config.resolved_catalog_url, read_only=True) as catalog:
+        return build_report(mount, config.tiers, catalog, clock())

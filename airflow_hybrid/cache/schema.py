@@ -1,12 +1,12 @@
-"""Catalog tables (SQLAlchemy Core) and their versioned migrations.
+"""Catalog tables (SQLAlchemy Core) and their versioned schema upgrades.
 
 The schema is created and upgraded by the code, never by hand. ``<prefix>schema_version`` holds one row with
-the version the database is at; :data:`MIGRATIONS` lists the steps that bring it from one version to the next,
-in order. :func:`migrate` runs the missing steps in one write transaction (serialised across processes by
+the version the database is at; :data:`UPGRADES` lists the steps that bring it from one version to the next,
+in order. :func:`upgrade` runs the missing steps in one write transaction (serialised across processes by
 ``BEGIN IMMEDIATE`` in SQLite and a transaction-level advisory lock in PostgreSQL), so two workers opening a
 fresh catalog at once apply each step exactly once.
 
-To change the schema: add a step ``_vN`` at the end of :data:`MIGRATIONS` (never edit a released step), and
+To change the schema: add a step ``_vN`` at the end of :data:`UPGRADES` (never edit a released step), and
 update :func:`build_tables` to describe the resulting tables, which the rest of the code queries.
 
 Versions:
@@ -29,8 +29,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 DEFAULT_TABLE_PREFIX = "hybrid_cache_"
-#: Advisory lock key taken while migrating a PostgreSQL catalog ("hybrd" in ASCII).
-_PG_MIGRATION_LOCK = 0x6879627264
+#: Advisory lock key taken while upgrading a PostgreSQL catalog ("hybrd" in ASCII).
+_PG_UPGRADE_LOCK = 0x6879627264
 
 # Entry states: a row is created ``loading`` by the one process allowed to fill it (its claim, renewed by
 # heartbeats until ``lease_expires_at``) and becomes ``ready`` once the copy is complete and verified. Dropping
@@ -192,7 +192,7 @@ def build_tables(prefix: str = DEFAULT_TABLE_PREFIX) -> Tables:
     )
 
 
-# -- migration steps: each brings the schema from version N-1 to N; never edit a released step -------------
+# -- upgrade steps: each brings the schema from version N-1 to N; never edit a released step ---------------
 def _v1(conn: Connection, prefix: str) -> None:
     metadata = sa.MetaData()
     _tiers_v1(metadata, prefix)
@@ -217,18 +217,18 @@ def _v3(conn: Connection, prefix: str) -> None:
 
 
 @dataclass(frozen=True)
-class Migration:
+class Upgrade:
     version: int
     description: str
     apply: Callable[[Connection, str], None]
 
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "tiers, entries and trash", _v1),
-    Migration(2, "pins table; entries.last_synced_at", _v2),
-    Migration(3, "listings and listing_entries tables", _v3),
+UPGRADES: tuple[Upgrade, ...] = (
+    Upgrade(1, "tiers, entries and trash", _v1),
+    Upgrade(2, "pins table; entries.last_synced_at", _v2),
+    Upgrade(3, "listings and listing_entries tables", _v3),
 )
-LATEST_VERSION = MIGRATIONS[-1].version
+LATEST_VERSION = UPGRADES[-1].version
 
 
 def current_version(conn: Connection, prefix: str = DEFAULT_TABLE_PREFIX) -> int:
@@ -239,8 +239,8 @@ def current_version(conn: Connection, prefix: str = DEFAULT_TABLE_PREFIX) -> int
     return conn.execute(sa.select(sa.func.max(table.c.version))).scalar() or 0
 
 
-def migrate(conn: Connection, prefix: str = DEFAULT_TABLE_PREFIX, target: int | None = None) -> list[int]:
-    """Apply the missing migration steps up to ``target`` (the latest by default) on ``conn``.
+def upgrade(conn: Connection, prefix: str = DEFAULT_TABLE_PREFIX, target: int | None = None) -> list[int]:
+    """Apply the missing upgrade steps up to ``target`` (the latest by default) on ``conn``.
 
     ``conn`` must be in a write transaction (see :meth:`Catalog.write`); returns the versions applied.
     A catalog at a version newer than this code knows is left untouched and raises.
@@ -249,7 +249,7 @@ def migrate(conn: Connection, prefix: str = DEFAULT_TABLE_PREFIX, target: int | 
 
     target = LATEST_VERSION if target is None else target
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_UPGRADE_LOCK})
     version = current_version(conn, prefix)
     if version > LATEST_VERSION:
         raise CacheCatalogError(
@@ -261,7 +261,7 @@ def migrate(conn: Connection, prefix: str = DEFAULT_TABLE_PREFIX, target: int | 
         version_table.create(conn, checkfirst=True)
         conn.execute(version_table.insert().values(version=0))
     applied = []
-    for step in MIGRATIONS:
+    for step in UPGRADES:
         if version < step.version <= target:
             step.apply(conn, prefix)
             conn.execute(version_table.update().values(version=step.version))

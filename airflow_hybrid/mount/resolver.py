@@ -17,7 +17,7 @@ warm there. The rules:
   its removal) a directory-level union would count it twice, so that is an error too, naming the file. The
   members are walked in the mount's listing sequence, so a file moving meanwhile is never left out;
 * when the mount has a cache whose S3 tier holds a fresh copy of the whole path, that copy wins. The cache
-  manager provides it through ``warm_uri(logical_path) -> str | None`` (see :func:`_warm_uri`).
+  manager declares it as :meth:`~airflow_hybrid.cache.manager.CacheManager.warm_uri`.
 
 Template macros: :func:`uri` and :func:`locations`, registered by the provider's plugin under the name
 ``hybrid`` (``{{ macros.hybrid.uri('onprem_union', '/tpcds/store_sales') }}``), or passed to a DAG with
@@ -26,7 +26,6 @@ Template macros: :func:`uri` and :func:`locations`, registered by the provider's
 
 from __future__ import annotations
 
-import logging
 import types
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -36,8 +35,6 @@ from airflow_hybrid.stores.base import normalize_path
 
 if TYPE_CHECKING:
     from airflow_hybrid.mount import HybridMount
-
-log = logging.getLogger(__name__)
 
 #: ``member`` of a :class:`Location` served by the cache's S3 tier.
 CACHE_MEMBER = "cache"
@@ -67,22 +64,10 @@ def _mount(mount: str | HybridMount) -> HybridMount:
 
 
 def _warm_uri(mount: HybridMount, rel: str) -> str | None:
-    """The cache's S3-tier URI for ``rel`` when the whole path is cached and fresh there, else ``None``.
-
-    The hook for the cache: a cache manager exposing ``warm_uri(logical_path) -> str | None`` answers with
-    the URI of its S3-tier copy of a file, or of a directory whose every file is cached and fresh in that tier
-    under the same relative names; ``None`` when any part is cold, stale or only in a local tier (which an
-    engine outside this process cannot read).
-    """
-    if not mount.options.get("cache"):
-        return None
-    try:
-        cache = mount.cache
-    except ImportError:  # the cache package is optional
-        log.debug("mount %s configures a cache but the cache package is unavailable", mount.name)
-        return None
-    warm_uri = getattr(cache, "warm_uri", None)
-    return warm_uri(rel) if callable(warm_uri) else None
+    """The URI of the cache's copy of ``rel`` that an engine outside this process can read, else ``None``
+    (see :meth:`CacheManager.warm_uri <airflow_hybrid.cache.manager.CacheManager.warm_uri>`)."""
+    cache = mount.cache
+    return cache.warm_uri(rel) if cache is not None else None
 
 
 def resolve_locations(mount: str | HybridMount, logical_path: str) -> list[Location]:

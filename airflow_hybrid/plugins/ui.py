@@ -38,16 +38,11 @@ def mounts_overview() -> list[dict[str, Any]]:
 
 
 def cache_report(spec: MountSpec) -> dict[str, Any]:
-    """The cache report of a mount, without the start-up recovery (reclaiming abandoned loads writes to the
-    tiers and the catalog, which a GET must not) and without member stores; the cache manager is closed."""
+    """The cache report of a mount, read without writing anything (:func:`~airflow_hybrid.cache.report.read_report`)."""
     from airflow_hybrid.cache.config import CacheConfig
-    from airflow_hybrid.cache.manager import CacheManager
+    from airflow_hybrid.cache.report import read_report
 
-    cache = CacheManager(spec.name, CacheConfig.from_options(spec.settings, spec.name), recover=False)
-    try:
-        return cache.report().to_dict()
-    finally:
-        cache.close()
+    return read_report(spec.name, CacheConfig.from_options(spec.settings, spec.name)).to_dict()
 
 
 def policies_overview() -> list[dict[str, Any]]:

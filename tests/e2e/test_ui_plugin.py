@@ -79,3 +79,54 @@ def test_plugin_registers_page_and_macros():
     assert {m.__name__ for m in plugin.macros} == {"uri", "locations"}
     assert plugin.fastapi_apps[0]["url_prefix"] == "/hybrid"
     assert plugin.external_views[0]["href"] == "/hybrid/"
+
+
+def test_a_get_writes_nothing_and_leaves_no_catalog_open(mount_in_db, tmp_path, monkeypatch):
+    monkeypatch.setenv("_AIRFLOW_PROCESS_CONTEXT", "server")
+    from fastapi.testclient import TestClient
+
+    from airflow_hybrid.cache import CacheConfig, CacheManager
+    from airflow_hybrid.cache.catalog import Catalog
+    from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
+    from airflow_hybrid.plugins.ui import create_app
+    from airflow_hybrid.stores.local import LocalStore
+
+    client = TestClient(create_app())
+    catalog_db = tmp_path / "catalog.db"
+    (tier,) = {m["conn_id"]: m for m in client.get("/api/mounts").json()}["ui_lake"]["cache"]["tiers"]
+    assert (tier["alias"], tier["files"], tier["used_bytes"]) == ("SSD", 0, 0)
+    assert not catalog_db.exists()  # a GET neither creates the catalog nor its schema
+
+    spec = HybridMountHook("ui_lake").spec
+    config = CacheConfig.from_options(spec.settings, "ui_lake")
+    source = LocalStore(str(tmp_path / "hdfs"))
+    with Catalog(config.catalog_url) as catalog:
+        cache = CacheManager("ui_lake", config, catalog=catalog)
+        cache.load("t/a.bin", "hdfs", source.info("t/a.bin"), lambda: source.open_read("t/a.bin"))
+        cache.close()
+    before = (catalog_db.read_bytes(), catalog_db.stat().st_mtime_ns)
+
+    opened, disposed = [], []
+    real_init, real_dispose = Catalog.__init__, Catalog.dispose
+
+    def counting_init(self, *args, **kwargs):
+        opened.append(self)
+        real_init(self, *args, **kwargs)
+
+    def counting_dispose(self):
+        disposed.append(self)
+        real_dispose(self)
+
+    def no_manager(*args, **kwargs):
+        raise AssertionError("the page must not build a cache manager")
+
+    monkeypatch.setattr(Catalog, "__init__", counting_init)
+    monkeypatch.setattr(Catalog, "dispose", counting_dispose)
+    monkeypatch.setattr(CacheManager, "__init__", no_manager)
+    (tier,) = {m["conn_id"]: m for m in client.get("/api/mounts").json()}["ui_lake"]["cache"]["tiers"]
+    assert (tier["files"], tier["used_bytes"]) == (1, 5)
+    assert client.get("/").status_code == 200
+
+    assert (catalog_db.read_bytes(), catalog_db.stat().st_mtime_ns) == before
+    assert len(opened) == 2 and all(c.read_only for c in opened)
+    assert disposed == opened  # every catalog a GET opened is closed

@@ -338,12 +338,12 @@ def test_worker_killed_mid_load(catalog_url, tmp_path, recovery):
     catalog.dispose()
 
 
-def test_postgresql_catalog_migrates_from_version_1(pg_url):
-    from airflow_hybrid.cache.schema import LATEST_VERSION, current_version, migrate
+def test_postgresql_catalog_upgrades_from_version_1(pg_url):
+    from airflow_hybrid.cache.schema import LATEST_VERSION, current_version, upgrade
 
     engine = sa.create_engine(pg_url)
     with engine.begin() as conn:
-        assert migrate(conn, target=1) == [1]
+        assert upgrade(conn, target=1) == [1]
         conn.execute(
             sa.text(
                 "INSERT INTO hybrid_cache_entries (mount, path, tier, location, source_member, source_size,"

@@ -1,4 +1,4 @@
-"""Catalog schema: versioned migrations, and the claim state machine on SQLite."""
+"""Catalog schema: versioned upgrades, and the claim state machine on SQLite."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from airflow_hybrid.cache.catalog import Catalog, Claim, create_catalog_engine
 from airflow_hybrid.cache.config import TierConfig
 from airflow_hybrid.cache.entry import SourceFingerprint
 from airflow_hybrid.cache.exceptions import CacheCatalogError
-from airflow_hybrid.cache.schema import LATEST_VERSION, MIGRATIONS, current_version, migrate
+from airflow_hybrid.cache.schema import LATEST_VERSION, UPGRADES, current_version, upgrade
 
 TIER = TierConfig("MEM", "file:///tmp/unused", quota=1000, high_watermark=0.9, low_watermark=0.5)
 
@@ -27,7 +27,7 @@ def _write(engine):
 def test_fresh_catalog_is_created_at_latest_version(tmp_path):
     catalog = Catalog(_url(tmp_path))
     with catalog.read() as conn:
-        assert current_version(conn) == LATEST_VERSION == MIGRATIONS[-1].version
+        assert current_version(conn) == LATEST_VERSION == UPGRADES[-1].version
         names = set(sa.inspect(conn).get_table_names())
     assert {"hybrid_cache_schema_version", "hybrid_cache_tiers", "hybrid_cache_entries", "hybrid_cache_pins",
             "hybrid_cache_trash"} <= names
@@ -36,10 +36,10 @@ def test_fresh_catalog_is_created_at_latest_version(tmp_path):
     assert journal == "wal"
 
 
-def test_migrates_a_version_1_catalog_keeping_its_rows(tmp_path):
+def test_upgrades_a_version_1_catalog_keeping_its_rows(tmp_path):
     engine = create_catalog_engine(_url(tmp_path))
     with _write(engine) as conn, conn.begin():
-        assert migrate(conn, target=1) == [1]
+        assert upgrade(conn, target=1) == [1]
         assert not sa.inspect(conn).has_table("hybrid_cache_pins")
         conn.execute(
             sa.text(
@@ -61,7 +61,7 @@ def test_migrates_a_version_1_catalog_keeping_its_rows(tmp_path):
 
     # Re-opening applies nothing.
     with catalog.write() as conn:
-        assert migrate(conn) == []
+        assert upgrade(conn) == []
 
 
 def test_refuses_a_catalog_from_newer_code(tmp_path):

@@ -604,3 +604,13 @@ def test_hybrid_mount_reads_through_its_cache(tmp_path, clock):
     assert cache.catalog.get("lake_mount", "a.bin") is None
     with mount.open_read("a.bin") as fresh:
         assert fresh.read() == b"new content"
+
+
+def test_warm_uri_is_none_for_local_tiers_even_when_cached(tmp_path, clock, source_store):
+    """The resolver asks ``warm_uri``: a local tier's copy is never handed to an engine outside the process."""
+    put(source_store, "t/a.bin", b"x" * 10)
+    manager = make_manager(tmp_path, clock)
+    assert load(manager, source_store, "t/a.bin").status == LoadResult.LOADED
+    assert manager.lookup("t/a.bin") is not None
+    assert manager.warm_uri("t/a.bin") is None
+    assert manager.warm_uri("t") is None
