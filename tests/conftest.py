@@ -25,11 +25,12 @@ os.environ.setdefault(
     ),
 )
 
-# Apache Hadoop's HDFS (session fixture, the `hdfs_servers` marker) and its hooks.
-pytest_plugins = ["tests.hadoop_fixtures", "tests.seaweedfs_fixtures"]
-
-try:  # the devstack fixtures (WebHDFS + S3 servers on loopback)
-    from tests.devstack_fixtures import *  # noqa: F403
-except ImportError as _err:  # pragma: no cover - only while the devstack is being written
-    if "devstack_fixtures" not in str(_err):
-        raise
+# The shared fixtures, registered once for the whole suite (never imported into test modules, which would
+# make a session fixture start once per importing module): Apache Hadoop's HDFS (the `hdfs_servers` marker),
+# SeaweedFS, the devstack (WebHDFS + S3 servers, its connections and union mounts) and moto's S3 server.
+pytest_plugins = [
+    "tests.hadoop_fixtures",
+    "tests.seaweedfs_fixtures",
+    "tests.devstack_fixtures",
+    "tests.integration.moto_s3",
+]

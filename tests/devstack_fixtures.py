@@ -1,4 +1,4 @@
-"""Pytest fixtures for the devstack (imported by ``tests/conftest.py``).
+"""Pytest fixtures for the devstack (a plugin of ``tests/conftest.py``).
 
 ``devstack``             session-scoped: WebHDFS (namenode + data node) and S3 servers in a background
                          process on free loopback ports, data in a temporary directory; a
@@ -9,6 +9,10 @@
                          ``tests/hadoop_fixtures.py``): ``webhdfs_default``, ``aws_default``,
                          ``onprem_union``, and a temporary ``AIRFLOW_HOME``; returns the connection dicts by id.
 ``devstack_shaping``     function-scoped: the devstack's link shaping, cleared before and after the test.
+``union_lake``           function-scoped: the :class:`~airflow_hybrid.mount.HybridMount` ``onprem_union`` of
+                         ``hdfs_server`` (``hdfs:///tmp/tpcds`` + ``s3://hybrid-lake/tpcds``, read ``s3,hdfs``).
+``devstack_lake``        function-scoped: the same mount on the devstack only, never Apache Hadoop's (for tests
+                         that shape its links).
 
 The stack runs in its own process so its moto state is isolated from tests that use ``mock_aws``, and
 servers do not compete with the test for the GIL.
@@ -20,8 +24,9 @@ import pytest
 
 from airflow_hybrid.devstack.control import DevStackClient, devstack_down, devstack_up
 from airflow_hybrid.devstack.stack import airflow_env
+from airflow_hybrid.mount import HybridMount
 
-__all__ = ["airflow_connections", "devstack", "devstack_shaping"]
+MOUNT = "onprem_union"
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +55,24 @@ def devstack_shaping(devstack: DevStackClient):
     devstack.shaping.clear()
     yield devstack.shaping
     devstack.shaping.clear()
+
+
+@pytest.fixture
+def union_lake(airflow_connections):
+    """The union mount of ``hdfs_server`` (both servers in modules marked ``hdfs_servers``)."""
+    mount = HybridMount.from_conn_id(MOUNT)
+    yield mount
+    mount.close()
+
+
+@pytest.fixture
+def devstack_lake(devstack, monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """The devstack's union mount, never Apache Hadoop's: for tests that shape its links (fault injection)."""
+    home = tmp_path / "airflow-home"
+    home.mkdir()
+    monkeypatch.setenv("AIRFLOW_HOME", str(home))
+    for name, value in devstack.airflow_env().items():
+        monkeypatch.setenv(name, value)
+    mount = HybridMount.from_conn_id(MOUNT)
+    yield mount
+    mount.close()

@@ -15,7 +15,6 @@ import pytest
 from airflow_hybrid.migration.state import MigrationState
 from airflow_hybrid.triggers.migrate import UfsMigrateTrigger
 from tests.integration.migrate_support import MOUNT, POLICY, make_dataset
-from tests.integration.migrate_support import lake as lake  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.e2e
 
@@ -31,13 +30,13 @@ def _xcoms(run) -> dict[tuple[str, int], object]:
 
 @pytest.mark.timeout(600)
 def test_policy_dag_waits_plans_migrates_batches_in_parallel_tasks_and_reports(
-    airflow_db, lake, tmp_path, monkeypatch
+    airflow_db, union_lake, tmp_path, monkeypatch
 ):
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    dataset = make_dataset(lake, seed=51, small=7, medium=1, new=2)
+    dataset = make_dataset(union_lake, seed=51, small=7, medium=1, new=2)
     policies = tmp_path / "hybrid_policies.yaml"
     policies.write_text(
         "policies:\n"
@@ -81,7 +80,7 @@ def test_policy_dag_waits_plans_migrates_batches_in_parallel_tasks_and_reports(
         "files": 9, "moved": 9, "failed": 0, "bytes": total, "batches": 3, "batches_done": 3}
 
     dataset.assert_migrated()  # old files in S3 only, identical; new ones still in HDFS
-    state = MigrationState.for_mount(lake)
+    state = MigrationState.for_mount(union_lake)
     assert state.totals("e2e_orders", MOUNT)["moved_files"] == 9
 
     with create_session() as session:

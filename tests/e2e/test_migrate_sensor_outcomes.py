@@ -10,7 +10,6 @@ import pytest
 
 from airflow_hybrid.triggers.migrate import UfsMigrateTrigger
 from tests.integration.migrate_support import MOUNT, POLICY, make_dataset
-from tests.integration.migrate_support import lake as lake  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.e2e
 
@@ -29,8 +28,8 @@ def _dag(monkeypatch, tmp_path, name: str, root: str, timeout: float):
 
 
 @pytest.mark.timeout(300)
-def test_a_deferred_sensor_skips_the_run_when_nothing_is_left_to_migrate(airflow_db, lake, tmp_path, monkeypatch):
-    dataset = make_dataset(lake, seed=71, small=0, new=2)  # recent files only: the sensor defers
+def test_a_deferred_sensor_skips_the_run_when_nothing_is_left_to_migrate(airflow_db, union_lake, tmp_path, monkeypatch):
+    dataset = make_dataset(union_lake, seed=71, small=0, new=2)  # recent files only: the sensor defers
     checks = []
     count = UfsMigrateTrigger.count
 
@@ -51,8 +50,8 @@ def test_a_deferred_sensor_skips_the_run_when_nothing_is_left_to_migrate(airflow
 
 
 @pytest.mark.timeout(300)
-def test_a_deferred_sensor_times_out_at_its_deadline(airflow_db, lake, tmp_path, monkeypatch):
-    dataset = make_dataset(lake, seed=72, small=0, new=2)
+def test_a_deferred_sensor_times_out_at_its_deadline(airflow_db, union_lake, tmp_path, monkeypatch):
+    dataset = make_dataset(union_lake, seed=72, small=0, new=2)
     dag = _dag(monkeypatch, tmp_path, "e2e_timeout", dataset.root, timeout=0.001)
     run = dag.test()
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}

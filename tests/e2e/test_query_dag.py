@@ -35,7 +35,7 @@ def _dag(file_name: str, dag_id: str):
 
 
 @pytest.fixture(scope="module")
-def lake(airflow_db, tmp_path_factory):
+def sample_lake(airflow_db, tmp_path_factory):
     """Mount ``onprem_union`` (local hdfs + s3 members) with the sample lake written by the prepare DAG."""
     root = tmp_path_factory.mktemp("onprem_union")
     hdfs, s3 = root / "hdfs", root / "s3"
@@ -84,8 +84,8 @@ def _return_value(run, task_id: str):
     return json.loads(value) if isinstance(value, str) else value
 
 
-def test_prepare_dag_writes_the_lake_and_its_ddl(lake):
-    hdfs, s3 = lake
+def test_prepare_dag_writes_the_lake_and_its_ddl(sample_lake):
+    hdfs, s3 = sample_lake
     for table in tpcds.TPCDS_TABLES:
         assert sorted(os.listdir(hdfs / table)) == [f"part-{i:05d}.parquet" for i in range(3)]
     assert not any(s3.iterdir())  # nothing in the S3 member yet
@@ -95,8 +95,8 @@ def test_prepare_dag_writes_the_lake_and_its_ddl(lake):
     assert mtimes[2] - mtimes[0] == pytest.approx(30 * 86400)
 
 
-def test_query_dag_on_duckdb_answers_tpcds_queries(lake):
-    hdfs, s3 = lake
+def test_query_dag_on_duckdb_answers_tpcds_queries(sample_lake):
+    hdfs, s3 = sample_lake
     dag = _dag("hybrid_query.py", "hybrid_query")
     run = dag.test()
     assert run.state == "success"
@@ -165,14 +165,14 @@ def _run_backfill_run(dag, dag_run) -> str:
         return dr.state
 
 
-def test_backfill_of_the_daily_dag_gives_one_run_per_interval(lake):
+def test_backfill_of_the_daily_dag_gives_one_run_per_interval(sample_lake):
     from airflow.models.backfill import _create_backfill
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
     from airflow.utils.types import DagRunType
     from sqlalchemy import select
 
-    hdfs, s3 = lake
+    hdfs, s3 = sample_lake
     dag = _dag("hybrid_query.py", "hybrid_query_daily")
     _register_dags_folder()
     start = datetime.datetime.combine(BACKFILL_DAYS[0], datetime.time(), tzinfo=datetime.timezone.utc)

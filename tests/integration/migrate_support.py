@@ -3,7 +3,7 @@
 The mount is ``onprem_union`` of ``hdfs_server`` (``hdfs:///tmp/tpcds`` on the devstack's WebHDFS server or on
 Apache Hadoop's, + ``s3://hybrid-lake/tpcds`` on the devstack's S3 server; read priority ``s3,hdfs``, create
 ``s3``); each test works below its own logical directory. Every file is written through the stores, so the
-same dataset works on either HDFS server.
+same dataset works on either HDFS server. The mount itself is the ``union_lake`` fixture (``tests/devstack_fixtures.py``).
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 from airflow_hybrid.mount import HybridMount
+from tests.devstack_fixtures import MOUNT
 
 ROOT = Path(__file__).resolve().parents[2]
-MOUNT = "onprem_union"
 POLICY = "ufsMigrate(olderThan(1d), UFS[hdfs]:REMOVE, UFS[s3]:STORE)"
 DAY = 86_400
 MiB = 1024 * 1024
@@ -119,27 +117,6 @@ def make_dataset(mount: HybridMount, *, seed: int, small: int, medium: int = 0, 
     return dataset
 
 
-@pytest.fixture
-def lake(airflow_connections):
-    """The union mount of ``hdfs_server`` (both servers in modules marked ``hdfs_servers``)."""
-    mount = HybridMount.from_conn_id(MOUNT)
-    yield mount
-    mount.close()
-
-
-@pytest.fixture
-def devstack_lake(devstack, monkeypatch: pytest.MonkeyPatch, tmp_path):
-    """The devstack's union mount, never Apache Hadoop's: for tests that shape its links (fault injection)."""
-    home = tmp_path / "airflow-home"
-    home.mkdir()
-    monkeypatch.setenv("AIRFLOW_HOME", str(home))
-    for name, value in devstack.airflow_env().items():
-        monkeypatch.setenv(name, value)
-    mount = HybridMount.from_conn_id(MOUNT)
-    yield mount
-    mount.close()
-
-
 class FakeTaskInstance:
     """Records ``xcom_push`` calls (the only TaskInstance API the sensor uses outside a DAG run)."""
 
@@ -210,14 +187,3 @@ class ForkingWorker:
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait(timeout=60)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state(request, tmp_path):
-    """A migration state database on SQLite (a file) and on the suite's PostgreSQL."""
-    from airflow_hybrid.migration.state import MigrationState
-    from tests.services import postgres_url
-
-    if request.param == "sqlite":
-        return MigrationState(f"sqlite:///{tmp_path}/state.db")
-    return MigrationState(postgres_url())

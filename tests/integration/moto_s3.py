@@ -1,6 +1,7 @@
 """moto's S3 server on a free loopback port, reached through a real Airflow connection (``aws_moto``).
 
-Used by the S3 store and transfer tests until the devstack fixtures take over.
+A plugin of ``tests/conftest.py``: ``moto_endpoint`` (session: one server for the whole run), ``s3_client``
+(session) and ``bucket`` (a fresh one per test). Request them by name; never import them.
 """
 
 from __future__ import annotations

@@ -10,12 +10,10 @@ from airflow_hybrid.cache import CacheConfig, CacheManager
 from airflow_hybrid.cache.catalog import Catalog
 from airflow_hybrid.cache.tee import FillingReader
 from airflow_hybrid.stores.local import LocalStore
-from tests.integration import moto_s3
 from tests.integration.moto_s3 import AWS_CONN_ID
 
 pytestmark = pytest.mark.integration
 
-moto_endpoint, s3_client, bucket = moto_s3.moto_endpoint, moto_s3.s3_client, moto_s3.bucket
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from airflow_hybrid.migration.state import (
     new_owner,
     owner_is_dead,
 )
-from tests.integration.migrate_support import state as state  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
 

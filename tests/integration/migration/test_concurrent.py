@@ -35,7 +35,6 @@ from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.policy.parser import as_policy
 from tests.client_requests import WHEN, Sent, observing
 from tests.integration.migrate_support import MOUNT, POLICY, Dataset, ForkingWorker, make_dataset
-from tests.integration.migrate_support import lake as lake  # noqa: F401 - the fixture
 from tests.services import postgres_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
@@ -135,9 +134,9 @@ class _nothing:
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("state_kind", ["sqlite", "postgresql"])
-def test_concurrent_migrators_with_claims_move_each_file_once(lake, small_parts, tmp_path, seed, state_kind):
-    dataset = make_dataset(lake, seed=seed, small=24, medium=1, large=2, new=2, mixed=True)
-    plan = plan_migration(lake, dataset.root, POLICY)
+def test_concurrent_migrators_with_claims_move_each_file_once(union_lake, small_parts, tmp_path, seed, state_kind):
+    dataset = make_dataset(union_lake, seed=seed, small=24, medium=1, large=2, new=2, mixed=True)
+    plan = plan_migration(union_lake, dataset.root, POLICY)
     checker = OutcomeChecker(dataset, live=True)
     summaries = _run_migrators(dataset, plan, count=MIGRATORS, claims_state=_state(state_kind, tmp_path),
                                checker=checker)
@@ -153,10 +152,10 @@ def test_concurrent_migrators_with_claims_move_each_file_once(lake, small_parts,
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_concurrent_migrators_without_claims_still_lose_nothing(lake, small_parts, seed):
+def test_concurrent_migrators_without_claims_still_lose_nothing(union_lake, small_parts, seed):
     """No shared database (or a lease lost to a stalled worker): the storage rules alone keep every file."""
-    dataset = make_dataset(lake, seed=seed, small=24, medium=1, large=2, new=2, mixed=True)
-    plan = plan_migration(lake, dataset.root, POLICY)
+    dataset = make_dataset(union_lake, seed=seed, small=24, medium=1, large=2, new=2, mixed=True)
+    plan = plan_migration(union_lake, dataset.root, POLICY)
     checker = OutcomeChecker(dataset, live=False)
     summaries = _run_migrators(dataset, plan, count=MIGRATORS, claims_state=None, checker=checker)
 
@@ -190,9 +189,9 @@ def _resets(rng: random.Random, rate: float, counter: Counter) -> Callable[[Sent
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_concurrent_migrators_under_injected_resets(lake, small_parts, tmp_path, seed):
-    dataset = make_dataset(lake, seed=seed, small=24, medium=1, large=2, new=2, mixed=True)
-    plan = plan_migration(lake, dataset.root, POLICY)
+def test_concurrent_migrators_under_injected_resets(union_lake, small_parts, tmp_path, seed):
+    dataset = make_dataset(union_lake, seed=seed, small=24, medium=1, large=2, new=2, mixed=True)
+    plan = plan_migration(union_lake, dataset.root, POLICY)
     state = _state("sqlite", tmp_path)
     checker = OutcomeChecker(dataset, live=True)
     injected: Counter = Counter()
@@ -211,15 +210,15 @@ def test_concurrent_migrators_under_injected_resets(lake, small_parts, tmp_path,
 
 
 @pytest.mark.parametrize("seed", SEEDS[:2])
-def test_concurrent_operator_processes_killed_at_random_points(lake, small_parts, hdfs_server, seed, monkeypatch):
+def test_concurrent_operator_processes_killed_at_random_points(union_lake, small_parts, hdfs_server, seed, monkeypatch):
     """Three operator processes at once, each SIGKILLed at a random mutating request or finishing, round after
     round (claims in PostgreSQL, shared as several workers would); then a last run converges."""
     connections = small_parts
     connections[MOUNT]["extra"]["catalog_url"] = postgres_url()
     for name, value in airflow_env(connections).items():
         monkeypatch.setenv(name, value)
-    dataset = make_dataset(lake, seed=seed, small=30, medium=1, large=3, new=2, mixed=True)
-    plan = plan_migration(lake, dataset.root, POLICY)
+    dataset = make_dataset(union_lake, seed=seed, small=30, medium=1, large=3, new=2, mixed=True)
+    plan = plan_migration(union_lake, dataset.root, POLICY)
     rng = random.Random(seed)
     rounds = 4 if hdfs_server.kind == "devstack" else 3
     workers = [ForkingWorker() for _ in range(3)]

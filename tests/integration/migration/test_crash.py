@@ -31,7 +31,6 @@ from airflow_hybrid.migration.planner import plan_migration
 from airflow_hybrid.mount.filesystem import HybridFileSystem
 from tests.client_requests import WHEN
 from tests.integration.migrate_support import MOUNT, POLICY, Dataset, ForkingWorker, make_dataset
-from tests.integration.migrate_support import lake as lake  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
 
@@ -63,16 +62,16 @@ def _assert_nothing_lost(dataset: Dataset, rng: random.Random) -> None:
         assert fs.cat_file(f"hybrid://{MOUNT}/{path}") == dataset.old[path]
 
 
-def test_sigkill_at_random_points_then_a_rerun_converges(lake, hdfs_server, monkeypatch):
+def test_sigkill_at_random_points_then_a_rerun_converges(union_lake, hdfs_server, monkeypatch):
     scale = SCALES[hdfs_server.kind]
     # Small parts (5 MiB, 2 in flight) so a large file takes several requests to upload: more kill points.
     connections = hdfs_server.connections()
     connections[MOUNT]["extra"]["members"]["s3"]["options"] = {"part_size": "5MiB", "upload_concurrency": 2}
     for name, value in airflow_env(connections).items():
         monkeypatch.setenv(name, value)
-    dataset = make_dataset(lake, seed=SEED, small=scale.small, medium=scale.medium, large=scale.large,
+    dataset = make_dataset(union_lake, seed=SEED, small=scale.small, medium=scale.medium, large=scale.large,
                            new=scale.new, mixed=True)
-    plan = plan_migration(lake, dataset.root, POLICY)
+    plan = plan_migration(union_lake, dataset.root, POLICY)
     rng = random.Random(SEED)
     kills, orphans, progress = 0, 0, []
     worker = ForkingWorker()

@@ -60,7 +60,7 @@ KILLING_WRAPPER = textwrap.dedent(
 
 
 @pytest.fixture
-def lake(hadoop_hdfs, devstack, monkeypatch, tmp_path):
+def hadoop_lake(hadoop_hdfs, devstack, monkeypatch, tmp_path):
     """The mount ``distcp_lake``: ``hdfs://127.0.0.1:<rpc>/tmp/distcp-<id>`` on Apache Hadoop (WebHDFS as
     ``hdfs``) + ``s3://hybrid-lake/distcp-<id>`` on the devstack's S3 server."""
     home = tmp_path / "airflow-home"
@@ -111,14 +111,14 @@ def _operator(distcp_command, **kwargs) -> UfsMigrateOperator:
 
 
 def test_distcp_copies_each_directory_then_every_copy_is_verified_before_its_source_is_removed(
-    lake, distcp_command, events, monkeypatch
+    hadoop_lake, distcp_command, events, monkeypatch
 ):
-    dataset = make_dataset(lake, seed=71, small=4, medium=1, new=1)  # small/ (4 old, 1 new) and medium/ (1)
+    dataset = make_dataset(hadoop_lake, seed=71, small=4, medium=1, new=1)  # small/ (4 old, 1 new) and medium/ (1)
     paths = sorted(dataset.old)
     present, conflict = paths[-1], paths[-2]  # both in small/
     dataset.s3.write(present, io.BytesIO(dataset.old[present]))  # an earlier run copied it already
     dataset.s3.write(conflict, io.BytesIO(b"not the same object"))
-    plan = plan_migration(lake, dataset.root, POLICY)
+    plan = plan_migration(hadoop_lake, dataset.root, POLICY)
 
     at_removal = {}
     delete = HdfsStore.delete
@@ -148,7 +148,7 @@ def test_distcp_copies_each_directory_then_every_copy_is_verified_before_its_sou
     assert dataset.hdfs_paths() == sorted([conflict, *dataset.new])
     for path in set(paths) - {present, conflict}:  # S3A wrote them with S3's whole-object CRC32C
         assert dataset.s3.checksum(path).algorithm == "CRC32C"
-    assert MigrationState.for_mount(lake).last_run("bulk", MOUNT)["engine"] == "distcp"
+    assert MigrationState.for_mount(hadoop_lake).last_run("bulk", MOUNT)["engine"] == "distcp"
 
     # A re-run of the plan converges without DistCp: every moved file is recognised, the conflict stays.
     events.clear()
@@ -157,8 +157,8 @@ def test_distcp_copies_each_directory_then_every_copy_is_verified_before_its_sou
     assert (again["moved"], again["skipped"], again["failed"]) == (0, len(copied), 1)
 
 
-def test_a_failing_distcp_removes_nothing_and_the_next_run_converges(lake, distcp_command, events):
-    dataset = make_dataset(lake, seed=72, small=3, new=0)
+def test_a_failing_distcp_removes_nothing_and_the_next_run_converges(hadoop_lake, distcp_command, events):
+    dataset = make_dataset(hadoop_lake, seed=72, small=3, new=0)
     unreachable = {f"fs.s3a.bucket.{BUCKET}.endpoint": "http://127.0.0.1:1",  # a destination nobody answers
                    "fs.s3a.attempts.maximum": "0", "fs.s3a.retry.limit": "0"}
     operator = _operator(distcp_command, path=dataset.root, policy=POLICY, policy_name="failing",
@@ -172,7 +172,7 @@ def test_a_failing_distcp_removes_nothing_and_the_next_run_converges(lake, distc
     assert not [e for e in events if e[0] == "delete"]
     assert dataset.hdfs_paths() == sorted(dataset.old) and dataset.s3_paths() == []
     assert all(dataset.read("hdfs", path) == data for path, data in dataset.old.items())
-    run = MigrationState.for_mount(lake).last_run("failing", MOUNT)
+    run = MigrationState.for_mount(hadoop_lake).last_run("failing", MOUNT)
     assert run["state"] == "failed" and "exit status 25" in run["message"]
 
     summary = _operator(distcp_command, path=dataset.root, policy=POLICY).execute({})
@@ -181,12 +181,12 @@ def test_a_failing_distcp_removes_nothing_and_the_next_run_converges(lake, distc
 
 
 def test_a_killed_distcp_removes_nothing_and_the_next_run_copies_only_the_rest(
-    lake, distcp_command, events, tmp_path
+    hadoop_lake, distcp_command, events, tmp_path
 ):
-    dataset = make_dataset(lake, seed=73, small=0, medium=3, new=0)  # 1-3 MiB each, in medium/
+    dataset = make_dataset(hadoop_lake, seed=73, small=0, medium=3, new=0)  # 1-3 MiB each, in medium/
     wrapper = tmp_path / "killing_client.py"
     wrapper.write_text(KILLING_WRAPPER)
-    plan = plan_migration(lake, dataset.root, POLICY)
+    plan = plan_migration(hadoop_lake, dataset.root, POLICY)
     # At 4 MB/s a file takes a quarter of a second or more: the kill lands while the job is mid-way.
     killing = _operator([sys.executable, str(wrapper), *distcp_command], plan_id=plan.plan_id,
                         distcp_args=["-bandwidth", "4"])

@@ -13,7 +13,6 @@ from airflow_hybrid.migration.state import (
     default_state_url,
     state_url_for_mount,
 )
-from tests.integration.migrate_support import state as state  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
 

@@ -28,8 +28,6 @@ from airflow_hybrid.operators.migrate import UfsMigrateOperator
 from airflow_hybrid.stores.hdfs import HdfsStore
 from tests.client_requests import hdfs_requests
 from tests.integration.migrate_support import MOUNT, POLICY, make_dataset
-from tests.integration.migrate_support import devstack_lake as devstack_lake  # noqa: F401 - the fixture
-from tests.integration.migrate_support import lake as lake  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
 
@@ -40,10 +38,10 @@ def _operator(**kwargs) -> UfsMigrateOperator:
     return UfsMigrateOperator(**{**defaults, **kwargs})
 
 
-def test_old_files_move_new_files_stay_and_readers_always_see_the_same_bytes(lake, hdfs_server, monkeypatch):
+def test_old_files_move_new_files_stay_and_readers_always_see_the_same_bytes(union_lake, hdfs_server, monkeypatch):
     # fewer small files on Apache Hadoop, whose writes are slower; multi-block (11 MiB) files on both
     small, medium, new = (40, 3, 5) if hdfs_server.kind == "devstack" else (16, 2, 3)
-    dataset = make_dataset(lake, seed=1, small=small, medium=medium, large=2, new=new)
+    dataset = make_dataset(union_lake, seed=1, small=small, medium=medium, large=2, new=new)
     expected = {**dataset.old, **dataset.new}
     fs = HybridFileSystem()
 
@@ -109,9 +107,9 @@ def test_old_files_move_new_files_stay_and_readers_always_see_the_same_bytes(lak
     assert again["files"] == 0
 
 
-def test_plan_batches_run_as_mapped_tasks_each_take_their_batch(lake):
-    dataset = make_dataset(lake, seed=2, small=12, new=1)
-    plan = plan_migration(lake, dataset.root, POLICY, batch_max_files=5)
+def test_plan_batches_run_as_mapped_tasks_each_take_their_batch(union_lake):
+    dataset = make_dataset(union_lake, seed=2, small=12, new=1)
+    plan = plan_migration(union_lake, dataset.root, POLICY, batch_max_files=5)
     assert plan.batches == 3
     with pytest.raises(AirflowException, match=r"has 3 batches \(0..2\); no batch 3"):
         _operator(plan_id=plan.plan_id, batch=3).execute({})
@@ -126,8 +124,8 @@ def test_plan_batches_run_as_mapped_tasks_each_take_their_batch(lake):
     dataset.assert_migrated()
 
 
-def test_existing_copies_are_reused_and_conflicting_objects_never_overwritten(lake):
-    dataset = make_dataset(lake, seed=3, small=6, new=0)
+def test_existing_copies_are_reused_and_conflicting_objects_never_overwritten(union_lake):
+    dataset = make_dataset(union_lake, seed=3, small=6, new=0)
     paths = sorted(dataset.old)
     identical, same_size, other_size = paths[1], paths[2], paths[3]
     s3 = dataset.s3
@@ -154,7 +152,7 @@ def test_existing_copies_are_reused_and_conflicting_objects_never_overwritten(la
     for path in set(paths) - {identical, same_size, other_size}:
         assert dataset.read("s3", path) == dataset.old[path] and not dataset.hdfs.exists(path)
 
-    state = MigrationState.for_mount(lake)
+    state = MigrationState.for_mount(union_lake)
     assert state.totals("conflicts", MOUNT) == {"moved_files": 4, "moved_bytes": sum(
         len(dataset.old[p]) for p in set(paths) - {same_size, other_size}), "kept_files": 0, "failed_files": 2}
     assert state.outcome("conflicts", MOUNT, identical)["status"] == "skipped"
@@ -166,8 +164,8 @@ def test_existing_copies_are_reused_and_conflicting_objects_never_overwritten(la
     assert (run["state"], run["moved"], run["skipped"], run["failed"]) == ("failed", 3, 1, 2)
 
 
-def test_orphaned_multipart_uploads_of_a_key_are_aborted_before_it_is_written(lake, hdfs_server):
-    dataset = make_dataset(lake, seed=4, small=3, large=1, new=0)
+def test_orphaned_multipart_uploads_of_a_key_are_aborted_before_it_is_written(union_lake, hdfs_server):
+    dataset = make_dataset(union_lake, seed=4, small=3, large=1, new=0)
     large = next(p for p in dataset.old if p.startswith(f"{dataset.root}/large/"))
     s3 = dataset.s3
     client = boto3.client("s3", endpoint_url=hdfs_server.s3_endpoint, region_name="us-east-1",
@@ -186,8 +184,8 @@ def test_orphaned_multipart_uploads_of_a_key_are_aborted_before_it_is_written(la
     client.abort_multipart_upload(Bucket=s3.bucket, Key=unrelated_key, UploadId=unrelated)
 
 
-def test_a_source_written_to_during_its_copy_is_kept_and_reported(lake, monkeypatch):
-    dataset = make_dataset(lake, seed=5, small=4, medium=1, new=0)
+def test_a_source_written_to_during_its_copy_is_kept_and_reported(union_lake, monkeypatch):
+    dataset = make_dataset(union_lake, seed=5, small=4, medium=1, new=0)
     victim = next(p for p in dataset.old if "/medium/" in p)
     rewritten = b"new content written while the copy ran"
     open_read = HdfsStore.open_read
@@ -211,7 +209,7 @@ def test_a_source_written_to_during_its_copy_is_kept_and_reported(lake, monkeypa
     assert dataset.read("hdfs", victim) == rewritten  # the new version stays at its source ...
     assert not dataset.s3.exists(victim)  # ... and the stale copy was deleted, so readers get it
     assert HybridFileSystem().cat_file(f"hybrid://{MOUNT}/{victim}") == rewritten
-    outcome = MigrationState.for_mount(lake).outcome("writer", MOUNT, victim)
+    outcome = MigrationState.for_mount(union_lake).outcome("writer", MOUNT, victim)
     assert outcome["status"] == "kept" and "changed during the copy" in outcome["reason"]
 
 
@@ -256,11 +254,11 @@ def test_injected_s3_5xx_and_webhdfs_resets_are_retried_until_the_run_completes(
     dataset.assert_migrated()
 
 
-def test_policy_status_and_cli_show_pending_moved_failed_and_last_run(lake, tmp_path, capsys):
+def test_policy_status_and_cli_show_pending_moved_failed_and_last_run(union_lake, tmp_path, capsys):
     from airflow_hybrid.cli.commands import policy_list, policy_status
     from airflow_hybrid.migration.status import policy_status_rows
 
-    dataset = make_dataset(lake, seed=7, small=5, new=1)
+    dataset = make_dataset(union_lake, seed=7, small=5, new=1)
     conflict = sorted(dataset.old)[0]
     dataset.s3.write(conflict, io.BytesIO(b"a different object"))
     policies = tmp_path / "hybrid_policies.yaml"
@@ -290,7 +288,7 @@ def test_policy_status_and_cli_show_pending_moved_failed_and_last_run(lake, tmp_
 
     from airflow_hybrid.migration.state import MigrationClaims, MigrationState
 
-    claims = MigrationClaims(MigrationState.for_mount(lake), MOUNT)
+    claims = MigrationClaims(MigrationState.for_mount(union_lake), MOUNT)
     claims.claim([conflict, "elsewhere/part-0.bin"])  # a run working on one file of the policy's path
     [busy, _] = policy_status_rows(policies)
     assert busy["in_progress_files"] == 1
@@ -306,35 +304,35 @@ def test_policy_status_and_cli_show_pending_moved_failed_and_last_run(lake, tmp_
     assert "INVALID " in text and "'broken'" in text
 
 
-def test_a_plan_evaluated_later_moves_the_files_it_selected(lake):
+def test_a_plan_evaluated_later_moves_the_files_it_selected(union_lake):
     """A file is selected by its age when planned, not when migrated: a plan made 'now' moves it later."""
-    dataset = make_dataset(lake, seed=8, small=2, new=1)
+    dataset = make_dataset(union_lake, seed=8, small=2, new=1)
     young = next(iter(dataset.new))
-    plan = plan_migration(lake, dataset.root, POLICY, now=time.time() + 2 * 86_400)
+    plan = plan_migration(union_lake, dataset.root, POLICY, now=time.time() + 2 * 86_400)
     assert plan.files == 3  # evaluated two days ahead: the new file is old enough too
     summary = _operator(plan_id=plan.plan_id).execute({})
     assert summary["moved"] == 3
     assert dataset.read("s3", young) == dataset.new[young] and not dataset.hdfs.exists(young)
 
 
-def test_no_store_member_copy_means_no_removal(lake):
+def test_no_store_member_copy_means_no_removal(union_lake):
     """A migrator told not to copy (the bulk path's verification) removes nothing without a copy."""
     from airflow_hybrid.migration.migrator import Migrator
     from airflow_hybrid.policy.parser import parse_policy
 
-    dataset = make_dataset(lake, seed=9, small=3, new=0)
-    plan = load_plan(None, plan_migration(lake, dataset.root, POLICY).plan_id)
-    summary = Migrator(lake, parse_policy(POLICY), copy=False).run(plan.iter_entries())
+    dataset = make_dataset(union_lake, seed=9, small=3, new=0)
+    plan = load_plan(None, plan_migration(union_lake, dataset.root, POLICY).plan_id)
+    summary = Migrator(union_lake, parse_policy(POLICY), copy=False).run(plan.iter_entries())
     assert (summary.failed, summary.moved) == (3, 0)
     assert dataset.hdfs_paths() == sorted(dataset.old) and dataset.s3_paths() == []
     assert all("holds no copy" in f["reason"] for f in summary.failures)
 
 
-def test_a_small_file_costs_five_requests(lake, hdfs_server, devstack):
+def test_a_small_file_costs_five_requests(union_lake, hdfs_server, devstack):
     """Small files go straight from the plan into exclusive S3 creates: OPEN (namenode + data node),
     PutObject, one source status after the copy, DELETE -- no HEAD, no status before the copy."""
-    dataset = make_dataset(lake, seed=10, small=4, new=0)
-    plan = plan_migration(lake, dataset.root, POLICY)
+    dataset = make_dataset(union_lake, seed=10, small=4, new=0)
+    plan = plan_migration(union_lake, dataset.root, POLICY)
     with hdfs_requests(hdfs_server) as webhdfs:
         before = {**webhdfs(), **{f"s3 {op}": n for op, n in devstack.stats()["s3"].items()}}  # S3: the devstack's
         assert _operator(plan_id=plan.plan_id).execute({})["moved"] == 4
@@ -347,9 +345,9 @@ def test_a_small_file_costs_five_requests(lake, hdfs_server, devstack):
     dataset.assert_migrated()
 
 
-def test_sources_changed_or_gone_since_the_plan_are_not_removed(lake):
-    dataset = make_dataset(lake, seed=11, small=4, new=0)
-    plan = plan_migration(lake, dataset.root, POLICY)
+def test_sources_changed_or_gone_since_the_plan_are_not_removed(union_lake):
+    dataset = make_dataset(union_lake, seed=11, small=4, new=0)
+    plan = plan_migration(union_lake, dataset.root, POLICY)
     changed, gone, *_ = sorted(dataset.old)
     dataset.hdfs.write(changed, io.BytesIO(b"rewritten after the plan"))
     dataset.hdfs.delete(gone)

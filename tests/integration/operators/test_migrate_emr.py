@@ -50,7 +50,7 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture
-def lake(stack):
+def emr_lake(stack):
     mount = HybridMount.from_conn_id(MOUNT)
     yield mount
     mount.close()
@@ -79,7 +79,7 @@ def cluster_id(emr):
 
 
 @pytest.fixture
-def cluster(monkeypatch, s3, lake):
+def cluster(monkeypatch, s3, emr_lake):
     """Stand-in for the cluster: how added steps end, and S3DistCp's copy for COMPLETED ones."""
     copied: list[str] = []
 
@@ -92,7 +92,7 @@ def cluster(monkeypatch, s3, lake):
         for uri in manifest:
             assert uri.startswith(options["--src"] + "/"), uri
             relative = uri[len(options["--src"]) + 1:]
-            with lake.members["hdfs"].open_read(relative) as stream:
+            with emr_lake.members["hdfs"].open_read(relative) as stream:
                 s3.put_object(Bucket=dest_bucket, Key=f"{dest_prefix}/{relative}", Body=stream.read())
             copied.append(relative)
 
@@ -115,14 +115,14 @@ def _submit(operator):
 
 
 def test_s3distcp_step_with_a_manifest_of_the_missing_copies_then_verify_and_remove(
-    lake, s3, emr, cluster_id, cluster
+    emr_lake, s3, emr, cluster_id, cluster
 ):
-    dataset = make_dataset(lake, seed=41, small=5, medium=1, new=1)
+    dataset = make_dataset(emr_lake, seed=41, small=5, medium=1, new=1)
     paths = sorted(dataset.old)
     present, conflict = paths[0], paths[1]
     dataset.s3.write(present, io.BytesIO(dataset.old[present]))  # an earlier run copied it already
     dataset.s3.write(conflict, io.BytesIO(b"not the same object"))
-    plan = plan_migration(lake, dataset.root, POLICY)
+    plan = plan_migration(emr_lake, dataset.root, POLICY)
 
     operator = _operator(cluster_id, plan_id=plan.plan_id, batch=0, s3distcp_args=["--s3ServerSideEncryption"],
                          policy_name="bulk", fail_on_error=False)
@@ -159,12 +159,12 @@ def test_s3distcp_step_with_a_manifest_of_the_missing_copies_then_verify_and_rem
         assert dataset.read("s3", path) == dataset.old[path] and not dataset.hdfs.exists(path)
     assert dataset.read("hdfs", conflict) == dataset.old[conflict]  # the conflict keeps its source
     assert dataset.read("s3", conflict) == b"not the same object"
-    assert MigrationState.for_mount(lake).last_run("bulk", MOUNT)["engine"] == "emr"
+    assert MigrationState.for_mount(emr_lake).last_run("bulk", MOUNT)["engine"] == "emr"
 
 
 @pytest.mark.parametrize("state", ["FAILED", "CANCELLED", "INTERRUPTED"])
-def test_a_step_that_did_not_complete_fails_the_task_and_removes_nothing(lake, emr, cluster_id, cluster, state):
-    dataset = make_dataset(lake, seed=42, small=3, new=0)
+def test_a_step_that_did_not_complete_fails_the_task_and_removes_nothing(emr_lake, emr, cluster_id, cluster, state):
+    dataset = make_dataset(emr_lake, seed=42, small=3, new=0)
     cluster.update(state=state, reason="Step was stopped",
                    failure_details={"Reason": "Unknown Error.", "Message": "Container killed on request",
                                     "LogFile": "s3://logs/j-1/steps/s-1/stderr.gz"})
@@ -178,12 +178,12 @@ def test_a_step_that_did_not_complete_fails_the_task_and_removes_nothing(lake, e
         "request; s3://logs/j-1/steps/s-1/stderr.gz; Step was stopped; no source was removed"
     )
     assert dataset.hdfs_paths() == sorted(dataset.old) and dataset.s3_paths() == []
-    run = MigrationState.for_mount(lake).last_run("failing", MOUNT)
+    run = MigrationState.for_mount(emr_lake).last_run("failing", MOUNT)
     assert run["state"] == "failed" and state in run["message"]
 
 
-def test_a_step_still_running_when_the_trigger_gives_up_fails_the_task(lake, cluster_id, cluster):
-    dataset = make_dataset(lake, seed=43, small=2, new=0)
+def test_a_step_still_running_when_the_trigger_gives_up_fails_the_task(emr_lake, cluster_id, cluster):
+    dataset = make_dataset(emr_lake, seed=43, small=2, new=0)
     cluster.update(state="RUNNING")
     operator = _operator(cluster_id, path=dataset.root, policy=POLICY)
     _, resume = _submit(operator)
@@ -193,8 +193,8 @@ def test_a_step_still_running_when_the_trigger_gives_up_fails_the_task(lake, clu
     assert dataset.hdfs_paths() == sorted(dataset.old)
 
 
-def test_synchronous_wait_then_verify_and_remove(lake, emr, cluster_id, cluster):
-    dataset = make_dataset(lake, seed=44, small=4, new=1)
+def test_synchronous_wait_then_verify_and_remove(emr_lake, emr, cluster_id, cluster):
+    dataset = make_dataset(emr_lake, seed=44, small=4, new=1)
     summary = _operator(cluster_id, path=dataset.root, policy=POLICY, deferrable=False, waiter_delay=0).execute({})
     assert (summary["moved"], summary["failed"]) == (4, 0)
     assert summary["bytes"] == sum(len(d) for d in dataset.old.values())  # copied by the step, verified here
@@ -202,8 +202,8 @@ def test_synchronous_wait_then_verify_and_remove(lake, emr, cluster_id, cluster)
     assert len(emr.list_steps(ClusterId=cluster_id)["Steps"]) == 1
 
 
-def test_no_step_when_every_copy_is_already_there(lake, emr, cluster_id, cluster):
-    dataset = make_dataset(lake, seed=45, small=3, new=0)
+def test_no_step_when_every_copy_is_already_there(emr_lake, emr, cluster_id, cluster):
+    dataset = make_dataset(emr_lake, seed=45, small=3, new=0)
     for path, data in dataset.old.items():
         dataset.s3.write(path, io.BytesIO(data))
     summary = _operator(cluster_id, path=dataset.root, policy=POLICY).execute({})  # does not defer
@@ -212,8 +212,8 @@ def test_no_step_when_every_copy_is_already_there(lake, emr, cluster_id, cluster
     dataset.assert_migrated()
 
 
-def test_manifests_need_an_s3_location(lake, cluster_id, cluster):
-    dataset = make_dataset(lake, seed=46, small=1, new=0)
+def test_manifests_need_an_s3_location(emr_lake, cluster_id, cluster):
+    dataset = make_dataset(emr_lake, seed=46, small=1, new=0)
     operator = _operator(cluster_id, path=dataset.root, policy=POLICY, emr_manifest_prefix=None)
     with pytest.raises(AirflowException, match="needs emr_manifest_prefix .* the plan store file:///.* is not on S3"):
         operator.execute({})

@@ -17,12 +17,9 @@ from airflow_hybrid.ops.progress import ProgressTracker
 from airflow_hybrid.stores.base import Checksum, FileInfo, Store
 from airflow_hybrid.stores.local import LocalStore
 from airflow_hybrid.stores.s3 import MiB, S3Store
-from tests.integration import moto_s3
 from tests.integration.moto_s3 import AWS_CONN_ID
 
 pytestmark = pytest.mark.integration
-# The moto S3 server fixtures, until the devstack's replace them.
-moto_endpoint, s3_client, bucket = moto_s3.moto_endpoint, moto_s3.s3_client, moto_s3.bucket
 
 PART = 5 * MiB
 

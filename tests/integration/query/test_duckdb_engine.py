@@ -20,11 +20,9 @@ from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.query import tpcds
 from airflow_hybrid.query.duckdb_engine import DuckDBQuery, run_duckdb_query
 from airflow_hybrid.query.result import json_value
-from tests.integration import moto_s3
 from tests.integration.moto_s3 import AWS_CONN_ID
 
 pytestmark = pytest.mark.integration
-moto_endpoint, s3_client = moto_s3.moto_endpoint, moto_s3.s3_client
 
 QUERIES = (3, 42, 52, 55)
 SCALE_FACTOR = 0.05  # the smallest at which all four queries return rows

@@ -18,7 +18,6 @@ from airflow_hybrid.operators.migrate import UfsMigrateOperator, openlineage_nam
 from airflow_hybrid.sensors.migrate import UfsMigrateSensor
 from airflow_hybrid.triggers.migrate import UfsMigrateTrigger
 from tests.integration.migrate_support import MOUNT, POLICY, FakeTaskInstance, make_dataset
-from tests.integration.migrate_support import lake as lake  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +26,8 @@ def _sensor(dataset, **kwargs) -> UfsMigrateSensor:
     return UfsMigrateSensor(task_id="plan", mount_conn_id=MOUNT, path=dataset.root, policy=POLICY, **kwargs)
 
 
-def test_poke_waits_for_min_files_then_writes_the_plan(lake):
-    dataset = make_dataset(lake, seed=31, small=3, new=2)
+def test_poke_waits_for_min_files_then_writes_the_plan(union_lake):
+    dataset = make_dataset(union_lake, seed=31, small=3, new=2)
     sensor = _sensor(dataset, min_files=4, batch_max_files=2)
     ti = FakeTaskInstance()
     assert not sensor.poke({"ti": ti})
@@ -46,8 +45,8 @@ def test_poke_waits_for_min_files_then_writes_the_plan(lake):
     assert (plan.mount, plan.path, plan.policy.to_text()) == (MOUNT, dataset.root, POLICY)
 
 
-def test_min_bytes_counts_too(lake):
-    dataset = make_dataset(lake, seed=32, small=3, new=0)
+def test_min_bytes_counts_too(union_lake):
+    dataset = make_dataset(union_lake, seed=32, small=3, new=0)
     total = sum(len(d) for d in dataset.old.values())
     assert not _sensor(dataset, min_files=1, min_bytes=total + 1).poke({"ti": FakeTaskInstance()})
     assert _sensor(dataset, min_files=1, min_bytes=total).poke({"ti": FakeTaskInstance()}).is_done
@@ -60,8 +59,8 @@ def test_a_bad_policy_fails_at_parse_time_with_its_position():
         UfsMigrateSensor(task_id="plan", mount_conn_id=MOUNT, path="x", policy=POLICY, min_files=-1)
 
 
-def test_deferrable_sensor_defers_to_the_trigger_and_plans_when_it_fires(lake):
-    dataset = make_dataset(lake, seed=33, small=2, new=1)
+def test_deferrable_sensor_defers_to_the_trigger_and_plans_when_it_fires(union_lake):
+    dataset = make_dataset(union_lake, seed=33, small=2, new=1)
     sensor = _sensor(dataset, min_files=3, deferrable=True, poke_interval=5, timeout=600)
     ti = FakeTaskInstance()
     with pytest.raises(TaskDeferred) as deferred:
@@ -85,15 +84,15 @@ def test_deferrable_sensor_defers_to_the_trigger_and_plans_when_it_fires(lake):
         sensor.execute_complete({"ti": ti}, event={"status": "error", "message": "ConnectionError: boom"})
 
 
-def test_deferrable_sensor_does_not_defer_when_enough_is_selected(lake):
-    dataset = make_dataset(lake, seed=34, small=2, new=0)
+def test_deferrable_sensor_does_not_defer_when_enough_is_selected(union_lake):
+    dataset = make_dataset(union_lake, seed=34, small=2, new=0)
     ti = FakeTaskInstance()
     summary = _sensor(dataset, min_files=2, deferrable=True).execute({"ti": ti})
     assert summary["files"] == 2 and ti.xcom["plan_id"] == summary["plan_id"]
 
 
-def test_trigger_lists_in_a_thread_and_fires_once_enough_is_selected(lake):
-    dataset = make_dataset(lake, seed=35, small=3, new=1)
+def test_trigger_lists_in_a_thread_and_fires_once_enough_is_selected(union_lake):
+    dataset = make_dataset(union_lake, seed=35, small=3, new=1)
     trigger = UfsMigrateTrigger(MOUNT, dataset.root, POLICY, min_files=4, poke_interval=0.01)
     count = trigger.count
     checks: list[int] = []
@@ -145,8 +144,8 @@ def test_trigger_reports_an_unusable_mount_as_an_error_event(airflow_connections
     assert "no_such_mount" in payload["message"]
 
 
-def test_operator_declares_the_asset_and_reports_openlineage_datasets(lake):
-    dataset = make_dataset(lake, seed=36, small=2, new=0)
+def test_operator_declares_the_asset_and_reports_openlineage_datasets(union_lake):
+    dataset = make_dataset(union_lake, seed=36, small=2, new=0)
     operator = UfsMigrateOperator(task_id="migrate", mount_conn_id=MOUNT, path=dataset.root, policy=POLICY)
     assert [asset.uri for asset in operator.outlets] == [f"hybrid://{MOUNT}/{dataset.root}"]
     operator.execute({})

@@ -14,7 +14,6 @@ from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, T
 from airflow_hybrid.sensors.migrate import UfsMigrateSensor
 from airflow_hybrid.triggers.migrate import UfsMigrateTrigger, source_is_empty
 from tests.integration.migrate_support import MOUNT, POLICY, FakeTaskInstance, make_dataset
-from tests.integration.migrate_support import lake as lake  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +40,13 @@ class FakeClock:
         self.now += seconds
 
 
-def waiting_dataset(lake):
+def waiting_dataset(union_lake):
     """Files below the root, none selected yet (all recent): a sensor must wait, not skip."""
-    return make_dataset(lake, seed=61, small=0, new=2)
+    return make_dataset(union_lake, seed=61, small=0, new=2)
 
 
-def test_trigger_fires_a_timeout_event_at_its_deadline(lake):
-    dataset = waiting_dataset(lake)
+def test_trigger_fires_a_timeout_event_at_its_deadline(union_lake):
+    dataset = waiting_dataset(union_lake)
     trigger = UfsMigrateTrigger(MOUNT, dataset.root, POLICY, poke_interval=60, deadline=1_000.0)
     clock = FakeClock(900.0)
     trigger.clock, trigger.sleep = clock, clock.sleep
@@ -57,8 +56,8 @@ def test_trigger_fires_a_timeout_event_at_its_deadline(lake):
     assert "timed out" in events[0]["message"] and "selects 0 files" in events[0]["message"]
 
 
-def test_a_deadline_already_passed_checks_once_then_times_out(lake):
-    dataset = waiting_dataset(lake)
+def test_a_deadline_already_passed_checks_once_then_times_out(union_lake):
+    dataset = waiting_dataset(union_lake)
     trigger = UfsMigrateTrigger(MOUNT, dataset.root, POLICY, poke_interval=3600, deadline=time.time())
     checks = []
     count = trigger.count
@@ -66,8 +65,8 @@ def test_a_deadline_already_passed_checks_once_then_times_out(lake):
     assert [e["status"] for e in events_of(trigger)] == ["timeout"] and checks == [1]
 
 
-def test_a_deadline_does_not_hide_a_success(lake):
-    dataset = make_dataset(lake, seed=62, small=2, new=0)
+def test_a_deadline_does_not_hide_a_success(union_lake):
+    dataset = make_dataset(union_lake, seed=62, small=2, new=0)
     trigger = UfsMigrateTrigger(MOUNT, dataset.root, POLICY, min_files=2, deadline=0.0)
     assert events_of(trigger)[0]["status"] == "success"
 
@@ -80,20 +79,20 @@ def test_trigger_round_trips_its_deadline():
     assert UfsMigrateTrigger(MOUNT, "x", POLICY).deadline is None  # older serialized triggers: no deadline
 
 
-def test_an_empty_source_is_nothing_to_migrate(lake):
-    dataset = make_dataset(lake, seed=63, small=2, new=0)
-    assert not source_is_empty(lake, dataset.root, POLICY)
+def test_an_empty_source_is_nothing_to_migrate(union_lake):
+    dataset = make_dataset(union_lake, seed=63, small=2, new=0)
+    assert not source_is_empty(union_lake, dataset.root, POLICY)
     for path in list(dataset.old):  # as a migration leaves it: in S3 only
         dataset.hdfs.delete(path)
-    assert source_is_empty(lake, dataset.root, POLICY)
-    assert source_is_empty(lake, "no/such/path", POLICY)
+    assert source_is_empty(union_lake, dataset.root, POLICY)
+    assert source_is_empty(union_lake, "no/such/path", POLICY)
     events = events_of(UfsMigrateTrigger(MOUNT, dataset.root, POLICY, poke_interval=3600))
     assert [e["status"] for e in events] == ["nothing_to_migrate"]
     assert events[0]["message"].startswith(f"Nothing left to migrate: no file below hybrid://{MOUNT}/{dataset.root}")
 
 
-def test_poke_skips_when_nothing_is_left_and_waits_for_files_not_yet_selected(lake):
-    dataset = waiting_dataset(lake)
+def test_poke_skips_when_nothing_is_left_and_waits_for_files_not_yet_selected(union_lake):
+    dataset = waiting_dataset(union_lake)
     sensor = UfsMigrateSensor(task_id="plan", mount_conn_id=MOUNT, path=dataset.root, policy=POLICY)
     assert sensor.poke({"ti": FakeTaskInstance()}) is False  # recent files may become candidates
     for path in list(dataset.new):
@@ -107,7 +106,7 @@ def test_poke_skips_when_nothing_is_left_and_waits_for_files_not_yet_selected(la
         looping.execute({"ti": FakeTaskInstance()})
 
 
-def test_deferrable_sensor_skips_without_deferring_when_nothing_is_left(lake):
+def test_deferrable_sensor_skips_without_deferring_when_nothing_is_left(union_lake):
     sensor = UfsMigrateSensor(task_id="plan", mount_conn_id=MOUNT, path="migrate-nothing-here", policy=POLICY,
                               deferrable=True)
     with pytest.raises(AirflowSkipException, match="Nothing left to migrate"):
@@ -115,8 +114,8 @@ def test_deferrable_sensor_skips_without_deferring_when_nothing_is_left(lake):
 
 
 @pytest.mark.parametrize("soft_fail", [False, True])
-def test_deferred_sensor_times_out_through_its_trigger(lake, soft_fail):
-    dataset = waiting_dataset(lake)
+def test_deferred_sensor_times_out_through_its_trigger(union_lake, soft_fail):
+    dataset = waiting_dataset(union_lake)
     sensor = UfsMigrateSensor(task_id="plan", mount_conn_id=MOUNT, path=dataset.root, policy=POLICY,
                               deferrable=True, poke_interval=3600, timeout=0, soft_fail=soft_fail)
     before = time.time()
@@ -131,8 +130,8 @@ def test_deferred_sensor_times_out_through_its_trigger(lake, soft_fail):
         sensor.execute_complete({"ti": FakeTaskInstance()}, event=event)
 
 
-def test_deferred_sensor_skips_when_the_source_empties_while_it_waits(lake):
-    dataset = waiting_dataset(lake)
+def test_deferred_sensor_skips_when_the_source_empties_while_it_waits(union_lake):
+    dataset = waiting_dataset(union_lake)
     sensor = UfsMigrateSensor(task_id="plan", mount_conn_id=MOUNT, path=dataset.root, policy=POLICY,
                               deferrable=True, poke_interval=3600, timeout=7200)
     with pytest.raises(TaskDeferred) as deferred:

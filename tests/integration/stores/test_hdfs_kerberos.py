@@ -37,8 +37,6 @@ from airflow_hybrid.stores.hdfs import HdfsFileChecksum, HdfsStore
 from airflow_hybrid.stores.kerberos import KerberosAuthError
 from tests.integration.migrate_support import POLICY, make_dataset
 from tests.integration.moto_s3 import AWS_CONN_ID
-from tests.integration.moto_s3 import moto_endpoint as moto_endpoint  # noqa: F401 - the fixture
-from tests.integration.moto_s3 import s3_client as s3_client  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,9 @@ import pytest
 from airflow_hybrid.ops.checksums import CRC32C, CRC32C_COMPOSITE, composite_crc32c, crc32c, encode_crc32c
 from airflow_hybrid.stores.base import PathEscapeError, StoreError
 from airflow_hybrid.stores.s3 import MiB, S3Options, S3Store, parse_size
-from tests.integration import moto_s3
 from tests.integration.moto_s3 import AWS_CONN_ID
 
 pytestmark = pytest.mark.integration
-# The moto S3 server fixtures, until the devstack's replace them.
-moto_endpoint, s3_client, bucket = moto_s3.moto_endpoint, moto_s3.s3_client, moto_s3.bucket
 
 PART = 5 * MiB
 

@@ -15,12 +15,10 @@ import pytest
 from airflow_hybrid.stores.base import StoreError
 from airflow_hybrid.stores.s3 import MiB, S3Store, multipart_etag
 from tests.faults import S3Faults
-from tests.integration import moto_s3
 from tests.integration.moto_s3 import AWS_CONN_ID
 from tests.seaweedfs_fixtures import SEAWEED_BUCKET
 
 pytestmark = pytest.mark.integration
-moto_endpoint, s3_client, bucket = moto_s3.moto_endpoint, moto_s3.s3_client, moto_s3.bucket
 
 PART = 5 * MiB
 BACKENDS = ("moto", "seaweedfs")

@@ -23,7 +23,7 @@ from airflow_hybrid.migration.planner import (
 from airflow_hybrid.policy import PolicyValidationError, parse_policy
 from airflow_hybrid.stores.base import Checksum, FileInfo, Store
 from airflow_hybrid.stores.local import LocalStore
-from tests.integration.moto_s3 import AWS_CONN_ID, bucket, moto_endpoint, s3_client  # noqa: F401 - fixtures
+from tests.integration.moto_s3 import AWS_CONN_ID
 
 NOW = 1_700_000_000.0
 DAY = 86_400
