@@ -1,8 +1,15 @@
-"""Hook and connection type ``hybrid_mount``: a union mount of HDFS, S3 and local stores."""
+"""Hook and connection type ``hybrid_mount``: a union mount of HDFS, S3 and local stores.
+
+:class:`HybridMountHook` builds a mount from its connection; :class:`HybridMountMixin` is how operators,
+sensors and triggers get theirs: ``with self.mount() as mount:`` builds it through the hook and closes it
+(its cache manager, then its member stores) when the block ends.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
@@ -107,11 +114,29 @@ class HybridMountHook(BaseHook):
                 ) from None
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check every member answers a stat of its root."""
+        """Check every member answers a listing of its root."""
         try:
-            mount = self.get_mount()
-            for store in mount.members.values():
-                next(iter(store.list("")), None)
+            with self.get_mount() as mount:
+                for store in mount.members.values():
+                    next(iter(store.list("")), None)
         except Exception as err:
             return False, f"{type(err).__name__}: {err}"
         return True, f"all members reachable: {', '.join(mount.read_order)}"
+
+
+class HybridMountMixin:
+    """Gives an operator, sensor or trigger its mount: ``with self.mount() as mount:``.
+
+    The mount is that of the ``hybrid_mount`` connection ``mount_conn_id`` (or ``conn_id``), built by
+    :class:`HybridMountHook` for each block and closed (cache and member stores) when it ends.
+    """
+
+    mount_conn_id: str | None
+
+    @contextmanager
+    def mount(self, conn_id: str | None = None) -> Iterator[HybridMount]:
+        conn_id = conn_id or self.mount_conn_id
+        if not conn_id:
+            raise MountConfigError(f"{type(self).__name__}: no mount_conn_id")
+        with HybridMountHook(conn_id).get_mount() as mount:
+            yield mount

@@ -32,7 +32,7 @@ size) and counted as skipped. Transient errors (S3 5xx, dropped connections) are
 **Concurrent migrations** (a manual run overlapping the scheduled one, ``max_active_runs > 1``, a retry
 while the first attempt still runs, many workers) never lose or corrupt a file, by two rules:
 
-* *claims* (:class:`~airflow_hybrid.migration.state.MigrationClaims`, a lease per file in the migration
+* *claims* (:class:`~airflow_hybrid.migration.claims.MigrationClaims`, a lease per file in the migration
   state database, renewed while the run works): a file another live run holds is left to it and reported
   as ``claimed``, not as a failure; a killed run's leases expire, and the run that takes one over first
   aborts the multipart uploads the dead run left open for that key;
@@ -78,7 +78,7 @@ from airflow_hybrid.stores.base import FileInfo, Store
 from airflow_hybrid.values import format_bytes
 
 if TYPE_CHECKING:
-    from airflow_hybrid.migration.state import MigrationClaims
+    from airflow_hybrid.migration.claims import MigrationClaims
 
 log = logging.getLogger(__name__)
 

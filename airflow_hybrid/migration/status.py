@@ -10,9 +10,10 @@ import logging
 import os
 from typing import Any
 
+from airflow_hybrid.migration.claims import MigrationClaims
 from airflow_hybrid.migration.planner import count_candidates
 from airflow_hybrid.migration.registry import PolicyEntry, load_policies_file
-from airflow_hybrid.migration.state import MigrationClaims, MigrationState, default_state_url
+from airflow_hybrid.migration.state import MigrationState, default_state_url
 
 log = logging.getLogger(__name__)
 

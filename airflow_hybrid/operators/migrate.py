@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Mapping, Sequence
-from functools import cached_property
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -12,46 +11,25 @@ from airflow.configuration import conf
 from airflow.exceptions import AirflowException
 from airflow.sdk import Asset, BaseOperator, task
 
-from airflow_hybrid.aws.emr import STEP_TERMINAL_STATES, describe_step, s3distcp_step, wait_for_step
-from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
-from airflow_hybrid.migration.distcp import (
-    DEFAULT_COMMAND,
-    CopyJob,
-    DistCp,
-    copy_with_distcp,
-    write_file_lists,
-)
-from airflow_hybrid.migration.migrator import MigrationSummary, Migrator
+from airflow_hybrid.aws.emr import EmrSteps
+from airflow_hybrid.hooks.hybrid_mount import HybridMountMixin
+from airflow_hybrid.migration.claims import DEFAULT_CLAIM_LEASE
+from airflow_hybrid.migration.distcp import DEFAULT_COMMAND, DistCp, copy_with_distcp
+from airflow_hybrid.migration.execution import MigrationOptions, MigrationRunError, PlanExecution, PlanStore
 from airflow_hybrid.migration.planner import (
     DEFAULT_BATCH_MAX_BYTES,
     DEFAULT_BATCH_MAX_FILES,
-    Plan,
-    PlanEntry,
-    load_plan,
-    plan_migration,
     resolve_plan_store,
 )
 from airflow_hybrid.migration.registry import MIGRATION_ENGINES
-from airflow_hybrid.migration.state import (
-    DEFAULT_CLAIM_LEASE,
-    FAILURE,
-    SUCCESS,
-    MigrationClaims,
-    MigrationState,
-    OutcomeRecorder,
-    new_owner,
-)
-from airflow_hybrid.ops.progress import ProgressTracker
+from airflow_hybrid.migration.s3distcp import S3DistCp, manifest_store
+from airflow_hybrid.migration.state import MigrationState
 from airflow_hybrid.paths import hybrid_url
-from airflow_hybrid.policy.model import Policy, validate_members
 from airflow_hybrid.policy.parser import as_policy
-from airflow_hybrid.stores.base import Store
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
-
-    from airflow_hybrid.mount import HybridMount
 
 
 @task
@@ -66,7 +44,7 @@ def hybrid_asset(mount_conn_id: str, path: str) -> Asset:
     return Asset(hybrid_url(mount_conn_id, path))
 
 
-class UfsMigrateOperator(BaseOperator):
+class UfsMigrateOperator(HybridMountMixin, BaseOperator):
     """
     Execute a migration plan (or plan inline from ``path`` + ``policy``) over a hybrid mount.
 
@@ -226,245 +204,89 @@ class UfsMigrateOperator(BaseOperator):
         self.distcp_list_conn_id = distcp_list_conn_id
         self.claim_lease = claim_lease
         self._distcp: DistCp | None = None
-        #: Who this try is, in the claims other runs see (set when it executes).
-        self._claim_label: str | None = None
         #: Physical URIs read from and written to, for OpenLineage.
         self._lineage: tuple[list[str], list[str]] | None = None
 
-    @cached_property
-    def hook(self) -> HybridMountHook:
-        return HybridMountHook(self.mount_conn_id)
-
-    # -- plan -----------------------------------------------------------------------------------------
-    def _load_plan(self, mount: HybridMount, plan_id: str | None = None) -> Plan:
-        plan_id = plan_id or self.plan_id
-        if plan_id is None:
-            summary = plan_migration(
-                mount, self.path or "", self.policy or "", plan_store=self.plan_store,
-                plan_store_conn_id=self.plan_store_conn_id, batch_max_files=self.batch_max_files,
-                batch_max_bytes=self.batch_max_bytes,
-            )
-            self.log.info("Planned %s inline: %d files, %d bytes, %d batches", summary.plan_id, summary.files,
-                          summary.bytes, summary.batches)
-            plan_id = summary.plan_id
-        plan = load_plan(self.plan_store, plan_id, plan_store_conn_id=self.plan_store_conn_id)
-        if plan.mount not in (None, mount.name):
-            raise AirflowException(f"plan {plan_id} was made for mount {plan.mount!r}, not {mount.name!r}")
-        validate_members(plan.policy, mount.members, mount_name=mount.name)
-        return plan
-
-    def _batches(self, plan: Plan) -> list[int]:
-        count = plan.summary.batches
-        if self.batch is None:
-            return list(range(count))
-        batch = int(self.batch)
-        if not 0 <= batch < count:
-            raise AirflowException(f"plan {plan.plan_id} has {count} batches (0..{count - 1}); no batch {batch}")
-        return [batch]
-
-    def _policy_name(self, plan: Plan) -> str:
-        return self.policy_name or plan.policy.display_name(plan.path)
-
-    @staticmethod
-    def _entries(plan: Plan, batches: list[int]) -> Iterator[PlanEntry]:
-        return itertools.chain.from_iterable(plan.iter_batch(index) for index in batches)
-
-    def _migrator(
-        self, mount: HybridMount, policy: Policy, *, copy: bool, state: MigrationState | None = None
-    ) -> Migrator:
-        claims = None
-        if state is not None:
-            claims = MigrationClaims(state, mount.name, new_owner(self._claim_label), lease=self.claim_lease)
-        return Migrator(mount, policy, copy=copy, verify=self.verify, attempts=self.attempts,
-                        retry_delay=self.retry_delay, claims=claims)
-
-    def _remember_lineage(self, mount: HybridMount, plan: Plan) -> None:
-        policy = plan.policy
-        self._lineage = (
-            [mount.members[m].uri(plan.path) for m in policy.remove_members],
-            [mount.members[m].uri(plan.path) for m in policy.store_members],
-        )
-
     # -- execution ------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
-        self._claim_label = _try_label(context)
-        mount = self.hook.get_mount()
-        try:
-            plan = self._load_plan(mount)
-            batches = self._batches(plan)
-            self._remember_lineage(mount, plan)
-            state = MigrationState.for_mount(mount)
-            run_id = state.start_run(self._policy_name(plan), mount.name, plan.path, plan_id=plan.plan_id,
-                                     batch=self.batch, engine=self.engine)
-            try:
+        with self.mount() as mount:
+            run = self._execution(mount, context, self.plan_id)
+            run_id = run.start()
+            with _recorded(mount, run_id):
                 if self.engine == "emr":
-                    self._submit_s3distcp(mount, plan, batches, run_id)  # defers, or waits for the steps
+                    self._copy_with_s3distcp(run, run_id)  # defers, or waits for the steps
                 elif self.engine == "distcp":
-                    self._run_distcp(mount, plan, batches)
-                return self._verify_and_remove(mount, plan, batches, state, run_id, copy=self.engine == "local")
-            except BaseException as err:
-                if not _is_deferral(err):
-                    state.finish_run(run_id, None, state=FAILURE, message=f"{type(err).__name__}: {err}")
-                raise
-        finally:
-            mount.close()
-
-    def _verify_and_remove(
-        self, mount: HybridMount, plan: Plan, batches: list[int], state: MigrationState, run_id: int, *, copy: bool
-    ) -> dict[str, Any]:
-        """Run the per-file migration (``copy=False``: copies were made by S3DistCp) and record it."""
-        files = sum(plan.batches[i].files for i in batches)
-        size = sum(plan.batches[i].bytes for i in batches)
-        label = f"Migration {plan.plan_id}" + (f" batch {self.batch}" if self.batch is not None else "")
-        self.log.info("%s: %d files, %d bytes from %s to %s (engine %s, concurrency %d)", label, files, size,
-                      ",".join(plan.policy.remove_members), ",".join(plan.policy.store_members), self.engine,
-                      self.concurrency)
-        progress = ProgressTracker(files, size, interval=self.progress_interval, logger=self.log, label=label)
-        recorder = OutcomeRecorder(state, self._policy_name(plan), mount.name, plan.plan_id)
-        try:
-            summary = self._migrator(mount, plan.policy, copy=copy, state=state).run(
-                self._entries(plan, batches), concurrency=self.concurrency, on_outcome=recorder,
-                progress=progress, prefix=plan.path,
-            )
-        finally:
-            recorder.flush()
-        progress.maybe_log(force=True)
-        return self._finish(plan, summary, state, run_id)
-
-    def _finish(self, plan: Plan, summary: MigrationSummary, state: MigrationState, run_id: int) -> dict[str, Any]:
-        result = {"plan_id": plan.plan_id, "batch": self.batch, "engine": self.engine, **summary.to_dict()}
-        failed = summary.failed and self.fail_on_error
-        message = "; ".join(f"{f['path']}: {f['reason']}" for f in summary.failures[:5]) or None
-        state.finish_run(run_id, summary, state=FAILURE if failed else SUCCESS, message=message)
-        for failure in summary.failures:
-            self.log.warning("%s %s: %s", failure["status"], failure["path"], failure["reason"])
-        if summary.claimed:
-            self.log.info("%d files were being migrated by other runs (they hold the claims) and were left to them",
-                          summary.claimed)
-        if failed:
-            raise AirflowException(
-                f"{summary.failed} of {summary.files} files failed to migrate (their sources were kept): {message}"
-            )
-        return result
-
-    # -- EMR S3DistCp ---------------------------------------------------------------------------------
-    def _manifest_store(self) -> Store:
-        if self.emr_manifest_prefix:
-            return resolve_plan_store(self.emr_manifest_prefix, self.emr_manifest_conn_id or self.emr_aws_conn_id)
-        store = resolve_plan_store(self.plan_store, self.plan_store_conn_id)
-        if store.scheme != "s3":
-            raise AirflowException(
-                f"engine='emr' needs emr_manifest_prefix (an s3:// prefix the cluster can read): the plan "
-                f"store {store.root_uri} is not on S3"
-            )
-        return store
-
-    def _submit_s3distcp(self, mount: HybridMount, plan: Plan, batches: list[int], run_id: int) -> None:
-        """Write the manifests and submit the steps, then defer on them (or wait for them)."""
-        for member in plan.policy.store_members:
-            if mount.members[member].scheme != "s3":
-                raise AirflowException(f"engine='emr' copies with S3DistCp into S3 only; STORE member "
-                                       f"{member!r} is {mount.members[member].root_uri}")
-        jobs = self._write_manifests(mount, plan, batches)
-        if not jobs:
-            self.log.info("Every file already has its copies; no S3DistCp step needed")
-            return
-        steps = [
-            s3distcp_step(f"airflow-hybrid {plan.plan_id} batch {self._batch_label()} {job.source}->{job.store}",
-                          job.src_root, job.dest_root, job.manifest_uri, extra_args=self.s3distcp_args)
-            for job in jobs
-        ]
-        from airflow.providers.amazon.aws.hooks.emr import EmrHook
-
-        step_ids = EmrHook(aws_conn_id=self.emr_aws_conn_id).add_job_flow_steps(
-            job_flow_id=self.emr_job_flow_id, steps=steps
-        )
-        for job, step_id in zip(jobs, step_ids, strict=True):
-            self.log.info("S3DistCp step %s on %s: %d files %s -> %s (manifest %s)", step_id, self.emr_job_flow_id,
-                          job.files, job.src_root, job.dest_root, job.manifest_uri)
-        if self.deferrable:
-            self._defer_on_step(step_ids, 0, run_id, plan.plan_id)
-        client = EmrHook(aws_conn_id=self.emr_aws_conn_id).conn
-        for step_id in step_ids:
-            state, reason = wait_for_step(client, self.emr_job_flow_id, step_id, delay=self.waiter_delay,
-                                          max_attempts=self.waiter_max_attempts)
-            self._check_step_state(step_id, state, reason)
-
-    def _batch_label(self) -> str:
-        return f"{int(self.batch):05d}" if self.batch is not None else "all"
-
-    def _write_manifests(self, mount: HybridMount, plan: Plan, batches: list[int]) -> list[CopyJob]:
-        """One manifest per (REMOVE member, STORE member) of the files lacking a copy there."""
-        return write_file_lists(
-            mount, self._migrator(mount, plan.policy, copy=False), self._entries(plan, batches),
-            self._manifest_store(), f"{plan.plan_id}/emr/{self._batch_label()}", concurrency=self.concurrency,
-            orphans_under=plan.path,
-        )
-
-    def _defer_on_step(self, step_ids: list[str], index: int, run_id: int, plan_id: str) -> None:
-        from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
-
-        self.defer(
-            trigger=EmrStepSensorTrigger(
-                job_flow_id=self.emr_job_flow_id, step_id=step_ids[index], waiter_delay=self.waiter_delay,
-                waiter_max_attempts=self.waiter_max_attempts, aws_conn_id=self.emr_aws_conn_id,
-            ),
-            method_name="execute_complete",
-            kwargs={"step_ids": step_ids, "index": index, "run_id": run_id, "plan_id": plan_id},
-        )
-
-    def _check_step_state(self, step_id: str, state: str, reason: str) -> None:
-        if state != "COMPLETED":
-            raise AirflowException(f"S3DistCp step {step_id} on cluster {self.emr_job_flow_id} ended {state}: "
-                                   f"{reason}; no source was removed")
+                    self._copy_with_distcp(run)
+                return self._migrate(run, run_id, copy=self.engine == "local")
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, *, step_ids: list[str], index: int,
         run_id: int, plan_id: str,
     ) -> dict[str, Any]:
         """Resume after step ``step_ids[index]`` finished: check every step, then verify and remove."""
-        from airflow.providers.amazon.aws.hooks.emr import EmrHook
+        with self.mount() as mount, _recorded(mount, run_id):
+            run = self._execution(mount, context, plan_id)
+            waited = (event or {}).get("message", event)
+            position = self._s3distcp().next_running(step_ids, index, str(waited))
+            if position is not None:
+                self._defer_on_step(step_ids, position, run_id, plan_id)
+            return self._migrate(run, run_id, copy=False)
 
-        self._claim_label = _try_label(context)
-        mount = self.hook.get_mount()
-        try:
-            state_db = MigrationState.for_mount(mount)
-            try:
-                client = EmrHook(aws_conn_id=self.emr_aws_conn_id).conn
-                for position in range(index, len(step_ids)):
-                    step_id = step_ids[position]
-                    state, reason = describe_step(client, self.emr_job_flow_id, step_id)
-                    if state in STEP_TERMINAL_STATES:
-                        self._check_step_state(step_id, state, reason)
-                    elif position == index:  # the trigger stopped waiting before the step ended
-                        message = (event or {}).get("message", event)
-                        raise AirflowException(f"S3DistCp step {step_id} on cluster {self.emr_job_flow_id} is "
-                                               f"still {state}: {message}; no source was removed")
-                    else:
-                        self._defer_on_step(step_ids, position, run_id, plan_id)
-                plan = self._load_plan(mount, plan_id)
-                self._remember_lineage(mount, plan)
-                return self._verify_and_remove(mount, plan, self._batches(plan), state_db, run_id, copy=False)
-            except BaseException as err:
-                if not _is_deferral(err):
-                    state_db.finish_run(run_id, None, state=FAILURE, message=f"{type(err).__name__}: {err}")
-                raise
-        finally:
-            mount.close()
+    def _execution(self, mount: Any, context: Context, plan_id: str | None) -> PlanExecution:
+        plans = PlanStore(self.plan_store, self.plan_store_conn_id, self.batch_max_files, self.batch_max_bytes)
+        options = MigrationOptions(self.concurrency, self.verify, self.attempts, self.retry_delay, self.claim_lease,
+                                   self.progress_interval)
+        run = PlanExecution.load(mount, plan_id, path=self.path, policy=self.policy, plans=plans, batch=self.batch,
+                                 engine=self.engine, policy_name=self.policy_name, options=options,
+                                 owner_label=_try_label(context), logger=self.log)
+        self._lineage = run.lineage()
+        return run
+
+    def _migrate(self, run: PlanExecution, run_id: int, *, copy: bool) -> dict[str, Any]:
+        """The per-file migration (``copy=False``: an engine made the copies), as the XCom summary."""
+        summary = run.migrate(run_id, copy=copy, fail_on_error=self.fail_on_error)
+        return {"plan_id": run.plan.plan_id, "batch": self.batch, "engine": self.engine, **summary.to_dict()}
+
+    # -- EMR S3DistCp ---------------------------------------------------------------------------------
+    def _s3distcp(self) -> S3DistCp:
+        manifests = manifest_store(self.emr_manifest_prefix, self.emr_manifest_conn_id or self.emr_aws_conn_id,
+                                   self.plan_store, self.plan_store_conn_id)
+        return S3DistCp(EmrSteps(self.emr_job_flow_id, self.emr_aws_conn_id), manifests, self.s3distcp_args)
+
+    def _copy_with_s3distcp(self, run: PlanExecution, run_id: int) -> None:
+        """Write the manifests and submit the steps, then defer on them (or wait for them)."""
+        s3distcp = self._s3distcp()
+        jobs, step_ids = s3distcp.submit(run)
+        if not jobs:
+            self.log.info("Every file already has its copies; no S3DistCp step needed")
+            return
+        for job, step_id in zip(jobs, step_ids, strict=True):
+            self.log.info("S3DistCp step %s on %s: %d files %s -> %s (manifest %s)", step_id, self.emr_job_flow_id,
+                          job.files, job.src_root, job.dest_root, job.manifest_uri)
+        if self.deferrable:
+            self._defer_on_step(step_ids, 0, run_id, run.plan.plan_id)
+        for step_id in step_ids:
+            s3distcp.check(*s3distcp.steps.wait(step_id, delay=self.waiter_delay,
+                                                max_attempts=self.waiter_max_attempts))
+
+    def _defer_on_step(self, step_ids: list[str], index: int, run_id: int, plan_id: str) -> None:
+        steps = EmrSteps(self.emr_job_flow_id, self.emr_aws_conn_id)
+        self.defer(
+            trigger=steps.trigger(step_ids[index], delay=self.waiter_delay, max_attempts=self.waiter_max_attempts),
+            method_name="execute_complete",
+            kwargs={"step_ids": step_ids, "index": index, "run_id": run_id, "plan_id": plan_id},
+        )
 
     # -- Apache Hadoop DistCp -------------------------------------------------------------------------
-    def _run_distcp(self, mount: HybridMount, plan: Plan, batches: list[int]) -> None:
+    def _copy_with_distcp(self, run: PlanExecution) -> None:
         """Copy the files lacking copies with DistCp, one run per directory; raise if a run fails."""
         self._distcp = DistCp(self.distcp_command, properties=self.distcp_properties, env=self.distcp_env,
                               args=self.distcp_args, s3_scheme=self.distcp_s3_scheme, logger=self.log)
         list_store = (resolve_plan_store(self.distcp_list_prefix, self.distcp_list_conn_id)
                       if self.distcp_list_prefix else None)
-        copy_with_distcp(
-            mount, self._migrator(mount, plan.policy, copy=False), self._entries(plan, batches), self._distcp,
-            key_prefix=f"{plan.plan_id}/distcp/{self._batch_label()}", list_store=list_store,
-            concurrency=self.concurrency, s3a_from_connection=self.distcp_s3a_from_connection,
-            orphans_under=plan.path,
-        )
+        copy_with_distcp(run.mount, run.migrator(copy=False, claims=False), run.entries(), self._distcp,
+                         key_prefix=run.key_prefix("distcp"), list_store=list_store, concurrency=run.concurrency,
+                         s3a_from_connection=self.distcp_s3a_from_connection, orphans_under=run.plan.path)
 
     def on_kill(self) -> None:
         """Stop a running DistCp (its sources are kept: nothing is removed without a verified copy)."""
@@ -506,7 +328,19 @@ def _try_label(context: Context) -> str:
     return f"{ti.dag_id}.{ti.task_id}{mapped} {ti.run_id} try {getattr(ti, 'try_number', '?')}"
 
 
-def _is_deferral(error: BaseException) -> bool:
+@contextmanager
+def _recorded(mount: Any, run_id: int) -> Iterator[None]:
+    """Record the run as failed by an error (not by a deferral: the run resumes); the migration layer's own
+    errors fail the task with their message."""
     from airflow.sdk.exceptions import TaskDeferred
 
-    return isinstance(error, TaskDeferred)
+    try:
+        try:
+            yield
+        except MigrationRunError as err:
+            raise AirflowException(str(err)) from err
+    except TaskDeferred:
+        raise
+    except BaseException as err:
+        MigrationState.for_mount(mount).fail_run(run_id, err)
+        raise

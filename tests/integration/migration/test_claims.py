@@ -12,13 +12,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from airflow_hybrid.migration.state import (
-    MigrationClaims,
-    MigrationState,
-    claims_table,
-    new_owner,
-    owner_is_dead,
-)
+from airflow_hybrid.migration.claims import MigrationClaims, new_owner, owner_is_dead
+from airflow_hybrid.migration.state import MigrationState, claims_table
 
 pytestmark = pytest.mark.integration
 

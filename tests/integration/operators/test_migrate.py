@@ -25,7 +25,7 @@ from airflow_hybrid.migration.planner import load_plan, plan_migration
 from airflow_hybrid.migration.state import MigrationState
 from airflow_hybrid.mount.filesystem import HybridFileSystem
 from airflow_hybrid.operators.migrate import UfsMigrateOperator
-from airflow_hybrid.stores.hdfs import HdfsStore
+from airflow_hybrid.stores.hdfs.store import HdfsStore
 from tests.client_requests import hdfs_requests
 from tests.integration.migrate_support import MOUNT, POLICY, make_dataset
 
@@ -286,7 +286,8 @@ def test_policy_status_and_cli_show_pending_moved_failed_and_last_run(union_lake
     assert after["last_run"]["finished_at"] is not None
     assert after["in_progress_files"] == 0  # the run released its claims
 
-    from airflow_hybrid.migration.state import MigrationClaims, MigrationState
+    from airflow_hybrid.migration.claims import MigrationClaims
+    from airflow_hybrid.migration.state import MigrationState
 
     claims = MigrationClaims(MigrationState.for_mount(union_lake), MOUNT)
     claims.claim([conflict, "elsewhere/part-0.bin"])  # a run working on one file of the policy's path

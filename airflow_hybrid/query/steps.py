@@ -10,14 +10,15 @@ A step is ``command-runner.jar`` running the engine's CLI on the cluster's prima
   (``hive.non-managed-table-writes-enabled=true``).
 
 A table split across members (older files on S3, newer on HDFS) has several locations; the view unions them
-(see :mod:`airflow_hybrid.mount.resolver` for when that is exact).
+(see :mod:`airflow_hybrid.mount.resolver` for when that is exact). :mod:`airflow_hybrid.aws.emr` submits and
+waits for the steps.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,6 @@ from airflow_hybrid.query.sql import strip_statement
 #: CLI name (``emr_cli``) -> the command on the EMR primary node.
 EMR_CLIS = {"spark-sql": "spark-sql", "trino": "trino-cli", "presto": "presto-cli"}
 COMMAND_RUNNER_JAR = "command-runner.jar"
-FAILED_STATES = ("FAILED", "CANCELLED", "INTERRUPTED")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -144,24 +144,3 @@ def build_emr_step(
         "HadoopJarStep": {"Jar": COMMAND_RUNNER_JAR, "Args": args},
     }
 
-
-def step_state(response: Mapping[str, Any]) -> str:
-    """The state in a ``describe_step`` response."""
-    return response["Step"]["Status"]["State"]
-
-
-def step_failure_reason(response: Mapping[str, Any]) -> str:
-    """A one-line account of a failed or cancelled step from ``describe_step`` (its ``FailureDetails``)."""
-    step = response["Step"]
-    status = step["Status"]
-    details = status.get("FailureDetails") or {}
-    change = (status.get("StateChangeReason") or {}).get("Message")
-    text = f"EMR step {step.get('Id')} ({step.get('Name')}) ended {status['State']}"
-    reason = details.get("Reason") or change
-    if reason:
-        text += f": {reason}"
-    if details.get("Message"):
-        text += f" -- {details['Message']}"
-    if details.get("LogFile"):
-        text += f" (log: {details['LogFile']})"
-    return text
