@@ -23,6 +23,7 @@ from airflow_hybrid.migration.planner import (
 from airflow_hybrid.policy import PolicyValidationError, parse_policy
 from airflow_hybrid.stores.base import Checksum, FileInfo, Store
 from airflow_hybrid.stores.local import LocalStore
+from tests.doubles import CountingStore
 from tests.integration.moto_s3 import AWS_CONN_ID
 
 NOW = 1_700_000_000.0
@@ -39,7 +40,9 @@ class FakeMount:
 
 
 @dataclass
-class Lake:
+class LocalLake:
+    """Local directories as the members ``hdfs`` and ``s3`` of a fake mount, and the plan store."""
+
     mount: FakeMount
     hdfs: LocalStore
     s3: LocalStore
@@ -55,25 +58,25 @@ class Lake:
 
 
 @pytest.fixture
-def lake(tmp_path) -> Lake:
+def local_lake(tmp_path) -> LocalLake:
     for name in ("hdfs", "s3", "plans"):
         (tmp_path / name).mkdir()
     hdfs, s3 = LocalStore(str(tmp_path / "hdfs")), LocalStore(str(tmp_path / "s3"))
     mount = FakeMount({"hdfs": hdfs, "s3": s3})
-    return Lake(mount, hdfs, s3, LocalStore(str(tmp_path / "plans")), tmp_path)
+    return LocalLake(mount, hdfs, s3, LocalStore(str(tmp_path / "plans")), tmp_path)
 
 
-def test_old_files_are_selected_and_new_ones_are_not(lake):
-    lake.put("hdfs", "sales/2023/part-0.parquet", b"a" * 10, age=3 * DAY)
-    lake.put("hdfs", "sales/2023/part-1.parquet", b"b" * 20, age=2 * DAY)
-    lake.put("hdfs", "sales/2024/part-0.parquet", b"c" * 30, age=3600)  # an hour old: stays
-    lake.put("hdfs", "other/old.csv", b"d", age=9 * DAY)  # outside the planned path
-    lake.put("s3", "sales/already-moved.parquet", b"e", age=9 * DAY)  # on the STORE member only
+def test_old_files_are_selected_and_new_ones_are_not(local_lake):
+    local_lake.put("hdfs", "sales/2023/part-0.parquet", b"a" * 10, age=3 * DAY)
+    local_lake.put("hdfs", "sales/2023/part-1.parquet", b"b" * 20, age=2 * DAY)
+    local_lake.put("hdfs", "sales/2024/part-0.parquet", b"c" * 30, age=3600)  # an hour old: stays
+    local_lake.put("hdfs", "other/old.csv", b"d", age=9 * DAY)  # outside the planned path
+    local_lake.put("s3", "sales/already-moved.parquet", b"e", age=9 * DAY)  # on the STORE member only
 
-    summary = plan_migration(lake.mount, "/sales", POLICY, plan_store=lake.plans, now=NOW)
+    summary = plan_migration(local_lake.mount, "/sales", POLICY, plan_store=local_lake.plans, now=NOW)
 
     assert (summary.files, summary.bytes, summary.batches) == (2, 30, 1)
-    plan = load_plan(lake.plans, summary.plan_id)
+    plan = load_plan(local_lake.plans, summary.plan_id)
     entries = sorted(plan.iter_entries(), key=lambda e: e.path)
     assert [(e.path, e.size, e.mtime, e.source) for e in entries] == [
         ("sales/2023/part-0.parquet", 10, NOW - 3 * DAY, "hdfs"),
@@ -87,43 +90,43 @@ def test_old_files_are_selected_and_new_ones_are_not(lake):
     assert plan.manifest["evaluated_at"] == NOW
 
 
-def test_planning_leaves_the_data_untouched(lake):
-    lake.put("hdfs", "t/a", b"x" * 5, age=5 * DAY)
-    plan_migration(lake.mount, "t", POLICY, plan_store=lake.plans, now=NOW)
-    assert (lake.hdfs.root / "t/a").read_bytes() == b"x" * 5
-    assert not (lake.s3.root / "t").exists()
+def test_planning_leaves_the_data_untouched(local_lake):
+    local_lake.put("hdfs", "t/a", b"x" * 5, age=5 * DAY)
+    plan_migration(local_lake.mount, "t", POLICY, plan_store=local_lake.plans, now=NOW)
+    assert (local_lake.hdfs.root / "t/a").read_bytes() == b"x" * 5
+    assert not (local_lake.s3.root / "t").exists()
 
 
-def test_short_form_and_compound_conditions(lake):
-    lake.put("hdfs", "d/old-big", b"x" * 2048, age=5 * DAY)
-    lake.put("hdfs", "d/old-small", b"x" * 10, age=5 * DAY)
-    lake.put("hdfs", "d/new-big", b"x" * 2048, age=60)
+def test_short_form_and_compound_conditions(local_lake):
+    local_lake.put("hdfs", "d/old-big", b"x" * 2048, age=5 * DAY)
+    local_lake.put("hdfs", "d/old-small", b"x" * 10, age=5 * DAY)
+    local_lake.put("hdfs", "d/new-big", b"x" * 2048, age=60)
     short = plan_migration(
-        lake.mount, "d", "ufsMigrate(2d, UFS[hdfs]:REMOVE, UFS[s3]:STORE)", plan_store=lake.plans, now=NOW
+        local_lake.mount, "d", "ufsMigrate(2d, UFS[hdfs]:REMOVE, UFS[s3]:STORE)", plan_store=local_lake.plans, now=NOW
     )
     assert short.files == 2
     policy = "ufsMigrate(and(2d, largerThan(1KB)), UFS[hdfs]:REMOVE, UFS[s3]:STORE)"
-    compound = plan_migration(lake.mount, "d", policy, plan_store=lake.plans, now=NOW)
-    assert [e.path for e in load_plan(lake.plans, compound.plan_id).iter_entries()] == ["d/old-big"]
+    compound = plan_migration(local_lake.mount, "d", policy, plan_store=local_lake.plans, now=NOW)
+    assert [e.path for e in load_plan(local_lake.plans, compound.plan_id).iter_entries()] == ["d/old-big"]
 
 
-def test_batches_are_bounded_by_file_count(lake):
+def test_batches_are_bounded_by_file_count(local_lake):
     for i in range(25):
-        lake.put("hdfs", f"many/f{i:02d}", b"x", age=2 * DAY)
-    summary = plan_migration(lake.mount, "many", POLICY, plan_store=lake.plans, now=NOW, batch_max_files=10)
-    plan = load_plan(lake.plans, summary.plan_id)
+        local_lake.put("hdfs", f"many/f{i:02d}", b"x", age=2 * DAY)
+    summary = plan_migration(local_lake.mount, "many", POLICY, plan_store=local_lake.plans, now=NOW, batch_max_files=10)
+    plan = load_plan(local_lake.plans, summary.plan_id)
     sizes = [len(list(plan.iter_batch(i))) for i in range(summary.batches)]
     assert sizes == [10, 10, 5]
     assert [(b.files, b.bytes) for b in plan.batches] == [(10, 10), (10, 10), (5, 5)]
     assert sorted(e.path for e in plan.iter_entries()) == [f"many/f{i:02d}" for i in range(25)]
 
 
-def test_batches_are_bounded_by_bytes_and_a_larger_file_gets_its_own(lake):
+def test_batches_are_bounded_by_bytes_and_a_larger_file_gets_its_own(local_lake):
     sizes = [300, 300, 300, 1500, 100, 600, 50]
     for i, size in enumerate(sizes):
-        lake.put("hdfs", f"b/{i}", b"x" * size, age=2 * DAY)
-    summary = plan_migration(lake.mount, "b", POLICY, plan_store=lake.plans, now=NOW, batch_max_bytes=1000)
-    plan = load_plan(lake.plans, summary.plan_id)
+        local_lake.put("hdfs", f"b/{i}", b"x" * size, age=2 * DAY)
+    summary = plan_migration(local_lake.mount, "b", POLICY, plan_store=local_lake.plans, now=NOW, batch_max_bytes=1000)
+    plan = load_plan(local_lake.plans, summary.plan_id)
     batches = [[e.size for e in plan.iter_batch(i)] for i in range(summary.batches)]
     assert sorted(s for batch in batches for s in batch) == sorted(sizes)
     assert summary.bytes == sum(sizes)
@@ -132,12 +135,12 @@ def test_batches_are_bounded_by_bytes_and_a_larger_file_gets_its_own(lake):
     assert [1500] in batches
 
 
-def test_bad_batch_bounds_are_rejected(lake):
+def test_bad_batch_bounds_are_rejected(local_lake):
     with pytest.raises(ValueError, match="must be positive"):
-        plan_migration(lake.mount, "", POLICY, plan_store=lake.plans, batch_max_files=0)
+        plan_migration(local_lake.mount, "", POLICY, plan_store=local_lake.plans, batch_max_files=0)
 
 
-def test_fingerprints_are_recorded(lake):
+def test_fingerprints_are_recorded(local_lake):
     class ChecksummingStore(LocalStore):
         def walk_files(self, path: str = "") -> Iterator[FileInfo]:
             for info in super().walk_files(path):
@@ -149,22 +152,22 @@ def test_fingerprints_are_recorded(lake):
                     extra={"checksum": Checksum("CRC32C", "AAAAAA==")},
                 )
 
-    lake.put("hdfs", "c/file", b"12345", age=2 * DAY)
-    lake.mount.members["hdfs"] = ChecksummingStore(str(lake.hdfs.root))
-    summary = plan_migration(lake.mount, "c", POLICY, plan_store=lake.plans, now=NOW)
-    (entry,) = load_plan(lake.plans, summary.plan_id).iter_entries()
+    local_lake.put("hdfs", "c/file", b"12345", age=2 * DAY)
+    local_lake.mount.members["hdfs"] = ChecksummingStore(str(local_lake.hdfs.root))
+    summary = plan_migration(local_lake.mount, "c", POLICY, plan_store=local_lake.plans, now=NOW)
+    (entry,) = load_plan(local_lake.plans, summary.plan_id).iter_entries()
     assert entry == PlanEntry(
         "c/file", 5, NOW - 2 * DAY, "hdfs", etag="abc", checksum=Checksum("CRC32C", "AAAAAA==")
     )
 
 
-def test_entry_fingerprint_detects_a_changed_source(lake):
-    lake.put("hdfs", "e/file", b"12345", age=2 * DAY)
-    summary = plan_migration(lake.mount, "e", POLICY, plan_store=lake.plans, now=NOW)
-    (entry,) = load_plan(lake.plans, summary.plan_id).iter_entries()
-    assert entry.unchanged(lake.hdfs.info("e/file"))
-    lake.put("hdfs", "e/file", b"123456", age=2 * DAY)
-    assert not entry.unchanged(lake.hdfs.info("e/file"))
+def test_entry_fingerprint_detects_a_changed_source(local_lake):
+    local_lake.put("hdfs", "e/file", b"12345", age=2 * DAY)
+    summary = plan_migration(local_lake.mount, "e", POLICY, plan_store=local_lake.plans, now=NOW)
+    (entry,) = load_plan(local_lake.plans, summary.plan_id).iter_entries()
+    assert entry.unchanged(local_lake.hdfs.info("e/file"))
+    local_lake.put("hdfs", "e/file", b"123456", age=2 * DAY)
+    assert not entry.unchanged(local_lake.hdfs.info("e/file"))
 
 
 def test_entries_round_trip_through_json():
@@ -175,140 +178,129 @@ def test_entries_round_trip_through_json():
     assert "\n" not in entry.to_json()
 
 
-def test_probe_stores_records_which_store_members_already_hold_the_file(lake):
-    lake.put("hdfs", "p/copied", b"same", age=2 * DAY)
-    lake.put("s3", "p/copied", b"same", age=0)
-    lake.put("hdfs", "p/differs", b"long content", age=2 * DAY)
-    lake.put("s3", "p/differs", b"short", age=0)
-    lake.put("hdfs", "p/missing", b"abc", age=2 * DAY)
-    summary = plan_migration(lake.mount, "p", POLICY, plan_store=lake.plans, now=NOW, probe_stores=True)
-    held = {e.path: e.stored_in for e in load_plan(lake.plans, summary.plan_id).iter_entries()}
+def test_probe_stores_records_which_store_members_already_hold_the_file(local_lake):
+    local_lake.put("hdfs", "p/copied", b"same", age=2 * DAY)
+    local_lake.put("s3", "p/copied", b"same", age=0)
+    local_lake.put("hdfs", "p/differs", b"long content", age=2 * DAY)
+    local_lake.put("s3", "p/differs", b"short", age=0)
+    local_lake.put("hdfs", "p/missing", b"abc", age=2 * DAY)
+    summary = plan_migration(local_lake.mount, "p", POLICY, plan_store=local_lake.plans, now=NOW, probe_stores=True)
+    held = {e.path: e.stored_in for e in load_plan(local_lake.plans, summary.plan_id).iter_entries()}
     assert held == {"p/copied": ("s3",), "p/differs": (), "p/missing": ()}
 
 
-def test_a_path_missing_on_the_remove_member_plans_nothing(lake):
-    summary = plan_migration(lake.mount, "nowhere", POLICY, plan_store=lake.plans, now=NOW)
+def test_a_path_missing_on_the_remove_member_plans_nothing(local_lake):
+    summary = plan_migration(local_lake.mount, "nowhere", POLICY, plan_store=local_lake.plans, now=NOW)
     assert (summary.files, summary.bytes, summary.batches) == (0, 0, 0)
-    assert list(load_plan(lake.plans, summary.plan_id).iter_entries()) == []
+    assert list(load_plan(local_lake.plans, summary.plan_id).iter_entries()) == []
 
 
-def test_several_remove_members_are_each_walked(lake, tmp_path):
+def test_several_remove_members_are_each_walked(local_lake, tmp_path):
     (tmp_path / "hdfs2").mkdir()
-    lake.mount.members["hdfs2"] = LocalStore(str(tmp_path / "hdfs2"))
-    lake.put("hdfs", "m/a", b"1", age=2 * DAY)
+    local_lake.mount.members["hdfs2"] = LocalStore(str(tmp_path / "hdfs2"))
+    local_lake.put("hdfs", "m/a", b"1", age=2 * DAY)
     (tmp_path / "hdfs2" / "m").mkdir()
     (tmp_path / "hdfs2" / "m" / "b").write_bytes(b"22")
     os.utime(tmp_path / "hdfs2" / "m" / "b", (NOW - 2 * DAY, NOW - 2 * DAY))
     policy = "ufsMigrate(1d, UFS[hdfs]:REMOVE, UFS[hdfs2]:REMOVE, UFS[s3]:STORE)"
-    assert sorted((m, i.path) for m, i in iter_candidates(lake.mount, "m", policy, now=NOW)) == [
+    assert sorted((m, i.path) for m, i in iter_candidates(local_lake.mount, "m", policy, now=NOW)) == [
         ("hdfs", "m/a"),
         ("hdfs2", "m/b"),
     ]
 
 
-def test_unknown_members_are_rejected_before_listing(lake):
+def test_unknown_members_are_rejected_before_listing(local_lake):
     with pytest.raises(PolicyValidationError, match="names member 'gcs', which mount 'lake' does not have"):
         plan_migration(
-            lake.mount, "", "ufsMigrate(1d, UFS[hdfs]:REMOVE, UFS[gcs]:STORE)", plan_store=lake.plans
+            local_lake.mount, "", "ufsMigrate(1d, UFS[hdfs]:REMOVE, UFS[gcs]:STORE)", plan_store=local_lake.plans
         )
-    assert list(lake.plans.list("")) == []
+    assert list(local_lake.plans.list("")) == []
 
 
-def test_load_plan_errors(lake):
+def test_load_plan_errors(local_lake):
     with pytest.raises(PlanNotFoundError, match="no plan 'nope' on file://"):
-        load_plan(lake.plans, "nope")
+        load_plan(local_lake.plans, "nope")
     with pytest.raises(ValueError, match="invalid plan id '../x'"):
-        load_plan(lake.plans, "../x")
-    summary = plan_migration(lake.mount, "", POLICY, plan_store=lake.plans, now=NOW)
+        load_plan(local_lake.plans, "../x")
+    summary = plan_migration(local_lake.mount, "", POLICY, plan_store=local_lake.plans, now=NOW)
     with pytest.raises(IndexError, match="has 0 batches"):
-        next(load_plan(lake.plans, summary.plan_id).iter_batch(0))
+        next(load_plan(local_lake.plans, summary.plan_id).iter_batch(0))
 
 
-def test_an_unfinished_plan_cannot_be_loaded(lake):
-    lake.put("hdfs", "u/a", b"1", age=2 * DAY)
-    summary = plan_migration(lake.mount, "u", POLICY, plan_store=lake.plans, now=NOW)
-    lake.plans.delete(f"{summary.plan_id}/manifest.json")  # as if planning had crashed before the manifest
+def test_an_unfinished_plan_cannot_be_loaded(local_lake):
+    local_lake.put("hdfs", "u/a", b"1", age=2 * DAY)
+    summary = plan_migration(local_lake.mount, "u", POLICY, plan_store=local_lake.plans, now=NOW)
+    local_lake.plans.delete(f"{summary.plan_id}/manifest.json")  # as if planning had crashed before the manifest
     with pytest.raises(PlanNotFoundError, match="planning did not finish"):
-        load_plan(lake.plans, summary.plan_id)
-    assert summary.plan_id not in list(list_plans(lake.plans))
+        load_plan(local_lake.plans, summary.plan_id)
+    assert summary.plan_id not in list(list_plans(local_lake.plans))
 
 
-def test_plan_ids_carry_the_policy_name_and_are_unique(lake):
+def test_plan_ids_carry_the_policy_name_and_are_unique(local_lake):
     named = "archive_sales:" + POLICY
-    first = plan_migration(lake.mount, "", named, plan_store=lake.plans, now=NOW)
-    second = plan_migration(lake.mount, "", named, plan_store=lake.plans, now=NOW)
+    first = plan_migration(local_lake.mount, "", named, plan_store=local_lake.plans, now=NOW)
+    second = plan_migration(local_lake.mount, "", named, plan_store=local_lake.plans, now=NOW)
     assert first.plan_id.startswith("archive_sales-")
     assert first.plan_id != second.plan_id
-    assert sorted(list_plans(lake.plans)) == sorted([first.plan_id, second.plan_id])
-    assert delete_plan(lake.plans, first.plan_id)
-    assert list(list_plans(lake.plans)) == [second.plan_id]
-    assert not delete_plan(lake.plans, first.plan_id)
+    assert sorted(list_plans(local_lake.plans)) == sorted([first.plan_id, second.plan_id])
+    assert delete_plan(local_lake.plans, first.plan_id)
+    assert list(list_plans(local_lake.plans)) == [second.plan_id]
+    assert not delete_plan(local_lake.plans, first.plan_id)
 
 
-def test_plan_store_given_as_a_uri(lake, tmp_path):
-    lake.put("hdfs", "x/a", b"1", age=2 * DAY)
+def test_plan_store_given_as_a_uri(local_lake, tmp_path):
+    local_lake.put("hdfs", "x/a", b"1", age=2 * DAY)
     uri = f"file://{tmp_path / 'shared-plans'}"
-    summary = plan_migration(lake.mount, "x", POLICY, plan_store=uri, now=NOW)
+    summary = plan_migration(local_lake.mount, "x", POLICY, plan_store=uri, now=NOW)
     assert (tmp_path / "shared-plans" / summary.plan_id / "manifest.json").exists()
     assert [e.path for e in load_plan(uri, summary.plan_id).iter_entries()] == ["x/a"]
 
 
-def test_default_plan_store_is_under_airflow_home(lake, tmp_path, monkeypatch):
+def test_default_plan_store_is_under_airflow_home(local_lake, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("AIRFLOW__HYBRID__PLAN_STORE", raising=False)
-    lake.put("hdfs", "y/a", b"1", age=2 * DAY)
-    summary = plan_migration(lake.mount, "y", POLICY, now=NOW)
+    local_lake.put("hdfs", "y/a", b"1", age=2 * DAY)
+    summary = plan_migration(local_lake.mount, "y", POLICY, now=NOW)
     manifest = tmp_path / "home" / "hybrid" / "plans" / summary.plan_id / "manifest.json"
     assert json.loads(manifest.read_text())["totals"] == {"files": 1, "bytes": 1, "batches": 1}
     assert load_plan(None, summary.plan_id).summary == summary
 
 
-def test_default_plan_store_follows_the_airflow_option(lake, tmp_path, monkeypatch):
+def test_default_plan_store_follows_the_airflow_option(local_lake, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW__HYBRID__PLAN_STORE", str(tmp_path / "configured"))
-    lake.put("hdfs", "z/a", b"1", age=2 * DAY)
-    summary = plan_migration(lake.mount, "z", POLICY, now=NOW)
+    local_lake.put("hdfs", "z/a", b"1", age=2 * DAY)
+    summary = plan_migration(local_lake.mount, "z", POLICY, now=NOW)
     assert (tmp_path / "configured" / summary.plan_id / "manifest.json").exists()
 
 
 # -- counting (what a sensor pokes) -----------------------------------------------------------------
 
 
-class CountingStore(LocalStore):
-    """A LocalStore that counts how many files its listing has yielded."""
-
-    yielded = 0
-
-    def walk_files(self, path: str = "") -> Iterator[FileInfo]:
-        for info in super().walk_files(path):
-            self.yielded += 1
-            yield info
-
-
-def test_count_candidates_stops_once_the_thresholds_are_met(lake):
+def test_count_candidates_stops_once_the_thresholds_are_met(local_lake):
     for i in range(50):
-        lake.put("hdfs", f"k/{i:02d}", b"x" * 10, age=2 * DAY)
-    counting = CountingStore(str(lake.hdfs.root))
-    lake.mount.members["hdfs"] = counting
+        local_lake.put("hdfs", f"k/{i:02d}", b"x" * 10, age=2 * DAY)
+    counting = CountingStore(str(local_lake.hdfs.root))
+    local_lake.mount.members["hdfs"] = counting
 
-    found = count_candidates(lake.mount, "k", POLICY, now=NOW, min_files=3)
+    found = count_candidates(local_lake.mount, "k", POLICY, now=NOW, min_files=3)
     assert (found.files, found.reached, found.complete) == (3, True, False)
     assert counting.yielded == 3
 
     counting.yielded = 0
-    found = count_candidates(lake.mount, "k", POLICY, now=NOW, min_files=2, min_bytes=55)
+    found = count_candidates(local_lake.mount, "k", POLICY, now=NOW, min_files=2, min_bytes=55)
     assert (found.files, found.bytes, found.reached) == (6, 60, True)
     assert counting.yielded == 6
 
-    found = count_candidates(lake.mount, "k", POLICY, now=NOW, min_files=51)
+    found = count_candidates(local_lake.mount, "k", POLICY, now=NOW, min_files=51)
     assert (found.files, found.bytes, found.reached, found.complete) == (50, 500, False, True)
 
-    found = count_candidates(lake.mount, "k", POLICY, now=NOW)
+    found = count_candidates(local_lake.mount, "k", POLICY, now=NOW)
     assert (found.files, found.bytes, found.reached, found.complete) == (50, 500, True, True)
 
 
-def test_count_candidates_with_nothing_selected(lake):
-    lake.put("hdfs", "n/new", b"x", age=10)
-    found = count_candidates(lake.mount, "n", POLICY, now=NOW)
+def test_count_candidates_with_nothing_selected(local_lake):
+    local_lake.put("hdfs", "n/new", b"x", age=10)
+    found = count_candidates(local_lake.mount, "n", POLICY, now=NOW)
     assert (found.files, found.reached, found.complete) == (0, False, True)
 
 
@@ -355,16 +347,16 @@ class SyntheticStore(Store):
         raise NotImplementedError
 
 
-def test_planning_200k_files_runs_in_constant_memory(lake):
+def test_planning_200k_files_runs_in_constant_memory(local_lake):
     files = 200_000
     source = SyntheticStore(files)
-    mount = FakeMount({"hdfs": source, "s3": lake.s3})
+    mount = FakeMount({"hdfs": source, "s3": local_lake.s3})
     bound = 8 * 1024**2
 
     tracemalloc.start()
     try:
         summary = plan_migration(
-            mount, "warehouse", POLICY, plan_store=lake.plans, now=NOW, batch_max_files=1000
+            mount, "warehouse", POLICY, plan_store=local_lake.plans, now=NOW, batch_max_files=1000
         )
         _, planning_peak = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
@@ -380,7 +372,7 @@ def test_planning_200k_files_runs_in_constant_memory(lake):
     # the bound is meaningful: holding the listing would take far more than the planner ever does
     assert listing_peak > 4 * bound
     assert planning_peak < bound, f"planning peaked at {planning_peak / 2**20:.1f} MiB"
-    plan = load_plan(lake.plans, summary.plan_id)
+    plan = load_plan(local_lake.plans, summary.plan_id)
     last = list(plan.iter_batch(summary.batches - 1))
     assert len(last) == 1000
     assert last[-1] == PlanEntry(
@@ -422,15 +414,15 @@ def test_plans_over_a_real_hybrid_mount_with_a_datetime_now(tmp_path):
 
 
 @pytest.mark.integration
-def test_plans_on_s3_are_read_back_by_another_store_instance(lake, bucket):  # noqa: F811 - fixture
+def test_plans_on_s3_are_read_back_by_another_store_instance(local_lake, bucket):  # noqa: F811 - fixture
     """The plan store on S3 (moto's server on loopback), as workers on other hosts would share it."""
     from airflow_hybrid.stores.s3 import S3Store
 
     for i in range(5):
-        lake.put("hdfs", f"s/{i}", b"x" * (i + 1), age=2 * DAY)
+        local_lake.put("hdfs", f"s/{i}", b"x" * (i + 1), age=2 * DAY)
     uri = f"s3://{bucket}/plans"
     summary = plan_migration(
-        lake.mount, "s", POLICY, plan_store=uri, plan_store_conn_id=AWS_CONN_ID, now=NOW, batch_max_files=2
+        local_lake.mount, "s", POLICY, plan_store=uri, plan_store_conn_id=AWS_CONN_ID, now=NOW, batch_max_files=2
     )
     assert (summary.files, summary.bytes, summary.batches) == (5, 15, 3)
 

@@ -1,7 +1,7 @@
 """``hybrid://`` over a cached union of two local members: the status memo (per fsspec call, and per
 ``metadata_sync_interval`` across calls), version pinning of read files, and files moving between members.
 
-Members are real local directories; a counting subclass of LocalStore records what the filesystem asks of them.
+Members are real local directories; a CountingStore (tests/doubles.py) records what the filesystem asks of them.
 """
 
 from __future__ import annotations
@@ -16,36 +16,7 @@ from airflow_hybrid.cache import CacheConfig, CacheManager
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.mount.filesystem import HybridFileSystem
 from airflow_hybrid.stores.base import FileInfo
-from airflow_hybrid.stores.local import LocalStore
-
-
-class CountingStore(LocalStore):
-    """Counts what the filesystem asks of the member (not the calls LocalStore makes of itself)."""
-
-    def __init__(self, root: str) -> None:
-        super().__init__(root)
-        self.calls: dict[str, int] = {}
-        self._inside = False
-
-    def _count(self, op: str) -> None:
-        if not self._inside:
-            self.calls[op] = self.calls.get(op, 0) + 1
-
-    def info(self, path):
-        self._count("info")
-        return super().info(path)
-
-    def list(self, path):
-        self._count("list")
-        self._inside = True
-        try:
-            yield from super().list(path)
-        finally:
-            self._inside = False
-
-    def open_read(self, path, offset=0, length=None):
-        self._count("open")
-        return super().open_read(path, offset, length)
+from tests.doubles import CountingStore
 
 
 def put(root: Path, path: str, data: bytes, mtime: float) -> None:
@@ -56,7 +27,7 @@ def put(root: Path, path: str, data: bytes, mtime: float) -> None:
 
 
 @pytest.fixture
-def lake(tmp_path):
+def make_lake(tmp_path):
     """``make(interval)`` -> (filesystem, mount, {member: store}); members ``s3`` (read first) and ``hdfs``."""
     made = []
 
@@ -96,8 +67,8 @@ def read_all(fs: HybridFileSystem, path: str) -> bytes:
 
 
 @pytest.mark.parametrize("interval", [0, 60])
-def test_glob_lists_each_directory_once_and_states_nothing(lake, tmp_path, interval):
-    fs, _, stores = lake(interval)
+def test_glob_lists_each_directory_once_and_states_nothing(make_lake, tmp_path, interval):
+    fs, _, stores = make_lake(interval)
     for i in range(3):
         put(tmp_path / "hdfs", f"t/part-{i}.parquet", b"x" * (10 + i), 1_700_000_000.0)
     reset(stores)
@@ -106,8 +77,8 @@ def test_glob_lists_each_directory_once_and_states_nothing(lake, tmp_path, inter
     assert stores["s3"].calls == {"list": 1} and stores["hdfs"].calls == {"list": 2}
 
 
-def test_statuses_seen_are_remembered_for_the_sync_interval(lake, tmp_path):
-    fs, _, stores = lake(60)
+def test_statuses_seen_are_remembered_for_the_sync_interval(make_lake, tmp_path):
+    fs, _, stores = make_lake(60)
     put(tmp_path / "hdfs", "t/a.parquet", b"a" * 100, 1_700_000_000.0)
     fs.glob("hybrid://lake/t/*.parquet")
     reset(stores)
@@ -116,8 +87,8 @@ def test_statuses_seen_are_remembered_for_the_sync_interval(lake, tmp_path):
     assert stores["s3"].calls == {} and stores["hdfs"].calls == {}
 
 
-def test_with_interval_zero_every_call_sees_the_members(lake, tmp_path):
-    fs, _, stores = lake(0)
+def test_with_interval_zero_every_call_sees_the_members(make_lake, tmp_path):
+    fs, _, stores = make_lake(0)
     put(tmp_path / "hdfs", "t/a.parquet", b"a" * 100, 1_700_000_000.0)
     assert fs.size("hybrid://lake/t/a.parquet") == 100
     put(tmp_path / "hdfs", "t/a.parquet", b"a" * 150, 1_700_000_100.0)  # changed behind the filesystem's back
@@ -125,8 +96,8 @@ def test_with_interval_zero_every_call_sees_the_members(lake, tmp_path):
     assert fs.ls("hybrid://lake/t", detail=True)[0]["size"] == 150
 
 
-def test_a_change_through_the_filesystem_is_seen_at_once(lake, tmp_path):
-    fs, _, _ = lake(60)
+def test_a_change_through_the_filesystem_is_seen_at_once(make_lake, tmp_path):
+    fs, _, _ = make_lake(60)
     put(tmp_path / "hdfs", "t/a.parquet", b"a" * 100, 1_700_000_000.0)
     assert fs.size("hybrid://lake/t/a.parquet") == 100
     with fs.open("hybrid://lake/t/a.parquet", "wb") as f:
@@ -137,8 +108,8 @@ def test_a_change_through_the_filesystem_is_seen_at_once(lake, tmp_path):
     assert not fs.exists("hybrid://lake/t/a.parquet")
 
 
-def test_warm_file_is_opened_once_in_the_tier_with_one_hit_and_no_source_access(lake, tmp_path):
-    fs, mount, stores = lake(60)
+def test_warm_file_is_opened_once_in_the_tier_with_one_hit_and_no_source_access(make_lake, tmp_path):
+    fs, mount, stores = make_lake(60)
     data = os.urandom(300_000)
     put(tmp_path / "hdfs", "t/a.parquet", data, 1_700_000_000.0)
     assert read_all(fs, "t/a.parquet") == data  # cold: fills the tier
@@ -153,10 +124,10 @@ def test_warm_file_is_opened_once_in_the_tier_with_one_hit_and_no_source_access(
     assert (tier.hits, tier.misses) == (1, 1)
 
 
-def test_a_file_migrated_to_another_member_is_served_from_its_new_member(lake, tmp_path):
+def test_a_file_migrated_to_another_member_is_served_from_its_new_member(make_lake, tmp_path):
     """A listing newer than the cached copy's fingerprint (the file moved, with a new mtime) makes the copy be
     checked at open, before the interval is up; what the file serves and what ``size`` says agree."""
-    fs, mount, stores = lake(3600)
+    fs, mount, stores = make_lake(3600)
     data = os.urandom(50_000)
     put(tmp_path / "hdfs", "t/a.parquet", data, 1_700_000_000.0)
     assert read_all(fs, "t/a.parquet") == data
@@ -165,7 +136,7 @@ def test_a_file_migrated_to_another_member_is_served_from_its_new_member(lake, t
     moved = data[:20_000] + b"!" * 10 + data[20_010:]  # same size; only a check can tell
     put(tmp_path / "s3", "t/a.parquet", moved, 1_700_000_500.0)
     (tmp_path / "hdfs" / "t/a.parquet").unlink()
-    fs2, _, _ = lake(3600)  # another task: lists, then reads
+    fs2, _, _ = make_lake(3600)  # another task: lists, then reads
     listed = fs2.ls("hybrid://lake/t", detail=True)
     assert listed[0]["mtime"] == 1_700_000_500.0
     with fs2.open("hybrid://lake/t/a.parquet", "rb") as f:
@@ -173,8 +144,8 @@ def test_a_file_migrated_to_another_member_is_served_from_its_new_member(lake, t
     assert fs2.size("hybrid://lake/t/a.parquet") == len(moved)
 
 
-def test_a_cold_read_follows_a_file_that_moves_while_it_is_open(lake, tmp_path):
-    fs, _, stores = lake(60)
+def test_a_cold_read_follows_a_file_that_moves_while_it_is_open(make_lake, tmp_path):
+    fs, _, stores = make_lake(60)
     data = os.urandom(200_000)
     put(tmp_path / "hdfs", "t/a.parquet", data, 1_700_000_000.0)
     with fs.open("hybrid://lake/t/a.parquet", "rb", block_size=4096, cache_type="none") as f:
@@ -187,33 +158,33 @@ def test_a_cold_read_follows_a_file_that_moves_while_it_is_open(lake, tmp_path):
     assert stores["s3"].calls.get("open", 0) >= 1
 
 
-def test_listings_are_shared_through_the_catalog_within_listing_sync_interval(lake, tmp_path):
+def test_listings_are_shared_through_the_catalog_within_listing_sync_interval(make_lake, tmp_path):
     for i in range(2):
         put(tmp_path / "hdfs", f"t/part-{i}.parquet", b"x" * 10, 1_700_000_000.0)
-    fs, _, stores = lake(60, listing_sync_interval=3600)
+    fs, _, stores = make_lake(60, listing_sync_interval=3600)
     assert len(fs.glob("hybrid://lake/t/*.parquet")) == 2
     assert stores["hdfs"].calls == {"list": 2}
 
-    fs, _, stores = lake(60, listing_sync_interval=3600)  # another task: answered from the catalog
+    fs, _, stores = make_lake(60, listing_sync_interval=3600)  # another task: answered from the catalog
     assert [e["size"] for e in fs.ls("hybrid://lake/t")] == [10, 10]
     assert fs.glob("hybrid://lake/t/*.parquet") == ["lake/t/part-0.parquet", "lake/t/part-1.parquet"]
     assert stores["s3"].calls == {} and stores["hdfs"].calls == {}
 
     put(tmp_path / "hdfs", "t/part-2.parquet", b"x" * 10, 1_700_000_000.0)  # behind the mount's back
-    fs, _, _ = lake(60, listing_sync_interval=3600)
+    fs, _, _ = make_lake(60, listing_sync_interval=3600)
     assert len(fs.glob("hybrid://lake/t/*.parquet")) == 2  # not seen before the interval is up (documented)
 
     with fs.open("hybrid://lake/t/part-3.parquet", "wb") as f:  # a change through the mount: seen at once
         f.write(b"y" * 5)
-    fs, _, stores = lake(60, listing_sync_interval=3600)
+    fs, _, stores = make_lake(60, listing_sync_interval=3600)
     assert len(fs.glob("hybrid://lake/t/*.parquet")) == 4
     assert stores["hdfs"].calls == {"list": 2}
 
 
-def test_listings_are_not_stored_by_default(lake, tmp_path):
+def test_listings_are_not_stored_by_default(make_lake, tmp_path):
     put(tmp_path / "hdfs", "t/a.parquet", b"x", 1_700_000_000.0)
     for _ in range(2):
-        fs, mount, stores = lake(60)
+        fs, mount, stores = make_lake(60)
         assert fs.glob("hybrid://lake/t/*.parquet") == ["lake/t/a.parquet"]
         assert stores["hdfs"].calls == {"list": 2}
     assert mount.cache.catalog.listing("lake", "t", None) is None
@@ -246,8 +217,8 @@ def test_a_stored_listing_is_used_until_listing_sync_interval_passes(tmp_path):
         manager.close()
 
 
-def test_a_reader_holding_an_old_version_leaves_a_newer_cached_copy_alone(lake, tmp_path):
-    fs, mount, _ = lake(0)  # every open checks the source
+def test_a_reader_holding_an_old_version_leaves_a_newer_cached_copy_alone(make_lake, tmp_path):
+    fs, mount, _ = make_lake(0)  # every open checks the source
     put(tmp_path / "hdfs", "t/a.parquet", b"1" * 50_000, 1_700_000_000.0)
     with fs.open("hybrid://lake/t/a.parquet", "rb", block_size=4096, cache_type="none") as old_reader:
         old_reader.seek(40_000)
@@ -255,7 +226,7 @@ def test_a_reader_holding_an_old_version_leaves_a_newer_cached_copy_alone(lake, 
         mount.cache.wait_for_background_loads()
         assert mount.cache.catalog.get("lake", "t/a.parquet").state == "ready"
         put(tmp_path / "hdfs", "t/a.parquet", b"2" * 50_000, 1_700_000_100.0)  # rewritten at the source
-        other, _, _ = lake(0)
+        other, _, _ = make_lake(0)
         assert read_all(other, "t/a.parquet") == b"2" * 50_000  # checks, drops version 1, caches version 2
         old_reader.seek(0)
         old_reader.read(10)
@@ -263,8 +234,8 @@ def test_a_reader_holding_an_old_version_leaves_a_newer_cached_copy_alone(lake, 
     assert entry is not None and entry.state == "ready" and entry.source.mtime == 1_700_000_100.0
 
 
-def test_a_ranged_miss_joins_the_running_load_of_its_file_instead_of_reading_it_twice(lake, tmp_path):
-    fs, mount, stores = lake(60, join_running_load_up_to="1MB")  # opt-in (off by default)
+def test_a_ranged_miss_joins_the_running_load_of_its_file_instead_of_reading_it_twice(make_lake, tmp_path):
+    fs, mount, stores = make_lake(60, join_running_load_up_to="1MB")  # opt-in (off by default)
     data = os.urandom(100_000)
     put(tmp_path / "hdfs", "t/a.parquet", data, 1_700_000_000.0)
     hdfs = stores["hdfs"]
