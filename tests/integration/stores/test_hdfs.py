@@ -17,7 +17,6 @@ import hashlib
 import io
 import json
 import os
-import ssl
 import subprocess
 import uuid
 
@@ -36,6 +35,7 @@ from airflow_hybrid.stores.hdfs import (
     WebHdfsRemoteError,
     _temp_name,
 )
+from tests.doubles import CountingReader
 from tests.services import running
 
 pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
@@ -129,34 +129,6 @@ def webhdfs_counts(devstack) -> dict[str, int]:
 
 def delta(before: dict[str, int], after: dict[str, int], op: str) -> int:
     return after.get(op, 0) - before.get(op, 0)
-
-
-class CountingReader(io.RawIOBase):
-    """A source stream that counts how many times it was read from the start; optionally not seekable."""
-
-    def __init__(self, data: bytes, seekable: bool = True) -> None:
-        self._data = io.BytesIO(data)
-        self._seekable = seekable
-        self.passes = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return self._seekable
-
-    def tell(self) -> int:
-        return self._data.tell()
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if not self._seekable:
-            raise io.UnsupportedOperation("seek")
-        return self._data.seek(offset, whence)
-
-    def read(self, size: int = -1) -> bytes:
-        if self._data.tell() == 0:
-            self.passes += 1
-        return self._data.read(size)
 
 
 # -- checksums (HDFS's algorithm, checked against values a real HDFS-compatible filesystem publishes) --
@@ -761,53 +733,6 @@ def test_unreachable_namenodes_fail_with_a_clear_error(devstack_env, monkeypatch
 def test_missing_connection_is_named(devstack_env):
     with pytest.raises(StoreError, match="'no_such_conn'"):
         HdfsStore("hdfs:///x", webhdfs_conn_id="no_such_conn").info("")
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory):
-    """A self-signed certificate for 127.0.0.1 (key and certificate PEM files)."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devstack-namenode")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    folder = tmp_path_factory.mktemp("tls")
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_file, key_file
-
-
-@pytest.fixture
-def tls_webhdfs(tls_files, tmp_path):
-    cert_file, key_file = tls_files
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
-    with WebHdfsServer(tmp_path / "tls-hdfs", ssl_context=context) as server:
-        yield server
 
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # the verify=false case

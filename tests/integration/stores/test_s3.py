@@ -12,6 +12,7 @@ import pytest
 from airflow_hybrid.ops.checksums import CRC32C, CRC32C_COMPOSITE, composite_crc32c, crc32c, encode_crc32c
 from airflow_hybrid.stores.base import PathEscapeError, StoreError
 from airflow_hybrid.stores.s3 import MiB, S3Options, S3Store, parse_size
+from tests.doubles import CountingReader
 from tests.integration.moto_s3 import AWS_CONN_ID
 
 pytestmark = pytest.mark.integration
@@ -33,30 +34,6 @@ def put(s3_client, bucket, key, data=b"x"):
 def data_of(size: int, seed: int = 0) -> bytes:
     block = os.urandom(64 * 1024) if seed == 0 else bytes((i * seed) % 251 for i in range(64 * 1024))
     return (block * (size // len(block) + 1))[:size]
-
-
-class CountingStream(io.RawIOBase):
-    """An input stream that records how much was read and can fail after ``fail_after`` bytes."""
-
-    def __init__(self, data: bytes, fail_after: int | None = None, on_read=None) -> None:
-        self._data = io.BytesIO(data)
-        self.fail_after = fail_after
-        self.on_read = on_read
-        self.bytes_read = 0
-        self.largest_read = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if self.fail_after is not None and self.bytes_read >= self.fail_after:
-            raise OSError("input stream broke")
-        if self.on_read:
-            self.on_read(self.bytes_read)
-        chunk = self._data.read(size)
-        self.bytes_read += len(chunk)
-        self.largest_read = max(self.largest_read, len(chunk))
-        return chunk
 
 
 # -- construction and options ---------------------------------------------------------------------
@@ -196,7 +173,7 @@ def test_streamed_multipart_upload_is_bounded_and_checksummed(bucket, s3_client)
 
     store.client.meta.events.register("before-call.s3.UploadPart", started)
     store.client.meta.events.register("after-call.s3.UploadPart", finished)
-    stream = CountingStream(payload, on_read=on_read)
+    stream = CountingReader(payload, seekable=False, on_read=on_read)
     info = store.write("big/file.bin", stream, size_hint=len(payload))
 
     assert stream.largest_read <= PART
@@ -226,7 +203,7 @@ def test_composite_checksum_matches_the_parts(bucket, s3_client):
 
 
 def test_failed_multipart_upload_is_aborted(store, s3_client, bucket):
-    broken = CountingStream(data_of(4 * PART), fail_after=2 * PART)
+    broken = CountingReader(data_of(4 * PART), seekable=False, fail_after=2 * PART)
     with pytest.raises(OSError, match="input stream broke"):
         store.write("broken.bin", broken)
     assert list(store.list_open_uploads()) == []

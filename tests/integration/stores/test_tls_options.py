@@ -17,7 +17,7 @@ from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.stores.base import StoreError
 from airflow_hybrid.stores.hdfs import HdfsStore, _tls_extras
 from airflow_hybrid.stores.s3 import S3Store
-from tests.integration.stores.test_hdfs import _set_connection, tls_files, tls_webhdfs  # noqa: F401 - fixtures
+from tests.integration.stores.test_hdfs import _set_connection
 
 pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
 
@@ -54,7 +54,7 @@ def test_use_ssl_false_as_text_reaches_a_plain_http_namenode(airflow_connections
 
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
-def test_verification_off_is_a_warning(tls_webhdfs, monkeypatch, tmp_path, caplog):  # noqa: F811
+def test_verification_off_is_a_warning(tls_webhdfs, monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
     common = {"host": "127.0.0.1", "port": tls_webhdfs.port, "login": "hdfs"}
     _set_connection(monkeypatch, "webhdfs_unverified", **common, extra={"use_ssl": "TRUE", "verify": "off"})

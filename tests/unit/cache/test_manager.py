@@ -15,6 +15,7 @@ from airflow_hybrid.cache.catalog import Catalog
 from airflow_hybrid.cache.tee import FillingReader
 from airflow_hybrid.stores.base import FileInfo
 from airflow_hybrid.stores.local import LocalStore
+from tests.doubles import CountingStore
 
 
 class Clock:
@@ -26,23 +27,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-class CountingStore(LocalStore):
-    """A local source store that counts what the cache asks of it."""
-
-    def __init__(self, root: str) -> None:
-        super().__init__(root)
-        self.opens = 0
-        self.infos = 0
-
-    def open_read(self, path, offset=0, length=None):
-        self.opens += 1
-        return super().open_read(path, offset, length)
-
-    def info(self, path):
-        self.infos += 1
-        return super().info(path)
 
 
 class Source:
@@ -206,17 +190,17 @@ def test_warm_read_is_served_from_the_tier_without_touching_the_source(tmp_path,
 
     with manager.open("t/part-0.parquet") as cold:
         assert read_all(cold, 100) == data
-    assert source_store.opens == 1
+    assert source_store.calls["open"] == 1
 
-    before = (source_store.opens, source_store.infos)
+    before = (source_store.calls["open"], source_store.calls["info"])
     for _ in range(3):
         with manager.open("t/part-0.parquet") as warm:
             assert warm.read() == data
-    assert (source_store.opens, source_store.infos) == before  # neither opened nor stat'ed
+    assert (source_store.calls["open"], source_store.calls["info"]) == before  # neither opened nor stat'ed
     with manager.open("t/part-0.parquet", offset=100, length=50) as ranged:
         assert ranged.read() == data[100:150]
     assert manager.info("t/part-0.parquet").size == 700
-    assert (source_store.opens, source_store.infos) == before
+    assert (source_store.calls["open"], source_store.calls["info"]) == before
     report = manager.report().tier("MEM")
     assert (report.hits, report.misses, report.files) == (4, 1, 1)
 
@@ -275,13 +259,13 @@ def test_metadata_sync_interval_n_checks_at_most_every_n_seconds(tmp_path, clock
     assert manager.lookup("a.bin", stat) is None  # 60 s: checked, changed, invalidated
     assert len(calls) == 1
 
-    opens = source_store.opens
+    opens = source_store.calls["open"]
     with manager.open("a.bin") as reloaded:
         assert reloaded.read() == b"v2" * 60
-    assert source_store.opens == opens + 1
+    assert source_store.calls["open"] == opens + 1
     with manager.open("a.bin") as warm:
         assert warm.read() == b"v2" * 60  # the new version is cached
-    assert source_store.opens == opens + 1
+    assert source_store.calls["open"] == opens + 1
 
 
 def test_unchanged_source_check_restarts_the_interval(tmp_path, clock, source_store):
@@ -339,9 +323,9 @@ def test_load_skips_fresh_copies_and_replaces_stale_ones(tmp_path, clock, source
     manager = make_manager(tmp_path, clock)
     first = load(manager, source_store, "a.bin")
     assert (first.status, first.bytes) == ("loaded", 100)
-    opens = source_store.opens
+    opens = source_store.calls["open"]
     assert load(manager, source_store, "a.bin").status == "fresh"
-    assert source_store.opens == opens
+    assert source_store.calls["open"] == opens
     put(source_store, "a.bin", b"2" * 120, mtime=info.mtime + 1)
     again = load(manager, source_store, "a.bin")
     assert (again.status, again.bytes) == ("loaded", 120)
