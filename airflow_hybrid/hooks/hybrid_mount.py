@@ -8,8 +8,8 @@ sensors and triggers get theirs: ``with self.mount() as mount:`` builds it throu
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from functools import cached_property
 from typing import Any
 
@@ -128,7 +128,8 @@ class HybridMountMixin:
     """Gives an operator, sensor or trigger its mount: ``with self.mount() as mount:``.
 
     The mount is that of the ``hybrid_mount`` connection ``mount_conn_id`` (or ``conn_id``), built by
-    :class:`HybridMountHook` for each block and closed (cache and member stores) when it ends.
+    :class:`HybridMountHook` for each block and closed (cache and member stores) when it ends;
+    :meth:`mounts` gives several by connection id.
     """
 
     mount_conn_id: str | None
@@ -140,3 +141,17 @@ class HybridMountMixin:
             raise MountConfigError(f"{type(self).__name__}: no mount_conn_id")
         with HybridMountHook(conn_id).get_mount() as mount:
             yield mount
+
+    @contextmanager
+    def mounts(self) -> Iterator[Callable[[str], HybridMount]]:
+        """Mounts by connection id for one block (paths naming several mounts): each built once, when first
+        asked for, and all closed when the block ends."""
+        with ExitStack() as stack:
+            opened: dict[str, HybridMount] = {}
+
+            def mount_of(conn_id: str) -> HybridMount:
+                if conn_id not in opened:
+                    opened[conn_id] = stack.enter_context(self.mount(conn_id))
+                return opened[conn_id]
+
+            yield mount_of

@@ -4,38 +4,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
-from airflow_hybrid.mount.resolver import resolve_locations
-from airflow_hybrid.paths import is_hybrid_url, split_hybrid_url
+from airflow_hybrid.aws.emr import EmrSteps, StepStatus
+from airflow_hybrid.hooks.hybrid_mount import HybridMountMixin
 from airflow_hybrid.query import OUTPUT_FORMATS, QUERY_ENGINES, QueryResult
-from airflow_hybrid.query.emr import (
-    EMR_CLIS,
-    FAILED_STATES,
-    EmrTable,
-    build_emr_step,
-    step_failure_reason,
-    step_state,
-)
-from airflow_hybrid.stores.base import normalize_path
-from airflow_hybrid.stores.factory import store_from_uri
+from airflow_hybrid.query.steps import EMR_CLIS, build_emr_step, resolve_output, resolve_tables
 
 if TYPE_CHECKING:
-    from airflow.providers.amazon.aws.hooks.emr import EmrHook
     from airflow.sdk import Context
 
-    from airflow_hybrid.mount import HybridMount
     from airflow_hybrid.query.duckdb_engine import DuckDBQuery
 
-_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-class HybridQueryOperator(BaseOperator):
+class HybridQueryOperator(HybridMountMixin, BaseOperator):
     """
     Run one SQL query over tables given as logical paths of a hybrid mount, and write its result.
 
@@ -136,16 +123,12 @@ class HybridQueryOperator(BaseOperator):
         self.deferrable = deferrable
         self.waiter_delay = waiter_delay
         self.waiter_max_attempts = waiter_max_attempts
-        self._mounts: dict[str, HybridMount] = {}
         self._duckdb: DuckDBQuery | None = None
         self._emr_step: tuple[str, str] | None = None
 
     # -- shared ---------------------------------------------------------------------------------------
-    @cached_property
-    def emr_hook(self) -> EmrHook:
-        from airflow.providers.amazon.aws.hooks.emr import EmrHook
-
-        return EmrHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+    def emr_steps(self, cluster_id: str | None = None) -> EmrSteps:
+        return EmrSteps(cluster_id or self.emr_cluster_id, self.aws_conn_id, self.region_name)
 
     def execute(self, context: Context) -> dict[str, Any]:
         if self.engine not in QUERY_ENGINES:
@@ -166,20 +149,13 @@ class HybridQueryOperator(BaseOperator):
         path = f"hybrid://{self.mount_conn_id}/results/{self.dag_id}/{self.task_id}/{run_id}"
         return f"{path}.{self.output_format}" if self.engine == "duckdb" else f"{path}/"
 
-    def _mount(self, conn_id: str) -> HybridMount:
-        if conn_id not in self._mounts:
-            from airflow_hybrid.mount import HybridMount
-
-            self._mounts[conn_id] = HybridMount.from_conn_id(conn_id)
-        return self._mounts[conn_id]
-
     def on_kill(self) -> None:
         if self._duckdb is not None:
             self._duckdb.interrupt()
         if self._emr_step is not None:
             cluster_id, step_id = self._emr_step
             self.log.info("Cancelling EMR step %s on %s", step_id, cluster_id)
-            self.emr_hook.conn.cancel_steps(ClusterId=cluster_id, StepIds=[step_id])
+            self.emr_steps(cluster_id).cancel(step_id)
 
     # -- DuckDB ---------------------------------------------------------------------------------------
     def _run_duckdb(self, output_path: str) -> dict[str, Any]:
@@ -205,72 +181,22 @@ class HybridQueryOperator(BaseOperator):
         return result.to_dict()
 
     # -- EMR ------------------------------------------------------------------------------------------
-    def _split_uri(self, path: str) -> tuple[str | None, str]:
-        """``(mount, logical path)`` for a logical or ``hybrid://`` path; ``(None, uri)`` for other URIs."""
-        if is_hybrid_url(path):
-            return split_hybrid_url(path)
-        if _URI.match(path):
-            return None, path
-        if not self.mount_conn_id:
-            raise ValueError(f"table path {path!r} is a logical path but no mount_conn_id was given")
-        return self.mount_conn_id, normalize_path(path)
-
-    def resolve_tables(self) -> list[EmrTable]:
-        """Each table's current physical location(s) and, for Trino/Presto, its columns."""
-        from airflow_hybrid.query.schema import column_definitions, table_schema
-
-        if not self.tables:
-            raise ValueError(
-                "engine='emr' needs tables={name: logical path}: the cluster cannot read hybrid://"
-            )
-        resolved = []
-        for name, path in self.tables.items():
-            mount_id, rel = self._split_uri(path)
-            if mount_id is None:
-                uris = [rel]
-            else:
-                uris = [loc.uri for loc in resolve_locations(self._mount(mount_id), rel)]
-            columns = None
-            if self.emr_cli != "spark-sql":
-                if mount_id is None:
-                    store = store_from_uri(
-                        rel, self.aws_conn_id if rel.startswith(("s3://", "s3a://")) else None
-                    )
-                    schema = table_schema(store, "")
-                else:
-                    schema = table_schema(self._mount(mount_id), rel)
-                columns = column_definitions(schema, "trino")
-            self.log.info("Table %s (%s) -> %s", name, path, ", ".join(uris))
-            resolved.append(EmrTable(name, uris, columns))
-        return resolved
-
-    def resolve_output(self, output_path: str) -> str:
-        mount_id, rel = self._split_uri(output_path)
-        uri = rel if mount_id is None else self._mount(mount_id).physical_uri(rel)
-        return uri.rstrip("/") + "/"
-
     def _submit_emr(self, context: Context, output_path: str) -> dict[str, Any]:
-        from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
-        from airflow.providers.amazon.aws.utils.waiter_with_logging import wait
-
         if not self.emr_cluster_id:
             raise ValueError("engine='emr' needs emr_cluster_id")
         if self.emr_cli not in EMR_CLIS:
             raise ValueError(f"emr_cli must be one of {', '.join(EMR_CLIS)}, got {self.emr_cli!r}")
-        output_uri = self.resolve_output(output_path)
-        tables = self.resolve_tables()
+        with self.mounts() as mount_of:
+            output_uri = resolve_output(output_path, mount_of, self.mount_conn_id)
+            tables = resolve_tables(self.tables, mount_of, self.mount_conn_id, typed=self.emr_cli != "spark-sql",
+                                    conn_id=self.aws_conn_id)
         step = build_emr_step(
-            name=self.emr_step_name or f"{self.dag_id}.{self.task_id}",
-            sql=self.sql,
-            tables=tables,
-            output_uri=output_uri,
-            output_format=self.output_format,
-            cli=self.emr_cli,
-            catalog=self.emr_catalog,
-            schema=self.emr_schema,
-            cli_args=self.emr_cli_args,
+            name=self.emr_step_name or f"{self.dag_id}.{self.task_id}", sql=self.sql, tables=tables,
+            output_uri=output_uri, output_format=self.output_format, cli=self.emr_cli, catalog=self.emr_catalog,
+            schema=self.emr_schema, cli_args=self.emr_cli_args,
         )
-        step_id = self.emr_hook.add_job_flow_steps(job_flow_id=self.emr_cluster_id, steps=[step])[0]
+        steps = self.emr_steps()
+        step_id = steps.submit([step])[0]
         self._emr_step = (self.emr_cluster_id, step_id)
         self.log.info("Submitted EMR step %s to %s; result -> %s", step_id, self.emr_cluster_id, output_uri)
         summary = QueryResult(
@@ -286,51 +212,32 @@ class HybridQueryOperator(BaseOperator):
         ).to_dict()
         if self.deferrable:
             self.defer(
-                trigger=EmrStepSensorTrigger(
-                    job_flow_id=self.emr_cluster_id,
-                    step_id=step_id,
-                    waiter_delay=self.waiter_delay,
-                    waiter_max_attempts=self.waiter_max_attempts,
-                    aws_conn_id=self.aws_conn_id,
-                    region_name=self.region_name,
-                ),
+                trigger=steps.trigger(step_id, delay=self.waiter_delay, max_attempts=self.waiter_max_attempts),
                 method_name="execute_complete",
                 kwargs={"summary": summary},
             )
-        waited: dict[str, Any] = {"status": "success"}
         try:
-            wait(
-                waiter=self.emr_hook.get_waiter("step_wait_for_terminal"),
-                waiter_delay=self.waiter_delay,
-                waiter_max_attempts=self.waiter_max_attempts,
-                args={"ClusterId": self.emr_cluster_id, "StepId": step_id},
-                failure_message=f"EMR step {step_id} did not complete",
-                status_message=f"EMR step {step_id} is",
-                status_args=["Step.Status.State"],
-            )
-        except AirflowException as err:
-            waited = {"status": "error", "message": str(err)}
+            status, waited = steps.wait(step_id, delay=self.waiter_delay, max_attempts=self.waiter_max_attempts)
         finally:
             self._emr_step = None
-        return self._check_step(summary, waited)
+        return self._finish_step(summary, status, waited)
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, summary: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """Resume after the trigger: the step's own state decides (its failure reason is in the error)."""
-        return self._check_step(summary or {}, event)
-
-    def _check_step(self, summary: dict[str, Any], event: dict[str, Any] | None) -> dict[str, Any]:
+        summary = summary or {}
         details = summary.get("details", {})
-        cluster_id = details.get("cluster_id", self.emr_cluster_id)
-        step_id = details.get("step_id")
-        response = self.emr_hook.conn.describe_step(ClusterId=cluster_id, StepId=step_id)
-        state = step_state(response)
-        if state == "COMPLETED":
-            self.log.info("EMR step %s completed; result under %s", step_id, summary.get("output_path"))
-            details["state"] = state
+        status = self.emr_steps(details.get("cluster_id")).describe(details.get("step_id"))
+        return self._finish_step(summary, status, (event or {}).get("message"))
+
+    def _finish_step(self, summary: dict[str, Any], status: StepStatus, waited: str | None) -> dict[str, Any]:
+        if status.completed:
+            self.log.info("EMR step %s completed; result under %s", status.step_id, summary.get("output_path"))
+            summary.setdefault("details", {})["state"] = status.state
             return summary
-        if state in FAILED_STATES:
-            raise AirflowException(step_failure_reason(response))
-        reason = (event or {}).get("message") or "no terminal state reported"
-        raise AirflowException(f"EMR step {step_id} on {cluster_id} is still {state} after waiting: {reason}")
+        if status.terminal:
+            raise AirflowException(status.failure_text())
+        cluster_id = summary.get("details", {}).get("cluster_id", self.emr_cluster_id)
+        raise AirflowException(f"EMR step {status.step_id} on {cluster_id} is still {status.state} after waiting: "
+                               f"{waited or 'no terminal state reported'}")

@@ -17,17 +17,26 @@ waits for the steps.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from airflow_hybrid.paths import is_hybrid_url, split_hybrid_url
 from airflow_hybrid.query.sql import strip_statement
+from airflow_hybrid.stores.base import normalize_path
+
+if TYPE_CHECKING:
+    from airflow_hybrid.mount import HybridMount
+
+log = logging.getLogger(__name__)
 
 #: CLI name (``emr_cli``) -> the command on the EMR primary node.
 EMR_CLIS = {"spark-sql": "spark-sql", "trino": "trino-cli", "presto": "presto-cli"}
 COMMAND_RUNNER_JAR = "command-runner.jar"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @dataclass(frozen=True)
@@ -144,3 +153,55 @@ def build_emr_step(
         "HadoopJarStep": {"Jar": COMMAND_RUNNER_JAR, "Args": args},
     }
 
+
+# -- physical locations ---------------------------------------------------------------------------------
+def split_location(path: str, mount_conn_id: str | None) -> tuple[str | None, str]:
+    """``(mount, logical path)`` of a logical or ``hybrid://`` path; ``(None, uri)`` for other URIs."""
+    if is_hybrid_url(path):
+        return split_hybrid_url(path)
+    if _URI.match(path):
+        return None, path
+    if not mount_conn_id:
+        raise ValueError(f"table path {path!r} is a logical path but no mount_conn_id was given")
+    return mount_conn_id, normalize_path(path)
+
+
+def resolve_tables(
+    tables: Mapping[str, str] | None,
+    mount_of: Callable[[str], HybridMount],
+    mount_conn_id: str | None = None,
+    *,
+    typed: bool = False,
+    conn_id: str | None = None,
+) -> list[EmrTable]:
+    """Each table's current physical location(s) (:func:`~airflow_hybrid.mount.resolver.resolve_locations`)
+    and, when ``typed`` (Trino/Presto), its column definitions; ``conn_id`` reads ``s3://`` tables' schemas."""
+    from airflow_hybrid.mount.resolver import resolve_locations
+    from airflow_hybrid.query.schema import column_definitions, table_schema
+    from airflow_hybrid.stores.factory import store_from_uri
+
+    if not tables:
+        raise ValueError("engine='emr' needs tables={name: logical path}: the cluster cannot read hybrid://")
+    resolved = []
+    for name, path in tables.items():
+        mount_id, rel = split_location(path, mount_conn_id)
+        uris = [rel] if mount_id is None else [loc.uri for loc in resolve_locations(mount_of(mount_id), rel)]
+        columns = None
+        if typed:
+            if mount_id is None:
+                store = store_from_uri(rel, conn_id if rel.startswith(("s3://", "s3a://")) else None)
+                schema = table_schema(store, "")
+            else:
+                schema = table_schema(mount_of(mount_id), rel)
+            columns = column_definitions(schema, "trino")
+        log.info("Table %s (%s) -> %s", name, path, ", ".join(uris))
+        resolved.append(EmrTable(name, uris, columns))
+    return resolved
+
+
+def resolve_output(output_path: str, mount_of: Callable[[str], HybridMount], mount_conn_id: str | None = None) -> str:
+    """The physical prefix (ending in ``/``) a step writes its result under; ``hybrid://`` paths resolve to the
+    mount's create member."""
+    mount_id, rel = split_location(output_path, mount_conn_id)
+    uri = rel if mount_id is None else mount_of(mount_id).physical_uri(rel)
+    return uri.rstrip("/") + "/"
