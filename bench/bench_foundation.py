@@ -48,7 +48,7 @@ class _Repeat(io.RawIOBase):
 def bench_reads(stack, size_mib: int, repeats: int) -> dict[str, float]:
     from airflow.providers.apache.hdfs.hooks.webhdfs import WebHDFSHook
 
-    from airflow_hybrid.stores.hdfs import HdfsStore
+    from airflow_hybrid.stores.hdfs.store import HdfsStore
 
     nbytes = size_mib * 2**20
     store = HdfsStore(f"hdfs://{HDFS_ROOT}", webhdfs_conn_id="webhdfs_default")
@@ -85,7 +85,7 @@ def _list_child(mode: str, root: str) -> None:
     """Runs in a child process: list ``root`` and print count, seconds and peak RSS as JSON."""
     from airflow.providers.apache.hdfs.hooks.webhdfs import WebHDFSHook
 
-    from airflow_hybrid.stores.hdfs import HdfsStore
+    from airflow_hybrid.stores.hdfs.store import HdfsStore
 
     if mode == "store":
         store = HdfsStore(f"hdfs://{root}", webhdfs_conn_id="webhdfs_default")

@@ -101,7 +101,7 @@ def make_dataset(stack, root: str, small: int, medium: int, large: int) -> tuple
     else:
         import io
 
-        from airflow_hybrid.stores.hdfs import HdfsStore
+        from airflow_hybrid.stores.hdfs.store import HdfsStore
 
         store = HdfsStore("hdfs:///tmp/tpcds")
 

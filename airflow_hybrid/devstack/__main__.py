@@ -8,7 +8,7 @@ import logging
 
 from airflow_hybrid.devstack.stack import DEFAULT_BUCKET, DEFAULT_USER, DevStack
 from airflow_hybrid.devstack.webhdfs import DEFAULT_PAGE_SIZE
-from airflow_hybrid.stores.hdfs import DEFAULT_BLOCK_SIZE
+from airflow_hybrid.stores.hdfs.checksum import DEFAULT_BLOCK_SIZE
 
 
 def main(argv: list[str] | None = None) -> None:

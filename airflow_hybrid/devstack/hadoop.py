@@ -296,7 +296,7 @@ class HadoopHdfs:
         import spnego
         from requests_kerberos import OPTIONAL, HTTPKerberosAuth
 
-        from airflow_hybrid.stores.kerberos import use_krb5_conf
+        from airflow_hybrid.stores.hdfs.kerberos import use_krb5_conf
 
         kdc = self.kerberos
         use_krb5_conf(str(kdc.krb5_conf))

@@ -31,7 +31,7 @@ from airflow_hybrid.devstack.hadoop import HadoopHdfs
 from airflow_hybrid.devstack.s3 import DEFAULT_REGION, S3Server
 from airflow_hybrid.devstack.shaping import ControlApp, LinkShaper, Shaping
 from airflow_hybrid.devstack.webhdfs import DEFAULT_PAGE_SIZE, WebHdfsServer
-from airflow_hybrid.stores.hdfs import DEFAULT_BLOCK_SIZE
+from airflow_hybrid.stores.hdfs.checksum import DEFAULT_BLOCK_SIZE
 
 log = logging.getLogger(__name__)
 

@@ -52,7 +52,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 from airflow_hybrid.devstack.shaping import ControlApp, LinkShaper, RequestStats, Shaping, ShapingMiddleware
 from airflow_hybrid.devstack.wsgi import FileWrapper, WSGIServer
-from airflow_hybrid.stores.hdfs import BYTES_PER_CRC, DEFAULT_BLOCK_SIZE, HdfsFileChecksum
+from airflow_hybrid.stores.hdfs.checksum import BYTES_PER_CRC, DEFAULT_BLOCK_SIZE, HdfsFileChecksum
 
 PREFIX = "/webhdfs/v1"
 #: Temporary files of in-flight CREATEs; never listed, never addressable.

@@ -17,11 +17,11 @@ def store_from_uri(uri: str, conn_id: str | None = None, options: dict | None = 
     """
     scheme = urlparse(uri).scheme.lower()
     if scheme in ("hdfs", "webhdfs"):
-        from airflow_hybrid.stores.hdfs import HdfsStore
+        from airflow_hybrid.stores.hdfs.store import HdfsStore
 
         return HdfsStore(uri, webhdfs_conn_id=conn_id or "webhdfs_default", options=options)
     if scheme in ("s3", "s3a"):
-        from airflow_hybrid.stores.s3 import S3Store
+        from airflow_hybrid.stores.s3.store import S3Store
 
         return S3Store(uri, aws_conn_id=conn_id or "aws_default", options=options)
     if scheme in ("file", ""):

@@ -14,9 +14,9 @@ import uuid
 
 import pytest
 
-from airflow_hybrid.stores.hdfs import HdfsStore
+from airflow_hybrid.stores.hdfs.store import HdfsStore
 from airflow_hybrid.stores.local import LocalStore
-from airflow_hybrid.stores.s3 import S3Store
+from airflow_hybrid.stores.s3.store import S3Store
 from tests.contract.store_contract import MiB, StoreContract
 from tests.seaweedfs_fixtures import SEAWEED_BUCKET
 

@@ -24,8 +24,8 @@ from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.mount.options import MountConfigError, parse_option_lines
 from airflow_hybrid.policy.model import PolicyParseError
 from airflow_hybrid.policy.parser import parse_policy
-from airflow_hybrid.stores.hdfs import HdfsStore
-from airflow_hybrid.stores.s3 import S3Options
+from airflow_hybrid.stores.hdfs.store import HdfsStore
+from airflow_hybrid.stores.s3.options import S3Options
 from airflow_hybrid.values import MAX_DURATION, MAX_SIZE, parse_bool, parse_duration, parse_size
 
 FUZZ = settings(

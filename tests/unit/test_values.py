@@ -17,9 +17,9 @@ from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.mount.options import MountConfigError, parse_mount_options, parse_option_lines
 from airflow_hybrid.policy.model import PolicyParseError
 from airflow_hybrid.policy.parser import parse_policy
-from airflow_hybrid.stores.hdfs import HdfsStore
-from airflow_hybrid.stores.s3 import S3Options
-from airflow_hybrid.stores.s3 import parse_size as s3_parse_size
+from airflow_hybrid.stores.hdfs.store import HdfsStore
+from airflow_hybrid.stores.s3.options import S3Options
+from airflow_hybrid.stores.s3.options import parse_size as s3_parse_size
 from airflow_hybrid.values import (
     MAX_DURATION,
     MAX_SIZE,

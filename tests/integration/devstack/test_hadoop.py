@@ -10,7 +10,7 @@ import pytest
 from airflow_hybrid.devstack.control import DevStackClient, devstack_down, devstack_up
 from airflow_hybrid.devstack.hadoop import HadoopError
 from airflow_hybrid.devstack.stack import airflow_env
-from airflow_hybrid.stores.hdfs import HdfsStore
+from airflow_hybrid.stores.hdfs.store import HdfsStore
 from tests.services import unavailable
 
 pytestmark = pytest.mark.integration

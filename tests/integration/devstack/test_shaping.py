@@ -21,7 +21,7 @@ from hdfs import HdfsError, InsecureClient
 
 from airflow_hybrid.devstack.control import DevStackClient, DevStackError, devstack_status
 from airflow_hybrid.stores.base import StoreError
-from airflow_hybrid.stores.hdfs import HdfsStore
+from airflow_hybrid.stores.hdfs.store import HdfsStore
 
 pytestmark = pytest.mark.integration
 

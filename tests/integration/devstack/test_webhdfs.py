@@ -16,7 +16,7 @@ import requests
 from hdfs import HdfsError, InsecureClient
 
 from airflow_hybrid.devstack.webhdfs import WebHdfsServer
-from airflow_hybrid.stores.hdfs import DEFAULT_BLOCK_SIZE, HdfsFileChecksum
+from airflow_hybrid.stores.hdfs.checksum import DEFAULT_BLOCK_SIZE, HdfsFileChecksum
 
 pytestmark = pytest.mark.integration
 

@@ -33,7 +33,7 @@ from airflow_hybrid.migration.planner import plan_migration
 from airflow_hybrid.migration.state import MigrationState
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.operators.migrate import UfsMigrateOperator
-from airflow_hybrid.stores.hdfs import HdfsStore
+from airflow_hybrid.stores.hdfs.store import HdfsStore
 from tests.integration.migrate_support import POLICY, make_dataset
 
 pytestmark = pytest.mark.integration
@@ -222,7 +222,7 @@ def test_job_command_passes_properties_in_a_private_file_and_gives_a_solitary_fi
 
 
 def test_s3a_properties_come_from_the_connection_per_bucket(monkeypatch):
-    from airflow_hybrid.stores.s3 import S3Store
+    from airflow_hybrid.stores.s3.store import S3Store
 
     monkeypatch.setenv("AIRFLOW_CONN_S3_ONPREM", '{"conn_type": "aws", "login": "AK", "password": "SK", '
                        '"extra": {"endpoint_url": "http://minio:9000", "region_name": "eu-west-1"}}')

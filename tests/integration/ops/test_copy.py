@@ -16,7 +16,8 @@ from airflow_hybrid.ops.copy import CopyRequest, TransferFailure, comparable_crc
 from airflow_hybrid.ops.progress import ProgressTracker
 from airflow_hybrid.stores.base import Checksum, FileInfo, Store
 from airflow_hybrid.stores.local import LocalStore
-from airflow_hybrid.stores.s3 import MiB, S3Store
+from airflow_hybrid.stores.s3.options import MiB
+from airflow_hybrid.stores.s3.store import S3Store
 from tests.integration.moto_s3 import AWS_CONN_ID
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ def s3(bucket):
 def hdfs(tmp_path, monkeypatch):
     """The devstack's WebHDFS server (namenode + data node on loopback) as an HdfsStore."""
     from airflow_hybrid.devstack.webhdfs import WebHdfsServer
-    from airflow_hybrid.stores.hdfs import HdfsStore
+    from airflow_hybrid.stores.hdfs.store import HdfsStore
 
     (tmp_path / "hdfs").mkdir()
     with WebHdfsServer(tmp_path / "hdfs") as server:

@@ -33,8 +33,9 @@ from airflow_hybrid.migration.planner import load_plan, plan_migration
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.policy.parser import parse_policy
 from airflow_hybrid.stores.base import StoreError
-from airflow_hybrid.stores.hdfs import HdfsFileChecksum, HdfsStore
-from airflow_hybrid.stores.kerberos import KerberosAuthError
+from airflow_hybrid.stores.hdfs.checksum import HdfsFileChecksum
+from airflow_hybrid.stores.hdfs.kerberos import KerberosAuthError
+from airflow_hybrid.stores.hdfs.store import HdfsStore
 from tests.integration.migrate_support import POLICY, make_dataset
 from tests.integration.moto_s3 import AWS_CONN_ID
 

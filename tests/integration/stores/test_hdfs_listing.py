@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from airflow_hybrid.stores.base import StoreError
-from airflow_hybrid.stores.hdfs import HdfsStore
+from airflow_hybrid.stores.hdfs.store import HdfsStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
 

@@ -11,7 +11,8 @@ import pytest
 
 from airflow_hybrid.ops.checksums import CRC32C, CRC32C_COMPOSITE, composite_crc32c, crc32c, encode_crc32c
 from airflow_hybrid.stores.base import PathEscapeError, StoreError
-from airflow_hybrid.stores.s3 import MiB, S3Options, S3Store, parse_size
+from airflow_hybrid.stores.s3.options import MiB, S3Options, parse_size
+from airflow_hybrid.stores.s3.store import S3Store
 from tests.doubles import CountingReader
 from tests.integration.moto_s3 import AWS_CONN_ID
 
@@ -132,7 +133,7 @@ def test_read_resumes_when_the_connection_drops(store, s3_client, bucket):
     put(s3_client, bucket, "root/resume.bin", payload)
     with store.open_read("resume.bin", offset=10) as stream:
         head = stream.read(1000)
-        stream._body._raw_stream.close()  # the HTTP connection goes away mid-body
+        stream._stream._raw_stream.close()  # the HTTP connection goes away mid-body
         rest = stream.read()
     assert head + rest == payload[10:]
 

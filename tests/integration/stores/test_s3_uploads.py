@@ -13,7 +13,9 @@ import uuid
 import pytest
 
 from airflow_hybrid.stores.base import StoreError
-from airflow_hybrid.stores.s3 import MiB, S3Store, multipart_etag
+from airflow_hybrid.stores.s3.multipart import multipart_etag
+from airflow_hybrid.stores.s3.options import MiB
+from airflow_hybrid.stores.s3.store import S3Store
 from tests.faults import S3Faults
 from tests.integration.moto_s3 import AWS_CONN_ID
 from tests.seaweedfs_fixtures import SEAWEED_BUCKET

@@ -1,7 +1,7 @@
-"""TLS settings of WebHDFS and AWS connections: read once, by one grammar, for us and for the providers' hooks.
+"""TLS settings of WebHDFS and AWS connections: read once, by one grammar.
 
-``use_ssl: "false"`` is off for the store *and* for ``WebHDFSHook`` (the provider alone takes any non-empty
-text for on); ``verify: "false"`` is off for botocore (which alone would take it for a CA bundle path); turning
+``use_ssl: "false"`` is off for the store (``WebHDFSHook`` alone takes any non-empty text for on, so the store
+reads the connection itself); ``verify: "false"`` is off for botocore (which alone would take it for a CA bundle path); turning
 verification off is a WARNING in the task log; a value that is no boolean is an error naming the connection.
 """
 
@@ -15,14 +15,15 @@ import pytest
 
 from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.stores.base import StoreError
-from airflow_hybrid.stores.hdfs import HdfsStore, _tls_extras
-from airflow_hybrid.stores.s3 import S3Store
+from airflow_hybrid.stores.hdfs.client import namenode_urls, tls_extras
+from airflow_hybrid.stores.hdfs.store import HdfsStore
+from airflow_hybrid.stores.s3.store import S3Store
 from tests.integration.stores.test_hdfs import _set_connection
 
 pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
 
 
-def _client_url(extras: dict) -> str:
+def _hook_client_url(extras: dict) -> str:
     from airflow.providers.apache.hdfs.hooks.webhdfs import WebHDFSHook
 
     return WebHDFSHook()._get_client("nn", 9870, "hdfs", None, None, extras).url
@@ -30,19 +31,20 @@ def _client_url(extras: dict) -> str:
 
 @pytest.mark.parametrize(("value", "scheme"), [("false", "http"), ("False", "http"), ("off", "http"), (0, "http"),
                                                 ("true", "https"), ("YES", "https"), (True, "https")])
-def test_the_hook_gets_the_use_ssl_we_decided(value, scheme):
-    assert _client_url(_tls_extras({"use_ssl": value}, "c")).startswith(f"{scheme}://")
+def test_the_namenode_url_gets_the_use_ssl_we_decided(value, scheme):
+    use_ssl = tls_extras({"use_ssl": value}, "c")["use_ssl"]
+    assert namenode_urls(["nn"], 9870, "hdfs", use_ssl=use_ssl) == [f"{scheme}://nn:9870/hdfs"]
 
 
 def test_the_provider_alone_reads_use_ssl_false_as_on():
-    """Why the extras are normalised before the hook reads them."""
-    assert _client_url({"use_ssl": "false"}).startswith("https://")
+    """Why the store reads the connection itself rather than through ``WebHDFSHook``."""
+    assert _hook_client_url({"use_ssl": "false"}).startswith("https://")
 
 
 @pytest.mark.parametrize("extra", [{"use_ssl": "maybe"}, {"use_ssl": 2}, {"use_ssl": True, "verify": 7}])
 def test_a_value_that_is_no_boolean_names_the_connection(extra):
     with pytest.raises(HybridConfigError, match=r"connection 'c': extra (use_ssl|verify): expected true or false"):
-        _tls_extras(extra, "c")
+        tls_extras(extra, "c")
 
 
 def test_use_ssl_false_as_text_reaches_a_plain_http_namenode(airflow_connections, hdfs_server, monkeypatch):

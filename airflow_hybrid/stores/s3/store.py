@@ -2,12 +2,12 @@
 
 Listing pages through ``ListObjectsV2`` (with ``/`` as delimiter for one level, without it for a flat
 recursive walk that scales to millions of keys). Reads are ranged ``GetObject`` calls streamed chunk by
-chunk, resumed from the current offset (``If-Match`` on the ETag) when a connection drops mid-body.
-Writes are streamed multipart uploads that we drive ourselves: parts are read from the input one at a
-time and uploaded by a small thread pool with a bounded number of parts in flight (memory stays about
-``part_size * upload_concurrency``), each part carrying the CRC32C we computed so S3 rejects a corrupted
-part, and the whole-object CRC32C combined from the parts so the result can be verified end to end.
-No upload is left open, whatever fails: a failed write aborts its upload, uploads created by a
+chunk, resumed from the current offset (``If-Match`` on the ETag) when a connection drops mid-body
+(:mod:`.reader`). Writes are streamed multipart uploads that we drive ourselves (:mod:`.multipart`): parts
+are read from the input one at a time and uploaded by a small thread pool with a bounded number of parts in
+flight (memory stays about ``part_size * upload_concurrency``), each part carrying the CRC32C we computed so S3
+rejects a corrupted part, and the whole-object CRC32C combined from the parts so the result can be verified end
+to end. No upload is left open, whatever fails: a failed write aborts its upload, uploads created by a
 ``CreateMultipartUpload`` whose answer was lost (botocore retried it) are found and aborted, and a request
 applied but unanswered is recognised as ours on its retry; only a killed process can leave one, for
 :meth:`S3Store.abort_open_uploads` (a migration's sweep). ``write(..., if_absent=True)`` is an exclusive
@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import logging
 import math
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO
@@ -39,15 +36,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from airflow_hybrid.exceptions import HybridConfigError
-from airflow_hybrid.ops.checksums import (
-    CRC32C,
-    CRC32C_COMPOSITE,
-    Crc32c,
-    composite_crc32c,
-    crc32c,
-    encode_crc32c,
-    split_composite,
-)
+from airflow_hybrid.ops.checksums import CRC32C, CRC32C_COMPOSITE, Crc32c, split_composite
 from airflow_hybrid.stores.base import (
     Checksum,
     FileInfo,
@@ -58,17 +47,21 @@ from airflow_hybrid.stores.base import (
     join_path,
     normalize_path,
 )
-from airflow_hybrid.values import parse_bool, parse_duration, parse_int, parse_verify, shown
-from airflow_hybrid.values import parse_size as _parse_size
+from airflow_hybrid.stores.s3.multipart import (
+    CLOCK_SLACK,
+    OpenUpload,
+    composite_matches,
+    error_code,
+    put_multipart,
+    read_full,
+    retry_count,
+)
+from airflow_hybrid.stores.s3.options import MAX_PART_SIZE, MAX_PARTS, GiB, MiB, S3Options
+from airflow_hybrid.stores.s3.reader import open_object
+from airflow_hybrid.values import parse_verify
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
-#: S3's limits for multipart uploads.
-MIN_PART_SIZE = 5 * MiB
-MAX_PART_SIZE = 5 * GiB
-MAX_PARTS = 10_000
 #: Largest object ``CopyObject`` copies in one request; larger ones need a multipart copy.
 MAX_SINGLE_COPY = 5 * GiB
 
@@ -77,141 +70,6 @@ _DENIED = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled", "InvalidAcce
            "SignatureDoesNotMatch", "AccountProblem", "InvalidToken", "ExpiredToken"}
 #: Codes of a refused ``If-None-Match: *`` (412, or 409 for a concurrent conditional write).
 _REFUSED = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
-#: Seconds of slack when comparing server times: ``Date``, ``Initiated`` and ``LastModified`` may be whole seconds.
-_CLOCK_SLACK = 2.0
-
-
-def parse_size(value: int | str, option: str) -> int:
-    """``8388608``, ``"8MiB"``, ``"8m"`` -> bytes (:func:`airflow_hybrid.values.parse_size`), errors name ``option``."""
-    try:
-        return _parse_size(value, option)
-    except HybridConfigError as err:
-        reason = str(err).removeprefix(f"{option}: ")
-        raise HybridConfigError(f"S3 option {option}={shown(value)} is not a size (e.g. 8388608, '16MiB'): {reason}") from None
-
-
-class _PartSlots:
-    """Room for one more part in memory: a slot of its upload and a slot of the whole store."""
-
-    def __init__(self, upload: threading.BoundedSemaphore, store: threading.BoundedSemaphore) -> None:
-        self._upload, self._store = upload, store
-
-    def acquire(self) -> None:
-        self._upload.acquire()
-        self._store.acquire()
-
-    def release(self) -> None:
-        self._store.release()
-        self._upload.release()
-
-
-@dataclass(frozen=True)
-class S3Options:
-    """Tuning of an :class:`S3Store`; every field can be set from the store's ``options`` mapping."""
-
-    #: Size of each multipart part (at least 5 MiB); grown automatically to stay within 10,000 parts.
-    part_size: int = 8 * MiB
-    #: Parts of one upload in flight at once (memory per upload is about ``part_size * this``).
-    upload_concurrency: int = 8
-    #: Parts buffered at once across all uploads of this store (e.g. a migration writing many large files in
-    #: parallel): memory stays under about ``part_size * this`` plus one first part per upload.
-    max_buffered_parts: int = 16
-    #: ``FULL_OBJECT`` (CRC32C of the whole object) or ``COMPOSITE`` (CRC32C of the part checksums),
-    #: the latter for S3-compatible servers that lack full-object checksums on multipart uploads.
-    checksum_type: str = "FULL_OBJECT"
-    #: botocore retries (standard mode) for throttling, 5xx and connection errors; also the number of
-    #: times a read resumes after its connection dropped.
-    max_attempts: int = 5
-    #: HTTP connections the client keeps (shared by all threads using this store).
-    max_pool_connections: int = 64
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    #: Keys per listing page (at most 1000).
-    page_size: int = 1000
-    #: Whether the server honours ``If-None-Match: *`` on ``PutObject`` / ``CompleteMultipartUpload`` (AWS
-    #: S3 since 2024, MinIO, moto). Off for servers that ignore it: ``write(..., if_absent=True)`` then fails
-    #: rather than risk replacing an object, and callers check for an existing object first.
-    conditional_writes: bool = True
-
-    @classmethod
-    def from_mapping(cls, options: dict[str, Any] | None) -> S3Options:
-        """Build from connection or mount options; keys with a dot (Alluxio or Hadoop properties) are ignored."""
-        known = {f.name: f for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for raw_key, value in (options or {}).items():
-            key = raw_key.replace("-", "_")
-            if "." in key:
-                continue
-            if key not in known:
-                raise HybridConfigError(f"unknown S3 store option {raw_key!r}; known options: {', '.join(known)}")
-            kind = known[key].type
-            if value is None:  # null: the default
-                continue
-            try:
-                if key == "part_size":
-                    values[key] = _parse_size(value, raw_key)
-                elif kind == "int":
-                    values[key] = parse_int(value, raw_key)
-                elif kind == "float":
-                    values[key] = parse_duration(value, raw_key)
-                elif kind == "bool":
-                    values[key] = parse_bool(value, raw_key)
-                elif isinstance(value, str):
-                    values[key] = value.upper()
-                else:
-                    raise HybridConfigError(f"expected a text, got {type(value).__name__}")
-            except HybridConfigError as err:
-                reason = str(err).removeprefix(f"{raw_key}: ")
-                raise HybridConfigError(f"S3 store option {raw_key}={shown(value)} is invalid: {reason}") from None
-        opts = cls(**values)
-        opts.validate()
-        return opts
-
-    def validate(self) -> None:
-        if not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:
-            raise HybridConfigError(f"S3 option part_size={self.part_size} must be between 5 MiB and 5 GiB")
-        if self.upload_concurrency < 1:
-            raise HybridConfigError(f"S3 option upload_concurrency={self.upload_concurrency} must be at least 1")
-        if self.max_buffered_parts < 1:
-            raise HybridConfigError(f"S3 option max_buffered_parts={self.max_buffered_parts} must be at least 1")
-        if self.checksum_type not in ("FULL_OBJECT", "COMPOSITE"):
-            raise HybridConfigError(f"S3 option checksum_type={self.checksum_type!r} must be FULL_OBJECT or COMPOSITE")
-        if self.max_attempts < 1:
-            raise HybridConfigError(f"S3 option max_attempts={self.max_attempts} must be at least 1")
-        if not 1 <= self.page_size <= 1000:
-            raise HybridConfigError(f"S3 option page_size={self.page_size} must be between 1 and 1000")
-
-
-@dataclass(frozen=True)
-class OpenUpload:
-    """A multipart upload that was started and neither completed nor aborted."""
-
-    path: str
-    upload_id: str
-    initiated: float
-
-
-@dataclass(frozen=True)
-class _Part:
-    number: int
-    etag: str
-    crc: int
-    size: int
-
-
-def read_full(stream: BinaryIO, size: int) -> bytes:
-    """Read ``size`` bytes from ``stream``, fewer only at end of stream (``read`` may return short)."""
-    chunks = []
-    missing = size
-    while missing > 0:
-        chunk = stream.read(missing)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        missing -= len(chunk)
-    if len(chunks) == 1:
-        return bytes(chunks[0])
-    return b"".join(chunks)
 
 
 def checksum_from_response(response: dict[str, Any]) -> Checksum | None:
@@ -224,70 +82,6 @@ def checksum_from_response(response: dict[str, Any]) -> Checksum | None:
                 return Checksum(f"{algorithm}-COMPOSITE", value)
             return Checksum(algorithm, value)
     return None
-
-
-class S3ObjectReader(io.RawIOBase):
-    """Stream over a byte range of an object; resumes at the current offset if the connection drops."""
-
-    _RESUMABLE = (BotoCoreError, ConnectionError, TimeoutError)
-
-    def __init__(self, store: S3Store, key: str, offset: int, response: dict[str, Any]) -> None:
-        super().__init__()
-        self._store = store
-        self._key = key
-        self._position = offset
-        self._body = response["Body"]
-        self._remaining = int(response["ContentLength"])
-        self._etag = response.get("ETag")
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        if self._remaining <= 0:
-            return b""
-        wanted = self._remaining if size is None or size < 0 else min(size, self._remaining)
-        attempt = 0
-        while True:
-            try:
-                data = self._body.read(wanted)
-                if not data:
-                    raise ConnectionError(f"stream ended {self._remaining} bytes early")
-                break
-            except self._RESUMABLE as err:
-                attempt += 1
-                if attempt >= self._store.options.max_attempts:
-                    raise StoreError(
-                        f"reading {self._store.s3_uri(self._key)} at offset {self._position} failed "
-                        f"after {attempt} attempts: {err}"
-                    ) from err
-                log.warning("Resuming read of %s at offset %d after: %s",
-                            self._store.s3_uri(self._key), self._position, err)
-                time.sleep(min(0.1 * 2**attempt, 5.0))
-                self._reopen()
-        self._position += len(data)
-        self._remaining -= len(data)
-        return data
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def _reopen(self) -> None:
-        self._body.close()
-        end = self._position + self._remaining - 1
-        extra = {"IfMatch": self._etag} if self._etag else {}
-        response = self._store._get_object(self._key, f"bytes={self._position}-{end}", **extra)
-        self._body = response["Body"]
-
-    def close(self) -> None:
-        if not self.closed:
-            self._body.close()
-        super().close()
 
 
 class S3Store(Store):
@@ -496,27 +290,7 @@ class S3Store(Store):
             return self.client.get_object(Bucket=self.bucket, Key=key, **kwargs)
 
     def open_read(self, path: str, offset: int = 0, length: int | None = None) -> BinaryIO:
-        rel = normalize_path(path)
-        key = self._key(rel)
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError(f"invalid range offset={offset} length={length} for {self.uri(rel)}")
-        if length == 0:
-            self._head(key)
-            return io.BytesIO(b"")
-        byte_range = None
-        if offset or length is not None:
-            byte_range = f"bytes={offset}-{offset + length - 1}" if length is not None else f"bytes={offset}-"
-        try:
-            response = self._get_object(key, byte_range)
-        except StoreError as err:
-            if isinstance(err.__cause__, ClientError) and err.__cause__.response["Error"]["Code"] == "InvalidRange":
-                return io.BytesIO(b"")  # offset at or past the end, as a local file reads
-            raise
-        except FileNotFoundError:
-            if rel and self._has_children(self._dir_prefix(rel)):
-                raise IsADirectoryError(f"{self.uri(rel)} is a directory") from None
-            raise
-        return S3ObjectReader(self, key, offset, response)
+        return open_object(self, normalize_path(path), offset, length)
 
     # -- writes -----------------------------------------------------------------------------------
     def _initial_part_size(self, size_hint: int | None) -> int:
@@ -578,7 +352,7 @@ class S3Store(Store):
                 whole.update(first)
                 response = self._put_single(key, first, whole, **condition)
             else:
-                whole, composite, parts, response = self._put_multipart(key, stream, first, part_size, **condition)
+                whole, composite, parts, response = put_multipart(self, key, stream, first, part_size, **condition)
         stored = checksum_from_response(response)
         if "LastModified" in response:  # a HeadObject made while recognising a retried write as ours
             head = response
@@ -603,7 +377,7 @@ class S3Store(Store):
         try:
             yield
         except StoreError as err:
-            if if_absent and _error_code(err) in _REFUSED:
+            if if_absent and error_code(err) in _REFUSED:
                 raise FileExistsError(f"{self.s3_uri(key)} already exists; not replaced") from err
             raise
 
@@ -631,7 +405,7 @@ class S3Store(Store):
                                               ChecksumAlgorithm="CRC32C", ChecksumCRC32C=whole.b64, **condition)
         except StoreError as err:
             # Refused on a retry: maybe by the object an earlier attempt created before its answer was lost.
-            if condition and _error_code(err) in _REFUSED and _retries(err):
+            if condition and error_code(err) in _REFUSED and retry_count(err):
                 head = self._own_object(key, started, len(data), hashlib.md5(data).hexdigest(), whole.b64, None)
                 if head is not None:
                     log.info("PutObject of %s was applied before its answer was lost; the retry was refused "
@@ -656,154 +430,8 @@ class S3Store(Store):
                                                             and composite_matches(stored.value, composite))))
         if not ours:
             return None
-        sent = _response_date(head).timestamp() - (time.monotonic() - started) - _CLOCK_SLACK
+        sent = _response_date(head).timestamp() - (time.monotonic() - started) - CLOCK_SLACK
         return head if head["LastModified"].timestamp() >= sent else None
-
-    # -- multipart uploads ------------------------------------------------------------------------
-    def _put_multipart(
-        self, key: str, stream: BinaryIO, first: bytes, part_size: int, **condition: str
-    ) -> tuple[Crc32c, str, int, dict[str, Any]]:
-        checksum_type = self.options.checksum_type
-        upload_id = self._create_upload(key)
-        concurrency = self.options.upload_concurrency
-        slots = _PartSlots(threading.BoundedSemaphore(concurrency), self._buffered_parts)  # one per part held
-        failed = threading.Event()
-        futures = []
-        try:
-            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="s3-part") as pool:
-                slots.acquire()
-                data: bytes | None = first
-                number = 1
-                while data:
-                    futures.append(pool.submit(self._upload_part, key, upload_id, number, data, slots, failed))
-                    data = None
-                    slots.acquire()  # wait for room before reading the next part
-                    if failed.is_set():
-                        slots.release()
-                        break
-                    number += 1
-                    if number > MAX_PARTS:
-                        raise StoreError(f"upload to {self.s3_uri(key)} needs more than {MAX_PARTS} parts; "
-                                         "pass size_hint or raise part_size")
-                    if number % 1000 == 1:  # size unknown: grow parts so 10,000 of them reach 5 TB
-                        part_size = min(part_size * 2, MAX_PART_SIZE)
-                    data = read_full(stream, part_size)
-                    if not data:
-                        slots.release()
-            parts = [future.result() for future in futures]  # raises the first failure
-            whole = Crc32c()
-            for part in parts:
-                whole.combine(part.crc, part.size)
-            composite = composite_crc32c(part.crc for part in parts)
-            kwargs: dict[str, Any] = dict(condition)
-            if checksum_type == "FULL_OBJECT":
-                # S3 checks the whole-object checksum and size against the parts it assembled.
-                kwargs.update(ChecksumType="FULL_OBJECT", ChecksumCRC32C=whole.b64, MpuObjectSize=whole.length)
-            response = self._complete(key, upload_id, parts, whole, composite, kwargs)
-        except BaseException:
-            failed.set()
-            self._abort(key, upload_id)
-            raise
-        return whole, composite, len(parts), response
-
-    def _create_upload(self, key: str) -> str:
-        """``CreateMultipartUpload``; no upload it created is ever left behind.
-
-        When an answer is lost after the server created the upload (a reset connection, a timeout), botocore
-        retries and a second upload is created: the first one's id is never seen. So whenever the call was
-        retried, the key's open uploads are listed and those initiated during the call (from the call's duration
-        before the upload we got, to it; server times) are aborted. When the call fails altogether (or is
-        interrupted), every open upload of the key is aborted: the lost ones cannot be told from others there,
-        which are orphans of killed runs (aborted by migrations anyway) or a concurrent writer of the same key.
-        """
-        started = time.monotonic()
-        try:
-            with self._errors("CreateMultipartUpload", key):
-                response = self.client.create_multipart_upload(
-                    Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32C", ChecksumType=self.options.checksum_type
-                )
-        except BaseException as err:
-            cause = err.__cause__ if isinstance(err, (StoreError, OSError)) else err
-            if not (isinstance(cause, ClientError) and not _retries(cause)):  # else: the one answer was an error
-                self._abort_lost_uploads(key, None, time.monotonic() - started)
-            raise
-        upload_id = response["UploadId"]
-        if _retries(response):
-            try:
-                self._abort_lost_uploads(key, upload_id, time.monotonic() - started)
-            except BaseException:
-                self._abort(key, upload_id)
-                raise
-        return upload_id
-
-    def _abort_lost_uploads(self, key: str, keep: str | None, window: float) -> None:
-        """Abort the open uploads of ``key`` a ``CreateMultipartUpload`` call of ``window`` seconds may have
-        created unseen: those initiated up to ``window`` before ``keep`` (the upload it returned), or all of them
-        when it returned none."""
-        try:
-            listed = list(self._key_uploads(key))
-        except Exception:
-            log.exception("Could not list the open uploads of %s after a failed or retried CreateMultipartUpload; "
-                          "any left open are aborted by the next migration's sweep", self.s3_uri(key))
-            return
-        uploads = [upload for upload in listed if upload.upload_id != keep]
-        mine = next((upload for upload in listed if upload.upload_id == keep), None)
-        if mine is not None:  # Initiated is a server time; moto reports one fixed time for every upload
-            earliest = mine.initiated - window - _CLOCK_SLACK
-            uploads = [upload for upload in uploads if earliest <= upload.initiated <= mine.initiated]
-        for upload in uploads:
-            log.warning("Aborting multipart upload %s of %s: created by a CreateMultipartUpload whose answer was "
-                        "lost", upload.upload_id, self.s3_uri(key))
-            self._abort(key, upload.upload_id)
-
-    def _complete(self, key: str, upload_id: str, parts: list[_Part], whole: Crc32c, composite: str,
-                  kwargs: dict[str, Any]) -> dict[str, Any]:
-        """``CompleteMultipartUpload``; when it fails after a retry or with a lost answer, the object is checked:
-        an attempt may have completed it (SeaweedFS refuses the retry of a completed conditional upload with 412,
-        AWS answers ``NoSuchUpload``)."""
-        started = time.monotonic()
-        try:
-            with self._errors("CompleteMultipartUpload", key):
-                return self.client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id,
-                    MultipartUpload={"Parts": [
-                        {"PartNumber": p.number, "ETag": p.etag, "ChecksumCRC32C": encode_crc32c(p.crc)}
-                        for p in parts
-                    ]},
-                    **kwargs,
-                )
-        except BaseException as err:
-            cause = err.__cause__ if isinstance(err, (StoreError, OSError)) else err
-            if isinstance(cause, ClientError) and not _retries(cause):
-                raise  # the only attempt was answered with this error: nothing was completed
-            try:
-                head = self._own_object(key, started, whole.length, multipart_etag(p.etag for p in parts),
-                                        whole.b64, composite)
-            except Exception:
-                log.exception("Could not check whether %s was completed", self.s3_uri(key))
-                head = None
-            if head is None:
-                raise
-            log.info("CompleteMultipartUpload of %s was applied though its answer was lost (%s)", self.s3_uri(key), err)
-            return head
-
-    def _upload_part(self, key: str, upload_id: str, number: int, data: bytes,
-                     slots: _PartSlots, failed: threading.Event) -> _Part:
-        try:
-            if failed.is_set():
-                raise StoreError(f"upload of {self.s3_uri(key)} cancelled before part {number}")
-            crc = crc32c(data)
-            with self._errors(f"UploadPart {number}", key):
-                response = self.client.upload_part(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data,
-                    ContentLength=len(data), ChecksumAlgorithm="CRC32C", ChecksumCRC32C=encode_crc32c(crc),
-                )
-            return _Part(number, response["ETag"], crc, len(data))
-        except BaseException:
-            failed.set()
-            raise
-        finally:
-            slots.release()
 
     def _abort(self, key: str, upload_id: str) -> None:
         try:
@@ -879,7 +507,7 @@ class S3Store(Store):
                 with self._errors("PutObject", key):
                     self.client.put_object(Bucket=self.bucket, Key=key, Body=b"replaced", IfNoneMatch="*")
             except StoreError as err:
-                refused += _error_code(err) in _REFUSED
+                refused += error_code(err) in _REFUSED
             with self._errors("CreateMultipartUpload", key):
                 upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
             try:
@@ -891,7 +519,7 @@ class S3Store(Store):
                         Bucket=self.bucket, Key=key, UploadId=upload_id, IfNoneMatch="*",
                         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
             except StoreError as err:
-                refused += _error_code(err) in _REFUSED
+                refused += error_code(err) in _REFUSED
             finally:
                 self._abort(key, upload_id)
         finally:
@@ -989,44 +617,3 @@ def _response_date(response: dict[str, Any]) -> datetime:
         return parsedate_to_datetime(date) if date else datetime.now(timezone.utc)
     except (TypeError, ValueError):
         return datetime.now(timezone.utc)
-
-
-def _error_code(err: BaseException) -> str | None:
-    """The S3 error code behind ``err`` (a botocore ``ClientError`` or one of ours caused by one)."""
-    cause = err if isinstance(err, ClientError) else err.__cause__
-    return str(cause.response.get("Error", {}).get("Code")) if isinstance(cause, ClientError) else None
-
-
-def _retries(outcome: dict[str, Any] | BaseException) -> int:
-    """How many times botocore retried the call behind an answer or an error (0 when not known)."""
-    if isinstance(outcome, BaseException):
-        cause = outcome if isinstance(outcome, ClientError) else outcome.__cause__
-        if not isinstance(cause, ClientError):
-            return 0
-        outcome = cause.response
-    return int(outcome.get("ResponseMetadata", {}).get("RetryAttempts") or 0)
-
-
-def multipart_etag(part_etags: Iterable[str]) -> str | None:
-    """The ETag S3 gives an object completed from parts with these ETags (MD5 of their MD5s, ``-<parts>``);
-    ``None`` when a part's ETag is not an MD5 (e.g. SSE-KMS)."""
-    digests, count = hashlib.md5(), 0
-    for etag in part_etags:
-        value = etag.strip('"')
-        if len(value) != 32:
-            return None
-        try:
-            digests.update(bytes.fromhex(value))
-        except ValueError:
-            return None
-        count += 1
-    return f"{digests.hexdigest()}-{count}"
-
-
-def composite_matches(reported: str, ours: str | None) -> bool:
-    """Compare S3's composite checksum with ours; S3 shows ``<b64>-<parts>``, moto omits the suffix."""
-    if ours is None:
-        return False
-    value, parts = split_composite(reported)
-    our_value, our_parts = split_composite(ours)
-    return value == our_value and (parts is None or parts == our_parts)
