@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from airflow_hybrid.cache import ops as cache_ops
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.mount.filesystem import HybridFileSystem
+from airflow_hybrid.mount.globs import iter_files
 from airflow_hybrid.mount.options import MountSpec
 from airflow_hybrid.mount.resolver import resolve_locations
 from airflow_hybrid.stores.base import FileInfo, Store, StoreFeatures
@@ -296,8 +296,8 @@ def _mount_ls(w: World) -> list[str]:
 LISTINGS: dict[str, Callable[[World], list[str]]] = {
     "mount.ls": _mount_ls,
     "mount.walk_files": lambda w: [f.path for f in w.mount.walk_files("d")],
-    "cache_ops.glob": lambda w: [f.path for f in cache_ops.iter_files(w.mount, "d/*.bin")] + ["d/sub/x.bin"],
-    "cache_ops.glob-**": lambda w: [f.path for f in cache_ops.iter_files(w.mount, "d/**")],
+    "cache_ops.glob": lambda w: [f.path for f in iter_files(w.mount, "d/*.bin")] + ["d/sub/x.bin"],
+    "cache_ops.glob-**": lambda w: [f.path for f in iter_files(w.mount, "d/**")],
     "fs.glob": lambda w: [p.removeprefix("lake/") for p in w.fs().glob("hybrid://lake/d/**/*.bin")],
     "fs.find": lambda w: [p.removeprefix("lake/") for p in w.fs().find("hybrid://lake/d")],
 }

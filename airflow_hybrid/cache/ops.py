@@ -3,7 +3,7 @@
 The Airflow operators (:mod:`airflow_hybrid.operators.cache`) are thin over these functions::
 
     summary = prefetch(mount, ["tpcds/store_sales/*.parquet"], tier="SSD", pin=True, concurrency=8)
-    summary.as_dict()  # {"files": 12, "loaded": 10, "fresh": 2, "busy": 0, "failed": 0, "loaded_bytes": ...}
+    summary.to_dict()  # {"files": 12, "loaded": 10, "fresh": 2, "busy": 0, "failed": 0, "loaded_bytes": ...}
 
 Paths and globs are expanded against the mount's merged namespace (:mod:`airflow_hybrid.mount.globs`). A glob
 matching nothing, or a path that does not exist, is a :class:`~airflow_hybrid.mount.globs.NoMatchError` raised
@@ -16,17 +16,16 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_hybrid.cache.exceptions import CacheConfigError, CacheQuotaError
 from airflow_hybrid.cache.manager import LoadResult
-from airflow_hybrid.mount.globs import NoMatchError, PathPattern, iter_files, parse_patterns
+from airflow_hybrid.mount.globs import PathPattern, iter_files, parse_patterns
+from airflow_hybrid.ops.pool import bounded_map
 from airflow_hybrid.ops.progress import ProgressTracker
 from airflow_hybrid.stores.base import FileInfo
 from airflow_hybrid.values import format_bytes
@@ -38,8 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "FileListing", "FreeSummary", "NoMatchError", "PathPattern", "PinSummary", "PrefetchSummary", "free",
-    "iter_files", "listing", "parse_patterns", "pin", "prefetch", "require_cache", "unpin",
+    "FileListing", "FreeSummary", "PinSummary", "PrefetchSummary", "free", "listing", "pin", "prefetch",
+    "require_cache", "unpin",
 ]
 
 #: Failures kept (with their reasons) in a summary; the counts are always complete.
@@ -122,7 +121,7 @@ class PrefetchSummary:
         """Bytes loaded per second."""
         return self.loaded_bytes / self.elapsed if self.elapsed > 0 else 0.0
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready (XCom) summary."""
         return {
             "mount": self.mount,
@@ -209,8 +208,6 @@ def _load_all(
     tracker: ProgressTracker,
     logger: logging.Logger,
 ) -> None:
-    lock = threading.Lock()
-    window = threading.BoundedSemaphore(2 * concurrency)
     quota = cache.tiers[tier].config.quota
     #: Files refused because the tier was full of loads in flight (ours included): retried one at a time.
     deferred = FileListing()
@@ -239,27 +236,26 @@ def _load_all(
 
     def finish(listed: FileInfo, outcome: tuple[str, int, str | None]) -> None:
         status, size, detail = outcome
-        with lock:
-            if status == DEFERRED:
-                deferred.add(listed)
-                return
-            if status != "failed":
-                summary.source_members.add(str(detail))
-            if status == LoadResult.LOADED:
-                summary.loaded += 1
-                summary.loaded_bytes += size
-            elif status == "failed":
-                summary.failed += 1
-                summary.failed_bytes += size
-                if len(summary.failures) < MAX_FAILURES_KEPT:
-                    summary.failures.append({"path": listed.path, "error": str(detail)})
-            else:  # fresh or busy: no bytes to move; leave them out of the progress totals
-                if status == LoadResult.FRESH:
-                    summary.fresh, summary.fresh_bytes = summary.fresh + 1, summary.fresh_bytes + size
-                else:
-                    summary.busy, summary.busy_bytes = summary.busy + 1, summary.busy_bytes + size
-                tracker.total_files -= 1  # type: ignore[operator]
-                tracker.total_bytes = max(tracker.total_bytes - int(listed.size), 0)  # type: ignore[operator]
+        if status == DEFERRED:
+            deferred.add(listed)
+            return
+        if status != "failed":
+            summary.source_members.add(str(detail))
+        if status == LoadResult.LOADED:
+            summary.loaded += 1
+            summary.loaded_bytes += size
+        elif status == "failed":
+            summary.failed += 1
+            summary.failed_bytes += size
+            if len(summary.failures) < MAX_FAILURES_KEPT:
+                summary.failures.append({"path": listed.path, "error": str(detail)})
+        else:  # fresh or busy: no bytes to move; leave them out of the progress totals
+            if status == LoadResult.FRESH:
+                summary.fresh, summary.fresh_bytes = summary.fresh + 1, summary.fresh_bytes + size
+            else:
+                summary.busy, summary.busy_bytes = summary.busy + 1, summary.busy_bytes + size
+            tracker.total_files -= 1  # type: ignore[operator]
+            tracker.total_bytes = max(tracker.total_bytes - int(listed.size), 0)  # type: ignore[operator]
         if status == LoadResult.LOADED:
             tracker.add(files=1, nbytes=size)
         elif status == "failed":
@@ -267,21 +263,9 @@ def _load_all(
         else:
             tracker.maybe_log()
 
-    def task(listed: FileInfo) -> None:
-        try:
-            finish(listed, load(listed))
-        finally:
-            window.release()
-
     try:
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="prefetch") as pool:
-            try:
-                for listed in files:
-                    window.acquire()
-                    pool.submit(task, listed)
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        for listed, outcome in bounded_map(load, files, concurrency, name="prefetch"):  # results on this thread
+            finish(listed, outcome)
         if deferred.files:
             logger.info("Retrying %d files one at a time: the tier was full of loads in flight", deferred.files)
         for listed in deferred:
@@ -303,7 +287,8 @@ class PinSummary:
     pinned: int
     pinned_bytes: int
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (XCom) summary."""
         return {
             "mount": self.mount, "tier": self.tier, "files": self.files, "bytes": self.bytes,
             "pinned": self.pinned, "pinned_bytes": self.pinned_bytes,
@@ -347,7 +332,8 @@ class FreeSummary:
     bytes: int
     skipped_pinned: int
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (XCom) summary."""
         return {"mount": self.mount, "files": self.files, "bytes": self.bytes, "skipped_pinned": self.skipped_pinned}
 
 

@@ -19,6 +19,7 @@ from airflow_hybrid.cache.config import parse_duration
 from airflow_hybrid.cache.exceptions import CacheError
 from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
+from airflow_hybrid.mount.globs import NoMatchError, parse_patterns
 from airflow_hybrid.operators.migrate import hybrid_asset, openlineage_name
 from airflow_hybrid.stores.base import PathEscapeError
 from airflow_hybrid.values import parse_bool
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 #: Errors that are the caller's input or the cache's limits; reported with their message only.
-_CLEAR_ERRORS = (CacheError, cache_ops.NoMatchError, PathEscapeError, ValueError)
+_CLEAR_ERRORS = (CacheError, NoMatchError, PathEscapeError, ValueError)
 
 
 def _templated(*values: Any) -> bool:
@@ -83,7 +84,7 @@ class _MountCacheOperator(BaseOperator):
 
     def __init__(self, *, mount_conn_id: str, paths: str | Sequence[str] = "", **kwargs: Any) -> None:
         if not _templated(paths):
-            cache_ops.parse_patterns(paths)  # a path escaping the mount fails when the DAG is parsed
+            parse_patterns(paths)  # a path escaping the mount fails when the DAG is parsed
         super().__init__(**kwargs)
         self.mount_conn_id = mount_conn_id
         self.paths = paths
@@ -156,7 +157,7 @@ class HybridPrefetchOperator(_MountCacheOperator):
         if not _templated(pin):
             _as_bool(pin, "pin")
         if "outlets" not in kwargs and not _templated(mount_conn_id, *_paths_list(paths)):
-            prefixes = dict.fromkeys(p.static_prefix for p in cache_ops.parse_patterns(paths))
+            prefixes = dict.fromkeys(p.static_prefix for p in parse_patterns(paths))
             kwargs["outlets"] = [hybrid_asset(mount_conn_id, prefix) for prefix in prefixes]
         super().__init__(mount_conn_id=mount_conn_id, paths=paths, **kwargs)
         self.tier = tier
@@ -176,14 +177,14 @@ class HybridPrefetchOperator(_MountCacheOperator):
                 f"{summary.failed} of {summary.files} files failed to load into {summary.mount}:{summary.tier} "
                 f"({summary.loaded} loaded, {summary.fresh} already fresh): {reasons}"
             )
-        return summary.as_dict()
+        return summary.to_dict()
 
     def _prefetch(self, mount: HybridMount) -> cache_ops.PrefetchSummary:
         summary = cache_ops.prefetch(
             mount, self.paths, tier=_tier(self.tier), pin=_as_bool(self.pin, "pin"), ttl=_ttl_seconds(self.ttl),
             concurrency=self.concurrency, progress_interval=self.progress_interval, logger=self.log,
         )
-        prefixes = dict.fromkeys(p.static_prefix for p in cache_ops.parse_patterns(self.paths))
+        prefixes = dict.fromkeys(p.static_prefix for p in parse_patterns(self.paths))
         cache = cache_ops.require_cache(mount)
         self._lineage = (
             [mount.members[m].uri(prefix) for m in mount.read_order if m in summary.source_members
@@ -230,7 +231,7 @@ class HybridPinOperator(_MountCacheOperator):
         summary = self._with_mount(lambda mount: cache_ops.pin(mount, self.paths, tier=_tier(self.tier)))
         self.log.info("Pinned %d new files (%d bytes) of %d matched in %s:%s", summary.pinned,
                       summary.pinned_bytes, summary.files, summary.mount, summary.tier)
-        return summary.as_dict()
+        return summary.to_dict()
 
 
 class HybridUnpinOperator(_MountCacheOperator):
@@ -267,7 +268,7 @@ class HybridFreeOperator(_MountCacheOperator):
         summary = self._with_mount(lambda mount: cache_ops.free(mount, self.paths, force=self.force))
         self.log.info("Freed %d cached copies (%d bytes) in mount %s; %d pinned copies kept", summary.files,
                       summary.bytes, summary.mount, summary.skipped_pinned)
-        return summary.as_dict()
+        return summary.to_dict()
 
 
 class HybridCacheReportOperator(_MountCacheOperator):

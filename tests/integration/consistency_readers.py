@@ -126,9 +126,9 @@ class Reader:
         self.check_listing("fs.find", listed, set(self.files))
 
     def glob_engine(self) -> None:
-        from airflow_hybrid.cache import ops as cache_ops
+        from airflow_hybrid.mount.globs import iter_files
 
-        listed = [f.path for f in cache_ops.iter_files(self.mount, [f"{self.root}/*/part-*.bin", f"{self.root}/c/**"])]
+        listed = [f.path for f in iter_files(self.mount, [f"{self.root}/*/part-*.bin", f"{self.root}/c/**"])]
         self.check_listing("cache_ops.iter_files", listed, set(self.files))
 
     def walk(self) -> None:

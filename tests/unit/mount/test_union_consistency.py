@@ -21,6 +21,7 @@ import pytest
 from airflow_hybrid.cache import ops as cache_ops
 from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.mount import union as mount_module
+from airflow_hybrid.mount.globs import parse_patterns
 from airflow_hybrid.mount.options import parse_mount_options
 from airflow_hybrid.mount.resolver import SplitLocationError, resolve_locations
 from airflow_hybrid.mount.union import FileChangedError, HybridMount
@@ -279,4 +280,4 @@ def test_a_directory_missing_from_every_member_is_not_found(world):
 def test_a_glob_with_a_bad_character_range_names_the_pattern_and_column(pattern, column):
     expected = re.escape(f"glob {pattern!r}") + rf".* at column {column} \(bad character range"
     with pytest.raises(HybridConfigError, match=expected):
-        cache_ops.parse_patterns(pattern)
+        parse_patterns(pattern)

@@ -17,7 +17,7 @@ from airflow.sdk import Asset
 from airflow_hybrid.cache import CacheQuotaError
 from airflow_hybrid.cache import ops as cache_ops
 from airflow_hybrid.mount import HybridMount
-from airflow_hybrid.mount.globs import NoMatchError, PathPattern
+from airflow_hybrid.mount.globs import NoMatchError, PathPattern, iter_files, parse_patterns
 from airflow_hybrid.operators.cache import (
     HybridCacheReportOperator,
     HybridFreeOperator,
@@ -77,7 +77,7 @@ def mount(lake):
 
 
 def paths(mount, patterns) -> list[str]:
-    return sorted(info.path for info in cache_ops.iter_files(mount, patterns))
+    return sorted(info.path for info in iter_files(mount, patterns))
 
 
 def cached(mount) -> dict[str, tuple[str, bool]]:
@@ -116,7 +116,7 @@ def test_glob_semantics(mount, pattern, expected):
 
 
 def test_expansion_is_the_merged_namespace_each_name_once(mount):
-    found = list(cache_ops.iter_files(mount, ["t", "t/a.parquet", "u/*"]))
+    found = list(iter_files(mount, ["t", "t/a.parquet", "u/*"]))
     assert sorted(f.path for f in found) == sorted(FILES)
     by_path = {f.path: f for f in found}
     assert by_path["t/a.parquet"].size == 3 * KiB  # the read-priority member's file, not cold's shadow
@@ -131,9 +131,9 @@ def test_bad_patterns_are_clear_errors(mount):
                                            r"\(members hot, cold\)"):
         paths(mount, "t/missing.parquet")
     with pytest.raises(PathEscapeError, match=r"escapes its root"):
-        cache_ops.parse_patterns(["t/../../etc/*"])
+        parse_patterns(["t/../../etc/*"])
     with pytest.raises(ValueError, match="no paths given"):
-        cache_ops.parse_patterns([])
+        parse_patterns([])
 
 
 def test_catalog_matching_of_patterns():
