@@ -94,6 +94,17 @@ def parse_file_mode(value: Any, option: str) -> int:
     return mode
 
 
+def _check_object(raw: Any, option: str, expected: str, keys: set[str]) -> None:
+    """``raw`` must be a mapping of ``keys`` only (``expected`` says what it should hold)."""
+    if not isinstance(raw, Mapping):
+        raise CacheConfigError(f"{option}: expected an object with {expected}, got {shown(raw)}")
+    unknown = set(raw) - keys
+    if unknown:
+        raise CacheConfigError(
+            f"{option}: unknown keys {sorted(map(str, unknown))} (expected {', '.join(sorted(keys))})"
+        )
+
+
 def default_catalog_url() -> str:
     """SQLite file ``$AIRFLOW_HOME/hybrid/catalog.db`` (``AIRFLOW_HOME`` defaults to ``~/airflow``)."""
     return f"sqlite:///{hybrid_home('catalog.db')}"
@@ -126,13 +137,7 @@ class TierConfig:
 
     @classmethod
     def from_dict(cls, raw: Any, option: str) -> TierConfig:
-        if not isinstance(raw, Mapping):
-            raise CacheConfigError(f"{option}: expected an object with alias, uri and quota, got {shown(raw)}")
-        unknown = set(raw) - _TIER_KEYS
-        if unknown:
-            raise CacheConfigError(
-                f"{option}: unknown keys {sorted(map(str, unknown))} (expected {', '.join(sorted(_TIER_KEYS))})"
-            )
+        _check_object(raw, option, "alias, uri and quota", _TIER_KEYS)
         alias = raw.get("alias")
         if not isinstance(alias, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", alias):
             raise CacheConfigError(f"{option}.alias: expected a name such as MEM, SSD or S3, got {shown(alias)}")
@@ -237,13 +242,7 @@ class CacheConfig:
             raise CacheConfigError(f"catalog_url: expected a SQLAlchemy URL, got {shown(top_catalog)}")
         if raw is None:
             return cls(mount_name, catalog_url=top_catalog or None)
-        if not isinstance(raw, Mapping):
-            raise CacheConfigError(f"cache: expected an object with 'tiers', got {shown(raw)}")
-        unknown = set(raw) - _CACHE_KEYS
-        if unknown:
-            raise CacheConfigError(
-                f"cache: unknown keys {sorted(map(str, unknown))} (expected {', '.join(sorted(_CACHE_KEYS))})"
-            )
+        _check_object(raw, "cache", "'tiers'", _CACHE_KEYS)
 
         tiers_raw = raw.get("tiers")
         if not isinstance(tiers_raw, (list, tuple)) or not tiers_raw:

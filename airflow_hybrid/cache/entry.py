@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from airflow_hybrid.stores.base import FileInfo
@@ -52,27 +52,10 @@ class CachedEntry:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> CachedEntry:
-        return cls(
-            id=row["id"],
-            mount=row["mount"],
-            path=row["path"],
-            tier=row["tier"],
-            location=row["location"],
-            source_member=row["source_member"],
-            source_uri=row["source_uri"],
-            source=SourceFingerprint(row["source_size"], row["source_mtime"], row["source_etag"]),
-            size=row["size"],
-            pinned=bool(row["pinned"]),
-            ttl=row["ttl"],
-            expires_at=row["expires_at"],
-            created_at=row["created_at"],
-            last_access=row["last_access"],
-            last_synced_at=row["last_synced_at"],
-            hits=row["hits"],
-            state=row["state"],
-            loader_id=row["loader_id"],
-            lease_expires_at=row["lease_expires_at"],
-        )
+        """The entry of a row of the ``entries`` table (whose columns bear the field names)."""
+        values = {f.name: row[f.name] for f in fields(cls) if f.name != "source"}
+        values["pinned"] = bool(values["pinned"])
+        return cls(**values, source=SourceFingerprint(row["source_size"], row["source_mtime"], row["source_etag"]))
 
     def is_expired(self, now: float) -> bool:
         return self.expires_at is not None and self.expires_at <= now

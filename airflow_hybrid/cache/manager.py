@@ -277,29 +277,13 @@ class CacheManager:
             resolved.append(source.resolve(path))
             return resolved[-1][1]
 
-        entry = self.lookup(path, current)
-        if entry is not None:
-            try:
-                return self.open_cached(entry, offset, length)
-            except FileNotFoundError:
-                pass  # evicted between lookup and open: read from the source
-        member, info = resolved[-1] if resolved else source.resolve(path)
-        if info.is_dir:
-            raise IsADirectoryError(f"hybrid://{self.mount_name}/{path} is a directory")
-        return self._open_miss(path, member, info, offset, length)
+        def where() -> tuple[str, FileInfo]:
+            member, info = resolved[-1] if resolved else source.resolve(path)
+            if info.is_dir:
+                raise IsADirectoryError(f"hybrid://{self.mount_name}/{path} is a directory")
+            return member, info
 
-    def open_read(
-        self, path: str, member: str, info: FileInfo, offset: int = 0, length: int | None = None
-    ) -> BinaryIO:
-        """Like :meth:`open` when the caller already resolved ``path`` to ``(member, info)``."""
-        path = normalize_path(path)
-        entry = self.lookup(path, info)
-        if entry is not None:
-            try:
-                return self.open_cached(entry, offset, length)
-            except FileNotFoundError:
-                pass
-        return self._open_miss(path, member, info, offset, length)
+        return self._serve(path, self.lookup(path, current), where, offset, length)
 
     def open_version(
         self, path: str, member: str, info: FileInfo, offset: int = 0, length: int | None = None
@@ -307,19 +291,37 @@ class CacheManager:
         """A range of the version ``info`` of ``path``, seen at ``member`` when a reader opened it: from the
         cached copy when that holds this version, else read through from ``member``.
 
-        Unlike :meth:`open_read`, ``info`` may be older than the source, so a copy of another version is left
+        Unlike :meth:`open`, ``info`` may be older than the source, so a copy of another version is left
         alone (neither served nor dropped: freshness checks with a current status decide about it).
         """
         path = normalize_path(path)
         entry = self.catalog.get(self.mount_name, path)
-        if entry is not None and entry.state == READY:
-            if not entry.source.matches(info):
-                return self._open_source(path, member, info, offset, length)
-            if entry.tier in self.tiers and not entry.is_expired(self.clock()):
-                try:
-                    return self.open_cached(entry, offset, length)
-                except FileNotFoundError:
-                    pass
+        if entry is not None and entry.state == READY and not entry.source.matches(info):
+            return self._open_source(path, member, info, offset, length)
+        usable = (
+            entry is not None
+            and entry.state == READY
+            and entry.tier in self.tiers
+            and not entry.is_expired(self.clock())
+        )
+        return self._serve(path, entry if usable else None, lambda: (member, info), offset, length)
+
+    def _serve(
+        self,
+        path: str,
+        entry: CachedEntry | None,
+        where: Callable[[], tuple[str, FileInfo]],
+        offset: int,
+        length: int | None,
+    ) -> BinaryIO:
+        """The one read path: the copy ``entry`` when given and still there, else a miss of the version
+        ``where()`` returns (``(member, info)``), read from the source and filling the cache."""
+        if entry is not None:
+            try:
+                return self.open_cached(entry, offset, length)
+            except FileNotFoundError:
+                pass  # evicted between lookup and open: read from the source
+        member, info = where()
         return self._open_miss(path, member, info, offset, length)
 
     def _open_source(

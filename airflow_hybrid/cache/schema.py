@@ -59,6 +59,13 @@ def _version_table(metadata: sa.MetaData, prefix: str) -> sa.Table:
     return sa.Table(f"{prefix}schema_version", metadata, sa.Column("version", sa.Integer, nullable=False))
 
 
+def _id_column() -> sa.Column:
+    """An auto-incremented 64-bit key (``INTEGER`` in SQLite, where only that type aliases the rowid)."""
+    return sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+
+
 def _tiers_v1(metadata: sa.MetaData, prefix: str) -> sa.Table:
     return sa.Table(
         f"{prefix}tiers",
@@ -77,9 +84,7 @@ def _tiers_v1(metadata: sa.MetaData, prefix: str) -> sa.Table:
 
 def _entries_columns_v1() -> list[sa.Column]:
     return [
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
-        ),
+        _id_column(),
         sa.Column("mount", sa.String(250), nullable=False),
         sa.Column("path", sa.String(4000), nullable=False),
         sa.Column("tier", sa.String(64), nullable=False),
@@ -119,9 +124,7 @@ def _trash_table(metadata: sa.MetaData, prefix: str) -> sa.Table:
     return sa.Table(
         f"{prefix}trash",
         metadata,
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
-        ),
+        _id_column(),
         sa.Column("mount", sa.String(250), nullable=False),
         sa.Column("tier", sa.String(64), nullable=False),
         sa.Column("location", sa.String(4000), nullable=False),
@@ -147,9 +150,7 @@ def _listings_table(metadata: sa.MetaData, prefix: str) -> sa.Table:
     return sa.Table(
         f"{prefix}listings",
         metadata,
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
-        ),
+        _id_column(),
         sa.Column("mount", sa.String(250), nullable=False),
         # Logical directory ("" = the mount's root).
         sa.Column("path", sa.String(4000), nullable=False),
