@@ -94,7 +94,7 @@ class CacheManager:
     :param store_factory: builds a tier's store from ``(uri, conn_id, options)``.
     :param catalog: the catalog to use; by default the one at ``config.catalog_url`` (shared per process).
     :param clock: time source (seconds since the epoch); tests inject one.
-    :param source: the mount, for :meth:`open`, :meth:`open_read` and background loads of ranged misses.
+    :param source: the mount, for :meth:`open`, :meth:`open_version`, :meth:`info` and background loads of ranged misses.
     :param recover: reclaim abandoned loads and finish interrupted deletions on start.
     """
 
