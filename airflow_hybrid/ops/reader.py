@@ -3,6 +3,7 @@
 A store gives :class:`ResumableReader` how to open the object at an offset (``open_at``) and which errors mean
 the connection dropped (``dropped``); the reader keeps the position, the end of the range, the attempts and
 the backoff. A body that ends before the bytes its answer announced is a dropped connection too.
+:func:`read_full` reads a stream's next ``n`` bytes however short its reads are.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import io
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from airflow_hybrid.stores.base import CHUNK_SIZE, StoreError
 
@@ -176,3 +177,18 @@ class ResumableReader(io.RawIOBase):
     def close(self) -> None:
         self._close_stream()
         super().close()
+
+
+def read_full(stream: BinaryIO, size: int) -> bytes:
+    """Read ``size`` bytes from ``stream``, fewer only at end of stream (``read`` may return short)."""
+    chunks = []
+    missing = size
+    while missing > 0:
+        chunk = stream.read(missing)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        missing -= len(chunk)
+    if len(chunks) == 1:
+        return bytes(chunks[0])
+    return b"".join(chunks)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from botocore.exceptions import ClientError
 
 from airflow_hybrid.ops.checksums import Crc32c, composite_crc32c, crc32c, encode_crc32c, split_composite
+from airflow_hybrid.ops.reader import read_full
 from airflow_hybrid.stores.base import StoreError
 from airflow_hybrid.stores.s3.options import MAX_PART_SIZE, MAX_PARTS
 
@@ -60,21 +61,6 @@ class _Part:
     etag: str
     crc: int
     size: int
-
-
-def read_full(stream: BinaryIO, size: int) -> bytes:
-    """Read ``size`` bytes from ``stream``, fewer only at end of stream (``read`` may return short)."""
-    chunks = []
-    missing = size
-    while missing > 0:
-        chunk = stream.read(missing)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        missing -= len(chunk)
-    if len(chunks) == 1:
-        return bytes(chunks[0])
-    return b"".join(chunks)
 
 
 def error_code(err: BaseException) -> str | None:

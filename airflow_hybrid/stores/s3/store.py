@@ -37,6 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.ops.checksums import CRC32C, CRC32C_COMPOSITE, Crc32c, split_composite
+from airflow_hybrid.ops.reader import read_full
 from airflow_hybrid.stores.base import (
     Checksum,
     FileInfo,
@@ -53,7 +54,6 @@ from airflow_hybrid.stores.s3.multipart import (
     composite_matches,
     error_code,
     put_multipart,
-    read_full,
     retry_count,
 )
 from airflow_hybrid.stores.s3.options import MAX_PART_SIZE, MAX_PARTS, GiB, MiB, S3Options
