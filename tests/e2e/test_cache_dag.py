@@ -20,7 +20,7 @@ KiB = 1024
 
 
 @pytest.fixture
-def lake(airflow_db, airflow_connections, tmp_path, monkeypatch):
+def cache_e2e_lake(airflow_db, airflow_connections, tmp_path, monkeypatch):
     extra = copy.deepcopy(airflow_connections["onprem_union"]["extra"])
     extra["cache"] = {
         "tiers": [{"alias": "MEM", "uri": f"file://{tmp_path}/tier-mem", "quota": "1MB"},
@@ -51,14 +51,14 @@ def xcoms(run) -> dict[str, object]:
         return {row.task_id: XComModel.deserialize_value(row) for row in rows}
 
 
-def test_prefetch_pin_report_unpin_free_in_a_dag_run(lake):
+def test_prefetch_pin_report_unpin_free_in_a_dag_run(cache_e2e_lake):
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     from tests.e2e.dags.hybrid_cache_e2e import dag
 
-    mount, files = lake
+    mount, files = cache_e2e_lake
     total = sum(map(len, files.values()))
     run = dag.test()
     assert run.state == "success"
@@ -95,10 +95,10 @@ def test_prefetch_pin_report_unpin_free_in_a_dag_run(lake):
     assert uris == [f"hybrid://{MOUNT}/cache-e2e/sales"]
 
 
-def test_a_glob_matching_nothing_fails_the_task_and_changes_nothing(lake):
+def test_a_glob_matching_nothing_fails_the_task_and_changes_nothing(cache_e2e_lake):
     from tests.e2e.dags.hybrid_cache_e2e import bad_glob_dag
 
-    mount, _ = lake
+    mount, _ = cache_e2e_lake
     run = bad_glob_dag.test()
     assert run.state == "failed"
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}

@@ -45,8 +45,6 @@ from airflow_hybrid.devstack.ports import free_ports
 from tests.integration.migrate_support import POLICY, make_dataset
 from tests.services import unavailable
 
-pytestmark = pytest.mark.e2e
-
 MOUNT = "leak_lake"
 KERBEROS_MOUNT = "leak_kerberos_lake"
 WEBHDFS_LOGIN = "hybrid"
@@ -191,7 +189,7 @@ def planted(airflow_db, airflow_connections, catalog_url, tmp_path, monkeypatch)
 
 
 @pytest.fixture
-def lake(planted):
+def leak_lake(planted):
     from airflow_hybrid.mount import HybridMount
 
     mount = HybridMount.from_conn_id(MOUNT)
@@ -395,13 +393,13 @@ def _ui(seen: Seen, policies: Path, monkeypatch) -> None:
 
 @pytest.mark.timeout(900)
 def test_no_planted_secret_is_seen_anywhere(
-    lake, planted, seen, openlineage_events, devstack, tmp_path, monkeypatch
+    leak_lake, planted, seen, openlineage_events, devstack, tmp_path, monkeypatch
 ):
     from tests.e2e.dags.hybrid_leak_e2e import dag
 
     run = seen.run(dag, "cache + query DAG")
     assert run.state == "success", seen.sources
-    dataset = make_dataset(lake, seed=97, small=5, medium=1, new=1)
+    dataset = make_dataset(leak_lake, seed=97, small=5, medium=1, new=1)
     migration, policies = _migration_dag(tmp_path, monkeypatch, dataset.root, "leak_orders")
     run = seen.run(migration, "migration DAG")
     assert run.state == "success"
@@ -430,7 +428,7 @@ def test_no_planted_secret_is_seen_anywhere(
 
 @pytest.mark.timeout(600)
 def test_recording_outcomes_in_an_unreachable_state_db_never_logs_its_password(
-    lake, planted, seen, tmp_path, monkeypatch
+    leak_lake, planted, seen, tmp_path, monkeypatch
 ):
     """The migration's outcomes cannot be recorded (the state database refuses connections): the failure is
     logged, naming the database, with its password masked."""
@@ -445,7 +443,7 @@ def test_recording_outcomes_in_an_unreachable_state_db_never_logs_its_password(
             pass
 
     monkeypatch.setattr(MigrationState, "record", record)
-    dataset = make_dataset(lake, seed=98, small=3, new=0)
+    dataset = make_dataset(leak_lake, seed=98, small=3, new=0)
     migration, _ = _migration_dag(tmp_path, monkeypatch, dataset.root, "leak_unrecorded")
     seen.run(migration, "migration DAG, state DB unreachable")
     seen.collect_logs()

@@ -17,7 +17,7 @@ import pytest
 
 from airflow_hybrid.cli.demo import QUERY_TASKS, mount_connections, query_answers, run_dag, xcom_value
 
-pytestmark = [pytest.mark.e2e, pytest.mark.hdfs_servers, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.hdfs_servers, pytest.mark.timeout(900)]
 
 DAY = 86400
 

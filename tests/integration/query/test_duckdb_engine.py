@@ -40,7 +40,7 @@ def _mount_options(onprem, bucket):
 
 
 @pytest.fixture(scope="module")
-def lake(tmp_path_factory, s3_client):
+def tpcds_lakes(tmp_path_factory, s3_client):
     """Two mounts over the same TPC-DS data, plus the plain Parquet directory as the reference.
 
     ``lake_onprem``: every table in the on-prem member. ``lake_hybrid``: ``store_sales``' two oldest files and
@@ -95,9 +95,9 @@ def _s3_parquet_rows(s3_client, bucket, key):
 
 @pytest.mark.parametrize("mount", ["lake_onprem", "lake_hybrid"])
 @pytest.mark.parametrize("number", QUERIES)
-def test_tpcds_query_answers_equal_duckdb_on_plain_parquet(lake, s3_client, mount, number):
+def test_tpcds_query_answers_equal_duckdb_on_plain_parquet(tpcds_lakes, s3_client, mount, number):
     sql = tpcds.tpcds_query(number)
-    expected = _reference_rows(lake["reference"], sql)
+    expected = _reference_rows(tpcds_lakes["reference"], sql)
     assert expected, f"query {number} returns no rows at scale factor {SCALE_FACTOR}"
 
     result = run_duckdb_query(
@@ -107,26 +107,26 @@ def test_tpcds_query_answers_equal_duckdb_on_plain_parquet(lake, s3_client, moun
     assert result.rows == len(expected)
     assert result.preview == [[json_value(v) for v in row] for row in expected[:10]]
     # The result went to the mount's create member (S3) and holds exactly the expected rows, in order.
-    _, bucket = lake["conns"][mount]
+    _, bucket = tpcds_lakes["conns"][mount]
     assert _s3_parquet_rows(s3_client, bucket, f"lake/results/q{number}.parquet") == expected
 
 
-def test_split_table_reads_both_members(lake):
-    onprem, _ = lake["conns"]["lake_hybrid"]
+def test_split_table_reads_both_members(tpcds_lakes):
+    onprem, _ = tpcds_lakes["conns"]["lake_hybrid"]
     assert sorted(os.listdir(onprem / "tpcds" / "store_sales")) == [
         "part-00002.parquet",
         "part-00003.parquet",
     ]
     sql = "SELECT count(*) AS n, sum(ss_ext_sales_price) AS revenue FROM store_sales"
-    expected = _reference_rows(lake["reference"], sql)
+    expected = _reference_rows(tpcds_lakes["reference"], sql)
     result = run_duckdb_query(sql, mount_conn_id="lake_hybrid", tables=_tables())
     assert result.rows == 1 and result.output_path == ""
     assert result.preview == [[json_value(v) for v in expected[0]]]
 
 
-def test_csv_output_to_a_local_path(lake, tmp_path):
+def test_csv_output_to_a_local_path(tpcds_lakes, tmp_path):
     sql = tpcds.tpcds_query(55)
-    expected = _reference_rows(lake["reference"], sql)
+    expected = _reference_rows(tpcds_lakes["reference"], sql)
     result = run_duckdb_query(
         sql,
         mount_conn_id="lake_hybrid",
@@ -143,8 +143,8 @@ def test_csv_output_to_a_local_path(lake, tmp_path):
     assert len(result.preview) == 2 and result.columns == ["brand_id", "brand", "ext_price"]
 
 
-def test_output_to_a_plain_s3_uri(lake, s3_client):
-    _, bucket = lake["conns"]["lake_onprem"]
+def test_output_to_a_plain_s3_uri(tpcds_lakes, s3_client):
+    _, bucket = tpcds_lakes["conns"]["lake_onprem"]
     result = run_duckdb_query(
         "SELECT i_category, count(*) AS items FROM item GROUP BY ALL ORDER BY ALL",
         mount_conn_id="lake_onprem",
@@ -153,14 +153,14 @@ def test_output_to_a_plain_s3_uri(lake, s3_client):
         output_conn_id=AWS_CONN_ID,
     )
     rows = _s3_parquet_rows(s3_client, bucket, "exports/categories.parquet")
-    assert len(rows) == result.rows and sum(n for _, n in rows) == _count(lake, "item")
+    assert len(rows) == result.rows and sum(n for _, n in rows) == _count(tpcds_lakes, "item")
 
 
-def _count(lake, table):
-    return _reference_rows(lake["reference"], f"SELECT count(*) FROM {table}")[0][0]
+def _count(tpcds_lakes, table):
+    return _reference_rows(tpcds_lakes["reference"], f"SELECT count(*) FROM {table}")[0][0]
 
 
-def test_missing_table_names_its_url(lake):
+def test_missing_table_names_its_url(tpcds_lakes):
     with pytest.raises(duckdb.Error, match=r"hybrid://lake_onprem/tpcds/nope/\*\.parquet"):
         run_duckdb_query("SELECT * FROM nope", mount_conn_id="lake_onprem", tables={"nope": "/tpcds/nope"})
 

@@ -38,7 +38,7 @@ FILES = {  # logical path -> (member, size)
 
 
 @pytest.fixture
-def lake(tmp_path, monkeypatch):
+def tiered_lake(tmp_path, monkeypatch):
     """Members ``hot`` and ``cold`` (local directories, read priority hot,cold), tiers MEM (64 KiB), SSD (6 KiB)."""
     data: dict[str, bytes] = {}
     for path, (member, size) in FILES.items():
@@ -70,7 +70,7 @@ def lake(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def mount(lake):
+def mount(tiered_lake):
     mount = HybridMount.from_conn_id("lake")
     yield mount
     mount.close()
@@ -147,8 +147,8 @@ def test_catalog_matching_of_patterns():
 
 
 # -- prefetch -------------------------------------------------------------------------------------------
-def test_prefetch_loads_in_parallel_then_skips_fresh_and_reloads_changed(lake, mount):
-    root, data = lake
+def test_prefetch_loads_in_parallel_then_skips_fresh_and_reloads_changed(tiered_lake, mount):
+    root, data = tiered_lake
     first = cache_ops.prefetch(mount, ["t/**/*.parquet", "u"], concurrency=3)
     parquet = [p for p in FILES if p.endswith(".parquet")]
     size = sum(FILES[p][1] for p in parquet)
@@ -222,7 +222,7 @@ def test_prefetch_logs_files_bytes_rate_and_eta(mount, caplog):
 
 
 # -- operators ------------------------------------------------------------------------------------------
-def test_prefetch_operator_declares_assets_and_templated_fields(lake):
+def test_prefetch_operator_declares_assets_and_templated_fields(tiered_lake):
     op = HybridPrefetchOperator(task_id="warm", mount_conn_id="lake",
                                 paths=["/t/sub/*.parquet", "u/d.parquet", "t/sub/**"])
     assert op.outlets == [Asset("hybrid://lake/t/sub"), Asset("hybrid://lake/u/d.parquet")]
@@ -231,7 +231,7 @@ def test_prefetch_operator_declares_assets_and_templated_fields(lake):
     assert templated.outlets == []  # unknown until rendered
 
 
-def test_prefetch_operator_returns_a_summary_without_file_names(lake, mount):
+def test_prefetch_operator_returns_a_summary_without_file_names(tiered_lake, mount):
     op = HybridPrefetchOperator(task_id="warm", mount_conn_id="lake", paths="/t/**/*.parquet", pin=True,
                                 ttl="1h", concurrency=2)
     summary = op.execute({})
@@ -241,23 +241,23 @@ def test_prefetch_operator_returns_a_summary_without_file_names(lake, mount):
     assert not any(path in json.dumps(summary) for path in FILES)
     entries = {e.path: e for e in mount.cache.entries()}
     assert all(e.pinned and e.ttl == 3600 for e in entries.values())
-    root, _ = lake
+    root, _ = tiered_lake
     inputs, outputs = op._lineage
     assert inputs == [f"file://{root}/hot/t", f"file://{root}/cold/t"]
     assert outputs == [f"file://{root}/tier-mem"]
 
 
-def test_prefetch_operator_lineage_facets(lake):
+def test_prefetch_operator_lineage_facets(tiered_lake):
     import airflow.providers.openlineage  # noqa: F401 - a dependency: missing is a failure, never a skip
     op = HybridPrefetchOperator(task_id="warm", mount_conn_id="lake", paths="u")
     op.execute({})
     lineage = op.get_openlineage_facets_on_complete(None)
-    root, _ = lake
+    root, _ = tiered_lake
     assert [(d.namespace, d.name) for d in lineage.inputs] == [("file", f"{root}/cold/u")]
     assert [(d.namespace, d.name) for d in lineage.outputs] == [("file", f"{root}/tier-mem")]
 
 
-def test_prefetch_operator_fails_on_failed_files_unless_told_not_to(lake):
+def test_prefetch_operator_fails_on_failed_files_unless_told_not_to(tiered_lake):
     op = HybridPrefetchOperator(task_id="warm", mount_conn_id="lake", paths="t/**/*.parquet", tier="SSD")
     with pytest.raises(AirflowException, match=r"1 of 3 files failed to load into lake:SSD \(2 loaded, 0 already "
                                                r"fresh\): t/sub/deep/c.parquet: CacheQuotaError"):
@@ -279,7 +279,7 @@ def test_prefetch_operator_fails_on_failed_files_unless_told_not_to(lake):
         ({"paths": "{{ params.p }}", "params": {"p": "../outside"}}, r"PathEscapeError: path '../outside' escapes"),
     ],
 )
-def test_prefetch_operator_bad_input_at_run_time(lake, kwargs, message):
+def test_prefetch_operator_bad_input_at_run_time(tiered_lake, kwargs, message):
     kwargs = {"mount_conn_id": "lake", **kwargs}
     op = HybridPrefetchOperator(task_id="warm", **kwargs)
     if "params" in kwargs:
@@ -289,7 +289,7 @@ def test_prefetch_operator_bad_input_at_run_time(lake, kwargs, message):
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_prefetch_operator_rendered_from_dag_params(lake, mount, native):
+def test_prefetch_operator_rendered_from_dag_params(tiered_lake, mount, native):
     """As dags/hybrid_cache_warming.py uses it: every option from a param, empty meaning the default."""
     from airflow.sdk import DAG
 
@@ -322,7 +322,7 @@ def test_bad_input_fails_when_the_dag_is_parsed():
         HybridFreeOperator(task_id="free", mount_conn_id="lake", paths=["ok", "../no"])
 
 
-def test_pin_operator(lake, mount):
+def test_pin_operator(tiered_lake, mount):
     with pytest.raises(AirflowException, match=r"CacheQuotaError: cannot pin 12288 more bytes in tier 'SSD' of "
                                                r"mount 'lake'.*over the tier's quota of 6144 bytes"):
         HybridPinOperator(task_id="pin", mount_conn_id="lake", paths="t/sub", tier="SSD").execute({})
@@ -343,8 +343,8 @@ def test_pin_operator(lake, mount):
     assert mount.cache.evict(force=True).files == 0  # pinned copies survive pressure
 
 
-def test_unpin_operator_matches_globs_against_the_catalog(lake, mount):
-    root, _ = lake
+def test_unpin_operator_matches_globs_against_the_catalog(tiered_lake, mount):
+    root, _ = tiered_lake
     cache_ops.prefetch(mount, ["t/**/*.parquet", "u"], pin=True)
     (root / "cold" / "t" / "sub" / "deep" / "c.parquet").unlink()  # its pin must still be removable
     result = HybridUnpinOperator(task_id="unpin", mount_conn_id="lake", paths="t/sub/**/*.parquet").execute({})
@@ -354,8 +354,8 @@ def test_unpin_operator_matches_globs_against_the_catalog(lake, mount):
     assert not any(pinned for _, pinned in cached(mount).values())
 
 
-def test_free_operator_drops_copies_never_sources(lake, mount):
-    root, data = lake
+def test_free_operator_drops_copies_never_sources(tiered_lake, mount):
+    root, data = tiered_lake
     cache_ops.prefetch(mount, ["t", "u"])
     cache_ops.pin(mount, "t/a.parquet")
     result = HybridFreeOperator(task_id="free", mount_conn_id="lake", paths=["t/*.parquet", "t/s*"]).execute({})
@@ -369,7 +369,7 @@ def test_free_operator_drops_copies_never_sources(lake, mount):
         assert (root / member / path).read_bytes() == data[path]
 
 
-def test_report_operator_returns_the_json_summary_and_logs_the_text(lake, mount, capsys):
+def test_report_operator_returns_the_json_summary_and_logs_the_text(tiered_lake, mount, capsys):
     cache_ops.prefetch(mount, "u", pin=True)
     with mount.open_read("u/d.parquet") as stream:
         stream.read()
