@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, BinaryIO, Protocol
 
+from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.stores.base import CHUNK_SIZE, StoreError
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,9 @@ class ResumableReader(io.RawIOBase):
     ) -> None:
         super().__init__()
         if offset < 0:
-            raise ValueError(f"{name}: negative read offset {offset}")
+            raise HybridConfigError(f"{name}: negative read offset {offset}")
         if length is not None and length < 0:
-            raise ValueError(f"{name}: negative read length {length}")
+            raise HybridConfigError(f"{name}: negative read length {length}")
         self.name = name
         self._open_at = open_at
         self._dropped = dropped

@@ -132,7 +132,7 @@ class HdfsStore(Store):
     ) -> None:
         parsed = urlparse(root_uri)
         if parsed.scheme not in ("hdfs", "webhdfs", "swebhdfs"):
-            raise ValueError(f"HDFS store needs an hdfs:// URI, got {root_uri!r}")
+            raise HybridConfigError(f"HDFS store needs an hdfs:// URI, got {root_uri!r}")
         rel_root = normalize_path(parsed.path)
         self.root = f"/{rel_root}"
         super().__init__(f"{parsed.scheme}://{parsed.netloc}/{rel_root}")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.ops.reader import ResumableReader
 from airflow_hybrid.stores.base import StoreError
 
@@ -28,7 +29,7 @@ def open_object(store: S3Store, rel: str, offset: int, length: int | None) -> Bi
     """A stream over ``[offset, offset + length)`` of the object at ``rel`` (to its end without ``length``)."""
     key = store._key(rel)
     if offset < 0 or (length is not None and length < 0):
-        raise ValueError(f"invalid range offset={offset} length={length} for {store.uri(rel)}")
+        raise HybridConfigError(f"invalid range offset={offset} length={length} for {store.uri(rel)}")
     if length == 0:
         store._head(key)
         return io.BytesIO(b"")

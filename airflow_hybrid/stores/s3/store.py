@@ -587,9 +587,9 @@ class S3Store(Store):
         """Server-side copy then delete (a file, or every object under a directory)."""
         src_rel, dst_rel = normalize_path(src), normalize_path(dst)
         if not src_rel or not dst_rel:
-            raise ValueError(f"cannot rename the root of {self.root_uri}")
+            raise HybridConfigError(f"cannot rename the root of {self.root_uri}")
         if dst_rel == src_rel or dst_rel.startswith(f"{src_rel}/"):
-            raise ValueError(f"cannot rename {self.uri(src_rel)} into itself ({self.uri(dst_rel)})")
+            raise HybridConfigError(f"cannot rename {self.uri(src_rel)} into itself ({self.uri(dst_rel)})")
         entry = self.info(src_rel)
         if not entry.is_dir:
             self._copy_object(self._key(src_rel), self._key(dst_rel), entry.size)
