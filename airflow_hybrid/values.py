@@ -82,6 +82,17 @@ def _quantity(value: str, option: str, what: str, error: ErrorType) -> tuple[str
     return sign, Decimal(number), unit.lower()
 
 
+def _plain_number(value: Any, option: str, what: str, examples: str, error: ErrorType) -> Decimal | None:
+    """An int or finite float as a :class:`Decimal`; ``None`` for a string, which the caller parses."""
+    if isinstance(value, str):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise error(f"{option}: expected a {what} such as {examples}, got {shown(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise error(f"{option}: {what} {value!r} is not finite")
+    return Decimal(value)
+
+
 def parse_size(value: Any, option: str, *, what: str = "size", error: ErrorType = HybridConfigError) -> int:
     """Bytes from ``1073741824``, ``"1GB"``, ``"1.5 GiB"`` or ``"512m"``.
 
@@ -89,23 +100,14 @@ def parse_size(value: Any, option: str, *, what: str = "size", error: ErrorType 
     :raises HybridConfigError: (``error``) naming ``option`` for anything else, a negative or an absurd size.
     """
     example = "(expected bytes or a size such as 512MB, 2GB, 1TiB)"
-    if isinstance(value, bool) or value is None:
-        raise error(f"{option}: expected a {what} such as 2GB, got {shown(value)}")
-    if isinstance(value, int):
-        number = Decimal(value)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise error(f"{option}: {what} {value!r} is not finite")
-        number = Decimal(value)
-    elif isinstance(value, str):
+    number = _plain_number(value, option, what, "2GB", error)
+    if number is None:
         sign, number, unit = _quantity(value, option, what, error)
         if unit not in SIZE_UNITS:
             raise error(f"{option}: unknown unit {unit!r} in {what} {shown(value)} {example}")
         if sign == "-" and number:
             number = -number
         number *= SIZE_UNITS[unit]
-    else:
-        raise error(f"{option}: expected a {what} such as 2GB, got {shown(value)}")
     if number < 0:
         raise error(f"{option}: negative {what} {value.strip() if isinstance(value, str) else shown(value)}")
     if number > MAX_SIZE:
@@ -126,15 +128,8 @@ def parse_duration(
     :raises HybridConfigError: (``error``) naming ``option`` for anything else, a negative or an absurd duration.
     """
     hint = " (-1 means never)" if allow_never else ""
-    if isinstance(value, bool) or value is None:
-        raise error(f"{option}: expected a duration such as 60, 30s, 5m, 1h or 1d, got {shown(value)}")
-    if isinstance(value, int):
-        seconds = Decimal(value)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise error(f"{option}: duration {value!r} is not finite")
-        seconds = Decimal(value)
-    elif isinstance(value, str):
+    seconds = _plain_number(value, option, "duration", "60, 30s, 5m, 1h or 1d", error)
+    if seconds is None:
         sign, number, unit = _quantity(value, option, "duration", error)
         if unit and unit not in DURATION_UNITS:
             raise error(
@@ -143,8 +138,6 @@ def parse_duration(
         seconds = number * DURATION_UNITS[unit] / 1000 if unit else number
         if sign == "-":
             seconds = -seconds
-    else:
-        raise error(f"{option}: expected a duration such as 60, 30s, 5m, 1h or 1d, got {shown(value)}")
     if allow_never and seconds == -1:
         return -1.0
     if seconds < 0:
