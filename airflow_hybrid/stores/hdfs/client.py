@@ -45,6 +45,10 @@ TRANSPORT_ERRORS = (
 )
 
 
+#: Remote exceptions of a request the namenode refused before doing anything (so any request may be retried).
+RETRIABLE_REMOTE = {"RetriableException", "StandbyException", "SafeModeException"}
+
+
 class WebHdfsRemoteError(StoreError):
     """A WebHDFS ``RemoteException`` (or an HTTP error without one) that maps to no builtin error."""
 
@@ -53,6 +57,13 @@ class WebHdfsRemoteError(StoreError):
         self.status = status
         self.exception = exception
         self.remote_message = remote_message
+
+
+def describe(error: BaseException | None) -> str:
+    """``HTTP 403 AccessControlException: <message>`` for a remote error, ``<type>: <message>`` otherwise."""
+    if isinstance(error, WebHdfsRemoteError):
+        return " ".join(filter(None, [f"HTTP {error.status}", error.exception])) + f": {error.remote_message}"
+    return f"{type(error).__name__}: {error}"
 
 
 def tls_extras(extras: dict, conn_id: str) -> dict:

@@ -1,8 +1,8 @@
 """HDFS through the WebHDFS REST API, with an Airflow ``webhdfs`` connection (:mod:`.client`).
 
 The store speaks WebHDFS through the connection's session so it can page listings (``LISTSTATUS_BATCH``),
-stream ranged reads (:mod:`.reader`), stream writes (``CREATE`` two-step with a chunked body) and retry
-idempotent calls with backoff, failing over between HA namenodes.
+stream ranged reads (:mod:`.reader`), stream writes (:mod:`.writer`: ``CREATE`` two-step with a chunked body)
+and retry idempotent calls with backoff, failing over between HA namenodes.
 
 Writes go to a hidden temporary name (``.hybrid-tmp-*``) next to the target and are renamed into
 place with ``RENAME`` + ``renameoptions=OVERWRITE`` (HDFS ``rename2``), so readers never see a
@@ -18,7 +18,6 @@ import random
 import re
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,72 +36,23 @@ from airflow_hybrid.stores.base import (
     StoreFeatures,
     normalize_path,
 )
-from airflow_hybrid.stores.hdfs.checksum import (
-    BYTES_PER_CRC,
-    CHECKSUM_TYPES,
-    DEFAULT_BLOCK_SIZE,
-    HdfsFileChecksum,
-)
 from airflow_hybrid.stores.hdfs.client import (
+    RETRIABLE_REMOTE,
     TRANSPORT_ERRORS,
     WebHdfsConnection,
     WebHdfsRemoteError,
     connect_failed,
+    describe,
     webhdfs_url,
 )
 from airflow_hybrid.stores.hdfs.reader import open_file
+from airflow_hybrid.stores.hdfs.writer import HDFS_TMP_PREFIX, write_file
 from airflow_hybrid.values import parse_bool, parse_duration, parse_int, parse_size
 
 if TYPE_CHECKING:
     from airflow_hybrid.stores.hdfs.kerberos import KerberosLogin
 
 log = logging.getLogger(__name__)
-
-#: Prefix of the temporary files a write creates next to its target (hidden from listings).
-HDFS_TMP_PREFIX = ".hybrid-tmp-"
-#: HDFS's limit on one path component (``dfs.namenode.fs-limits.max-component-length``), in UTF-8 bytes.
-MAX_NAME_BYTES = 255
-_RETRIABLE_REMOTE = {"RetriableException", "StandbyException", "SafeModeException"}
-#: Data-node answers to ``CREATE`` given before the file exists (nothing to remove after them).
-_CREATE_REFUSALS = _RETRIABLE_REMOTE | {
-    "AccessControlException",
-    "FileAlreadyExistsException",
-    "ParentNotDirectoryException",
-    "NSQuotaExceededException",
-    "PathComponentTooLongException",
-    "InvalidPathException",
-}
-
-
-def _describe(error: BaseException | None) -> str:
-    if isinstance(error, WebHdfsRemoteError):
-        return " ".join(filter(None, [f"HTTP {error.status}", error.exception])) + f": {error.remote_message}"
-    return f"{type(error).__name__}: {error}"
-
-
-def _temp_name(name: str) -> str:
-    """``.hybrid-tmp-<uuid>-<name>``, cut to HDFS's 255-byte name limit without splitting a character."""
-    raw = f"{HDFS_TMP_PREFIX}{uuid.uuid4().hex}-{name}".encode()
-    return raw[:MAX_NAME_BYTES].decode("utf-8", "ignore")
-
-
-def _rewind_point(stream: Any) -> int | None:
-    """The position ``stream`` can be rewound to for another attempt; ``None`` if it cannot seek."""
-    try:
-        return stream.tell() if stream.seekable() else None
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
-class _DataNodeFailure(Exception):
-    """The data-node step of ``CREATE`` failed with ``error`` (internal to :meth:`HdfsStore.write`)."""
-
-    def __init__(self, error: Exception, *, retriable: bool, maybe_created: bool) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retriable = retriable
-        self.maybe_created = maybe_created
-
 
 class HdfsStore(Store):
     """Files under an HDFS directory, reached through WebHDFS with an Airflow ``webhdfs`` connection.
@@ -280,7 +230,7 @@ class HdfsStore(Store):
                 if error.exception == "StandbyException" and len(conn.urls) > 1:
                     conn.urls.rotate(-1)
                 # The namenode rejected these before doing anything, so any operation may be retried.
-                not_run = error.exception in _RETRIABLE_REMOTE
+                not_run = error.exception in RETRIABLE_REMOTE
                 if response.status_code == 401 and conn.kerberos is not None:
                     raise conn.kerberos.refused(f"{op} {target}: HTTP 401")
                 if response.status_code < 500 and not not_run:
@@ -292,14 +242,14 @@ class HdfsStore(Store):
                 "WebHDFS %s %s failed (%s); retry %d of %d",
                 op,
                 target,
-                _describe(last_error),
+                describe(last_error),
                 attempt,
                 self.max_attempts - 1,
             )
             self._backoff(attempt)
         raise StoreError(
             f"{self.uri(rel)}: WebHDFS {op} failed after {attempt} attempt{'s' if attempt > 1 else ''}; "
-            f"last error: {_describe(last_error)}"
+            f"last error: {describe(last_error)}"
         ) from last_error
 
     def _remote_error(
@@ -455,130 +405,7 @@ class HdfsStore(Store):
         retriable failure (safe mode, ``RetriableException``, a dropped connection) repeats the whole write,
         up to ``max_attempts`` times, when ``stream`` can be rewound; otherwise it is a :class:`StoreError`.
         """
-        rel = normalize_path(path)
-        self._refuse_if_absent(rel, if_absent)
-        if not rel:
-            raise IsADirectoryError(f"{self.uri(rel)} is the store root, not a file")
-        target = self._abs(rel)
-        parent, name = posixpath.split(target)
-        start = _rewind_point(stream)
-        attempt = 0
-        while True:
-            attempt += 1
-            temp = posixpath.join(parent, _temp_name(name))
-            try:
-                summer = self._upload(rel, temp, stream)
-            except _DataNodeFailure as failure:
-                if failure.maybe_created:
-                    self._discard(temp)
-                if not failure.retriable:
-                    raise failure.error from failure.error.__cause__
-                if start is None or attempt >= self.max_attempts:
-                    why = (
-                        f"after {attempt} attempts"
-                        if start is not None
-                        else "not retried: the source stream cannot be rewound"
-                    )
-                    raise StoreError(
-                        f"{self.uri(rel)}: WebHDFS CREATE {temp} failed at the data node ({why}); "
-                        f"last error: {_describe(failure.error)}"
-                    ) from failure.error
-                log.warning(
-                    "WebHDFS CREATE %s failed at the data node (%s); retry %d of %d",
-                    temp,
-                    _describe(failure.error),
-                    attempt,
-                    self.max_attempts - 1,
-                )
-                self._backoff(attempt)
-                stream.seek(start)
-                continue
-            except BaseException:
-                self._discard(temp)
-                raise
-            try:
-                if summer is not None:
-                    self._verify_written(rel, temp, summer, stream, start)
-                self._rename_over(temp, target, rel)
-            except BaseException:
-                self._discard(temp)
-                raise
-            return self.info(rel)
-
-    def _upload(self, rel: str, temp: str, stream: BinaryIO) -> HdfsFileChecksum | None:
-        """Both steps of ``CREATE`` for ``temp``; the checksum of what was sent, when verifying.
-
-        :raises _DataNodeFailure: the data node refused the file or the connection to it failed.
-        """
-        opts = self.options
-        redirect = self._call(
-            "PUT",
-            rel,
-            "CREATE",
-            hdfs_path=temp,
-            params={
-                "overwrite": "false",
-                "replication": opts.get("replication"),
-                "blocksize": opts.get("blocksize"),
-                "permission": opts.get("permission"),
-            },
-            allow_redirects=False,
-        )
-        location = redirect.headers.get("Location")
-        if redirect.status_code == 200 and not location:  # noredirect-style answer
-            location = redirect.json().get("Location")
-        redirect.close()
-        if not location:
-            raise StoreError(
-                f"{self.uri(rel)}: WebHDFS CREATE answered {redirect.status_code} without a data-node location"
-            )
-        summer = HdfsFileChecksum(*self._file_layout()) if self.verify_checksum else None
-        source_errors: list[Exception] = []
-
-        def body() -> Iterator[bytes]:
-            while True:
-                try:
-                    chunk = stream.read(self.chunk_size)
-                except Exception as error:  # noqa: BLE001 - re-raised by _upload
-                    # End the body instead of dropping the connection: a Hadoop data node goes on to create
-                    # the file regardless, maybe after a DELETE of it; once it has answered, the DELETE works.
-                    source_errors.append(error)
-                    return
-                if not chunk:
-                    return
-                if summer is not None:
-                    summer.update(chunk)
-                yield chunk
-
-        try:
-            response = self._datanode_put(location, body())
-        except TRANSPORT_ERRORS as error:
-            if source_errors:  # the source failed, not the data node
-                raise source_errors[0] from None
-            # A data node that refuses a file answers and closes the connection, maybe while the body is
-            # still being sent; urllib3 reads that answer after a broken pipe, but a reset can lose it.
-            refusal = self._probe_create(location, rel, temp)
-            if refusal is None:
-                raise _DataNodeFailure(
-                    StoreError(f"{self.uri(rel)}: upload of {temp} to the data node failed: {error}"),
-                    retriable=True,
-                    maybe_created=True,
-                ) from error
-            remote = refusal
-        else:
-            if source_errors:  # the data node stored what was read before the source failed: not a file
-                response.close()
-                raise source_errors[0]
-            if response.status_code < 400:
-                response.close()
-                return summer
-            remote = self._remote_error(response, rel, "CREATE", temp)
-        retriable = remote.exception in _RETRIABLE_REMOTE
-        raise _DataNodeFailure(
-            remote if retriable else self._builtin_error(remote),
-            retriable=retriable,
-            maybe_created=remote.exception not in _CREATE_REFUSALS,
-        )
+        return write_file(self, path, stream, if_absent=if_absent)
 
     def _datanode_put(self, location: str, data: Any) -> requests.Response:
         return self.session.put(
@@ -589,36 +416,6 @@ class HdfsStore(Store):
             verify=self.session.verify,
         )
 
-    def _probe_create(self, location: str, rel: str, temp: str) -> WebHdfsRemoteError | None:
-        """After a failed upload, the data node's answer to the same ``CREATE`` without a body: it repeats a
-        refusal (permission, parent, safe mode, quota). ``None`` if it accepts or cannot be reached, or
-        finds the file there (the failed upload had created it: the connection failed, not the create)."""
-        try:
-            response = self._datanode_put(location, b"")
-        except TRANSPORT_ERRORS:
-            return None
-        if response.status_code < 400:
-            response.close()
-            return None
-        error = self._remote_error(response, rel, "CREATE", temp)
-        if error.exception in ("FileAlreadyExistsException", "AlreadyBeingCreatedException"):
-            return None
-        return error
-
-    def _file_layout(self) -> tuple[int, int, str]:
-        """Block size, bytes per CRC and CRC type that new files get, for :class:`HdfsFileChecksum`: the
-        ``blocksize`` option, else the namenode's ``GETSERVERDEFAULTS``, else HDFS's defaults (128 MiB, 512,
-        CRC32C); corrected by what a verified upload found."""
-        if self._layout is None:
-            defaults = self._server_defaults()
-            self._layout = (
-                int(defaults.get("blockSize") or DEFAULT_BLOCK_SIZE),
-                int(defaults.get("bytesPerChecksum") or BYTES_PER_CRC),
-                CHECKSUM_TYPES.get(defaults.get("checksumType"), "CRC32C"),
-            )
-        block_size, bytes_per_crc, crc = self._layout
-        return int(self.options.get("blocksize") or block_size), bytes_per_crc, crc
-
     def _server_defaults(self) -> dict:
         """``GETSERVERDEFAULTS`` (Hadoop 3.x); empty on servers without it."""
         try:
@@ -626,47 +423,6 @@ class HdfsStore(Store):
         except (WebHdfsRemoteError, ValueError, KeyError, TypeError) as error:
             log.info("%s: no GETSERVERDEFAULTS (%s); assuming HDFS's defaults", self.root_uri, error)
             return {}
-
-    def _verify_written(
-        self, rel: str, temp: str, summer: HdfsFileChecksum, stream: BinaryIO, start: int | None
-    ) -> None:
-        """HDFS's checksum of ``temp`` against the one of the bytes sent, both for the file's own block size
-        and bytes per CRC (if they are not the ones assumed, the source is read again from ``start``)."""
-        status = self._call("GET", rel, "GETFILESTATUS", hdfs_path=temp).json()["FileStatus"]
-        actual = self._file_checksum(rel, temp)
-        found = HdfsFileChecksum.params_of(actual)
-        if found is None and summer.length:
-            raise StoreError(
-                f"{self.uri(rel)}: cannot verify the upload: HDFS answered a {actual.algorithm} checksum, "
-                "not MD5-of-MD5-of-CRC (dfs.checksum.combine.mode=MD5MD5CRC)"
-            )
-        layout = (int(status.get("blockSize") or summer.block_size), *(found or summer.params[1:]))
-        if layout != summer.params:
-            self._layout = layout if not self.options.get("blocksize") else (self._layout[0], *layout[1:])
-            if start is None:
-                raise StoreError(
-                    f"{self.uri(rel)}: cannot verify the upload: HDFS stored it in {layout[0]}-byte blocks "
-                    f"with a {layout[2]} per {layout[1]} bytes, not the {summer.block_size}-byte blocks and "
-                    f"{summer.crc} per {summer.bytes_per_crc} bytes assumed, and the source cannot be re-read"
-                )
-            log.info(
-                "%s: HDFS stored %s as %s (not %s); re-reading the source",
-                self.root_uri,
-                temp,
-                layout,
-                summer.params,
-            )
-            length, summer = summer.length, HdfsFileChecksum(*layout)
-            stream.seek(start)
-            while length and (chunk := stream.read(min(self.chunk_size, length))):
-                summer.update(chunk)
-                length -= len(chunk)
-        expected = summer.result()
-        if actual != expected:
-            raise StoreError(
-                f"{self.uri(rel)}: checksum mismatch after upload: sent {expected.algorithm}:{expected.value}, "
-                f"HDFS has {actual.algorithm}:{actual.value}"
-            )
 
     def _discard(self, temp: str) -> None:
         try:

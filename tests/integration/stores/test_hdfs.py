@@ -29,7 +29,8 @@ from airflow_hybrid.devstack.webhdfs import RemoteException, WebHdfsServer
 from airflow_hybrid.stores.base import PathEscapeError, StoreError
 from airflow_hybrid.stores.hdfs.checksum import HdfsFileChecksum
 from airflow_hybrid.stores.hdfs.client import WebHdfsConnection, WebHdfsRemoteError
-from airflow_hybrid.stores.hdfs.store import HDFS_TMP_PREFIX, MAX_NAME_BYTES, HdfsStore, _temp_name
+from airflow_hybrid.stores.hdfs.store import HdfsStore
+from airflow_hybrid.stores.hdfs.writer import HDFS_TMP_PREFIX, MAX_NAME_BYTES, _temp_name
 from tests.doubles import CountingReader
 from tests.services import running
 
@@ -503,7 +504,7 @@ def test_an_existing_file_at_the_data_node_step_maps_to_file_exists(store, hdfs_
     """The temporary name is taken (by another writer): Hadoop's data node refuses with
     FileAlreadyExistsException, which the store maps and leaves alone (it is not its file)."""
     fixed = uuid.UUID("00000000-0000-4000-8000-000000000001")
-    monkeypatch.setattr("airflow_hybrid.stores.hdfs.store.uuid.uuid4", lambda: fixed)
+    monkeypatch.setattr("airflow_hybrid.stores.hdfs.writer.uuid.uuid4", lambda: fixed)
     taken = f"{store.root}/{HDFS_TMP_PREFIX}{fixed.hex}-target"
     superuser_client(hdfs_server).write(taken, data=b"someone else's upload")
     with pytest.raises(FileExistsError) as error:
