@@ -357,3 +357,30 @@ def test_postgresql_catalog_upgrades_from_version_1(pg_url):
         assert current_version(conn) == LATEST_VERSION
     assert catalog.get("lake", "a").last_synced_at == 42.0
     catalog.dispose()
+
+
+def test_read_only_catalog_reports_and_refuses_writes(catalog_url, tmp_path):
+    """The report the UI page reads: on both databases the read-only catalog sees what a worker wrote, and
+    the database itself refuses a write (SQLite ``mode=ro``, a PostgreSQL ``READ ONLY`` transaction)."""
+    from airflow_hybrid.cache.exceptions import CacheCatalogError
+    from airflow_hybrid.cache.report import read_report
+
+    (tmp_path / "src").mkdir()
+    source = LocalStore(str(tmp_path / "src"))
+    (tmp_path / "src" / "a.bin").write_bytes(b"x" * 100)
+    config = _config(catalog_url, str(tmp_path / "tier"), 10_000)
+    with Catalog(catalog_url) as catalog:
+        manager = CacheManager(MOUNT, config, catalog=catalog)
+        manager.load("a.bin", "hdfs", source.info("a.bin"), lambda: source.open_read("a.bin"))
+        manager.close()
+
+    (tier,) = read_report(MOUNT, config).tiers
+    assert (tier.files, tier.used) == (1, 100)
+    with Catalog(catalog_url, read_only=True) as catalog:
+        with pytest.raises(CacheCatalogError, match="open read-only"):
+            catalog.sync_tiers(MOUNT, config.tiers, 0.0)
+        conn = catalog.engine.connect()
+        with pytest.raises(sa.exc.DBAPIError, match="read-only|readonly"), conn, conn.begin():
+            conn.execute(sa.text("DELETE FROM hybrid_cache_entries"))
+    with Catalog(catalog_url) as catalog:
+        assert catalog.get(MOUNT, "a.bin").size == 100
