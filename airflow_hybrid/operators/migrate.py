@@ -236,9 +236,10 @@ class UfsMigrateOperator(HybridMountMixin, BaseOperator):
         plans = PlanStore(self.plan_store, self.plan_store_conn_id, self.batch_max_files, self.batch_max_bytes)
         options = MigrationOptions(self.concurrency, self.verify, self.attempts, self.retry_delay, self.claim_lease,
                                    self.progress_interval)
-        run = PlanExecution.load(mount, plan_id, path=self.path, policy=self.policy, plans=plans, batch=self.batch,
-                                 engine=self.engine, policy_name=self.policy_name, options=options,
-                                 owner_label=_try_label(context), logger=self.log)
+        with _task_errors():
+            run = PlanExecution.load(mount, plan_id, path=self.path, policy=self.policy, plans=plans, batch=self.batch,
+                                     engine=self.engine, policy_name=self.policy_name, options=options,
+                                     owner_label=_try_label(context), logger=self.log)
         self._lineage = run.lineage()
         return run
 
@@ -329,16 +330,22 @@ def _try_label(context: Context) -> str:
 
 
 @contextmanager
+def _task_errors() -> Iterator[None]:
+    """The migration layer's own errors (no such batch, a copy engine failed) fail the task with their message."""
+    try:
+        yield
+    except MigrationRunError as err:
+        raise AirflowException(str(err)) from err
+
+
+@contextmanager
 def _recorded(mount: Any, run_id: int) -> Iterator[None]:
-    """Record the run as failed by an error (not by a deferral: the run resumes); the migration layer's own
-    errors fail the task with their message."""
+    """Record the run as failed by an error (not by a deferral: the run resumes)."""
     from airflow.sdk.exceptions import TaskDeferred
 
     try:
-        try:
+        with _task_errors():
             yield
-        except MigrationRunError as err:
-            raise AirflowException(str(err)) from err
     except TaskDeferred:
         raise
     except BaseException as err:

@@ -12,11 +12,9 @@ from airflow.exceptions import AirflowException
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
-from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
 from airflow_hybrid.migration.planner import (
     DEFAULT_BATCH_MAX_BYTES,
     DEFAULT_BATCH_MAX_FILES,
-    count_candidates,
     plan_migration,
 )
 from airflow_hybrid.policy.parser import as_policy
@@ -24,8 +22,8 @@ from airflow_hybrid.triggers.migrate import (
     NOTHING_TO_MIGRATE,
     SUCCESS,
     TIMEOUT,
+    PolicyWaitMixin,
     UfsMigrateTrigger,
-    nothing_to_migrate_message,
     source_is_empty,
 )
 
@@ -36,7 +34,7 @@ if TYPE_CHECKING:
 PLAN_ID_KEY = "plan_id"
 
 
-class UfsMigrateSensor(BaseSensorOperator):
+class UfsMigrateSensor(PolicyWaitMixin, BaseSensorOperator):
     """
     Wait until ``policy`` selects at least ``min_files`` files and ``min_bytes`` bytes below ``path``
     of a hybrid mount, then write the migration plan.
@@ -99,11 +97,7 @@ class UfsMigrateSensor(BaseSensorOperator):
                              "must be positive")
         if "{{" not in policy:
             as_policy(policy)  # a bad policy fails at DAG parse time, with its position
-        self.mount_conn_id = mount_conn_id
-        self.path = path
-        self.policy = policy
-        self.min_files = min_files
-        self.min_bytes = min_bytes
+        self._set_wait(mount_conn_id, path, policy, min_files, min_bytes)
         self.deferrable = deferrable
         self.plan_store = plan_store
         self.plan_store_conn_id = plan_store_conn_id
@@ -111,22 +105,14 @@ class UfsMigrateSensor(BaseSensorOperator):
         self.batch_max_bytes = batch_max_bytes
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
-        mount = HybridMountHook(self.mount_conn_id).get_mount()
-        try:
-            count = count_candidates(mount, self.path, self.policy, min_files=self.min_files,
-                                     min_bytes=self.min_bytes)
-            self.log.info(
-                "Policy %s selects %s%d files (%d bytes) below hybrid://%s/%s; waiting for %d files, %d bytes",
-                self.policy, "at least " if not count.complete else "", count.files, count.bytes,
-                self.mount_conn_id, self.path, self.min_files, self.min_bytes,
-            )
+        with self.mount() as mount:
+            count = self._count(mount)
+            self.log.info("%s", self._waiting_message(count))
             if not count.reached:
                 if count.files == 0 and source_is_empty(mount, self.path, self.policy):
-                    raise AirflowSkipException(nothing_to_migrate_message(self.mount_conn_id, self.path, self.policy))
+                    raise AirflowSkipException(self._nothing_to_migrate_message())
                 return False
             return PokeReturnValue(is_done=True, xcom_value=self._plan(mount, context))
-        finally:
-            mount.close()
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -136,15 +122,7 @@ class UfsMigrateSensor(BaseSensorOperator):
         if result:
             return result.xcom_value
         self.defer(
-            trigger=UfsMigrateTrigger(
-                mount_conn_id=self.mount_conn_id,
-                path=self.path,
-                policy=self.policy,
-                min_files=self.min_files,
-                min_bytes=self.min_bytes,
-                poke_interval=self.poke_interval,
-                deadline=deadline,
-            ),
+            trigger=UfsMigrateTrigger(**self.wait_args(), poke_interval=self.poke_interval, deadline=deadline),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )
@@ -164,11 +142,8 @@ class UfsMigrateSensor(BaseSensorOperator):
             raise AirflowException(f"Waiting for policy {self.policy} on hybrid://{self.mount_conn_id}/"
                                    f"{self.path} failed: {event.get('message', event)}")
         self.log.info("Trigger saw %s files (%s bytes) selected; planning", event.get("files"), event.get("bytes"))
-        mount = HybridMountHook(self.mount_conn_id).get_mount()
-        try:
+        with self.mount() as mount:
             return self._plan(mount, context)
-        finally:
-            mount.close()
 
     def _plan(self, mount: Any, context: Context) -> dict[str, Any]:
         summary = plan_migration(

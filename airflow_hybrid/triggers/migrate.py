@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_hybrid.hooks.hybrid_mount import HybridMountMixin
 from airflow_hybrid.migration.planner import CandidateCount, MountLike, count_candidates
 from airflow_hybrid.policy.parser import as_policy
 from airflow_hybrid.stores.base import normalize_path
@@ -40,7 +41,38 @@ def nothing_to_migrate_message(mount_conn_id: str, path: str, policy: Any) -> st
             f"({members}) of policy {as_policy(policy).to_text()}; skipped")
 
 
-class UfsMigrateTrigger(BaseTrigger):
+class PolicyWaitMixin(HybridMountMixin):
+    """What :class:`~airflow_hybrid.sensors.migrate.UfsMigrateSensor` and its trigger wait for: ``policy``
+    selecting at least ``min_files`` files and ``min_bytes`` bytes below ``path`` of mount ``mount_conn_id``."""
+
+    mount_conn_id: str
+    path: str
+    policy: str
+    min_files: int
+    min_bytes: int
+
+    def _set_wait(self, mount_conn_id: str, path: str, policy: str, min_files: int, min_bytes: int) -> None:
+        self.mount_conn_id, self.path, self.policy = mount_conn_id, path, policy
+        self.min_files, self.min_bytes = min_files, min_bytes
+
+    def wait_args(self) -> dict[str, Any]:
+        """The five settings, as the trigger takes them."""
+        return {"mount_conn_id": self.mount_conn_id, "path": self.path, "policy": self.policy,
+                "min_files": self.min_files, "min_bytes": self.min_bytes}
+
+    def _count(self, mount: MountLike) -> CandidateCount:
+        return count_candidates(mount, self.path, self.policy, min_files=self.min_files, min_bytes=self.min_bytes)
+
+    def _waiting_message(self, count: CandidateCount) -> str:
+        at_least = "at least " if not count.complete else ""
+        return (f"Policy {self.policy} selects {at_least}{count.files} files ({count.bytes} bytes) below "
+                f"hybrid://{self.mount_conn_id}/{self.path}; waiting for {self.min_files} files, {self.min_bytes} bytes")
+
+    def _nothing_to_migrate_message(self) -> str:
+        return nothing_to_migrate_message(self.mount_conn_id, self.path, self.policy)
+
+
+class UfsMigrateTrigger(PolicyWaitMixin, BaseTrigger):
     """
     Fire when ``policy`` selects at least ``min_files`` files and ``min_bytes`` bytes below ``path``.
 
@@ -79,49 +111,25 @@ class UfsMigrateTrigger(BaseTrigger):
         deadline: float | None = None,
     ) -> None:
         super().__init__()
-        self.mount_conn_id = mount_conn_id
-        self.path = path
-        self.policy = policy
-        self.min_files = min_files
-        self.min_bytes = min_bytes
+        self._set_wait(mount_conn_id, path, policy, min_files, min_bytes)
         self.poke_interval = poke_interval
         self.deadline = deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             "airflow_hybrid.triggers.migrate.UfsMigrateTrigger",
-            {
-                "mount_conn_id": self.mount_conn_id,
-                "path": self.path,
-                "policy": self.policy,
-                "min_files": self.min_files,
-                "min_bytes": self.min_bytes,
-                "poke_interval": self.poke_interval,
-                "deadline": self.deadline,
-            },
+            {**self.wait_args(), "poke_interval": self.poke_interval, "deadline": self.deadline},
         )
 
     def count(self) -> CandidateCount:
         """Count the selected files (blocking; run in a thread)."""
-        from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
-
-        mount = HybridMountHook(self.mount_conn_id).get_mount()
-        try:
-            return count_candidates(
-                mount, self.path, self.policy, min_files=self.min_files, min_bytes=self.min_bytes
-            )
-        finally:
-            mount.close()
+        with self.mount() as mount:
+            return self._count(mount)
 
     def source_is_empty(self) -> bool:
         """Whether no file is left below ``path`` in the REMOVE member(s) (blocking; run in a thread)."""
-        from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
-
-        mount = HybridMountHook(self.mount_conn_id).get_mount()
-        try:
+        with self.mount() as mount:
             return source_is_empty(mount, self.path, self.policy)
-        finally:
-            mount.close()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:
@@ -135,19 +143,11 @@ class UfsMigrateTrigger(BaseTrigger):
                 yield TriggerEvent({"status": SUCCESS, "files": count.files, "bytes": count.bytes})
                 return
             if empty:
-                message = nothing_to_migrate_message(self.mount_conn_id, self.path, self.policy)
+                message = self._nothing_to_migrate_message()
                 self.log.info("%s", message)
                 yield TriggerEvent({"status": NOTHING_TO_MIGRATE, "message": message})
                 return
-            self.log.info(
-                "Policy selects %d files (%d bytes) below hybrid://%s/%s; waiting for %d files and %d bytes",
-                count.files,
-                count.bytes,
-                self.mount_conn_id,
-                self.path,
-                self.min_files,
-                self.min_bytes,
-            )
+            self.log.info("%s", self._waiting_message(count))
             now = self.clock()
             if self.deadline is not None and now >= self.deadline:
                 yield TriggerEvent({"status": TIMEOUT, "message": self._timeout_message(count)})
