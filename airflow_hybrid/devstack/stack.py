@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_hybrid.devstack import processes
 from airflow_hybrid.devstack.hadoop import HadoopHdfs
 from airflow_hybrid.devstack.s3 import DEFAULT_REGION, S3Server
 from airflow_hybrid.devstack.shaping import ControlApp, LinkShaper, Shaping
@@ -111,7 +112,7 @@ class StackConnections:
         return airflow_env(self.connections(**kwargs))
 
 
-class DevStack(StackConnections):
+class DevStack(StackConnections, processes.Service):
     """WebHDFS (namenode + data node) and S3 servers in this process, on free loopback ports.
 
     :param data_dir: where HDFS files live (``<data_dir>/hdfs``); a temporary directory (removed on
@@ -239,12 +240,6 @@ class DevStack(StackConnections):
         if self._owns_data_dir and self._data_dir is not None:
             shutil.rmtree(self._data_dir, ignore_errors=True)
             self._data_dir = None
-
-    def __enter__(self) -> DevStack:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def run_forever(self, state_dir: str | os.PathLike | None = None) -> None:
         """Start, write ``<state_dir>/devstack.json``, serve until SIGTERM/SIGINT, then stop."""

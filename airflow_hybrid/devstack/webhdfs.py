@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote, urlencode
 
+from airflow_hybrid.devstack import processes
 from airflow_hybrid.devstack.shaping import ControlApp, LinkShaper, RequestStats, Shaping, ShapingMiddleware
 from airflow_hybrid.devstack.wsgi import FileWrapper, WSGIServer
 from airflow_hybrid.stores.hdfs.checksum import BYTES_PER_CRC, DEFAULT_BLOCK_SIZE, HdfsFileChecksum
@@ -1167,7 +1168,7 @@ def webhdfs_operation(environ: dict, role: str = "namenode") -> str:
     return f"datanode.{op}" if role == "datanode" else op
 
 
-class WebHdfsServer:
+class WebHdfsServer(processes.Service):
     """A namenode and a data node on loopback ports serving ``root`` as the HDFS namespace.
 
     ``owner`` owns the root and is the superuser (as the user that starts a NameNode) unless
@@ -1267,12 +1268,6 @@ class WebHdfsServer:
             if server is not None:
                 server.stop()
         self._namenode = self._datanode = None
-
-    def __enter__(self) -> WebHdfsServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:

@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from airflow_hybrid.devstack.ports import free_ports
+from airflow_hybrid.devstack.processes import free_ports
 from tests.integration.migrate_support import POLICY, make_dataset
 from tests.services import unavailable
 
