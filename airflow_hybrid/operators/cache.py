@@ -8,7 +8,6 @@ paths or globs under the mount (``/tpcds/store_sales/*.parquet``; a directory me
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.exceptions import AirflowException
@@ -18,7 +17,7 @@ from airflow_hybrid.cache import ops as cache_ops
 from airflow_hybrid.cache.config import parse_duration
 from airflow_hybrid.cache.exceptions import CacheError
 from airflow_hybrid.exceptions import HybridConfigError
-from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
+from airflow_hybrid.hooks.hybrid_mount import HybridMountMixin
 from airflow_hybrid.mount.globs import NoMatchError, parse_patterns
 from airflow_hybrid.operators.migrate import hybrid_asset, openlineage_name
 from airflow_hybrid.stores.base import PathEscapeError
@@ -76,7 +75,7 @@ def _check_rendered_paths(paths: str | Sequence[str]) -> None:
         )
 
 
-class _MountCacheOperator(BaseOperator):
+class _MountCacheOperator(HybridMountMixin, BaseOperator):
     """Shared plumbing: the mount from its connection, input checks, clear errors, clean-up."""
 
     template_fields: Sequence[str] = ("mount_conn_id", "paths")
@@ -89,23 +88,17 @@ class _MountCacheOperator(BaseOperator):
         self.mount_conn_id = mount_conn_id
         self.paths = paths
 
-    @cached_property
-    def hook(self) -> HybridMountHook:
-        return HybridMountHook(self.mount_conn_id)
-
     def _with_mount(self, action: Callable[[HybridMount], T]) -> T:
         """Run ``action`` on the mount; input and quota errors become AirflowException with their message."""
         try:
             _check_rendered_paths(self.paths)
         except ValueError as err:
             raise AirflowException(str(err)) from err
-        mount = self.hook.get_mount()
-        try:
-            return action(mount)
-        except _CLEAR_ERRORS as err:
-            raise AirflowException(f"{type(err).__name__}: {err}") from err
-        finally:
-            mount.close()
+        with self.mount() as mount:
+            try:
+                return action(mount)
+            except _CLEAR_ERRORS as err:
+                raise AirflowException(f"{type(err).__name__}: {err}") from err
 
 
 class HybridPrefetchOperator(_MountCacheOperator):
