@@ -65,12 +65,9 @@ def migration_report(plan: dict[str, Any], summaries: Any, *, policy_name: str, 
              "%s written (%s/s over the slowest batch)", policy_name, plan["plan_id"], len(done), plan["batches"],
              totals["moved"], totals["skipped"], totals["kept"], totals["failed"], format_bytes(totals["bytes"]),
              format_bytes(totals["throughput_bytes_per_second"]))
-    mount = HybridMountHook(mount_conn_id).get_mount()
-    try:
+    with HybridMountHook(mount_conn_id).get_mount() as mount:
         for failure in MigrationState.for_mount(mount).failures(policy_name, mount_conn_id):
             log.warning("%s %s: %s", failure["status"], failure["path"], failure["reason"])
-    finally:
-        mount.close()
     if len(done) < plan["batches"] or totals["failed"]:
         raise AirflowException(f"policy {policy_name}: {plan['batches'] - len(done)} batch(es) failed, "
                                f"{totals['failed']} file(s) failed; see the migrate tasks and "

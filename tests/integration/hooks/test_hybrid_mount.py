@@ -1,0 +1,120 @@
+"""``HybridMountHook.test_connection`` (the connection form's Test button) and ``HybridMountMixin`` on real servers:
+the devstack's S3 server and ``hdfs_server`` (our WebHDFS server and Apache Hadoop's)."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+
+import pytest
+
+from airflow_hybrid.devstack.stack import airflow_env
+from airflow_hybrid.hooks.hybrid_mount import HybridMountHook, HybridMountMixin
+from airflow_hybrid.mount.options import MountConfigError
+from tests.devstack_fixtures import MOUNT
+
+pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _with_connections(monkeypatch, connections: dict[str, dict]) -> None:
+    for name, value in airflow_env(connections).items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def hdfs_root(union_lake):
+    """The HDFS member's root exists (a file below it)."""
+    union_lake.members["hdfs"].write("hook-test/part-00000.bin", io.BytesIO(b"x"))
+
+
+def test_every_member_reachable(hdfs_root):
+    assert HybridMountHook(MOUNT).test_connection() == (True, "all members reachable: s3, hdfs")
+
+
+def test_a_member_root_that_does_not_exist_fails_the_test(airflow_connections, monkeypatch):
+    mount = json.loads(json.dumps(airflow_connections[MOUNT]))
+    mount["extra"]["members"]["hdfs"]["uri"] = "hdfs:///no/such/root"
+    _with_connections(monkeypatch, {"no_root_union": mount})
+
+    ok, message = HybridMountHook("no_root_union").test_connection()
+
+    assert not ok
+    assert message.startswith("FileNotFoundError: hdfs:///no/such/root: WebHDFS LISTSTATUS_BATCH /no/such/root:"), message
+
+
+def test_a_namenode_that_does_not_answer_fails_the_test(airflow_connections, monkeypatch):
+    port = _closed_port()
+    dead = {**airflow_connections["webhdfs_default"], "host": "127.0.0.1", "port": port}
+    mount = json.loads(json.dumps(airflow_connections[MOUNT]))
+    mount["extra"]["members"]["hdfs"]["conn_id"] = "webhdfs_dead"
+    _with_connections(monkeypatch, {"webhdfs_dead": dead, "dead_hdfs_union": mount})
+
+    ok, message = HybridMountHook("dead_hdfs_union").test_connection()
+
+    assert not ok
+    assert message == (
+        "StoreError: hdfs:///tmp/tpcds: no WebHDFS namenode answered for connection 'webhdfs_dead' "
+        f"(tried 127.0.0.1:{port})"
+    )
+
+
+def test_a_bucket_that_does_not_exist_fails_the_test(hdfs_root, airflow_connections, monkeypatch):
+    mount = json.loads(json.dumps(airflow_connections[MOUNT]))
+    mount["extra"]["members"]["s3"]["uri"] = "s3://no-such-bucket-for-the-hook-test/tpcds"
+    _with_connections(monkeypatch, {"no_bucket_union": mount})
+
+    ok, message = HybridMountHook("no_bucket_union").test_connection()
+
+    assert not ok
+    assert "no-such-bucket-for-the-hook-test" in message, message
+
+
+def test_a_member_connection_that_does_not_exist_fails_the_test(airflow_connections, monkeypatch):
+    mount = json.loads(json.dumps(airflow_connections[MOUNT]))
+    mount["extra"]["members"]["s3"]["conn_id"] = "aws_missing"
+    _with_connections(monkeypatch, {"missing_conn_union": mount})
+
+    ok, message = HybridMountHook("missing_conn_union").test_connection()
+
+    assert not ok
+    assert message == (
+        "MountConfigError: connection 'missing_conn_union': members.s3.conn_id: connection 'aws_missing' not "
+        "found (AirflowNotFoundException)"
+    )
+
+
+class _Task(HybridMountMixin):
+    def __init__(self, mount_conn_id: str | None) -> None:
+        self.mount_conn_id = mount_conn_id
+
+
+def test_the_mixin_closes_the_mount_it_gives(hdfs_root, monkeypatch):
+    closed: list[str] = []
+    with _Task(MOUNT).mount() as mount:
+        for name, store in mount.members.items():
+            monkeypatch.setattr(store, "close", lambda name=name: closed.append(name))
+        assert [info.path for info in mount.members["hdfs"].walk_files("hook-test")] == ["hook-test/part-00000.bin"]
+        assert closed == []
+    assert sorted(closed) == ["hdfs", "s3"]
+
+
+def test_the_mixin_gives_each_mount_once_and_closes_them_all(airflow_connections, monkeypatch):
+    closed: list[str] = []
+    task = _Task(MOUNT)
+    with task.mounts() as mount_of:
+        first = mount_of(MOUNT)
+        assert mount_of(MOUNT) is first
+        monkeypatch.setattr(first, "close", lambda: closed.append(first.name))
+    assert closed == [MOUNT]
+
+
+def test_the_mixin_needs_a_connection_id():
+    with pytest.raises(MountConfigError, match="_Task: no mount_conn_id"), _Task(None).mount():
+        pass
