@@ -138,3 +138,25 @@ class EmrSteps:
 
     def cancel(self, step_id: str) -> None:
         self.hook.conn.cancel_steps(ClusterId=self.job_flow_id, StepIds=[step_id])
+
+
+class EmrStepWaitMixin:
+    """For operators that wait for EMR steps: on the triggerer when ``deferrable`` (the provider's trigger),
+    else in the task (the provider's waiter); ``waiter_delay`` seconds between checks, ``waiter_max_attempts``."""
+
+    deferrable: bool
+    waiter_delay: int
+    waiter_max_attempts: int
+
+    def wait_for_step(
+        self, steps: EmrSteps, step_id: str, *, kwargs: dict[str, Any], method_name: str = "execute_complete"
+    ) -> tuple[StepStatus, str | None]:
+        """Defer on the step (the task resumes in ``method_name`` with ``kwargs``), or wait for it and return
+        :meth:`EmrSteps.wait`'s status and message."""
+        if self.deferrable:
+            self.defer(  # type: ignore[attr-defined]
+                trigger=steps.trigger(step_id, delay=self.waiter_delay, max_attempts=self.waiter_max_attempts),
+                method_name=method_name,
+                kwargs=kwargs,
+            )
+        return steps.wait(step_id, delay=self.waiter_delay, max_attempts=self.waiter_max_attempts)

@@ -11,7 +11,7 @@ from airflow.configuration import conf
 from airflow.exceptions import AirflowException
 from airflow.sdk import Asset, BaseOperator, task
 
-from airflow_hybrid.aws.emr import EmrSteps
+from airflow_hybrid.aws.emr import EmrSteps, EmrStepWaitMixin
 from airflow_hybrid.hooks.hybrid_mount import HybridMountMixin
 from airflow_hybrid.migration.claims import DEFAULT_CLAIM_LEASE
 from airflow_hybrid.migration.distcp import DEFAULT_COMMAND, DistCp, copy_with_distcp
@@ -44,7 +44,7 @@ def hybrid_asset(mount_conn_id: str, path: str) -> Asset:
     return Asset(hybrid_url(mount_conn_id, path))
 
 
-class UfsMigrateOperator(HybridMountMixin, BaseOperator):
+class UfsMigrateOperator(HybridMountMixin, EmrStepWaitMixin, BaseOperator):
     """
     Execute a migration plan (or plan inline from ``path`` + ``policy``) over a hybrid mount.
 
@@ -227,9 +227,10 @@ class UfsMigrateOperator(HybridMountMixin, BaseOperator):
         with self.mount() as mount, _recorded(mount, run_id):
             run = self._execution(mount, context, plan_id)
             waited = (event or {}).get("message", event)
-            position = self._s3distcp().next_running(step_ids, index, str(waited))
+            s3distcp = self._s3distcp()
+            position = s3distcp.next_running(step_ids, index, str(waited))
             if position is not None:
-                self._defer_on_step(step_ids, position, run_id, plan_id)
+                self._wait_for_steps(s3distcp, step_ids, position, run_id, plan_id)
             return self._migrate(run, run_id, copy=False)
 
     def _execution(self, mount: Any, context: Context, plan_id: str | None) -> PlanExecution:
@@ -264,19 +265,13 @@ class UfsMigrateOperator(HybridMountMixin, BaseOperator):
         for job, step_id in zip(jobs, step_ids, strict=True):
             self.log.info("S3DistCp step %s on %s: %d files %s -> %s (manifest %s)", step_id, self.emr_job_flow_id,
                           job.files, job.src_root, job.dest_root, job.manifest_uri)
-        if self.deferrable:
-            self._defer_on_step(step_ids, 0, run_id, run.plan.plan_id)
-        for step_id in step_ids:
-            s3distcp.check(*s3distcp.steps.wait(step_id, delay=self.waiter_delay,
-                                                max_attempts=self.waiter_max_attempts))
+        self._wait_for_steps(s3distcp, step_ids, 0, run_id, run.plan.plan_id)
 
-    def _defer_on_step(self, step_ids: list[str], index: int, run_id: int, plan_id: str) -> None:
-        steps = EmrSteps(self.emr_job_flow_id, self.emr_aws_conn_id)
-        self.defer(
-            trigger=steps.trigger(step_ids[index], delay=self.waiter_delay, max_attempts=self.waiter_max_attempts),
-            method_name="execute_complete",
-            kwargs={"step_ids": step_ids, "index": index, "run_id": run_id, "plan_id": plan_id},
-        )
+    def _wait_for_steps(self, s3distcp: S3DistCp, step_ids: list[str], index: int, run_id: int, plan_id: str) -> None:
+        """Wait for ``step_ids[index:]`` in turn (deferrable: defer on the first; resumed at ``index``)."""
+        for position in range(index, len(step_ids)):
+            resume = {"step_ids": step_ids, "index": position, "run_id": run_id, "plan_id": plan_id}
+            s3distcp.check(*self.wait_for_step(s3distcp.steps, step_ids[position], kwargs=resume))
 
     # -- Apache Hadoop DistCp -------------------------------------------------------------------------
     def _copy_with_distcp(self, run: PlanExecution) -> None:

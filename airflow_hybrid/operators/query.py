@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
-from airflow_hybrid.aws.emr import EmrSteps, StepStatus
+from airflow_hybrid.aws.emr import EmrSteps, EmrStepWaitMixin, StepStatus
 from airflow_hybrid.hooks.hybrid_mount import HybridMountMixin
 from airflow_hybrid.query import OUTPUT_FORMATS, QUERY_ENGINES, QueryResult
 from airflow_hybrid.query.steps import EMR_CLIS, build_emr_step, resolve_output, resolve_tables
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-class HybridQueryOperator(HybridMountMixin, BaseOperator):
+class HybridQueryOperator(HybridMountMixin, EmrStepWaitMixin, BaseOperator):
     """
     Run one SQL query over tables given as logical paths of a hybrid mount, and write its result.
 
@@ -210,14 +210,8 @@ class HybridQueryOperator(HybridMountMixin, BaseOperator):
                 "tables": {t.name: list(t.locations) for t in tables},
             },
         ).to_dict()
-        if self.deferrable:
-            self.defer(
-                trigger=steps.trigger(step_id, delay=self.waiter_delay, max_attempts=self.waiter_max_attempts),
-                method_name="execute_complete",
-                kwargs={"summary": summary},
-            )
         try:
-            status, waited = steps.wait(step_id, delay=self.waiter_delay, max_attempts=self.waiter_max_attempts)
+            status, waited = self.wait_for_step(steps, step_id, kwargs={"summary": summary})
         finally:
             self._emr_step = None
         return self._finish_step(summary, status, waited)
