@@ -27,10 +27,12 @@ os.environ.setdefault(
 
 # The shared fixtures, registered once for the whole suite (never imported into test modules, which would
 # make a session fixture start once per importing module): Apache Hadoop's HDFS (the `hdfs_servers` marker),
-# SeaweedFS, the devstack (WebHDFS + S3 servers, its connections and union mounts) and moto's S3 server.
+# SeaweedFS, the devstack (WebHDFS + S3 servers, its connections and union mounts), moto's S3 server and the
+# read priorities and move directions of the interleaving tests.
 pytest_plugins = [
     "tests.hadoop_fixtures",
     "tests.seaweedfs_fixtures",
     "tests.devstack_fixtures",
     "tests.integration.moto_s3",
+    "tests.interleaving",
 ]

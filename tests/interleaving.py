@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+import pytest
+
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.mount.filesystem import HybridFileSystem
 from airflow_hybrid.mount.globs import iter_files
@@ -199,6 +201,18 @@ def interleavings(requests: int, *, slack: int = 2) -> Iterator[tuple[int, int]]
 # -- a world to run operations in, and the operations -------------------------------------------------
 PRIORITIES = ("s3,hdfs", "hdfs,s3")
 DIRECTIONS = (("hdfs", "s3"), ("s3", "hdfs"))
+
+
+@pytest.fixture(params=PRIORITIES)
+def priority(request) -> str:
+    """The mount's read priority: each of ``PRIORITIES``."""
+    return request.param
+
+
+@pytest.fixture(params=DIRECTIONS, ids=lambda d: f"{d[0]}->{d[1]}")
+def direction(request) -> tuple[str, str]:
+    """The move's (source, target) members: each of ``DIRECTIONS``."""
+    return request.param
 MOVING = "d/moving.bin"
 DATA = random.Random(11).randbytes(10_000)
 STATIC = {"d/only-hdfs.bin": ("hdfs", b"h" * 300), "d/only-s3.bin": ("s3", b"s" * 200), "d/sub/x.bin": ("hdfs", b"x")}
@@ -261,6 +275,13 @@ def failures_under_interleavings(world: World, op: Callable[[World], Any], check
         if problem:
             failures.append(f"copy before request {copy_before}, removal before {remove_before}: {problem} {log}")
     return runs, failures
+
+
+def check_every_interleaving(world: World, op: Callable[[World], Any], check: Check) -> int:
+    """Fail naming the first failing interleavings of ``op`` with the move (if any); the number of runs."""
+    runs, failures = failures_under_interleavings(world, op, check)
+    assert not failures, f"{len(failures)} of {runs} interleavings:\n" + "\n".join(failures[:5])
+    return runs
 
 
 def listed_once(names: list[str]) -> str | None:

@@ -28,14 +28,13 @@ from airflow_hybrid.mount.union import FileChangedError, HybridMount
 from airflow_hybrid.stores.local import LocalStore
 from tests.interleaving import (
     DATA,
-    DIRECTIONS,
     LISTINGS,
     LOOKUPS,
     MOVING,
-    PRIORITIES,
     READS,
     STATIC,
     World,
+    check_every_interleaving,
     failures_under_interleavings,
     found,
     listed_once,
@@ -63,16 +62,6 @@ def local_world(root, priority: str, direction: tuple[str, str], cache: dict | N
     return World(inner, parse_mount_options("lake", options), direction, chunk=CHUNK)
 
 
-@pytest.fixture(params=PRIORITIES)
-def priority(request) -> str:
-    return request.param
-
-
-@pytest.fixture(params=DIRECTIONS, ids=lambda d: f"{d[0]}->{d[1]}")
-def direction(request) -> tuple[str, str]:
-    return request.param
-
-
 @pytest.fixture
 def world(tmp_path, priority, direction):
     made = local_world(tmp_path, priority, direction)
@@ -82,21 +71,18 @@ def world(tmp_path, priority, direction):
 
 @pytest.mark.parametrize("op", sorted(LISTINGS))
 def test_a_moving_file_is_listed_exactly_once(world, op):
-    runs, failures = failures_under_interleavings(world, LISTINGS[op], listed_once)
-    assert not failures, f"{len(failures)} of {runs} interleavings:\n" + "\n".join(failures[:5])
+    runs = check_every_interleaving(world, LISTINGS[op], listed_once)
     assert runs >= 10
 
 
 @pytest.mark.parametrize("op", sorted(LOOKUPS))
 def test_a_moving_file_is_always_found(world, op):
-    runs, failures = failures_under_interleavings(world, LOOKUPS[op], found)
-    assert not failures, f"{len(failures)} of {runs} interleavings:\n" + "\n".join(failures[:5])
+    check_every_interleaving(world, LOOKUPS[op], found)
 
 
 @pytest.mark.parametrize("op", sorted(READS))
 def test_a_moving_file_is_read_with_its_own_bytes(world, op):
-    runs, failures = failures_under_interleavings(world, READS[op], same_bytes)
-    assert not failures, f"{len(failures)} of {runs} interleavings:\n" + "\n".join(failures[:5])
+    runs = check_every_interleaving(world, READS[op], same_bytes)
     assert runs >= 66  # the move's steps placed among at least ten reads
 
 
@@ -114,8 +100,7 @@ def test_a_split_directory_counts_a_moving_file_once(world):
             return None if MOVING in str(result) else f"refused for another file: {result}"
         return None if result == len(STATIC) + 1 else f"{result} files located, expected {len(STATIC) + 1}"
 
-    runs, failures = failures_under_interleavings(world, op, check)
-    assert not failures, f"{len(failures)} of {runs} interleavings:\n" + "\n".join(failures[:5])
+    check_every_interleaving(world, op, check)
 
 
 # -- through the cache --------------------------------------------------------------------------------------
@@ -143,14 +128,12 @@ def test_a_read_through_the_cache_keeps_its_bytes_and_fills_a_true_copy(cached_w
         data, copy = result
         return same_bytes(data) or (None if copy in (None, DATA) else f"the cached copy has {len(copy)} wrong bytes")
 
-    runs, failures = failures_under_interleavings(cached_world, op, check)
-    assert not failures, f"{len(failures)} of {runs} interleavings:\n" + "\n".join(failures[:5])
+    check_every_interleaving(cached_world, op, check)
 
 
 @pytest.mark.parametrize("op", ["mount.info", "fs.info", "mount.exists"])
 def test_a_lookup_through_the_cache_finds_a_moving_file(cached_world, op):
-    runs, failures = failures_under_interleavings(cached_world, LOOKUPS[op], found)
-    assert not failures, f"{len(failures)} of {runs} interleavings:\n" + "\n".join(failures[:5])
+    check_every_interleaving(cached_world, LOOKUPS[op], found)
 
 
 def test_a_prefetch_of_a_moving_file_loads_its_bytes(cached_world):
@@ -161,8 +144,7 @@ def test_a_prefetch_of_a_moving_file_loads_its_bytes(cached_world):
         with w.mount.cache.open_cached(entry) as stream:
             return summary.loaded, stream.read()
 
-    runs, failures = failures_under_interleavings(cached_world, op, lambda r: same_bytes(r[1]) or found(r[0]))
-    assert not failures, f"{len(failures)} of {runs} interleavings:\n" + "\n".join(failures[:5])
+    check_every_interleaving(cached_world, op, lambda r: same_bytes(r[1]) or found(r[0]))
 
 
 @pytest.fixture
@@ -192,8 +174,7 @@ def test_a_listing_stored_in_the_catalog_during_a_move_misses_nothing(catalog_wo
                 return problem
         return None if asked == 0 else f"the stored listing was not used ({asked} member requests)"
 
-    runs, failures = failures_under_interleavings(catalog_world, op, check)
-    assert not failures, f"{len(failures)} of {runs} interleavings:\n" + "\n".join(failures[:5])
+    check_every_interleaving(catalog_world, op, check)
 
 
 def test_the_stored_listing_is_forgotten_when_the_mount_writes(catalog_world):
