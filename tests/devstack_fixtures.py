@@ -39,14 +39,19 @@ def devstack(tmp_path_factory: pytest.TempPathFactory):
         devstack_down(state_dir)
 
 
-@pytest.fixture
-def airflow_connections(hdfs_server, monkeypatch: pytest.MonkeyPatch, tmp_path):
+def _use_airflow_env(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """A fresh ``AIRFLOW_HOME`` under ``tmp_path`` and ``env`` (``AIRFLOW_CONN_*``) for the test."""
     home = tmp_path / "airflow-home"
     home.mkdir()
     monkeypatch.setenv("AIRFLOW_HOME", str(home))
-    connections = hdfs_server.connections()
-    for name, value in airflow_env(connections).items():
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def airflow_connections(hdfs_server, monkeypatch: pytest.MonkeyPatch, tmp_path):
+    connections = hdfs_server.connections()
+    _use_airflow_env(airflow_env(connections), monkeypatch, tmp_path)
     return connections
 
 
@@ -60,19 +65,13 @@ def devstack_shaping(devstack: DevStackClient):
 @pytest.fixture
 def union_lake(airflow_connections):
     """The union mount of ``hdfs_server`` (both servers in modules marked ``hdfs_servers``)."""
-    mount = HybridMount.from_conn_id(MOUNT)
-    yield mount
-    mount.close()
+    with HybridMount.from_conn_id(MOUNT) as mount:
+        yield mount
 
 
 @pytest.fixture
 def devstack_lake(devstack, monkeypatch: pytest.MonkeyPatch, tmp_path):
     """The devstack's union mount, never Apache Hadoop's: for tests that shape its links (fault injection)."""
-    home = tmp_path / "airflow-home"
-    home.mkdir()
-    monkeypatch.setenv("AIRFLOW_HOME", str(home))
-    for name, value in devstack.airflow_env().items():
-        monkeypatch.setenv(name, value)
-    mount = HybridMount.from_conn_id(MOUNT)
-    yield mount
-    mount.close()
+    _use_airflow_env(devstack.airflow_env(), monkeypatch, tmp_path)
+    with HybridMount.from_conn_id(MOUNT) as mount:
+        yield mount

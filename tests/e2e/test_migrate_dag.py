@@ -8,13 +8,11 @@ DAGs: tests/e2e/dags/hybrid_migrate_e2e.py (the provider's DAG factory over the 
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 
 from airflow_hybrid.migration.state import MigrationState
 from airflow_hybrid.triggers.migrate import UfsMigrateTrigger
-from tests.integration.migrate_support import MOUNT, POLICY, make_dataset
+from tests.integration.migrate_support import MOUNT, make_dataset, policy_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -37,16 +35,8 @@ def test_policy_dag_waits_plans_migrates_batches_in_parallel_tasks_and_reports(
     from sqlalchemy import select
 
     dataset = make_dataset(union_lake, seed=51, small=7, medium=1, new=2)
-    policies = tmp_path / "hybrid_policies.yaml"
-    policies.write_text(
-        "policies:\n"
-        f"  - name: e2e_orders\n    mount: {MOUNT}\n    path: {dataset.root}\n    policy: '{POLICY}'\n"
-        "    schedule: null\n    min_files: 9\n    batch_max_files: 3\n    deferrable: true\n"
-        "    poke_interval: 0.2\n    timeout: 300\n    concurrency: 2\n"
-    )
-    monkeypatch.setenv("AIRFLOW_VAR_HYBRID_POLICIES_FILE", str(policies))
-    module = importlib.reload(importlib.import_module("tests.e2e.dags.hybrid_migrate_e2e"))
-    dag = module.hybrid_migrate_e2e_orders
+    dag, _ = policy_dag(tmp_path, monkeypatch, "e2e_orders", mount=MOUNT, root=dataset.root,
+                        min_files=9, batch_max_files=3, timeout=300)
     assert dag.dag_id == "hybrid_migrate_e2e_orders"
 
     # Eight old files; the sensor wants nine: it defers, and the ninth arrives while the trigger waits

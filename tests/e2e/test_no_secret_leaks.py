@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
-import importlib
 import io
 import json
 import logging
@@ -42,7 +41,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_hybrid.devstack.processes import free_ports
-from tests.integration.migrate_support import POLICY, make_dataset
+from tests.integration.migrate_support import make_dataset, policy_dag
 from tests.services import unavailable
 
 MOUNT = "leak_lake"
@@ -279,19 +278,6 @@ def _log_folders() -> list[Path]:
     return [folder for folder in folders if folder.is_dir()]
 
 
-def _migration_dag(tmp_path: Path, monkeypatch, root: str, name: str):
-    policies = tmp_path / f"{name}.yaml"
-    policies.write_text(
-        "policies:\n"
-        f"  - name: {name}\n    mount: {MOUNT}\n    path: {root}\n    policy: '{POLICY}'\n"
-        "    schedule: null\n    min_files: 1\n    batch_max_files: 4\n    deferrable: true\n"
-        "    poke_interval: 0.2\n    timeout: 120\n    concurrency: 2\n"
-    )
-    monkeypatch.setenv("AIRFLOW_VAR_HYBRID_POLICIES_FILE", str(policies))
-    module = importlib.reload(importlib.import_module("tests.e2e.dags.hybrid_migrate_e2e"))
-    return getattr(module, f"hybrid_migrate_{name}"), policies
-
-
 @pytest.fixture
 def seen(caplog, capfd, monkeypatch):
     from airflow_hybrid.triggers.migrate import UfsMigrateTrigger
@@ -400,7 +386,8 @@ def test_no_planted_secret_is_seen_anywhere(
     run = seen.run(dag, "cache + query DAG")
     assert run.state == "success", seen.sources
     dataset = make_dataset(leak_lake, seed=97, small=5, medium=1, new=1)
-    migration, policies = _migration_dag(tmp_path, monkeypatch, dataset.root, "leak_orders")
+    migration, policies = policy_dag(tmp_path, monkeypatch, "leak_orders", mount=MOUNT, root=dataset.root,
+                                     min_files=1, batch_max_files=4, timeout=120)
     run = seen.run(migration, "migration DAG")
     assert run.state == "success"
     dataset.assert_migrated()
@@ -444,7 +431,8 @@ def test_recording_outcomes_in_an_unreachable_state_db_never_logs_its_password(
 
     monkeypatch.setattr(MigrationState, "record", record)
     dataset = make_dataset(leak_lake, seed=98, small=3, new=0)
-    migration, _ = _migration_dag(tmp_path, monkeypatch, dataset.root, "leak_unrecorded")
+    migration, _ = policy_dag(tmp_path, monkeypatch, "leak_unrecorded", mount=MOUNT, root=dataset.root,
+                              min_files=1, batch_max_files=4, timeout=120)
     seen.run(migration, "migration DAG, state DB unreachable")
     seen.collect_logs()
 

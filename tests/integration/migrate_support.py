@@ -8,6 +8,7 @@ same dataset works on either HDFS server. The mount itself is the ``union_lake``
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import queue
@@ -19,6 +20,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 from airflow_hybrid.mount import HybridMount
 from tests.devstack_fixtures import MOUNT
@@ -115,6 +118,22 @@ def make_dataset(mount: HybridMount, *, seed: int, small: int, medium: int = 0, 
     for i in range(new):
         dataset.add(f"small/new-{i:05d}.bin", payload(rng, rng.randrange(1, 32 * 1024)), old=False)
     return dataset
+
+
+def policy_dag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, *, mount: str, root: str,
+               min_files: int, batch_max_files: int, timeout: int):
+    """The DAG ``hybrid_migrate_<name>`` that ``tests/e2e/dags/hybrid_migrate_e2e.py`` builds from a policies
+    file of one deferrable policy (``POLICY`` on ``mount`` below ``root``); returns the DAG and the file."""
+    policies = tmp_path / f"{name}.yaml"
+    policies.write_text(
+        "policies:\n"
+        f"  - name: {name}\n    mount: {mount}\n    path: {root}\n    policy: '{POLICY}'\n"
+        f"    schedule: null\n    min_files: {min_files}\n    batch_max_files: {batch_max_files}\n    deferrable: true\n"
+        f"    poke_interval: 0.2\n    timeout: {timeout}\n    concurrency: 2\n"
+    )
+    monkeypatch.setenv("AIRFLOW_VAR_HYBRID_POLICIES_FILE", str(policies))
+    module = importlib.reload(importlib.import_module("tests.e2e.dags.hybrid_migrate_e2e"))
+    return getattr(module, f"hybrid_migrate_{name}"), policies
 
 
 class FakeTaskInstance:
