@@ -30,7 +30,8 @@ from airflow.sdk import DAG, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_hybrid.migration.registry import PolicyEntry, load_policies_file
-from airflow_hybrid.operators.migrate import UfsMigrateOperator, hybrid_asset, plan_batches
+from airflow_hybrid.operators.lineage import hybrid_asset
+from airflow_hybrid.operators.migrate import UfsMigrateOperator, plan_batches
 from airflow_hybrid.sensors.migrate import PLAN_ID_KEY, UfsMigrateSensor
 from airflow_hybrid.values import format_bytes
 

@@ -19,7 +19,7 @@ from airflow_hybrid.cache.exceptions import CacheError
 from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.hooks.hybrid_mount import HybridMountMixin
 from airflow_hybrid.mount.globs import NoMatchError, parse_patterns
-from airflow_hybrid.operators.migrate import hybrid_asset, openlineage_name
+from airflow_hybrid.operators.lineage import hybrid_asset, operator_lineage
 from airflow_hybrid.stores.base import PathEscapeError
 from airflow_hybrid.values import parse_bool
 
@@ -188,14 +188,7 @@ class HybridPrefetchOperator(_MountCacheOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """Inputs: the source members' physical paths; output: the tier's location (as FileTransferOperator)."""
-        from airflow.providers.common.compat.openlineage.facet import Dataset
-        from airflow.providers.openlineage.extractors import OperatorLineage
-
-        inputs, outputs = self._lineage or ([], [])
-        return OperatorLineage(
-            inputs=[Dataset(*openlineage_name(uri)) for uri in inputs],
-            outputs=[Dataset(*openlineage_name(uri)) for uri in outputs],
-        )
+        return operator_lineage(*(self._lineage or ([], [])))
 
 
 class HybridPinOperator(_MountCacheOperator):

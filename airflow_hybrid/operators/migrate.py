@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from airflow.configuration import conf
 from airflow.exceptions import AirflowException
-from airflow.sdk import Asset, BaseOperator, task
+from airflow.sdk import BaseOperator, task
 
 from airflow_hybrid.aws.emr import EmrSteps, EmrStepWaitMixin
 from airflow_hybrid.hooks.hybrid_mount import HybridMountMixin
@@ -24,12 +23,14 @@ from airflow_hybrid.migration.planner import (
 from airflow_hybrid.migration.registry import MIGRATION_ENGINES
 from airflow_hybrid.migration.s3distcp import S3DistCp, manifest_store
 from airflow_hybrid.migration.state import MigrationState
-from airflow_hybrid.paths import hybrid_url
+from airflow_hybrid.operators.lineage import hybrid_asset, operator_lineage
 from airflow_hybrid.policy.parser import as_policy
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
+
+__all__ = ["UfsMigrateOperator", "hybrid_asset", "plan_batches"]
 
 
 @task
@@ -37,11 +38,6 @@ def plan_batches(plan: dict[str, Any]) -> list[int]:
     """The batch indexes ``[0, ..., batches - 1]`` of a plan summary (the sensor's return value), to map
     migrate tasks over: ``UfsMigrateOperator.partial(...).expand(batch=plan_batches(sensor.output))``."""
     return list(range(int(plan["batches"])))
-
-
-def hybrid_asset(mount_conn_id: str, path: str) -> Asset:
-    """The Asset of a logical path, ``hybrid://<mount>/<path>``."""
-    return Asset(hybrid_url(mount_conn_id, path))
 
 
 class UfsMigrateOperator(HybridMountMixin, EmrStepWaitMixin, BaseOperator):
@@ -292,26 +288,7 @@ class UfsMigrateOperator(HybridMountMixin, EmrStepWaitMixin, BaseOperator):
     # -- OpenLineage ----------------------------------------------------------------------------------
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """Inputs: the REMOVE members' physical path; outputs: the STORE members' (as FileTransferOperator)."""
-        from airflow.providers.common.compat.openlineage.facet import Dataset
-        from airflow.providers.openlineage.extractors import OperatorLineage
-
-        inputs, outputs = self._lineage or ([], [])
-        return OperatorLineage(
-            inputs=[Dataset(*openlineage_name(uri)) for uri in inputs],
-            outputs=[Dataset(*openlineage_name(uri)) for uri in outputs],
-        )
-
-
-def openlineage_name(uri: str) -> tuple[str, str]:
-    """OpenLineage ``(namespace, name)`` of a physical URI, per its naming conventions: ``s3://bucket`` +
-    key, ``hdfs://namenode:port`` + absolute path, ``file`` + absolute path."""
-    parsed = urlparse(uri)
-    scheme = parsed.scheme.lower()
-    if scheme in ("s3", "s3a", "gs", "abfss", "wasbs"):
-        return f"{'s3' if scheme == 's3a' else scheme}://{parsed.netloc}", parsed.path.lstrip("/")
-    if scheme == "file" or not scheme:
-        return "file", parsed.path or "/"
-    return f"{scheme}://{parsed.netloc}" if parsed.netloc else scheme, parsed.path or "/"
+        return operator_lineage(*(self._lineage or ([], [])))
 
 
 def _try_label(context: Context) -> str:

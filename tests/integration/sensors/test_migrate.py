@@ -14,7 +14,8 @@ from airflow.exceptions import AirflowException
 from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_hybrid.migration.planner import load_plan
-from airflow_hybrid.operators.migrate import UfsMigrateOperator, openlineage_name
+from airflow_hybrid.operators.lineage import openlineage_name
+from airflow_hybrid.operators.migrate import UfsMigrateOperator
 from airflow_hybrid.sensors.migrate import UfsMigrateSensor
 from airflow_hybrid.triggers.migrate import UfsMigrateTrigger
 from tests.integration.migrate_support import MOUNT, POLICY, FakeTaskInstance, make_dataset
