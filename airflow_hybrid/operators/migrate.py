@@ -231,8 +231,9 @@ class UfsMigrateOperator(HybridMountMixin, EmrStepWaitMixin, BaseOperator):
 
     def _execution(self, mount: Any, context: Context, plan_id: str | None) -> PlanExecution:
         plans = PlanStore(self.plan_store, self.plan_store_conn_id, self.batch_max_files, self.batch_max_bytes)
-        options = MigrationOptions(self.concurrency, self.verify, self.attempts, self.retry_delay, self.claim_lease,
-                                   self.progress_interval)
+        options = MigrationOptions(concurrency=self.concurrency, verify=self.verify, attempts=self.attempts,
+                                   retry_delay=self.retry_delay, claim_lease=self.claim_lease,
+                                   progress_interval=self.progress_interval)
         with _task_errors():
             run = PlanExecution.load(mount, plan_id, path=self.path, policy=self.policy, plans=plans, batch=self.batch,
                                      engine=self.engine, policy_name=self.policy_name, options=options,
