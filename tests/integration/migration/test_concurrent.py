@@ -28,9 +28,9 @@ import requests
 from botocore.exceptions import ConnectionClosedError
 
 from airflow_hybrid.devstack.stack import airflow_env
+from airflow_hybrid.migration.claims import MigrationClaims
 from airflow_hybrid.migration.migrator import CLAIMED, FAILED, KEPT, MOVED, SKIPPED, FileOutcome, Migrator
 from airflow_hybrid.migration.planner import load_plan, plan_migration
-from airflow_hybrid.migration.claims import MigrationClaims
 from airflow_hybrid.migration.state import MigrationState
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.policy.parser import as_policy

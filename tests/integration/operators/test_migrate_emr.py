@@ -21,9 +21,9 @@ from airflow.exceptions import AirflowException
 from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
 from airflow.sdk.exceptions import TaskDeferred
 
-from airflow_hybrid.migration.s3distcp import s3distcp_step
 from airflow_hybrid.devstack.stack import DevStack
 from airflow_hybrid.migration.planner import plan_migration
+from airflow_hybrid.migration.s3distcp import s3distcp_step
 from airflow_hybrid.migration.state import MigrationState
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.operators.migrate import UfsMigrateOperator
