@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from tests.mounts import local_mount_extra
+
 
 @pytest.fixture
 def mount_in_db(airflow_db, tmp_path):
@@ -13,15 +15,7 @@ def mount_in_db(airflow_db, tmp_path):
 
     (tmp_path / "hdfs" / "t").mkdir(parents=True)
     (tmp_path / "hdfs" / "t" / "a.bin").write_bytes(b"12345")
-    extra = {
-        "members": {"hdfs": {"uri": f"file://{tmp_path / 'hdfs'}"}, "s3": {"uri": f"file://{tmp_path / 's3'}"}},
-        "priority.read": "s3,hdfs",
-        "collection.create": "s3",
-        "cache": {
-            "tiers": [{"alias": "SSD", "uri": f"file://{tmp_path / 'cache'}", "quota": "1MB"}],
-            "catalog_url": f"sqlite:///{tmp_path / 'catalog.db'}",
-        },
-    }
+    extra = local_mount_extra(tmp_path, "s3,hdfs", "s3", {"SSD": "1MB"})
     broken = {"members": {"a": {"uri": "gs://nope"}}}
     write_connections(
         {

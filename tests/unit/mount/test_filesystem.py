@@ -17,6 +17,7 @@ from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.mount.filesystem import HybridFileSystem
 from airflow_hybrid.stores.base import FileInfo
 from tests.doubles import CountingStore
+from tests.mounts import local_mount_extra
 
 
 def put(root: Path, path: str, data: bytes, mtime: float) -> None:
@@ -35,17 +36,8 @@ def make_lake(tmp_path):
         stores = {name: CountingStore(str(tmp_path / name)) for name in ("s3", "hdfs")}
         for name in stores:
             (tmp_path / name).mkdir(exist_ok=True)
-        options = {
-            "members": {name: {"uri": f"file://{tmp_path / name}"} for name in stores},
-            "priority.read": "s3,hdfs",
-            "collection.create": "hdfs",
-            "cache": {
-                "tiers": [{"alias": "SSD", "uri": f"file://{tmp_path}/tier", "quota": "64MB"}],
-                "catalog_url": f"sqlite:///{tmp_path}/catalog.db",
-                "metadata_sync_interval": interval,
-                **cache,
-            },
-        }
+        options = local_mount_extra(tmp_path, "s3,hdfs", "hdfs", {"SSD": "64MB"}, metadata_sync_interval=interval,
+                                    **cache)
         mount = HybridMount.from_options("lake", options, stores=stores)
         made.append(mount)
         return HybridFileSystem(mounts={"lake": mount}, skip_instance_cache=True), mount, stores

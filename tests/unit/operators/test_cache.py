@@ -26,6 +26,7 @@ from airflow_hybrid.operators.cache import (
     HybridUnpinOperator,
 )
 from airflow_hybrid.stores.base import PathEscapeError
+from tests.mounts import local_mount_extra
 
 KiB = 1024
 FILES = {  # logical path -> (member, size)
@@ -48,19 +49,7 @@ def tiered_lake(tmp_path, monkeypatch):
         target.write_bytes(data[path])
     (tmp_path / "cold" / "t" / "empty").mkdir()
     (tmp_path / "cold" / "t" / "a.parquet").write_bytes(b"shadowed by hot")
-    extra = {
-        "members": {"hot": {"uri": f"file://{tmp_path}/hot"}, "cold": {"uri": f"file://{tmp_path}/cold"}},
-        "priority.read": "hot,cold",
-        "collection.create": "hot",
-        "cache": {
-            "tiers": [
-                {"alias": "MEM", "uri": f"file://{tmp_path}/tier-mem", "quota": "64KB"},
-                {"alias": "SSD", "uri": f"file://{tmp_path}/tier-ssd", "quota": "6KB"},
-            ],
-            "catalog_url": f"sqlite:///{tmp_path}/catalog.db",
-            "metadata_sync_interval": 0,
-        },
-    }
+    extra = local_mount_extra(tmp_path, "hot,cold", "hot", {"MEM": "64KB", "SSD": "6KB"}, metadata_sync_interval=0)
     monkeypatch.setenv("AIRFLOW_CONN_LAKE", json.dumps({"conn_type": "hybrid_mount", "extra": extra}))
     nocache = {k: v for k, v in extra.items() if k != "cache"}
     monkeypatch.setenv("AIRFLOW_CONN_NOCACHE", json.dumps({"conn_type": "hybrid_mount", "extra": nocache}))
