@@ -114,16 +114,14 @@ S3_FIRST = {
 @pytest.mark.parametrize("op", sorted(BOTH_PRIORITIES))
 def test_every_interleaving_of_a_move_with_an_operation(world, op, record_property):
     table, check = BOTH_PRIORITIES[op]
-    runs = check_every_interleaving(world(), table[op], check)
-    record_property("interleavings", runs)
+    record_property("interleavings", check_every_interleaving(world(), table[op], check))
 
 
 @pytest.mark.parametrize("priority", ["s3,hdfs"])
 @pytest.mark.parametrize("op", sorted(S3_FIRST))
 def test_every_interleaving_of_a_move_with_a_filesystem_call(world, op, record_property):
     table, check = S3_FIRST[op]
-    runs = check_every_interleaving(world(), table[op], check)
-    record_property("interleavings", runs)
+    record_property("interleavings", check_every_interleaving(world(), table[op], check))
 
 
 @pytest.mark.parametrize("priority", ["s3,hdfs"])
@@ -142,8 +140,7 @@ def test_every_interleaving_of_a_move_with_a_listing_stored_in_the_catalog(world
                 return problem
         return None
 
-    runs = check_every_interleaving(w, op, check)
-    record_property("interleavings", runs)
+    record_property("interleavings", check_every_interleaving(w, op, check))
 
 
 @pytest.mark.parametrize("priority", ["s3,hdfs"])
@@ -154,8 +151,7 @@ def test_every_interleaving_of_a_move_with_a_read_through_the_cache(world, recor
         with w.mount.open_read("d/moving.bin") as stream:
             return b"".join(iter(lambda: stream.read(CHUNK), b""))
 
-    runs = check_every_interleaving(w, op, same_bytes)
-    record_property("interleavings", runs)
+    record_property("interleavings", check_every_interleaving(w, op, same_bytes))
 
 
 # -- 2. stress: readers while the Migrator moves everything there and back -------------------------------------
