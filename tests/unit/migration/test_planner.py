@@ -414,7 +414,7 @@ def test_plans_over_a_real_hybrid_mount_with_a_datetime_now(tmp_path):
 
 
 @pytest.mark.integration
-def test_plans_on_s3_are_read_back_by_another_store_instance(local_lake, bucket):  # noqa: F811 - fixture
+def test_plans_on_s3_are_read_back_by_another_store_instance(local_lake, bucket):
     """The plan store on S3 (moto's server on loopback), as workers on other hosts would share it."""
     from airflow_hybrid.stores.s3.store import S3Store
 
