@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
 #: The call types faulted, one per run, and how: kinds, faults per run, requests skipped before each at most
 #: (each fault waits for the previous one, so a run has enough requests of the type for all of them).
 FAULTS = {
-    "CreateMultipartUpload": (("lost",), 1, 1),  # resets of both: tests/integration/stores/test_s3_uploads.py
+    "CreateMultipartUpload": (("lost",), 1, 1),  # resets of both: tests/integration/stores/s3/test_multipart.py
     "UploadPart": (("lost", "reset"), 2, 2),
     "CompleteMultipartUpload": (("lost",), 1, 1),
     "PutObject": (("lost", "reset"), 2, 1),

@@ -18,7 +18,7 @@ from airflow_hybrid.stores.base import StoreError
 from airflow_hybrid.stores.hdfs.client import namenode_urls, tls_extras
 from airflow_hybrid.stores.hdfs.store import HdfsStore
 from airflow_hybrid.stores.s3.store import S3Store
-from tests.integration.stores.test_hdfs import _set_connection
+from tests.integration.stores.hdfs.test_store import _set_connection
 
 pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
 

@@ -51,13 +51,18 @@ def _new_store(conn_id: str = "webhdfs_default", root: str | None = None, **opti
     return store
 
 
-@pytest.fixture
-def store(airflow_connections):
-    """A fresh directory of the HDFS server under test, as its connection's user (``hdfs``)."""
+def _fresh_store():
+    """A fresh directory as a store, removed with everything in it afterwards."""
     store = _new_store()
     yield store
     store.delete("", recursive=True)
     store.close()
+
+
+@pytest.fixture
+def store(airflow_connections):
+    """A fresh directory of the HDFS server under test, as its connection's user (``hdfs``)."""
+    yield from _fresh_store()
 
 
 @pytest.fixture
@@ -73,10 +78,7 @@ def devstack_env(devstack, monkeypatch, tmp_path):
 
 @pytest.fixture
 def devstack_store(devstack_env):
-    store = _new_store()
-    yield store
-    store.delete("", recursive=True)
-    store.close()
+    yield from _fresh_store()
 
 
 def _set_connection(monkeypatch, conn_id: str, **conn) -> None:
