@@ -23,9 +23,15 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def _with_connections(monkeypatch, connections: dict[str, dict]) -> None:
-    for name, value in airflow_env(connections).items():
-        monkeypatch.setenv(name, value)
+def _test_with_member(monkeypatch, connections: dict[str, dict], member: str, key: str, value: str,
+                      **more: dict) -> tuple[bool, str]:
+    """``test_connection`` of a copy of the mount whose ``member`` has ``key`` set to ``value`` (``more``: other
+    connections it needs)."""
+    mount = json.loads(json.dumps(connections[MOUNT]))
+    mount["extra"]["members"][member][key] = value
+    for name, conn in airflow_env({"changed_union": mount, **more}).items():
+        monkeypatch.setenv(name, conn)
+    return HybridMountHook("changed_union").test_connection()
 
 
 @pytest.fixture
@@ -39,11 +45,7 @@ def test_every_member_reachable(hdfs_root):
 
 
 def test_a_member_root_that_does_not_exist_fails_the_test(airflow_connections, monkeypatch):
-    mount = json.loads(json.dumps(airflow_connections[MOUNT]))
-    mount["extra"]["members"]["hdfs"]["uri"] = "hdfs:///no/such/root"
-    _with_connections(monkeypatch, {"no_root_union": mount})
-
-    ok, message = HybridMountHook("no_root_union").test_connection()
+    ok, message = _test_with_member(monkeypatch, airflow_connections, "hdfs", "uri", "hdfs:///no/such/root")
 
     assert not ok
     assert message.startswith("FileNotFoundError: hdfs:///no/such/root: WebHDFS LISTSTATUS_BATCH /no/such/root:"), message
@@ -52,11 +54,8 @@ def test_a_member_root_that_does_not_exist_fails_the_test(airflow_connections, m
 def test_a_namenode_that_does_not_answer_fails_the_test(airflow_connections, monkeypatch):
     port = _closed_port()
     dead = {**airflow_connections["webhdfs_default"], "host": "127.0.0.1", "port": port}
-    mount = json.loads(json.dumps(airflow_connections[MOUNT]))
-    mount["extra"]["members"]["hdfs"]["conn_id"] = "webhdfs_dead"
-    _with_connections(monkeypatch, {"webhdfs_dead": dead, "dead_hdfs_union": mount})
-
-    ok, message = HybridMountHook("dead_hdfs_union").test_connection()
+    ok, message = _test_with_member(monkeypatch, airflow_connections, "hdfs", "conn_id", "webhdfs_dead",
+                                    webhdfs_dead=dead)
 
     assert not ok
     assert message == (
@@ -66,26 +65,19 @@ def test_a_namenode_that_does_not_answer_fails_the_test(airflow_connections, mon
 
 
 def test_a_bucket_that_does_not_exist_fails_the_test(hdfs_root, airflow_connections, monkeypatch):
-    mount = json.loads(json.dumps(airflow_connections[MOUNT]))
-    mount["extra"]["members"]["s3"]["uri"] = "s3://no-such-bucket-for-the-hook-test/tpcds"
-    _with_connections(monkeypatch, {"no_bucket_union": mount})
-
-    ok, message = HybridMountHook("no_bucket_union").test_connection()
+    ok, message = _test_with_member(monkeypatch, airflow_connections, "s3", "uri",
+                                    "s3://no-such-bucket-for-the-hook-test/tpcds")
 
     assert not ok
     assert "no-such-bucket-for-the-hook-test" in message, message
 
 
 def test_a_member_connection_that_does_not_exist_fails_the_test(airflow_connections, monkeypatch):
-    mount = json.loads(json.dumps(airflow_connections[MOUNT]))
-    mount["extra"]["members"]["s3"]["conn_id"] = "aws_missing"
-    _with_connections(monkeypatch, {"missing_conn_union": mount})
-
-    ok, message = HybridMountHook("missing_conn_union").test_connection()
+    ok, message = _test_with_member(monkeypatch, airflow_connections, "s3", "conn_id", "aws_missing")
 
     assert not ok
     assert message == (
-        "MountConfigError: connection 'missing_conn_union': members.s3.conn_id: connection 'aws_missing' not "
+        "MountConfigError: connection 'changed_union': members.s3.conn_id: connection 'aws_missing' not "
         "found (AirflowNotFoundException)"
     )
 
