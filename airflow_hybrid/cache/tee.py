@@ -16,13 +16,13 @@ of the same file could not load it either.
 from __future__ import annotations
 
 import collections
-import io
 import logging
 import queue
 import threading
 from collections.abc import Callable
 from typing import BinaryIO
 
+from airflow_hybrid.ops.reader import ReadStream
 from airflow_hybrid.stores.base import FileInfo
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class _Pipe:
 FillDone = Callable[[bool, int, "FileInfo | None", str], None]
 
 
-class FillingReader(io.RawIOBase):
+class FillingReader(ReadStream):
     """A read-only stream over ``source`` that writes what is read to a cache tier.
 
     :param source: the source stream (closed by :meth:`close`).
@@ -137,9 +137,6 @@ class FillingReader(io.RawIOBase):
             self._pipe.drain()
 
     # -- reading --------------------------------------------------------------------------------------
-    def readable(self) -> bool:
-        return True
-
     def read(self, n: int | None = -1) -> bytes:
         if self.closed:
             raise ValueError("I/O operation on closed file")
@@ -171,16 +168,6 @@ class FillingReader(io.RawIOBase):
         else:
             self._finish()
 
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readall(self) -> bytes:
-        chunks = []
-        while chunk := self.read(1024 * 1024):
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     @property
     def filling(self) -> bool:
@@ -246,7 +233,7 @@ class FillingReader(io.RawIOBase):
                 super().close()
 
 
-class CountingReader(io.RawIOBase):
+class CountingReader(ReadStream):
     """Pass-through stream counting bytes and calling ``heartbeat`` (``False`` aborts with :class:`FillAborted`)."""
 
     def __init__(self, source: BinaryIO, heartbeat: Callable[[], bool] = lambda: True) -> None:
@@ -255,9 +242,6 @@ class CountingReader(io.RawIOBase):
         self._heartbeat = heartbeat
         self.count = 0
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, n: int | None = -1) -> bytes:
         data = self._source.read() if n is None or n < 0 else self._source.read(n)
         self.count += len(data)
@@ -265,7 +249,3 @@ class CountingReader(io.RawIOBase):
             raise FillAborted("claim lost (lease expired and reclaimed, or entry invalidated)")
         return data
 
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)

@@ -37,13 +37,13 @@ start a new operation between the two directions.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airflow_hybrid.mount.options import MountSpec, parse_mount_options
-from airflow_hybrid.stores.base import CHUNK_SIZE, FileInfo, Store, StoreError, normalize_path
+from airflow_hybrid.ops.reader import ReadStream, read_full
+from airflow_hybrid.stores.base import FileInfo, Store, StoreError, normalize_path
 from airflow_hybrid.stores.factory import store_from_uri
 
 if TYPE_CHECKING:
@@ -334,7 +334,7 @@ def _stored_checksum(info: FileInfo) -> object | None:
     return info.extra.get("checksum") if info.extra else None
 
 
-class _FollowingReader(io.RawIOBase):
+class _FollowingReader(ReadStream):
     """A read of one logical file that continues from another member when its member loses the file."""
 
     def __init__(
@@ -392,7 +392,7 @@ class _FollowingReader(io.RawIOBase):
         start = self._pos - len(self._tail)
         stream = self._open(member, start)
         if self._tail:
-            again = _read_exactly(stream, len(self._tail))
+            again = read_full(stream, len(self._tail))
             if again != self._tail:
                 stream.close()
                 raise FileChangedError(
@@ -425,17 +425,6 @@ class _FollowingReader(io.RawIOBase):
             return data
         raise StoreError(f"{self._name()} kept moving between members while read at offset {self._pos}")
 
-    def readall(self) -> bytes:
-        return b"".join(iter(lambda: self.read(CHUNK_SIZE), b""))
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
     def tell(self) -> int:
         return self._pos
 
@@ -460,14 +449,3 @@ def _differs(old_member: str, old: FileInfo, member: str, new: FileInfo) -> str 
     if member == old_member and old.etag and new.etag and old.etag != new.etag:
         return f"ETag {new.etag}, was {old.etag}"
     return None
-
-
-def _read_exactly(stream: BinaryIO, size: int) -> bytes:
-    chunks, left = [], size
-    while left > 0:
-        chunk = stream.read(left)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)

@@ -3,6 +3,7 @@
 A store gives :class:`ResumableReader` how to open the object at an offset (``open_at``) and which errors mean
 the connection dropped (``dropped``); the reader keeps the position, the end of the range, the attempts and
 the backoff. A body that ends before the bytes its answer announced is a dropped connection too.
+:class:`ReadStream` is the base of every read-only stream here (defined by its ``read``);
 :func:`read_full` reads a stream's next ``n`` bytes however short its reads are.
 """
 
@@ -34,12 +35,27 @@ class Body(Protocol):
 OpenAt = Callable[[int, "int | None"], "tuple[Body, int | None] | None"]
 
 
+class ReadStream(io.RawIOBase):
+    """A read-only raw stream defined by its ``read``: ``readinto`` and ``readall`` go through it."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readall(self) -> bytes:
+        return b"".join(iter(lambda: self.read(CHUNK_SIZE), b""))
+
+
 def default_delay(attempt: int) -> float:
     """Seconds to wait before resuming the ``attempt``-th time: 0.2 s doubled per attempt, at most 5 s."""
     return min(0.1 * 2**attempt, 5.0)
 
 
-class ResumableReader(io.RawIOBase):
+class ResumableReader(ReadStream):
     """Stream over ``[offset, offset + length)`` of an object (to its end without ``length``).
 
     :param open_at: opens the object at an offset (see :data:`OpenAt`); its own errors are not retried here.
@@ -141,17 +157,6 @@ class ResumableReader(io.RawIOBase):
             if not data:
                 self._left = 0
             return data
-
-    def readall(self) -> bytes:
-        return b"".join(iter(lambda: self.read(CHUNK_SIZE), b""))
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
 
     def seekable(self) -> bool:
         return self._size is not None
