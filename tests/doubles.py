@@ -1,4 +1,5 @@
-"""Test doubles shared by the suite: a member store and a source stream that count how they are used."""
+"""Test doubles shared by the suite: a member store and a source stream that count how they are used, and a
+one-member mount as the cache sees it."""
 
 from __future__ import annotations
 
@@ -92,3 +93,17 @@ class CountingReader(io.RawIOBase):
         self.bytes_read += len(chunk)
         self.largest_read = max(self.largest_read, len(chunk))
         return chunk
+
+
+class MemberSource:
+    """A mount of one member (``hdfs``) as the cache's read-through sees it (:class:`~airflow_hybrid.cache.manager.CacheSource`)."""
+
+    def __init__(self, store: LocalStore, name: str = "lake") -> None:
+        self.name = name
+        self.members = {"hdfs": store}
+
+    def resolve(self, path: str) -> tuple[str, FileInfo]:
+        return "hdfs", self.members["hdfs"].info(path)
+
+    def open_member(self, path: str, member: str, info: FileInfo, offset: int = 0, length: int | None = None):
+        return self.members[member].open_read(path, offset=offset, length=length)

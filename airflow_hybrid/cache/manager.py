@@ -50,8 +50,11 @@ class CacheSource(Protocol):
 
     def resolve(self, path: str) -> tuple[str, FileInfo]: ...
 
-    # Optional: ``open_member(path, member, info, offset=0, length=None) -> BinaryIO``, a read of the version
-    # ``info`` seen at ``member`` that follows the file when a migration moves it (HybridMount has it).
+    def open_member(
+        self, path: str, member: str, info: FileInfo, offset: int = 0, length: int | None = None
+    ) -> BinaryIO:
+        """A read of the version ``info`` seen at ``member`` that follows the file if a migration moves it."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -327,13 +330,9 @@ class CacheManager:
     def _open_source(
         self, path: str, member: str, info: FileInfo, offset: int = 0, length: int | None = None
     ) -> BinaryIO:
-        """Read ``path`` at ``member`` (the version ``info``); through the mount's ``open_member`` when it has
-        one, so the read follows the file if a migration removes it from ``member`` meanwhile."""
-        source = self._require_source()
-        open_member = getattr(source, "open_member", None)
-        if open_member is not None:
-            return open_member(path, member, info, offset=offset, length=length)
-        return source.members[member].open_read(path, offset=offset, length=length)
+        """Read ``path`` at ``member`` (the version ``info``) through the mount's ``open_member``, so the read
+        follows the file if a migration removes it from ``member`` meanwhile."""
+        return self._require_source().open_member(path, member, info, offset=offset, length=length)
 
     def _open_miss(self, path: str, member: str, info: FileInfo, offset: int, length: int | None) -> BinaryIO:
         store = self._require_source().members[member]

@@ -14,8 +14,6 @@ from airflow_hybrid.migration.state import MigrationState
 from airflow_hybrid.triggers.migrate import UfsMigrateTrigger
 from tests.integration.migrate_support import MOUNT, make_dataset, policy_dag
 
-pytestmark = pytest.mark.e2e
-
 
 def _xcoms(run) -> dict[tuple[str, int], object]:
     from airflow.models.xcom import XComModel

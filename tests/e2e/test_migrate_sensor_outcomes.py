@@ -11,8 +11,6 @@ import pytest
 from airflow_hybrid.triggers.migrate import UfsMigrateTrigger
 from tests.integration.migrate_support import MOUNT, POLICY, make_dataset
 
-pytestmark = pytest.mark.e2e
-
 
 def _dag(monkeypatch, tmp_path, name: str, root: str, timeout: float):
     policies = tmp_path / "hybrid_policies.yaml"

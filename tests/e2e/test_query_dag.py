@@ -20,8 +20,6 @@ import pytest
 from airflow_hybrid.query import tpcds
 from airflow_hybrid.query.result import json_value
 
-pytestmark = pytest.mark.e2e
-
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 BACKFILL_DAYS = [datetime.date(2002, 11, 1) + datetime.timedelta(days=i) for i in range(3)]
 

@@ -15,7 +15,7 @@ from airflow_hybrid.cache.catalog import Catalog
 from airflow_hybrid.cache.tee import FillingReader
 from airflow_hybrid.stores.base import FileInfo
 from airflow_hybrid.stores.local import LocalStore
-from tests.doubles import CountingStore
+from tests.doubles import CountingStore, MemberSource
 
 
 class Clock:
@@ -29,15 +29,6 @@ class Clock:
         self.now += seconds
 
 
-class Source:
-    """The two things the read-through needs from a mount: its members and ``resolve``."""
-
-    def __init__(self, store: LocalStore, name: str = "lake") -> None:
-        self.name = name
-        self.members = {"hdfs": store}
-
-    def resolve(self, path: str) -> tuple[str, FileInfo]:
-        return "hdfs", self.members["hdfs"].info(path)
 
 
 @pytest.fixture
@@ -66,7 +57,7 @@ def make_manager(tmp_path, clock, source_store=None, tiers=None, **cache) -> Cac
         {"cache": {"tiers": tiers, "catalog_url": f"sqlite:///{tmp_path}/catalog.db", **cache}}, "lake"
     )
     catalog = Catalog(config.catalog_url)
-    source = Source(source_store) if source_store is not None else None
+    source = MemberSource(source_store) if source_store is not None else None
     return CacheManager("lake", config, catalog=catalog, clock=clock, source=source)
 
 

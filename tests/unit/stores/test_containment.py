@@ -21,8 +21,9 @@ from airflow_hybrid.cache import CacheConfig, CacheManager
 from airflow_hybrid.cache.catalog import Catalog
 from airflow_hybrid.cache.exceptions import CacheConfigError
 from airflow_hybrid.cache.tier import copy_location
-from airflow_hybrid.stores.base import FileInfo, PathEscapeError
+from airflow_hybrid.stores.base import PathEscapeError
 from airflow_hybrid.stores.local import LocalStore
+from tests.doubles import MemberSource
 
 SECRET = b"outside the root: never read, never written"
 
@@ -241,13 +242,6 @@ def mem_dir(tmp_path):
     shutil.rmtree(directory, ignore_errors=True)
 
 
-class Source:
-    def __init__(self, store: LocalStore) -> None:
-        self.name = "lake"
-        self.members = {"hdfs": store}
-
-    def resolve(self, path: str) -> tuple[str, FileInfo]:
-        return "hdfs", self.members["hdfs"].info(path)
 
 
 def manager_for(tmp_path, mem_dir, source_store=None, **cache) -> CacheManager:
@@ -255,7 +249,7 @@ def manager_for(tmp_path, mem_dir, source_store=None, **cache) -> CacheManager:
     config = CacheConfig.from_options(
         {"cache": {"tiers": tiers, "catalog_url": f"sqlite:///{tmp_path}/catalog.db", **cache}}, "lake"
     )
-    source = Source(source_store) if source_store is not None else None
+    source = MemberSource(source_store) if source_store is not None else None
     return CacheManager("lake", config, catalog=Catalog(config.catalog_url), source=source)
 
 

@@ -294,7 +294,7 @@ def test_a_keytab_login_uses_a_credential_cache_of_its_own(connect, kerberized_h
 
 
 # -- migration -----------------------------------------------------------------------------------------
-def test_migration_from_kerberized_hdfs_to_s3(connect, kerberized_hdfs, moto_endpoint, s3_client, monkeypatch):  # noqa: F811
+def test_migration_from_kerberized_hdfs_to_s3(connect, kerberized_hdfs, moto_endpoint, s3_client, monkeypatch):
     bucket, name = "krb-lake", f"krb-{uuid.uuid4().hex[:8]}"
     s3_client.create_bucket(Bucket=bucket)
     webhdfs = connect("webhdfs_krb_lake")
