@@ -17,6 +17,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from airflow_hybrid.cli.demo import xcom_value
 from airflow_hybrid.query import tpcds
 from airflow_hybrid.query.result import json_value
 
@@ -65,23 +66,6 @@ def _rows(path: Path) -> list[tuple]:
     return [tuple(row.values()) for row in pq.read_table(path).to_pylist()]
 
 
-def _return_value(run, task_id: str):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        value = session.scalar(
-            select(XComModel.value).where(
-                XComModel.dag_id == run.dag_id,
-                XComModel.run_id == run.run_id,
-                XComModel.task_id == task_id,
-                XComModel.key == "return_value",
-            )
-        )
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def test_prepare_dag_writes_the_lake_and_its_ddl(sample_lake):
     hdfs, s3 = sample_lake
     for table in tpcds.TPCDS_TABLES:
@@ -104,7 +88,7 @@ def test_query_dag_on_duckdb_answers_tpcds_queries(sample_lake):
         assert expected
         output = s3 / "results" / "hybrid_query" / f"tpcds_q{number}" / f"{run_dir}.parquet"
         assert _rows(output) == expected
-        summary = _return_value(run, f"tpcds_q{number}")
+        summary = xcom_value(run, f"tpcds_q{number}")
         assert summary["rows"] == len(expected)
         assert (
             summary["output_path"]

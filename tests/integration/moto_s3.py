@@ -34,6 +34,16 @@ def _ensure_moto_crc32c() -> None:
         sys.modules["crc32c"] = shim
 
 
+def client(endpoint: str, service: str = "s3", **config):
+    """A plain boto3 client of ``service`` on a moto (or devstack) server, with moto's test credentials;
+    ``config``: botocore ``Config`` options (e.g. ``retries``)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing", config=Config(**config) if config else None)
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> str:
     from moto.server import ThreadedMotoServer
@@ -60,10 +70,7 @@ def moto_endpoint() -> str:
 @pytest.fixture(scope="session")
 def s3_client(moto_endpoint):
     """A plain boto3 client on the moto server, for arranging and inspecting buckets in tests."""
-    import boto3
-
-    return boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return client(moto_endpoint)
 
 
 @pytest.fixture

@@ -13,15 +13,14 @@ import os
 import socket
 import uuid
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from hdfs import HdfsError, InsecureClient
 
 from airflow_hybrid.devstack.control import DevStackClient, DevStackError, devstack_status
 from airflow_hybrid.stores.base import StoreError
 from airflow_hybrid.stores.hdfs.store import HdfsStore
+from tests.integration import moto_s3
 
 pytestmark = pytest.mark.integration
 
@@ -169,14 +168,7 @@ def test_random_faults_are_repeatable_with_a_seed(devstack, devstack_shaping):
 
 
 def test_s3_faults_have_s3_error_documents(devstack, devstack_shaping):
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=devstack.s3_endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),  # see each fault
-    )
+    s3 = moto_s3.client(devstack.s3_endpoint, retries={"total_max_attempts": 1, "mode": "standard"})  # see each fault
     bucket = devstack.ensure_bucket(f"shaping-{uuid.uuid4().hex[:8]}")
     s3.put_object(Bucket=bucket, Key="k", Body=b"value")
     devstack_shaping.fail_next(1, op="GetObject", kind="503", target="s3")
@@ -193,13 +185,7 @@ def test_s3_faults_have_s3_error_documents(devstack, devstack_shaping):
 
 
 def test_objects_auto_create_their_bucket(devstack):
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=devstack.s3_endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
+    s3 = moto_s3.client(devstack.s3_endpoint)
     bucket = f"auto-{uuid.uuid4().hex[:8]}"
     s3.put_object(Bucket=bucket, Key="first/object", Body=b"1")
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["first/object"]

@@ -17,7 +17,6 @@ import random
 import threading
 import time
 
-import boto3
 import pytest
 from airflow.exceptions import AirflowException
 
@@ -27,6 +26,7 @@ from airflow_hybrid.mount.filesystem import HybridFileSystem
 from airflow_hybrid.operators.migrate import UfsMigrateOperator
 from airflow_hybrid.stores.hdfs.store import HdfsStore
 from tests.client_requests import hdfs_requests
+from tests.integration import moto_s3
 from tests.integration.migrate_support import MOUNT, POLICY, make_dataset
 
 pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
@@ -168,8 +168,7 @@ def test_orphaned_multipart_uploads_of_a_key_are_aborted_before_it_is_written(un
     dataset = make_dataset(union_lake, seed=4, small=3, large=1, new=0)
     large = next(p for p in dataset.old if p.startswith(f"{dataset.root}/large/"))
     s3 = dataset.s3
-    client = boto3.client("s3", endpoint_url=hdfs_server.s3_endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = moto_s3.client(hdfs_server.s3_endpoint)
     orphan = client.create_multipart_upload(Bucket=s3.bucket, Key=s3._key(large))["UploadId"]
     client.upload_part(Bucket=s3.bucket, Key=s3._key(large), UploadId=orphan, PartNumber=1, Body=b"x" * 5 * 2**20)
     unrelated_key = s3._key(f"{dataset.root}-elsewhere/file.bin")

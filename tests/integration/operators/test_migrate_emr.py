@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 
-import boto3
 import pytest
 from airflow.exceptions import AirflowException
 from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
@@ -27,6 +26,7 @@ from airflow_hybrid.migration.s3distcp import s3distcp_step
 from airflow_hybrid.migration.state import MigrationState
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.operators.migrate import UfsMigrateOperator
+from tests.integration import moto_s3
 from tests.integration.emr_support import patch_step_outcomes
 from tests.integration.migrate_support import POLICY, make_dataset
 
@@ -58,14 +58,12 @@ def emr_lake(stack):
 
 @pytest.fixture
 def s3(stack):
-    return boto3.client("s3", endpoint_url=stack.s3_endpoint, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return moto_s3.client(stack.s3_endpoint)
 
 
 @pytest.fixture
 def emr(stack):
-    return boto3.client("emr", endpoint_url=stack.s3_endpoint, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return moto_s3.client(stack.s3_endpoint, "emr")
 
 
 @pytest.fixture

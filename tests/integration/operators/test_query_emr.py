@@ -15,7 +15,6 @@ import datetime
 import decimal
 import io
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -26,6 +25,7 @@ from airflow_hybrid.devstack.stack import DevStack
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.mount.resolver import SplitLocationError
 from airflow_hybrid.operators.query import HybridQueryOperator
+from tests.integration import moto_s3
 from tests.integration.emr_support import patch_step_outcomes
 
 pytestmark = pytest.mark.integration
@@ -84,13 +84,7 @@ def stack():
 
 @pytest.fixture
 def emr(stack):
-    return boto3.client(
-        "emr",
-        endpoint_url=stack.s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return moto_s3.client(stack.s3_endpoint, "emr")
 
 
 @pytest.fixture
