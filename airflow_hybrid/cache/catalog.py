@@ -287,7 +287,18 @@ class Catalog:
 
     # -- tiers --------------------------------------------------------------------------------------
     def sync_tiers(self, mount: str, tiers: Sequence[TierConfig], now: float) -> None:
-        """Create or update the tier rows of ``mount`` (quota and URI follow the configuration)."""
+        """Create or update the tier rows of ``mount`` (quota and URI follow the configuration).
+
+        Workers starting at once on a new catalog may both insert a row (``FOR UPDATE`` locks no row that
+        does not exist yet): the one that loses the race finds the row the other inserted and syncs again.
+        """
+        try:
+            self._sync_tiers(mount, tiers, now)
+        except sa.exc.IntegrityError:
+            log.debug("tier rows of mount %r created by another worker meanwhile; syncing again", mount)
+            self._sync_tiers(mount, tiers, now)
+
+    def _sync_tiers(self, mount: str, tiers: Sequence[TierConfig], now: float) -> None:
         table = self.t.tiers
         with self.write() as conn:
             existing = self._lock_tiers(conn, mount)

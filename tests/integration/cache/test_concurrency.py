@@ -384,3 +384,31 @@ def test_read_only_catalog_reports_and_refuses_writes(catalog_url, tmp_path):
             conn.execute(sa.text("DELETE FROM hybrid_cache_entries"))
     with Catalog(catalog_url) as catalog:
         assert catalog.get(MOUNT, "a.bin").size == 100
+
+
+def test_workers_starting_at_once_on_a_new_catalog_both_start(pg_url, tmp_path):
+    """Two workers creating the tier rows of a new catalog at the same moment: on PostgreSQL ``FOR UPDATE``
+    locks no row that does not exist yet, so both insert; the loser of the race syncs again and starts."""
+    config = _config(pg_url, str(tmp_path / "tier"), 10_000)
+    first, second = Catalog(pg_url), Catalog(pg_url)
+    lock_tiers = first._lock_tiers
+    raced = []
+
+    def lock_then_lose_the_race(conn, mount):
+        existing = lock_tiers(conn, mount)
+        if not raced:  # the other worker inserts and commits between our look and our insert
+            raced.append(True)
+            second.sync_tiers(mount, config.tiers, 1.0)
+        return existing
+
+    first._lock_tiers = lock_then_lose_the_race
+    try:
+        first.sync_tiers(MOUNT, config.tiers, 2.0)
+        assert raced
+        with first.engine.connect() as conn:
+            rows = conn.execute(sa.select(first.t.tiers.c.alias, first.t.tiers.c.quota_bytes)
+                                .where(first.t.tiers.c.mount == MOUNT)).all()
+        assert [tuple(r) for r in rows] == [("SSD", 10_000)]
+    finally:
+        first.dispose()
+        second.dispose()
