@@ -117,7 +117,7 @@ def _fill_worker(catalog_url, tier_dir, src_dir, quota, seed, rounds, barrier, o
     samples: list = []
     stats: Counter = Counter()
     bad_bytes = 0
-    barrier.wait()
+    barrier.wait(timeout=300)  # a partner that died before it breaks the barrier instead of hanging here
     for _ in range(rounds):
         names = sorted(digests)
         rng.shuffle(names)
@@ -181,8 +181,14 @@ def test_concurrent_fill_from_two_processes(catalog_url, tmp_path):
     ]
     for w in workers:
         w.start()
-    for w in workers:
-        w.join(timeout=600)
+    try:
+        for w in workers:
+            w.join(timeout=600)
+    finally:  # a worker left running would hold the test run open at exit
+        for w in workers:
+            if w.is_alive():
+                w.kill()
+                w.join()
     assert [w.exitcode for w in workers] == [0, 0]
     results = [json.loads(out.read_text()) for out in outs]
 
@@ -291,9 +297,11 @@ def test_worker_killed_mid_load(catalog_url, tmp_path, recovery):
     writing = ctx.Event()
     child = ctx.Process(target=_crash_worker, args=(catalog_url, str(tier), str(src), writing))
     child.start()
-    assert writing.wait(timeout=120), "the worker never started writing its copy"
-    os.kill(child.pid, signal.SIGKILL)
-    child.join()
+    try:
+        assert writing.wait(timeout=120), "the worker never started writing its copy"
+    finally:  # killed mid-copy, or so that a worker that never wrote cannot hold the test run open
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
     assert child.exitcode == -signal.SIGKILL
     partial = [p for p in tier.rglob("*") if p.is_file()]
     assert partial and all(p.name.startswith(".hybrid-tmp-") for p in partial)  # the copy it was writing
