@@ -1,13 +1,8 @@
 """EMR steps that run SQL over physical table locations with Spark SQL, Trino or Presto.
 
 A step is ``command-runner.jar`` running the engine's CLI on the cluster's primary node with one script:
-
-* ``spark-sql -e``: one temporary view per table over its location(s), then
-  ``INSERT OVERWRITE DIRECTORY '<output>' USING parquet|csv <query>``;
-* ``trino-cli`` / ``presto-cli --execute``: one external Hive table per location (columns typed from the
-  Parquet schema), a view per table unioning them, then ``CREATE TABLE ... WITH (external_location =
-  '<output>') AS <query>``. The Hive catalog must allow non-managed table writes
-  (``hive.non-managed-table-writes-enabled=true``).
+``spark-sql -e`` with :func:`~airflow_hybrid.query.spark_script.spark_sql_script`, or ``trino-cli`` /
+``presto-cli --execute`` with :func:`~airflow_hybrid.query.trino_script.trino_script`.
 
 A table split across members (older files on S3, newer on HDFS) has several locations; the view unions them
 (see :mod:`airflow_hybrid.mount.resolver` for when that is exact). :mod:`airflow_hybrid.aws.emr` submits and
@@ -16,7 +11,6 @@ waits for the steps.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_hybrid.paths import is_hybrid_url, split_hybrid_url
-from airflow_hybrid.query.sql import strip_statement
+from airflow_hybrid.query.spark_script import spark_sql_script
+from airflow_hybrid.query.trino_script import trino_script
 from airflow_hybrid.stores.base import normalize_path
 
 if TYPE_CHECKING:
@@ -35,7 +30,6 @@ log = logging.getLogger(__name__)
 #: CLI name (``emr_cli``) -> the command on the EMR primary node.
 EMR_CLIS = {"spark-sql": "spark-sql", "trino": "trino-cli", "presto": "presto-cli"}
 COMMAND_RUNNER_JAR = "command-runner.jar"
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -46,82 +40,6 @@ class EmrTable:
     name: str
     locations: Sequence[str]
     columns: Sequence[str] | None = None
-
-
-def _check_identifier(value: str, what: str) -> str:
-    if not _IDENTIFIER.fullmatch(value):
-        raise ValueError(f"{what} {value!r} is not a plain SQL identifier")
-    return value
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _spark_path(location: str) -> str:
-    if "`" in location:
-        raise ValueError(f"location {location!r} contains a backtick")
-    return f"parquet.`{location}`"
-
-
-def spark_sql_script(
-    sql: str, tables: Sequence[EmrTable], output_uri: str, output_format: str = "parquet"
-) -> str:
-    """The ``spark-sql -e`` script: a temporary view per table, then the query written to ``output_uri``."""
-    statements = []
-    for table in tables:
-        union = " UNION ALL ".join(f"SELECT * FROM {_spark_path(loc)}" for loc in table.locations)
-        statements.append(
-            f"CREATE OR REPLACE TEMPORARY VIEW {_check_identifier(table.name, 'table')} AS {union}"
-        )
-    options = " OPTIONS ('header' 'true')" if output_format == "csv" else ""
-    statements.append(
-        f"INSERT OVERWRITE DIRECTORY {_literal(output_uri)} USING {output_format}{options}\n{strip_statement(sql)}"
-    )
-    return ";\n".join(statements) + ";"
-
-
-def result_table_name(output_uri: str) -> str:
-    """A stable table name for the result written to ``output_uri`` (Trino/Presto need a table for CTAS)."""
-    return "hybrid_result_" + hashlib.sha1(output_uri.encode()).hexdigest()[:12]
-
-
-def trino_script(
-    sql: str,
-    tables: Sequence[EmrTable],
-    output_uri: str,
-    output_format: str = "parquet",
-    catalog: str = "hive",
-    schema: str = "hybrid",
-) -> str:
-    """The ``trino-cli``/``presto-cli --execute`` script: external tables + views, then a CTAS to ``output_uri``."""
-    if output_format != "parquet":
-        raise ValueError("Trino/Presto steps write Parquet only (output_format='parquet')")
-    prefix = f"{_check_identifier(catalog, 'catalog')}.{_check_identifier(schema, 'schema')}"
-    statements = [f"CREATE SCHEMA IF NOT EXISTS {prefix}"]
-    for table in tables:
-        name = _check_identifier(table.name, "table")
-        if not table.columns:
-            raise ValueError(f"table {name!r}: Trino/Presto need its column definitions")
-        columns = ",\n  ".join(table.columns)
-        parts = []
-        for index, location in enumerate(table.locations):
-            part = f"{prefix}.{name}__{index}"
-            parts.append(part)
-            statements.append(f"DROP TABLE IF EXISTS {part}")
-            statements.append(
-                f"CREATE TABLE {part} (\n  {columns}\n) "
-                f"WITH (external_location = {_literal(location)}, format = 'PARQUET')"
-            )
-        union = " UNION ALL ".join(f"SELECT * FROM {part}" for part in parts)
-        statements.append(f"CREATE OR REPLACE VIEW {prefix}.{name} AS {union}")
-    result = f"{prefix}.{result_table_name(output_uri)}"
-    statements.append(f"DROP TABLE IF EXISTS {result}")
-    statements.append(
-        f"CREATE TABLE {result} WITH (external_location = {_literal(output_uri)}, format = 'PARQUET') AS\n"
-        f"{strip_statement(sql)}"
-    )
-    return ";\n".join(statements) + ";"
 
 
 def build_emr_step(

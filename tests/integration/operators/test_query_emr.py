@@ -214,7 +214,7 @@ GROUP BY i_category;"""
 
 @pytest.mark.parametrize(("cli", "command"), [("trino", "trino-cli"), ("presto", "presto-cli")])
 def test_trino_and_presto_steps_define_typed_external_tables(emr, cluster_id, step_outcome, cli, command):
-    from airflow_hybrid.query.steps import result_table_name
+    from airflow_hybrid.query.trino_script import result_table_name
 
     # A hybrid:// output resolves to the mount's create member (S3).
     operator = _operator(cluster_id, emr_cli=cli, output_path="hybrid://lake/results/daily/2024-01-01")
