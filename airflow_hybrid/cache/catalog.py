@@ -37,6 +37,7 @@ from airflow_hybrid.cache.config import TierConfig
 from airflow_hybrid.cache.entry import CachedEntry, SourceFingerprint
 from airflow_hybrid.cache.exceptions import CacheCatalogError, CacheError, CacheQuotaError
 from airflow_hybrid.cache.hits import HitRecorder
+from airflow_hybrid.cache.lease import Lease
 from airflow_hybrid.cache.schema import (
     DEFAULT_TABLE_PREFIX,
     LATEST_VERSION,
@@ -99,13 +100,15 @@ def create_catalog_engine(url: str, *, read_only: bool = False) -> Engine:
 @dataclass(frozen=True)
 class TrashItem:
     """A physical copy to delete: ``location`` inside tier ``tier`` of mount ``mount`` (``size`` bytes when
-    known: set when the entry was just trashed, 0 when read back from the trash table)."""
+    known: set when the entry was just trashed, 0 when read back from the trash table), the copy of logical
+    ``path`` (``None`` for rows trashed before schema version 4), which leases on it keep from deletion."""
 
     id: int
     mount: str
     tier: str
     location: str
     size: int = 0
+    path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -274,11 +277,13 @@ class Catalog:
         """Move an entry row to the trash and release its reserved bytes (tiers must be locked)."""
         trash, entries = self.t.trash, self.t.entries
         result = conn.execute(
-            trash.insert().values(mount=row.mount, tier=row.tier, location=row.location, created_at=now)
+            trash.insert().values(
+                mount=row.mount, tier=row.tier, location=row.location, path=row.path, created_at=now
+            )
         )
         if conn.execute(entries.delete().where(entries.c.id == row.id)).rowcount == 1:
             self._add_reserved(conn, row.mount, row.tier, -row.size)
-        return TrashItem(result.inserted_primary_key[0], row.mount, row.tier, row.location, row.size)
+        return TrashItem(result.inserted_primary_key[0], row.mount, row.tier, row.location, row.size, row.path)
 
     def _under(self, column: sa.ColumnElement, prefix: str) -> sa.ColumnElement:
         if not prefix:
@@ -576,9 +581,19 @@ class Catalog:
         return row
 
     def mark_synced(self, entry_id: int, now: float) -> None:
+        self.mark_synced_many([entry_id], now)
+
+    def mark_synced_many(self, entry_ids: Iterable[int], now: float) -> None:
+        """Record that the source fingerprints of these entries were verified at ``now``."""
         entries = self.t.entries
-        with self.write() as conn:
-            conn.execute(entries.update().where(entries.c.id == entry_id).values(last_synced_at=now))
+        ids = list(entry_ids)
+        for start in range(0, len(ids), _BATCH):
+            with self.write() as conn:
+                conn.execute(
+                    entries.update()
+                    .where(entries.c.id.in_(ids[start : start + _BATCH]))
+                    .values(last_synced_at=now)
+                )
 
     def drop(
         self, mount: str, entry_ids: Iterable[int], now: float, *, include_loading: bool = False
@@ -625,6 +640,7 @@ class Catalog:
                 entries.c.tier == alias,
                 entries.c.state == READY,
                 sa.or_(entries.c.pinned == sa.false(), expired),
+                ~self._leased(mount, now),
             )
             .order_by(sa.case((expired, 0), else_=1), entries.c.last_access, entries.c.id)
             .limit(_BATCH)
@@ -685,7 +701,7 @@ class Catalog:
         trash = self.t.trash
         with self.read() as conn:
             rows = conn.execute(sa.select(trash).where(trash.c.mount == mount).order_by(trash.c.id)).all()
-        return [TrashItem(r.id, r.mount, r.tier, r.location) for r in rows]
+        return [TrashItem(r.id, r.mount, r.tier, r.location, path=r.path) for r in rows]
 
     def forget_trash(self, ids: Iterable[int]) -> None:
         """Delete trash rows whose physical copies are gone."""
@@ -694,6 +710,61 @@ class Catalog:
         for start in range(0, len(ids), _BATCH):
             with self.write() as conn:
                 conn.execute(trash.delete().where(trash.c.id.in_(ids[start : start + _BATCH])))
+
+    # -- leases -------------------------------------------------------------------------------------
+    def _leased(self, mount: str, now: float) -> sa.ColumnElement:
+        """``EXISTS`` an active lease of ``mount`` covering the entry row at hand (a correlated subquery)."""
+        entries, leases = self.t.entries, self.t.leases
+        below = sa.func.substr(entries.c.path, 1, sa.func.length(leases.c.path) + 1) == leases.c.path + "/"
+        return (
+            sa.select(leases.c.id)
+            .where(
+                leases.c.mount == mount,
+                leases.c.expires_at > now,
+                sa.or_(leases.c.path == "", leases.c.path == entries.c.path, below),
+            )
+            .correlate(entries)
+            .exists()
+        )
+
+    def add_lease(self, mount: str, path: str, holder: str, lease_id: str, now: float, expires_at: float) -> Lease:
+        """Store a lease on the copies under ``path`` (a file, a directory, ``""`` = the whole mount)."""
+        leases = self.t.leases
+        with self.write() as conn:
+            conn.execute(
+                leases.insert().values(
+                    id=lease_id, mount=mount, path=path, holder=holder, created_at=now, expires_at=expires_at
+                )
+            )
+        return Lease(lease_id, mount, path, holder, expires_at)
+
+    def renew_lease(self, lease_id: str, expires_at: float) -> bool:
+        """Move a lease's end to ``expires_at``; ``False`` when it is gone (released, or forgotten expired)."""
+        leases = self.t.leases
+        with self.write() as conn:
+            result = conn.execute(leases.update().where(leases.c.id == lease_id).values(expires_at=expires_at))
+        return result.rowcount == 1
+
+    def remove_lease(self, lease_id: str) -> bool:
+        leases = self.t.leases
+        with self.write() as conn:
+            return conn.execute(leases.delete().where(leases.c.id == lease_id)).rowcount == 1
+
+    def active_leases(self, mount: str, now: float) -> list[Lease]:
+        """The leases of ``mount`` not expired at ``now``."""
+        leases = self.t.leases
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(leases).where(leases.c.mount == mount, leases.c.expires_at > now).order_by(leases.c.id)
+            ).all()
+        return [Lease(r.id, r.mount, r.path, r.holder, r.expires_at) for r in rows]
+
+    def forget_expired_leases(self, mount: str, now: float) -> int:
+        leases = self.t.leases
+        with self.write() as conn:
+            return conn.execute(
+                leases.delete().where(leases.c.mount == mount, leases.c.expires_at <= now)
+            ).rowcount
 
     # -- pins ---------------------------------------------------------------------------------------
     def pin(

@@ -22,17 +22,18 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, Protocol
 
 from airflow_hybrid.cache.catalog import Catalog, Claim, PinRequest, TrashItem
 from airflow_hybrid.cache.config import CacheConfig
 from airflow_hybrid.cache.entry import CachedEntry, SourceFingerprint
 from airflow_hybrid.cache.exceptions import CacheConfigError, CacheError, CacheQuotaError
+from airflow_hybrid.cache.lease import Lease
 from airflow_hybrid.cache.report import CacheReport, build_report
 from airflow_hybrid.cache.schema import READY
 from airflow_hybrid.cache.tee import CountingReader, FillingReader
-from airflow_hybrid.cache.tier import Tier, copy_location
+from airflow_hybrid.cache.tier import Tier, mirrored_dir
 from airflow_hybrid.stores.base import FileInfo, Store, normalize_path
 from airflow_hybrid.stores.factory import store_from_uri
 
@@ -467,15 +468,159 @@ class CacheManager:
             for future in futures:
                 future.exception()
 
-    def warm_uri(self, path: str) -> str | None:
-        """The URI of a copy of ``path`` that an engine outside this process can read in place of the source:
-        a file, or a directory whose every file is cached and fresh there under the same relative names.
+    # -- copies engines read in place (shared tiers) ----------------------------------------------------
+    def warm_uri(self, path: str, listing: Iterable[FileInfo] | None = None) -> str | None:
+        """The URI of a copy of ``path`` that an engine outside this process (Spark, Trino) can read in place
+        of the source, or ``None`` when there is none fresh. A stale copy is never handed out.
 
-        ``None`` when any part is cold or stale, and always for the tiers there are today (local directories,
-        which another process cannot be relied on to see); an object-store tier will answer here.
+        * A file: its ready copy in a shared tier (:attr:`Tier.shared`), fresh by the rule of :meth:`lookup`
+          (the source is asked through :attr:`source` when a check is due; a changed or vanished source drops
+          the copy).
+        * A directory: ``listing`` is the caller's current view of every file under it (logical paths, with
+          current size, mtime and ETag, e.g. the resolver's merged listing); without it the source is walked
+          (:attr:`source` ``.walk_files``), or ``None`` is returned when it offers no listing. The listing is
+          a fresh status of the source: copies whose fingerprint differs from it, or of files it no longer
+          holds, are dropped; the others are marked synced. The directory is warm when every listed file
+          has a ready, fresh, unexpired copy in the same shared tier, all in the mirrored layout, and that
+          tier's listing of the directory holds exactly those copies (an extra object, say a copy waiting in
+          the trash for a lease to end, would add rows to an engine's read). Then the URI of the tier's
+          directory is returned.
+
+        To keep the copies from being deleted while an engine reads them, take a :meth:`lease` on ``path``
+        *before* calling this, and release it once the engine is done.
         """
-        del path
-        return None
+        path = normalize_path(path)
+        if listing is None:
+            if (entry := self.catalog.get(self.mount_name, path)) is not None and entry.state == READY:
+                return self._warm_file(path, None)
+            listing = self._walk_source(path)
+            if listing is None:
+                return None
+        files = [_with_path(f, normalize_path(f.path)) for f in listing if not f.is_dir]
+        if len(files) == 1 and files[0].path == path:
+            return self._warm_file(path, files[0])
+        return self._warm_dir(path, files)
+
+    def warm_uris(self, listing: Iterable[FileInfo]) -> dict[str, str]:
+        """Logical path -> copy URI of the listed files that have a fresh copy in a shared tier (any layout).
+
+        ``listing`` is a fresh status of the source, as for :meth:`warm_uri`: copies that differ from it are
+        dropped, the others marked synced.
+        """
+        uris: dict[str, str] = {}
+        for info in listing:
+            if info.is_dir:
+                continue
+            path = normalize_path(info.path)
+            entry = self.lookup(path, _with_path(info, path), force_sync=True)
+            if entry is not None and self.tiers[entry.tier].shared:
+                uris[path] = self.tiers[entry.tier].copy_uri(entry.location)
+        return uris
+
+    def _warm_file(self, path: str, info: FileInfo | None) -> str | None:
+        if info is not None:
+            entry = self.lookup(path, info, force_sync=True)
+        elif self.source is not None:
+            source = self.source
+            entry = self.lookup(path, lambda: source.resolve(path)[1])
+        else:
+            entry = self.lookup(path)
+        if entry is None or not self.tiers[entry.tier].shared:
+            return None
+        return self.tiers[entry.tier].copy_uri(entry.location)
+
+    def _walk_source(self, path: str) -> list[FileInfo] | None:
+        walk = getattr(self.source, "walk_files", None)
+        if walk is None:
+            return None
+        try:
+            return list(walk(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def _warm_dir(self, path: str, files: list[FileInfo]) -> str | None:
+        prefix = f"{path}/" if path else ""
+        wanted = {f.path: f for f in files if f.path.startswith(prefix)}
+        if not wanted or len(wanted) != len(files):
+            return None  # nothing to read, or files outside the directory: not this directory's view
+        now = self.clock()
+        stale: list[CachedEntry] = []
+        fresh: dict[str, CachedEntry] = {}
+        for entry in self.catalog.iter_entries(self.mount_name, path, state=READY):
+            info = wanted.get(entry.path)
+            if entry.path == path:
+                continue  # a file cached at the directory's own path (replaced by a directory): not below it
+            if entry.tier not in self.tiers or entry.is_expired(now) or info is None or not entry.source.matches(info):
+                stale.append(entry)
+            else:
+                fresh[entry.path] = entry
+        if stale:
+            log.info("%d cached copies under %s:%s are stale; dropping them", len(stale), self.mount_name, path)
+            self._drop(stale)
+        if fresh:
+            self.catalog.mark_synced_many((e.id for e in fresh.values()), now)
+        if len(fresh) != len(wanted):
+            return None
+        tiers = {e.tier for e in fresh.values()}
+        if len(tiers) != 1:
+            return None
+        tier = self.tiers[tiers.pop()]
+        if not all(tier.is_mirrored(self.mount_name, e.path, e.location) for e in fresh.values()):
+            return None
+        directory = mirrored_dir(self.mount_name, path)
+        expected = {e.location for e in fresh.values()}
+        seen = 0
+        try:
+            for item in tier.store.walk_files(directory):
+                if item.path not in expected:
+                    log.info("%s holds %s, which is no fresh copy: not warm", tier.copy_uri(directory), item.path)
+                    return None
+                seen += 1
+        except FileNotFoundError:
+            return None
+        return tier.copy_uri(directory) if seen == len(expected) else None
+
+    # -- leases -------------------------------------------------------------------------------------
+    def lease(self, path: str, seconds: float, holder: str) -> Lease:
+        """Keep the copies under ``path`` (a file or a directory; ``""`` = the whole mount) from being
+        physically deleted for ``seconds``, by any worker of the catalog.
+
+        Eviction skips leased copies; :meth:`free`, :meth:`invalidate` and stale drops still remove their
+        entries (so they are never served again), but their files stay in the trash until the lease ends, and
+        :meth:`release` or the next :meth:`recover` deletes them. An expired lease protects nothing.
+
+        :param holder: who holds it (e.g. ``"<dag>/<task>/<run>"``), for the report and the logs.
+        """
+        if seconds <= 0:
+            raise CacheConfigError(f"lease of {self.mount_name}:{path}: seconds={seconds!r} must be positive")
+        now = self.clock()
+        lease = self.catalog.add_lease(
+            self.mount_name, normalize_path(path), holder, uuid.uuid4().hex, now, now + seconds
+        )
+        return replace(lease, _release=self.release)
+
+    def renew(self, lease: Lease, seconds: float) -> Lease:
+        """Extend ``lease`` to ``seconds`` from now; :class:`CacheError` when it is gone (released or expired
+        and forgotten by :meth:`recover`)."""
+        expires_at = self.clock() + seconds
+        if not self.catalog.renew_lease(lease.id, expires_at):
+            raise CacheError(f"lease {lease.id} on {self.mount_name}:{lease.path} ({lease.holder}) is gone")
+        return replace(lease, expires_at=expires_at)
+
+    def release(self, lease: Lease) -> int:
+        """End ``lease`` and delete the trashed copies it was keeping (unless another lease keeps them);
+        returns how many were deleted. Releasing twice is harmless."""
+        self.catalog.remove_lease(lease.id)
+        waiting = [
+            item
+            for item in self.catalog.trash_items(self.mount_name)
+            if item.path is not None and lease.covers(item.path)
+        ]
+        return self._purge(waiting)
+
+    def leases(self) -> list[Lease]:
+        """The active leases of this mount (every worker's)."""
+        return self.catalog.active_leases(self.mount_name, self.clock())
 
     # -- pins ---------------------------------------------------------------------------------------
     def pin(self, files: Iterable[str | FileInfo], tier: str | None = None) -> PinResult:
@@ -605,7 +750,9 @@ class CacheManager:
 
         Returns the number of copies cleaned up.
         """
-        self.catalog.reclaim_expired(self.mount_name, self.clock())
+        now = self.clock()
+        self.catalog.reclaim_expired(self.mount_name, now)
+        self.catalog.forget_expired_leases(self.mount_name, now)
         return self._purge(self.catalog.trash_items(self.mount_name))
 
     def entries(self, prefix: str = "") -> Iterator[CachedEntry]:
@@ -635,7 +782,7 @@ class CacheManager:
             self.mount_name,
             path,
             tier=tier.config,
-            location=copy_location(self.mount_name, path, load_id),
+            location=tier.copy_location(self.mount_name, path, load_id),
             size=int(info.size),
             source_member=member,
             source_uri=source_uri,
@@ -681,12 +828,20 @@ class CacheManager:
         return DropResult(len(trash), sum(t.size for t in trash))
 
     def _purge(self, trash: Iterable[TrashItem]) -> int:
-        """Delete the physical copies of trash items, then their trash rows."""
+        """Delete the physical copies of trash items, then their trash rows; copies under an active lease
+        stay in the trash (deleted by :meth:`release` or a later :meth:`recover`)."""
+        trash = list(trash)
+        if not trash:
+            return 0
+        leases = self.catalog.active_leases(self.mount_name, self.clock())
         done = []
         for item in trash:
             tier = self.tiers.get(item.tier)
             if tier is None:
                 continue  # a tier no longer configured here; another manager that has it will clean it
+            if item.path is not None and any(lease.covers(item.path) for lease in leases):
+                log.debug("keeping %s in tier %s while it is leased", item.location, item.tier)
+                continue
             try:
                 tier.delete_copy(item.location)
             except Exception as err:  # kept in the trash; retried by the next recover()

@@ -18,6 +18,9 @@ Versions:
    verified; back-filled with ``created_at``).
 3. ``listings`` (one row per listed directory of a mount with the time its members were listed) and
    ``listing_entries`` (the merged entries of that listing), for ``cache.listing_sync_interval``.
+4. ``leases`` (one row per lease: a holder keeps the copies under a logical path from being physically
+   deleted until ``expires_at``) and ``trash.path`` (the logical path of a trashed copy, so a purge can tell
+   which copies a lease protects; ``NULL`` for rows trashed before).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class Tables:
     pins: sa.Table
     listings: sa.Table
     listing_entries: sa.Table
+    leases: sa.Table
 
 
 def _version_table(metadata: sa.MetaData, prefix: str) -> sa.Table:
@@ -120,7 +124,7 @@ def _entries_table(metadata: sa.MetaData, prefix: str, extra: list[sa.Column]) -
     )
 
 
-def _trash_table(metadata: sa.MetaData, prefix: str) -> sa.Table:
+def _trash_table(metadata: sa.MetaData, prefix: str, extra: list[sa.Column] | None = None) -> sa.Table:
     return sa.Table(
         f"{prefix}trash",
         metadata,
@@ -129,6 +133,7 @@ def _trash_table(metadata: sa.MetaData, prefix: str) -> sa.Table:
         sa.Column("tier", sa.String(64), nullable=False),
         sa.Column("location", sa.String(4000), nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
+        *(extra or []),
     )
 
 
@@ -178,6 +183,21 @@ def _listing_entries_table(metadata: sa.MetaData, prefix: str) -> sa.Table:
     )
 
 
+def _leases_table(metadata: sa.MetaData, prefix: str) -> sa.Table:
+    return sa.Table(
+        f"{prefix}leases",
+        metadata,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("mount", sa.String(250), nullable=False),
+        # Logical file or directory whose copies the lease protects ("" = the whole mount).
+        sa.Column("path", sa.String(4000), nullable=False),
+        sa.Column("holder", sa.String(250), nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("expires_at", sa.Float, nullable=False),
+        sa.Index(f"{prefix}leases_mount_ix", "mount", "expires_at"),
+    )
+
+
 def build_tables(prefix: str = DEFAULT_TABLE_PREFIX) -> Tables:
     """The tables at the latest schema version."""
     metadata = sa.MetaData()
@@ -186,10 +206,11 @@ def build_tables(prefix: str = DEFAULT_TABLE_PREFIX) -> Tables:
         schema_version=_version_table(metadata, prefix),
         tiers=_tiers_v1(metadata, prefix),
         entries=_entries_table(metadata, prefix, [sa.Column("last_synced_at", sa.Float, nullable=True)]),
-        trash=_trash_table(metadata, prefix),
+        trash=_trash_table(metadata, prefix, [sa.Column("path", sa.String(4000), nullable=True)]),
         pins=_pins_table(metadata, prefix),
         listings=_listings_table(metadata, prefix),
         listing_entries=_listing_entries_table(metadata, prefix),
+        leases=_leases_table(metadata, prefix),
     )
 
 
@@ -217,6 +238,13 @@ def _v3(conn: Connection, prefix: str) -> None:
     metadata.create_all(conn)
 
 
+def _v4(conn: Connection, prefix: str) -> None:
+    metadata = sa.MetaData()
+    _leases_table(metadata, prefix).create(conn)
+    text = sa.String(4000).compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE {prefix}trash ADD COLUMN path {text}"))
+
+
 @dataclass(frozen=True)
 class Upgrade:
     version: int
@@ -228,6 +256,7 @@ UPGRADES: tuple[Upgrade, ...] = (
     Upgrade(1, "tiers, entries and trash", _v1),
     Upgrade(2, "pins table; entries.last_synced_at", _v2),
     Upgrade(3, "listings and listing_entries tables", _v3),
+    Upgrade(4, "leases table; trash.path", _v4),
 )
 LATEST_VERSION = UPGRADES[-1].version
 
