@@ -1,23 +1,24 @@
 """Resolve logical mount paths to the physical URIs an external engine (Presto, Trino, Spark on EMR) reads.
 
 Engines outside this process cannot read ``hybrid://``; they need the URI of the store that holds the data
-*now*: ``hdfs://...`` before a migration, ``s3://...`` after it, or the cache's S3 tier while the data is
-warm there. The rules:
+*now*: ``hdfs://namenode:8020/...`` before a migration, ``s3://...`` after it, or the cache's S3 tier while the
+data is warm there. URIs are *engine URIs* (:func:`engine_uri`): HDFS qualified with its namenode (or HA
+nameservice), which a cluster elsewhere needs, S3 in the engine's scheme (EMRFS ``s3://``, or ``s3a://``).
+The rules:
 
 * a **file** resolves to the member that serves it (the first in ``priority.read`` having it; a file moved by a
   migration while it is looked up is found by the mount's second look);
-* a **directory** (a table) resolves to one URI when a single member serves all of its files -- lower
-  priority members may still hold shadowed copies (e.g. HDFS originals of files already migrated to S3),
-  which an engine reading the winning member's directory never sees;
-* a directory whose files are served by **several** members (e.g. older files on S3, newer on HDFS, the
-  steady state of an age-based migration policy) has no single ``LOCATION``: :func:`resolve_physical`
-  raises :class:`SplitLocationError`, and :func:`resolve_locations` returns one location per member, in read
-  priority, for an engine to union (``HybridQueryOperator`` does). Such a union is only exact when the
-  members' directories are disjoint; while a file is held by two of them (a migration between its copy and
-  its removal) a directory-level union would count it twice, so that is an error too, naming the file. The
-  members are walked in the mount's listing sequence, so a file moving meanwhile is never left out;
+* a **directory** (a table) is walked in every member, in the mount's listing sequence (so a file moving
+  meanwhile is never left out), and each file goes to its serving (highest-priority) member. Per serving
+  member, in read priority, one :class:`Location`: its whole directory when that directory holds only files
+  the member serves, else the exact list of the files it serves (:attr:`Location.file_uris`): the directory
+  also holds shadowed copies (an HDFS original of a file already copied to S3, while a migration runs between
+  copy and removal) that must not be read twice. Every file is read once, from one member, migrating or not;
 * when the mount has a cache whose S3 tier holds a fresh copy of the whole path, that copy wins. The cache
   manager declares it as :meth:`~airflow_hybrid.cache.manager.CacheManager.warm_uri`.
+
+:func:`resolve_physical` needs one location covering the whole path and raises :class:`SplitLocationError`
+otherwise.
 
 Template macros: :func:`uri` and :func:`locations`, registered by the provider's plugin under the name
 ``hybrid`` (``{{ macros.hybrid.uri('onprem_union', '/tpcds/store_sales') }}``), or passed to a DAG with
@@ -27,18 +28,20 @@ Template macros: :func:`uri` and :func:`locations`, registered by the provider's
 from __future__ import annotations
 
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from airflow_hybrid.exceptions import HybridConfigError
-from airflow_hybrid.stores.base import normalize_path
+from airflow_hybrid.stores.base import FileInfo, normalize_path
 
 if TYPE_CHECKING:
     from airflow_hybrid.mount import HybridMount
+    from airflow_hybrid.stores.base import Store
 
 #: ``member`` of a :class:`Location` served by the cache's S3 tier.
 CACHE_MEMBER = "cache"
-_EXAMPLES_IN_ERRORS = 3
+#: The schemes an engine may read S3 with: EMRFS (``s3``, EMR's own) or Hadoop's S3A (other Spark deployments).
+S3_SCHEMES = ("s3", "s3a")
 
 
 class SplitLocationError(HybridConfigError):
@@ -47,12 +50,46 @@ class SplitLocationError(HybridConfigError):
 
 @dataclass(frozen=True)
 class Location:
-    """Where (part of) a logical path physically lives: a member (or the cache) and the URI there."""
+    """Where (part of) a logical path physically lives: a member (or the cache) and the engine URI there.
+
+    :param files: how many files it serves; ``bytes``: their total size.
+    :param file_uris: empty: read the whole file or directory at ``uri``. Non-empty: read exactly these files
+        (below ``uri``), since the directory at ``uri`` also holds files that must not be read (shadowed
+        copies, or files another member serves).
+    """
 
     member: str
     uri: str
     files: int = 0
     bytes: int = 0
+    file_uris: tuple[str, ...] = ()
+
+
+def check_s3_scheme(s3_scheme: str) -> str:
+    """``s3_scheme`` when it is one of :data:`S3_SCHEMES`, else :class:`HybridConfigError`."""
+    if s3_scheme not in S3_SCHEMES:
+        raise HybridConfigError(f"s3_scheme must be one of {', '.join(S3_SCHEMES)}, got {s3_scheme!r}")
+    return s3_scheme
+
+
+def with_s3_scheme(uri: str, s3_scheme: str = "s3") -> str:
+    """``uri`` with an ``s3://``/``s3a://`` scheme rewritten to ``s3_scheme``; other URIs unchanged."""
+    scheme, sep, rest = uri.partition("://")
+    if sep and scheme.lower() in S3_SCHEMES:
+        return f"{check_s3_scheme(s3_scheme)}://{rest}"
+    return uri
+
+
+def engine_uri(store: Store, path: str, *, s3_scheme: str = "s3") -> str:
+    """The URI of ``path`` in ``store`` that an engine on another host opens: HDFS namenode-qualified
+    (:meth:`HdfsStore.engine_uri <airflow_hybrid.stores.hdfs.store.HdfsStore.engine_uri>`), S3 in
+    ``s3_scheme``, anything else as :meth:`Store.uri <airflow_hybrid.stores.base.Store.uri>`."""
+    from airflow_hybrid.stores.hdfs.store import HdfsStore
+
+    check_s3_scheme(s3_scheme)
+    if isinstance(store, HdfsStore):
+        return store.engine_uri(path)
+    return with_s3_scheme(store.uri(path), s3_scheme)
 
 
 def _mount(mount: str | HybridMount) -> HybridMount:
@@ -63,88 +100,107 @@ def _mount(mount: str | HybridMount) -> HybridMount:
     return mount
 
 
-def _warm_uri(mount: HybridMount, rel: str) -> str | None:
-    """The URI of the cache's copy of ``rel`` that an engine outside this process can read, else ``None``
-    (see :meth:`CacheManager.warm_uri <airflow_hybrid.cache.manager.CacheManager.warm_uri>`)."""
+def _warm_uri(mount: HybridMount, rel: str, listing: list[FileInfo], s3_scheme: str) -> str | None:
+    """The URI of the cache's copy of ``rel`` (whose served files are ``listing``) that an engine outside this
+    process can read, else ``None`` (see :meth:`CacheManager.warm_uri
+    <airflow_hybrid.cache.manager.CacheManager.warm_uri>`)."""
     cache = mount.cache
-    return cache.warm_uri(rel) if cache is not None else None
+    if cache is None:
+        return None
+    warm = cache.warm_uri(rel, listing=listing)
+    return with_s3_scheme(warm, s3_scheme) if warm else None
 
 
-def resolve_locations(mount: str | HybridMount, logical_path: str) -> list[Location]:
-    """Physical location(s) of ``logical_path``: one for a file or a single-member directory, else one per
-    member serving part of the directory, in read priority.
+def _served(mount: HybridMount, rel: str) -> tuple[dict[str, list[FileInfo]], set[str]]:
+    """Walk ``rel`` in every member, in the mount's listing sequence (mn..m1, mn..m2), so a file a migration
+    moves meanwhile is seen by at least one walk (see HybridMount's module doc).
 
-    :param mount: a ``hybrid_mount`` connection id or a :class:`~airflow_hybrid.mount.HybridMount`.
-    :raises FileNotFoundError: no member has the path.
-    :raises SplitLocationError: the directory's files are in several members and some file is in more than
-        one of them (a migration in flight), so no union of directories reads each file once.
+    :returns: per member in read priority, the files it serves (its own entries, so its sizes), and the
+        members whose directory also holds files they do not serve.
     """
-    mount = _mount(mount)
-    rel = normalize_path(logical_path)
-    member, info = mount.resolve(rel)
-    warm = _warm_uri(mount, rel)
-    if warm:
-        return [Location(CACHE_MEMBER, warm)]
-    if not info.is_dir:
-        return [Location(member, mount.members[member].uri(rel), 1, info.size)]
-
-    # The members are walked in the mount's listing sequence (mn..m1, mn..m2), so a file a migration moves
-    # meanwhile is seen by at least one walk (see HybridMount's module doc). Per file: a mask of the members
-    # that listed it, and the size its best (highest-priority) member listed; one entry per file of this path.
     rank = {name: i for i, name in enumerate(mount.read_order)}
-    seen: dict[str, list[int]] = {}  # file path -> [mask of members, best rank, size there]
+    best: dict[str, tuple[int, FileInfo]] = {}  # file path -> (rank, entry) of its best member so far
+    held: dict[int, set[str]] = {level: set() for level in rank.values()}  # rank -> paths its directory holds
     for name in mount.listing_sequence():
         level = rank[name]
         try:
             for entry in mount.members[name].walk_files(rel):
-                known = seen.get(entry.path)
-                if known is None:
-                    seen[entry.path] = [1 << level, level, int(entry.size)]
-                    continue
-                known[0] |= 1 << level
-                if level <= known[1]:
-                    known[1], known[2] = level, int(entry.size)
-        except FileNotFoundError:  # not on this member (now)
+                held[level].add(entry.path)
+                known = best.get(entry.path)
+                if known is None or level <= known[0]:  # the same member's later entry is the fresher one
+                    best[entry.path] = (level, entry)
+        except (FileNotFoundError, NotADirectoryError):  # not on this member (now)
             continue
-    counts = {name: [0, 0] for name in mount.read_order}
-    shadowed: dict[str, list[str]] = {name: [] for name in mount.read_order}
-    for path, (mask, best, size) in seen.items():
-        owner = mount.read_order[best]
-        counts[owner][0] += 1
-        counts[owner][1] += size
-        for level, name in enumerate(mount.read_order):
-            if level != best and mask & (1 << level):
-                shadowed[name].append(path)
-    seen.clear()
-    serving = [name for name in mount.read_order if counts[name][0]]
-    if not serving:  # an empty directory
-        return [Location(member, mount.members[member].uri(rel))]
-    if len(serving) > 1:
-        doubled = [(name, shadowed[name]) for name in serving if shadowed[name]]
-        if doubled:
-            name, paths = doubled[0]
-            examples = ", ".join(paths[:_EXAMPLES_IN_ERRORS])
-            raise SplitLocationError(
-                f"hybrid://{mount.name}/{rel} is split across members {', '.join(serving)} and member {name!r} "
-                f"also holds {len(paths)} file(s) served by a higher-priority member (e.g. {examples}); "
-                "reading its directory would count them twice. Retry when the migration has removed them."
-            )
-    return [Location(name, mount.members[name].uri(rel), *counts[name]) for name in serving]
+    served: dict[str, list[FileInfo]] = {name: [] for name in mount.read_order}
+    for level, entry in best.values():
+        served[mount.read_order[level]].append(entry)
+    mixed = {
+        name for level, name in enumerate(mount.read_order) if len(held[level]) > len(served[name])
+    }
+    return served, mixed
+
+
+def resolve_locations(mount: str | HybridMount, logical_path: str, *, s3_scheme: str = "s3") -> list[Location]:
+    """Physical location(s) of ``logical_path``, each file once: one for a file, a directory warm in the cache
+    or a directory one member serves; else one per member serving part of the directory, in read priority
+    (a whole directory, or the exact files it serves when its directory also holds others; module doc).
+
+    :param mount: a ``hybrid_mount`` connection id or a :class:`~airflow_hybrid.mount.HybridMount`.
+    :param s3_scheme: ``s3`` (EMRFS, EMR's) or ``s3a`` (Hadoop's S3A) for S3 URIs.
+    :raises FileNotFoundError: no member has the path.
+    :raises HybridConfigError: an unknown ``s3_scheme``.
+    """
+    check_s3_scheme(s3_scheme)
+    mount = _mount(mount)
+    rel = normalize_path(logical_path)
+    member, info = mount.resolve(rel)
+    store = mount.members[member]
+    if not info.is_dir:
+        warm = _warm_uri(mount, rel, [replace(info, path=rel)], s3_scheme)
+        if warm:
+            return [Location(CACHE_MEMBER, warm, 1, info.size)]
+        return [Location(member, engine_uri(store, rel, s3_scheme=s3_scheme), 1, info.size)]
+
+    served, mixed = _served(mount, rel)
+    listing = [entry for name in mount.read_order for entry in served[name]]
+    total = sum(int(entry.size) for entry in listing)
+    warm = _warm_uri(mount, rel, listing, s3_scheme)
+    if warm:
+        return [Location(CACHE_MEMBER, warm, len(listing), total)]
+    if not listing:  # an empty directory
+        return [Location(member, engine_uri(store, rel, s3_scheme=s3_scheme))]
+    found = []
+    for name in mount.read_order:
+        files = served[name]
+        if not files:
+            continue
+        store = mount.members[name]
+        uri = engine_uri(store, rel, s3_scheme=s3_scheme)
+        size = sum(int(entry.size) for entry in files)
+        file_uris = ()
+        if name in mixed:
+            file_uris = tuple(engine_uri(store, path, s3_scheme=s3_scheme) for path in sorted(e.path for e in files))
+        found.append(Location(name, uri, len(files), size, file_uris))
+    return found
 
 
 def resolve_physical(mount: str | HybridMount, logical_path: str) -> str:
     """The one physical URI of ``logical_path`` (a file, or a directory served by a single member).
 
-    :raises SplitLocationError: the directory is served by several members; the message names them and
-        their file counts. Use :func:`resolve_locations` to get each part.
+    :raises SplitLocationError: the directory is served by several members, or its member's directory also
+        holds files it must not read (a migration between copy and removal); the message names the members
+        and their file counts. Use :func:`resolve_locations` to get each part.
     """
     found = resolve_locations(mount, logical_path)
-    if len(found) == 1:
+    if len(found) == 1 and not found[0].file_uris:
         return found[0].uri
     mount_name = mount if isinstance(mount, str) else mount.name
-    parts = ", ".join(f"{loc.member} ({loc.files} files at {loc.uri})" for loc in found)
+    parts = ", ".join(
+        f"{loc.member} ({loc.files} {'listed ' if loc.file_uris else ''}files at {loc.uri})" for loc in found
+    )
+    what = "is split across members" if len(found) > 1 else "is mixed with files it must not read in"
     raise SplitLocationError(
-        f"hybrid://{mount_name}/{normalize_path(logical_path)} is split across members: {parts}. "
+        f"hybrid://{mount_name}/{normalize_path(logical_path)} {what}: {parts}. "
         "One LOCATION would miss rows; use resolve_locations() (HybridQueryOperator unions them), finish "
         "the migration, or warm the path into the cache's S3 tier."
     )
@@ -157,8 +213,11 @@ def uri(mount_conn_id: str, path: str) -> str:
 
 
 def locations(mount_conn_id: str, path: str) -> list[str]:
-    """Macro ``hybrid.locations``: the physical URI(s) of ``path``, one per serving member, in read priority."""
-    return [loc.uri for loc in resolve_locations(mount_conn_id, path)]
+    """Macro ``hybrid.locations``: the physical URI(s) of ``path``, each file once: per serving member in read
+    priority, its directory, or the URIs of the files it serves when its directory holds others too."""
+    return [
+        uri for loc in resolve_locations(mount_conn_id, path) for uri in (loc.file_uris or (loc.uri,))
+    ]
 
 
 #: What the provider's plugin registers as its ``macros`` (plugin name ``hybrid``).

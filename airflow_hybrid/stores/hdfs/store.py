@@ -12,6 +12,7 @@ partial file; with ``verify_checksum`` the upload is checked first against :clas
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import posixpath
 import random
@@ -54,6 +55,66 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The namenode's RPC port assumed when an engine URI's namenode comes without one.
+DEFAULT_RPC_PORT = 8020
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
+_NAMESERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+
+
+def _authority(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _parse_namenode(value: Any, where: str) -> str:
+    """``host:port`` of the ``namenode`` option (``host``, ``host:port``, ``[v6]:port`` or ``hdfs://host:port``)."""
+    problem = f"{where}: HDFS option namenode: expected host[:port] such as 'nn.corp:8020', got {value!r}"
+    text = value.strip() if isinstance(value, str) else ""
+    if text.lower().startswith("hdfs://"):
+        text = text[len("hdfs://") :].rstrip("/")
+    if not text or re.search(r"[/?#@\\\s]", text):
+        raise HybridConfigError(problem)
+    try:
+        parsed = urlparse(f"//{text}")
+        host, port = parsed.hostname, parsed.port
+    except ValueError:  # a port that is not a number, a broken [v6]
+        raise HybridConfigError(problem) from None
+    if not host:
+        raise HybridConfigError(problem)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOST.fullmatch(host):
+            raise HybridConfigError(problem) from None
+    if port is not None and not 0 < port < 65536:
+        raise HybridConfigError(f"{where}: HDFS option namenode: port {port} is out of range in {value!r}")
+    return _authority(host, port or DEFAULT_RPC_PORT)
+
+
+def engine_authority(root_uri: str, options: dict) -> str | None:
+    """The authority of engine URIs (``host:port`` or an HA nameservice): the ``namenode`` or ``nameservice``
+    option, else an ``hdfs://`` root URI's own; ``None`` when only the WebHDFS connection can tell (see
+    :meth:`HdfsStore.engine_uri`).
+
+    :raises HybridConfigError: naming the option, for a malformed value or both options at once.
+    """
+    namenode, nameservice = options.get("namenode"), options.get("nameservice")
+    if namenode is not None and nameservice is not None:
+        raise HybridConfigError(f"{root_uri}: HDFS options namenode and nameservice are exclusive; set one")
+    if nameservice is not None:
+        if not isinstance(nameservice, str) or not _NAMESERVICE.fullmatch(nameservice):
+            raise HybridConfigError(
+                f"{root_uri}: HDFS option nameservice: expected a nameservice id such as 'lake-ha', got {nameservice!r}"
+            )
+        return nameservice
+    if namenode is not None:
+        return _parse_namenode(namenode, root_uri)
+    parsed = urlparse(root_uri)
+    if parsed.scheme.lower() == "hdfs" and parsed.netloc:
+        return parsed.netloc  # hdfs://nn:8020/... or hdfs://<nameservice>/...
+    return None  # hdfs:///path, or webhdfs://<http address>: the namenode's RPC address is not in it
+
+
 class HdfsStore(Store):
     """Files under an HDFS directory, reached through WebHDFS with an Airflow ``webhdfs`` connection.
 
@@ -66,7 +127,9 @@ class HdfsStore(Store):
     :param options: ``max_attempts`` (5), ``retry_backoff`` (0.2 s, doubled per attempt),
         ``retry_backoff_max`` (5 s), ``timeout`` (seconds, or ``[connect, read]``), ``chunk_size``,
         ``proxy_user``, ``verify_checksum`` (check each write with ``GETFILECHECKSUM`` before it is
-        committed), ``replication``, ``blocksize``, ``permission`` (for created files).
+        committed), ``replication``, ``blocksize``, ``permission`` (for created files); for engines outside
+        this process (:meth:`engine_uri`): ``namenode`` (``host[:rpc port]``, port 8020 when left out) or
+        ``nameservice`` (an HA nameservice the engine's ``hdfs-site.xml`` defines).
     :param connection: a :class:`~airflow_hybrid.stores.hdfs.client.WebHdfsConnection` to use instead of the
         Airflow connection's (tests, custom auth).
     """
@@ -90,6 +153,7 @@ class HdfsStore(Store):
         self.options = dict(options or {})
         opts = self.options
         self._parse_options(opts)
+        self.engine_authority = engine_authority(root_uri, opts)
         self._connection = connection
         self._batch_listing = True
         self._layout: tuple[int, int, str] | None = None  # block size, bytes per CRC, CRC of new files
@@ -131,6 +195,23 @@ class HdfsStore(Store):
         proxy_user = opts.get("proxy_user")
         if proxy_user is not None and not isinstance(proxy_user, str):
             raise HybridConfigError(f"HDFS option proxy_user: expected a user name, got {proxy_user!r}")
+
+    # -- URIs for engines outside this process ----------------------------------------------------------
+    def engine_uri(self, path: str) -> str:
+        """``hdfs://<namenode or nameservice>/<root>/<path>``: the URI Spark, Trino or Hive on another host opens.
+
+        The authority is the ``namenode`` or ``nameservice`` option, else the root URI's host, else the host of
+        the WebHDFS namenode this store talks to (the active one) with the RPC port :data:`DEFAULT_RPC_PORT`.
+        """
+        authority = self.engine_authority
+        if authority is None:
+            host = urlparse(self.connection.urls[0]).hostname
+            if not host:
+                raise HybridConfigError(
+                    f"{self.root_uri}: no namenode for engine URIs; set the member option namenode or nameservice"
+                )
+            authority = _authority(host, DEFAULT_RPC_PORT)
+        return f"hdfs://{authority}{self._abs(path)}"
 
     # -- connection ---------------------------------------------------------------------------------
     @property

@@ -7,6 +7,7 @@ import json
 import jinja2
 import pytest
 
+from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.mount import HybridMount, resolver
 from airflow_hybrid.mount.resolver import Location, SplitLocationError, resolve_locations, resolve_physical
 from airflow_hybrid.stores.base import PathEscapeError
@@ -67,15 +68,55 @@ def test_split_directory_has_one_location_per_member_and_no_single_uri(mount, di
     assert "resolve_locations()" in message
 
 
-def test_split_directory_with_a_file_in_both_members_is_refused(mount, dirs):
+def test_a_file_in_two_members_mid_migration_resolves_to_exact_file_lists(mount, dirs):
+    """Between a migration's copy and its removal, a file is in both members: each file is read once, from the
+    member serving it; the member whose directory also holds the shadowed copy gets its exact file list."""
     hdfs, s3 = dirs
-    _put(s3, "t/part-0.parquet")
-    _put(hdfs, "t/part-0.parquet")  # copied to S3, not yet removed from HDFS
-    _put(hdfs, "t/part-1.parquet")
-    with pytest.raises(
-        SplitLocationError, match=r"member 'hdfs' also holds 1 file\(s\) .*\(e.g. t/part-0.parquet\)"
-    ):
-        resolve_locations(mount, "t")
+    _put(s3, "t/part-0.parquet", b"copied")
+    _put(hdfs, "t/part-0.parquet", b"copied")  # copied to S3, not yet removed from HDFS
+    _put(hdfs, "t/part-1.parquet", b"new")
+    _put(hdfs, "t/sub/part-2.parquet", b"newer")
+    assert resolve_locations(mount, "t") == [
+        Location("s3", f"file://{s3}/t", files=1, bytes=6),
+        Location(
+            "hdfs",
+            f"file://{hdfs}/t",
+            files=2,
+            bytes=8,
+            file_uris=(f"file://{hdfs}/t/part-1.parquet", f"file://{hdfs}/t/sub/part-2.parquet"),
+        ),
+    ]
+
+
+def test_the_higher_priority_member_lists_its_files_when_it_holds_a_shadowed_one_too(options, dirs):
+    """Read priority hdfs,s3: S3 holds a file HDFS serves too, so S3's directory is read by its file list."""
+    hdfs, s3 = dirs
+    mount = HybridMount.from_options("lake", {**options, "priority.read": "hdfs,s3"})
+    _put(hdfs, "t/a.parquet", b"1")
+    _put(s3, "t/a.parquet", b"1")
+    _put(s3, "t/b.parquet", b"22")
+    assert resolve_locations(mount, "t") == [
+        Location("hdfs", f"file://{hdfs}/t", files=1, bytes=1),
+        Location("s3", f"file://{s3}/t", files=1, bytes=2, file_uris=(f"file://{s3}/t/b.parquet",)),
+    ]
+
+
+def test_one_serving_member_with_a_file_list_has_no_single_uri(options, dirs):
+    """Every file served by HDFS, but S3 (first in priority) serves a file HDFS also has: two locations."""
+    hdfs, s3 = dirs
+    _put(s3, "t/a.parquet")
+    _put(hdfs, "t/a.parquet")
+    _put(hdfs, "t/b.parquet")
+    mount = HybridMount.from_options("lake", options)
+    with pytest.raises(SplitLocationError, match=r"split across members: s3 \(1 files at .*hdfs \(1 listed files"):
+        resolve_physical(mount, "t")
+
+
+def test_an_unknown_s3_scheme_is_refused(mount, dirs):
+    hdfs, _ = dirs
+    _put(hdfs, "t/a.parquet")
+    with pytest.raises(HybridConfigError, match="s3_scheme must be one of s3, s3a, got 'gs'"):
+        resolve_locations(mount, "t", s3_scheme="gs")
 
 
 def test_nested_directories_count_their_files(mount, dirs):
@@ -103,14 +144,19 @@ def test_warm_data_in_the_cache_s3_tier_wins(options, dirs, monkeypatch):
     _put(hdfs, "t/part-0.parquet")
     _put(hdfs, "u/part-0.parquet")
 
+    listings = {}
+
     class WarmCache:
-        def warm_uri(self, path):
+        def warm_uri(self, path, listing=None):
+            listings[path] = sorted((f.path, f.size) for f in listing)
             return "s3://cache-bucket/tier/t" if path == "t" else None
 
     monkeypatch.setattr(HybridMount, "cache", property(lambda self: WarmCache()))
     mount = HybridMount.from_options("lake", {**options, "cache": {"tiers": []}})
-    assert resolve_locations(mount, "t") == [Location(resolver.CACHE_MEMBER, "s3://cache-bucket/tier/t")]
+    assert resolve_locations(mount, "t") == [Location(resolver.CACHE_MEMBER, "s3://cache-bucket/tier/t", 1, 1)]
+    assert resolve_locations(mount, "t", s3_scheme="s3a")[0].uri == "s3a://cache-bucket/tier/t"
     assert resolve_physical(mount, "u") == f"file://{hdfs}/u"  # cold: the member
+    assert listings == {"t": [("t/part-0.parquet", 1)], "u": [("u/part-0.parquet", 1)]}  # the served files
 
 
 def test_macros_resolve_through_the_airflow_connection(options, dirs, monkeypatch):
