@@ -111,6 +111,10 @@ def _split_definition(definition: str) -> tuple[str, str]:
     return name, sql_type.strip()
 
 
+def _duckdb_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _duckdb_type(trino_type: str) -> str:
     """A Trino type in DuckDB's spelling (``ARRAY(T)`` is ``T[]``, ``ROW`` is ``STRUCT``; others are alike)."""
     text = re.sub(r"\bROW\s*\(", "STRUCT(", trino_type, flags=re.IGNORECASE)
@@ -131,11 +135,12 @@ def result_column_names(sql: str, tables: Sequence[EmrTable]) -> list[str] | Non
     con = duckdb.connect()
     try:
         for table in tables:
-            columns = ", ".join(
-                f'"{name.replace(chr(34), chr(34) * 2)}" {_duckdb_type(sql_type)}'
-                for name, sql_type in map(_split_definition, table.columns or ())
-            )
-            con.execute(f'CREATE TABLE "{table.name}" ({columns})')
+            definitions = [_split_definition(definition) for definition in table.columns or ()]
+            names = getattr(table, "column_names", None)  # the plain names, when the table carries them
+            if names and len(names) == len(definitions):
+                definitions = [(name, sql_type) for name, (_, sql_type) in zip(names, definitions, strict=True)]
+            columns = ", ".join(f"{_duckdb_identifier(name)} {_duckdb_type(t)}" for name, t in definitions)
+            con.execute(f"CREATE TABLE {_duckdb_identifier(table.name)} ({columns})")
         described = con.execute(f"DESCRIBE {strip_statement(sql)}").fetchall()
     except duckdb.Error as error:
         log.warning("Result column names not derived (DuckDB could not bind the query: %s); Trino names them", error)
