@@ -18,7 +18,8 @@ directory an engine can read (see :meth:`CacheManager.warm_uri`)::
     <mount>/<logical dir>/<load id>-<file name>
 
 The load id prefix keeps copies unique per load (deleting an old copy never touches a newer one of the same
-path) and never starts with ``_`` or ``.``, names that Spark, Hive and Trino skip. Deleting such a copy deletes
+path) and never starts with ``_`` or ``.``, names that Spark, Hive and Trino skip; the copy of a file engines
+skip at the source (``_SUCCESS``, ``.part-0.crc``) keeps that first character, so they skip the copy too. Deleting such a copy deletes
 that one file, and any multipart upload still open for it (S3 uploads are invisible until complete; HDFS
 writes go to a hidden ``.hybrid-tmp-*`` name that the writer removes when it fails). An entry keeps the
 ``location`` stored at load, so copies made in the hashed layout stay readable and deletable.
@@ -47,7 +48,9 @@ from airflow_hybrid.values import cut_utf8
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 #: URI schemes of tiers that engines outside this process can read.
 SHARED_SCHEMES = frozenset({"s3", "s3a", "hdfs", "webhdfs"})
-_LOAD_ID = re.compile(r"[0-9a-f]{32}-")
+_LOAD_ID = re.compile(r"[_.]?[0-9a-f]{32}-")
+#: First characters of names Spark, Hive and Trino skip in a directory (``_SUCCESS``, ``.crc`` files).
+_HIDDEN = ("_", ".")
 _HASHED = re.compile(r"[^/]+/[0-9a-f]{2}/[0-9a-f]{64}\.[^/]+/[^/]+")
 #: Longest file name kept in a copy's location, in UTF-8 bytes (file systems and HDFS allow 255 bytes).
 _MAX_NAME_BYTES = 180
@@ -69,7 +72,8 @@ def mirrored_dir(mount: str, logical_dir: str) -> str:
 def mirrored_location(mount: str, path: str, load_id: str) -> str:
     """Where the copy of logical ``path`` made by load ``load_id`` lives inside a shared tier."""
     name = cut_utf8(posixpath.basename(path) or "data", _MAX_NAME_BYTES, keep="end")
-    return f"{mirrored_dir(mount, posixpath.dirname(path))}/{load_id}-{name}"
+    hidden = name[0] if name.startswith(_HIDDEN) else ""  # engines skip it at the source: skip the copy too
+    return f"{mirrored_dir(mount, posixpath.dirname(path))}/{hidden}{load_id}-{name}"
 
 
 def dir_mode(file_mode: int) -> int:

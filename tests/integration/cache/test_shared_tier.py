@@ -90,7 +90,10 @@ def _objects(s3_client, bucket, prefix: str = "cache/") -> dict[str, int]:
 
 @pytest.fixture
 def sales(tmp_path):
-    """``sales/`` with two Parquet files and a partition directory: 30 rows in all."""
+    """``sales/`` with two Parquet files, a partition directory (30 rows in all) and a ``_SUCCESS`` marker
+    (engines skip it); returns the paths of the Parquet files."""
+    (tmp_path / "hdfs" / "sales").mkdir(parents=True)
+    (tmp_path / "hdfs" / "sales" / "_SUCCESS").write_bytes(b"")
     _table(tmp_path, "sales/a.parquet", range(0, 10))
     _table(tmp_path, "sales/b.parquet", range(10, 20))
     _table(tmp_path, "sales/region=eu/c.parquet", range(20, 30))
@@ -102,10 +105,11 @@ def test_prefetch_into_s3_writes_the_mirrored_layout_an_engine_reads(
 ):
     mount = make_mount(metadata_sync_interval=60)
     summary = ops.prefetch(mount, ["sales"], tier="S3")
-    assert (summary.files, summary.loaded) == (3, 3)
+    assert (summary.files, summary.loaded) == (4, 4)
 
     keys = _objects(s3_client, bucket)
-    assert len(keys) == 3
+    assert len(keys) == 4
+    assert [k for k in keys if re.fullmatch(rf"cache/lake/sales/_{LOAD_ID}-_SUCCESS", k)]  # still skipped
     for path in sales:
         directory, name = path.rsplit("/", 1)
         (key,) = [k for k in keys if re.fullmatch(rf"cache/lake/{directory}/{LOAD_ID}-{re.escape(name)}", k)]
@@ -118,7 +122,7 @@ def test_prefetch_into_s3_writes_the_mirrored_layout_an_engine_reads(
     entry = cache.catalog.get("lake", "sales/a.parquet")
     assert cache.warm_uri("sales/a.parquet") == f"s3://{bucket}/cache/{entry.location}"
     assert cache.warm_uri("sales/region=eu") == f"s3://{bucket}/cache/lake/sales/region=eu"
-    assert set(cache.warm_uris(mount.walk_files("sales"))) == set(sales)
+    assert set(cache.warm_uris(mount.walk_files("sales"))) == {*sales, "sales/_SUCCESS"}
 
     # An engine outside the process reads the warm directory in place: every row once, the partition too.
     from pyarrow import fs
@@ -140,6 +144,10 @@ def test_a_cold_file_leaves_the_directory_cold(make_mount, sales):
     assert cache.warm_uri("sales/a.parquet") is not None
     assert cache.warm_uri("sales/region=eu") is not None
     assert set(cache.warm_uris(mount.walk_files("sales"))) == {"sales/a.parquet", "sales/region=eu/c.parquet"}
+    ops.prefetch(mount, ["sales/b.parquet"], tier="S3")
+    assert cache.warm_uri("sales") is None  # the marker is a file of the directory too
+    ops.prefetch(mount, ["sales/_SUCCESS"], tier="S3")
+    assert cache.warm_uri("sales") is not None
 
 
 def test_a_changed_source_is_never_handed_out_with_sync_on_every_use(make_mount, sales, tmp_path, s3_client, bucket):
@@ -152,7 +160,7 @@ def test_a_changed_source_is_never_handed_out_with_sync_on_every_use(make_mount,
     assert cache.warm_uri("sales/b.parquet") is None
     assert cache.catalog.get("lake", "sales/b.parquet") is None  # the stale copy is dropped
     assert cache.warm_uri("sales") is None
-    assert len(_objects(s3_client, bucket)) == 2
+    assert len(_objects(s3_client, bucket)) == 3
 
     ops.prefetch(mount, ["sales"], tier="S3")
     assert cache.warm_uri("sales") is not None
@@ -225,7 +233,7 @@ def test_a_lease_keeps_copies_that_free_and_invalidate_drop(make_mount, catalog_
     assert cache.leases() == []
     cache.recover()
     left = _objects(s3_client, bucket)
-    assert len(left) == 1 and next(iter(left)).endswith("-b.parquet")
+    assert sorted(key.rsplit("-", 1)[1] for key in left) == ["_SUCCESS", "b.parquet"]
     assert cache.catalog.trash_items("lake") == []
     assert lease.expires_at > 0
 
@@ -259,7 +267,7 @@ def test_expired_leases_do_not_block(make_mount, catalog_url, sales, s3_client, 
     later = CacheManager.for_mount(mount, clock=lambda: mount.cache.clock() + 3600)
     try:
         assert later.leases() == []
-        assert later.evict("S3", force=True).files == 3
+        assert later.evict("S3", force=True).files == 4
         assert _objects(s3_client, bucket) == {}
         later.recover()  # forgets the expired lease
         assert mount.cache.leases() == []

@@ -100,6 +100,9 @@ def test_mirrored_locations_keep_the_logical_tree_and_a_visible_name():
     long = mirrored_location("lake", "t/" + "x" * 300 + ".parquet", "cd" * 16)
     assert long.endswith(".parquet") and len(long.rsplit("/", 1)[1].encode()) <= 32 + 1 + 180
     assert mirrored_location("lake", "top.csv", "ef" * 16) == f"lake/{'ef' * 16}-top.csv"
+    # Files engines skip at the source stay skipped in the copy.
+    assert mirrored_location("lake", "t/_SUCCESS", "ab" * 16) == f"lake/t/_{'ab' * 16}-_SUCCESS"
+    assert mirrored_location("lake", "t/.a.crc", "ab" * 16) == f"lake/t/.{'ab' * 16}-.a.crc"
 
 
 def test_deleting_a_mirrored_copy_spares_its_neighbours(tmp_path):
