@@ -6,7 +6,8 @@ Each :class:`~airflow_hybrid.mount.resolver.Location` of a table is one relation
 * a whole directory or file: ``parquet.`<uri>```;
 * an exact file list (a member's directory that also holds files it must not read): ONE relation over a
   Hadoop glob with braces, ``parquet.`<common prefix>/{a.parquet,sub/b.parquet}``` (Spark expands globs,
-  braces holding ``/`` too). When the files sit in Hive-style partition directories (``year=2001/``), the
+  braces holding ``/`` too); when a name holds a glob metacharacter, one glob per directory instead, since
+  Hadoop loses the escapes in braces holding ``/`` (:func:`file_list_globs`). When the files sit in Hive-style partition directories (``year=2001/``), the
   relation is a temporary view ``<table>__<n>`` ``USING parquet OPTIONS (path '<glob>', basePath '<dir>')``
   so Spark still discovers the partition columns below the table's directory.
 
@@ -80,24 +81,44 @@ def _quoted_path(path: str) -> str:
     return "`" + path.replace("`", "``") + "`"
 
 
-def file_list_glob(file_uris: Sequence[str]) -> str:
-    """One Hadoop glob matching exactly ``file_uris``: ``<common directory>/{a.parquet,sub/b.parquet}``, names
-    glob-escaped (a single file is its own escaped path)."""
-    uris = sorted(dict.fromkeys(_check_text(uri, "location") for uri in file_uris))
-    if not uris:
-        raise ValueError("a file list needs at least one file")
-    if len(uris) == 1:
-        return _escape_uri_path(uris[0])
+def _common_directory(uris: Sequence[str]) -> str:
+    """The deepest directory (ending in ``/``) holding all of ``uris``, which share a scheme and authority."""
     prefix = uris[0].rpartition("/")[0] + "/"
     for uri in uris[1:]:
         while not uri.startswith(prefix):
             prefix = prefix[:-1].rpartition("/")[0] + "/"
             if prefix == "/":
-                raise ValueError(f"files {uris[0]!r} and {uri!r} have no directory in common")
-    if _AUTHORITY.match(prefix) is None or not _AUTHORITY.match(prefix).group(2):
+                break
+    match = _AUTHORITY.match(prefix)
+    if match is None or not match.group(2):
         raise ValueError(f"files {uris[0]!r} and {uris[-1]!r} are in different file systems")
-    names = ",".join(escape_glob(uri[len(prefix) :]) for uri in uris)
-    return f"{_escape_uri_path(prefix)}{{{names}}}"
+    return prefix
+
+
+def _brace_glob(directory: str, names: Sequence[str]) -> str:
+    if len(names) == 1:
+        return _escape_uri_path(directory + names[0])
+    return f"{_escape_uri_path(directory)}{{{','.join(escape_glob(name) for name in names)}}}"
+
+
+def file_list_globs(file_uris: Sequence[str]) -> list[str]:
+    """Hadoop globs matching exactly ``file_uris``, each file once: ONE ``<common directory>/{a.parquet,
+    sub/b.parquet}`` (a single file is its own escaped path), or, when a path below the common directory holds a
+    glob metacharacter, one ``<directory>/{a.parquet,b.parquet}`` per directory: Hadoop expands braces holding
+    ``/`` before matching and loses the escapes in them, while escapes in a path or in a brace without ``/``
+    hold."""
+    uris = sorted(dict.fromkeys(_check_text(uri, "location") for uri in file_uris))
+    if not uris:
+        raise ValueError("a file list needs at least one file")
+    prefix = _common_directory(uris)
+    below = [uri[len(prefix) :] for uri in uris]
+    if not any(char in GLOB_METACHARACTERS for rel in below for char in rel):
+        return [_brace_glob(prefix, below)]
+    directories: dict[str, list[str]] = {}
+    for uri in uris:
+        directory, _, name = uri.rpartition("/")
+        directories.setdefault(directory + "/", []).append(name)
+    return [_brace_glob(directory, names) for directory, names in directories.items()]
 
 
 def _partitioned(location: Location) -> bool:
@@ -111,23 +132,25 @@ def _partitioned(location: Location) -> bool:
 
 
 def _relations(name: str, locations: Sequence[Location]) -> tuple[list[str], list[str]]:
-    """``(helper statements, relation per location)`` of table ``name``."""
+    """``(helper statements, relations)`` of table ``name``: one relation per location, or per glob of a file
+    list (:func:`file_list_globs`)."""
     helpers, relations = [], []
     for index, location in enumerate(locations):
         _check_text(location.uri, "location")
         if not location.file_uris:
             relations.append(f"parquet.{_quoted_path(_escape_uri_path(location.uri))}")
             continue
-        glob = file_list_glob(location.file_uris)
+        globs = file_list_globs(location.file_uris)
         if not _partitioned(location):
-            relations.append(f"parquet.{_quoted_path(glob)}")
+            relations.extend(f"parquet.{_quoted_path(glob)}" for glob in globs)
             continue
-        part = check_identifier(f"{name}__{index}", "table part")
-        helpers.append(
-            f"CREATE OR REPLACE TEMPORARY VIEW {part} USING parquet "
-            f"OPTIONS (path {spark_string(glob)}, basePath {spark_string(location.uri)})"
-        )
-        relations.append(part)
+        for number, glob in enumerate(globs):
+            part = check_identifier(f"{name}__{index}" + (f"_{number}" if len(globs) > 1 else ""), "table part")
+            helpers.append(
+                f"CREATE OR REPLACE TEMPORARY VIEW {part} USING parquet "
+                f"OPTIONS (path {spark_string(glob)}, basePath {spark_string(location.uri)})"
+            )
+            relations.append(part)
     return helpers, relations
 
 

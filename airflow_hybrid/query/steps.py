@@ -134,7 +134,7 @@ def build_emr_step(
         inline = "-e" if cli == "spark-sql" else "--execute"
         args = [command, *options, *cli_args, inline, script]
     else:
-        if not isinstance(script_uri, str) or not re.fullmatch(r"s3://[^/\s]+/\S*[^/\s]", script_uri):
+        if not isinstance(script_uri, str) or not re.fullmatch(r"s3://[^/\s]+/[^\x00-\x1f\x7f]*[^/\s]", script_uri):
             raise HybridConfigError(f"script_uri: expected an s3://bucket/key object, got {script_uri!r}")
         if cli == "spark-sql":
             args = [command, *cli_args, "-f", script_uri]
