@@ -16,6 +16,7 @@ ETag/checksum) matches the one recorded at load, checked at most every ``metadat
 from __future__ import annotations
 
 import logging
+import posixpath
 import threading
 import time
 import uuid
@@ -505,17 +506,45 @@ class CacheManager:
         """Logical path -> copy URI of the listed files that have a fresh copy in a shared tier (any layout).
 
         ``listing`` is a fresh status of the source, as for :meth:`warm_uri`: copies that differ from it are
-        dropped, the others marked synced.
+        dropped, the others marked synced; copies of files it does not list are left alone. One paged catalog
+        scan below the listed files' common directory.
         """
-        uris: dict[str, str] = {}
-        for info in listing:
-            if info.is_dir:
+        wanted = {f.path: f for f in (_with_path(i, normalize_path(i.path)) for i in listing) if not f.is_dir}
+        if not wanted:
+            return {}
+        if len(wanted) == 1:
+            common = next(iter(wanted))
+        else:
+            common = posixpath.commonpath([posixpath.dirname(p) for p in wanted])
+        fresh = self._fresh_copies(common, wanted, complete=False)
+        return {
+            path: self.tiers[entry.tier].copy_uri(entry.location)
+            for path, entry in fresh.items()
+            if self.tiers[entry.tier].shared
+        }
+
+    def _fresh_copies(self, prefix: str, wanted: Mapping[str, FileInfo], *, complete: bool) -> dict[str, CachedEntry]:
+        """The ready copies under ``prefix`` that match ``wanted`` (a fresh source status, by logical path),
+        after dropping those that are stale: expired, in a tier no longer configured, of another version, and
+        (when ``wanted`` is ``complete``, every file under ``prefix``) of files the source no longer has.
+        Marks the fresh ones synced."""
+        now = self.clock()
+        stale: list[CachedEntry] = []
+        fresh: dict[str, CachedEntry] = {}
+        for entry in self.catalog.iter_entries(self.mount_name, prefix, state=READY):
+            info = wanted.get(entry.path)
+            if info is None and not complete:
                 continue
-            path = normalize_path(info.path)
-            entry = self.lookup(path, _with_path(info, path), force_sync=True)
-            if entry is not None and self.tiers[entry.tier].shared:
-                uris[path] = self.tiers[entry.tier].copy_uri(entry.location)
-        return uris
+            if entry.tier not in self.tiers or entry.is_expired(now) or info is None or not entry.source.matches(info):
+                stale.append(entry)
+            else:
+                fresh[entry.path] = entry
+        if stale:
+            log.info("%d cached copies under %s:%s are stale; dropping them", len(stale), self.mount_name, prefix)
+            self._drop(stale)
+        if fresh:
+            self.catalog.mark_synced_many((e.id for e in fresh.values()), now)
+        return fresh
 
     def _warm_file(self, path: str, info: FileInfo | None) -> str | None:
         if info is not None:
@@ -543,22 +572,7 @@ class CacheManager:
         wanted = {f.path: f for f in files if f.path.startswith(prefix)}
         if not wanted or len(wanted) != len(files):
             return None  # nothing to read, or files outside the directory: not this directory's view
-        now = self.clock()
-        stale: list[CachedEntry] = []
-        fresh: dict[str, CachedEntry] = {}
-        for entry in self.catalog.iter_entries(self.mount_name, path, state=READY):
-            info = wanted.get(entry.path)
-            if entry.path == path:
-                continue  # a file cached at the directory's own path (replaced by a directory): not below it
-            if entry.tier not in self.tiers or entry.is_expired(now) or info is None or not entry.source.matches(info):
-                stale.append(entry)
-            else:
-                fresh[entry.path] = entry
-        if stale:
-            log.info("%d cached copies under %s:%s are stale; dropping them", len(stale), self.mount_name, path)
-            self._drop(stale)
-        if fresh:
-            self.catalog.mark_synced_many((e.id for e in fresh.values()), now)
+        fresh = self._fresh_copies(path, wanted, complete=True)
         if len(fresh) != len(wanted):
             return None
         tiers = {e.tier for e in fresh.values()}

@@ -168,6 +168,20 @@ def test_a_directory_is_cold_when_a_copy_is_elsewhere_or_in_the_old_layout(lake)
     assert manager.warm_uri("t", listing) is None
 
 
+def test_warm_uris_drops_what_the_listing_shows_changed_and_leaves_the_rest(lake):
+    manager, _, src, _, _ = lake
+    for path in ("t/a.bin", "t/b.bin", "t/sub/c.bin", "u/d.bin"):
+        put(src, path, b"x" * 10)
+        load(manager, src, path)
+    load(manager, src, "t/a.bin")
+    a, c = info_of(src, "t/a.bin"), info_of(src, "t/sub/c.bin")
+    changed = FileInfo(path=c.path, size=c.size + 1, mtime=c.mtime)
+    uris = manager.warm_uris([a, changed])
+    assert uris == {"t/a.bin": f"s3://bucket/cache/{manager.catalog.get('lake', 't/a.bin').location}"}
+    assert {e.path for e in manager.entries()} == {"t/a.bin", "t/b.bin", "u/d.bin"}  # b unlisted: kept
+    assert manager.warm_uris([]) == {}
+
+
 def test_warm_uri_never_hands_out_a_stale_copy(lake):
     manager, clock, src, shared, _ = lake
     put(src, "t/a.bin", b"a" * 10)
