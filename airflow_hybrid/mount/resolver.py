@@ -111,21 +111,32 @@ def _warm_uri(mount: HybridMount, rel: str, listing: list[FileInfo], s3_scheme: 
     return with_s3_scheme(warm, s3_scheme) if warm else None
 
 
+def skipped_by_engines(path: str) -> bool:
+    """Whether Spark, Hive and Trino skip ``path`` (relative to a table's directory) when they read the
+    directory: a name in it starts with ``.`` (``.part-0.crc``) or ``_`` (``_SUCCESS``; not a ``_k=v``
+    partition directory)."""
+    return any(
+        part.startswith(".") or (part.startswith("_") and "=" not in part) for part in path.split("/") if part
+    )
+
+
 def _served(mount: HybridMount, rel: str) -> tuple[dict[str, list[FileInfo]], set[str]]:
     """Walk ``rel`` in every member, in the mount's listing sequence (mn..m1, mn..m2), so a file a migration
     moves meanwhile is seen by at least one walk (see HybridMount's module doc).
 
     :returns: per member in read priority, the files it serves (its own entries, so its sizes), and the
-        members whose directory also holds files they do not serve.
+        members whose directory also holds data files they do not serve (files engines skip do not count).
     """
     rank = {name: i for i, name in enumerate(mount.read_order)}
     best: dict[str, tuple[int, FileInfo]] = {}  # file path -> (rank, entry) of its best member so far
-    held: dict[int, set[str]] = {level: set() for level in rank.values()}  # rank -> paths its directory holds
+    held: dict[int, set[str]] = {level: set() for level in rank.values()}  # rank -> data files its directory holds
+    start = len(rel) + 1 if rel else 0
     for name in mount.listing_sequence():
         level = rank[name]
         try:
             for entry in mount.members[name].walk_files(rel):
-                held[level].add(entry.path)
+                if not skipped_by_engines(entry.path[start:]):
+                    held[level].add(entry.path)
                 known = best.get(entry.path)
                 if known is None or level <= known[0]:  # the same member's later entry is the fresher one
                     best[entry.path] = (level, entry)
@@ -135,15 +146,18 @@ def _served(mount: HybridMount, rel: str) -> tuple[dict[str, list[FileInfo]], se
     for level, entry in best.values():
         served[mount.read_order[level]].append(entry)
     mixed = {
-        name for level, name in enumerate(mount.read_order) if len(held[level]) > len(served[name])
+        name
+        for level, name in enumerate(mount.read_order)
+        if any(mount.read_order[best[path][0]] != name for path in held[level])
     }
     return served, mixed
 
 
 def resolve_locations(mount: str | HybridMount, logical_path: str, *, s3_scheme: str = "s3") -> list[Location]:
     """Physical location(s) of ``logical_path``, each file once: one for a file, a directory warm in the cache
-    or a directory one member serves; else one per member serving part of the directory, in read priority
-    (a whole directory, or the exact files it serves when its directory also holds others; module doc).
+    or a directory one member serves; else one per member serving data files of the directory, in read
+    priority (a whole directory, or the exact files it serves when its directory also holds others; module
+    doc). Files engines skip (:func:`skipped_by_engines`) are neither listed nor counted.
 
     :param mount: a ``hybrid_mount`` connection id or a :class:`~airflow_hybrid.mount.HybridMount`.
     :param s3_scheme: ``s3`` (EMRFS, EMR's) or ``s3a`` (Hadoop's S3A) for S3 URIs.
@@ -162,25 +176,27 @@ def resolve_locations(mount: str | HybridMount, logical_path: str, *, s3_scheme:
         return [Location(member, engine_uri(store, rel, s3_scheme=s3_scheme), 1, info.size)]
 
     served, mixed = _served(mount, rel)
-    listing = [entry for name in mount.read_order for entry in served[name]]
-    total = sum(int(entry.size) for entry in listing)
-    warm = _warm_uri(mount, rel, listing, s3_scheme)
+    start = len(rel) + 1 if rel else 0
+    data = {
+        name: sorted((e for e in files if not skipped_by_engines(e.path[start:])), key=lambda e: e.path)
+        for name, files in served.items()
+    }
+    count = sum(len(files) for files in data.values())
+    total = sum(int(e.size) for files in data.values() for e in files)
+    warm = _warm_uri(mount, rel, [e for name in mount.read_order for e in served[name]], s3_scheme)
     if warm:
-        return [Location(CACHE_MEMBER, warm, len(listing), total)]
-    if not listing:  # an empty directory
+        return [Location(CACHE_MEMBER, warm, count, total)]
+    if not count:  # an empty directory, or one of markers only
         return [Location(member, engine_uri(store, rel, s3_scheme=s3_scheme))]
     found = []
     for name in mount.read_order:
-        files = served[name]
+        files = data[name]
         if not files:
             continue
         store = mount.members[name]
-        uri = engine_uri(store, rel, s3_scheme=s3_scheme)
-        size = sum(int(entry.size) for entry in files)
-        file_uris = ()
-        if name in mixed:
-            file_uris = tuple(engine_uri(store, path, s3_scheme=s3_scheme) for path in sorted(e.path for e in files))
-        found.append(Location(name, uri, len(files), size, file_uris))
+        file_uris = tuple(engine_uri(store, e.path, s3_scheme=s3_scheme) for e in files) if name in mixed else ()
+        size = sum(int(e.size) for e in files)
+        found.append(Location(name, engine_uri(store, rel, s3_scheme=s3_scheme), len(files), size, file_uris))
     return found
 
 

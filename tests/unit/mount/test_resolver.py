@@ -112,6 +112,29 @@ def test_one_serving_member_with_a_file_list_has_no_single_uri(options, dirs):
         resolve_physical(mount, "t")
 
 
+def test_files_engines_skip_are_neither_listed_nor_counted_nor_mixing(mount, dirs):
+    """``_SUCCESS`` and ``.crc`` files: engines skip them in a directory, so a shadowed marker leaves the
+    directory whole, and a file list never names one."""
+    hdfs, s3 = dirs
+    for member in (s3, hdfs):
+        _put(member, "t/_SUCCESS", b"")
+        _put(member, "t/.part-0.parquet.crc", b"crc")
+    _put(s3, "t/part-0.parquet", b"1")
+    _put(hdfs, "t/part-1.parquet", b"22")
+    _put(hdfs, "t/_k=v/part-2.parquet", b"333")  # a partition directory, read
+    assert resolve_locations(mount, "t") == [
+        Location("s3", f"file://{s3}/t", files=1, bytes=1),
+        Location("hdfs", f"file://{hdfs}/t", files=2, bytes=5),
+    ]
+    _put(hdfs, "t/part-0.parquet", b"1")  # now a shadowed data file too: hdfs lists its data files only
+    assert resolve_locations(mount, "t")[1] == Location(
+        "hdfs", f"file://{hdfs}/t", 2, 5, (f"file://{hdfs}/t/_k=v/part-2.parquet", f"file://{hdfs}/t/part-1.parquet")
+    )
+    assert [resolver.skipped_by_engines(p) for p in ("_SUCCESS", "a/.x.crc", "_k=v/a", "_tmp/a", "a/b")] == [
+        True, True, False, True, False
+    ]
+
+
 def test_an_unknown_s3_scheme_is_refused(mount, dirs):
     hdfs, _ = dirs
     _put(hdfs, "t/a.parquet")
