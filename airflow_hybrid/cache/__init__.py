@@ -9,6 +9,8 @@ Public API::
     cache.load(path, member, info, lambda: store.open_read(path), tier="SSD", pin=True, ttl=86400)
     cache.pin(files); cache.unpin(paths); cache.free(paths); cache.evict(); cache.expire()
     print(cache.report().to_text())
+    with cache.lease("sales", 3600, "emr-step"):           # copies under sales/ are not deleted meanwhile
+        uri = cache.warm_uri("sales")                        # s3://.../lake/sales when every file is warm there
 """
 
 from airflow_hybrid.cache.catalog import Catalog
@@ -21,6 +23,7 @@ from airflow_hybrid.cache.exceptions import (
     CacheQuotaError,
     UnknownTierError,
 )
+from airflow_hybrid.cache.lease import Lease
 from airflow_hybrid.cache.manager import CacheManager, DropResult, LoadResult, PinResult
 from airflow_hybrid.cache.report import CacheReport, TierReport
 
@@ -35,6 +38,7 @@ __all__ = [
     "CachedEntry",
     "Catalog",
     "DropResult",
+    "Lease",
     "LoadResult",
     "PinResult",
     "SourceFingerprint",

@@ -14,6 +14,7 @@ from airflow_hybrid.values import format_bytes
 if TYPE_CHECKING:
     from airflow_hybrid.cache.catalog import Catalog
     from airflow_hybrid.cache.config import CacheConfig, TierConfig
+    from airflow_hybrid.cache.lease import Lease
 
 
 def describe_error(error: BaseException, conn_id: str) -> str:
@@ -97,12 +98,13 @@ class TierReport:
 
 @dataclass(frozen=True)
 class CacheReport:
-    """Per-tier usage of one mount's cache."""
+    """Per-tier usage of one mount's cache, and the active leases on its copies."""
 
     mount: str
     catalog_url: str
     generated_at: float
     tiers: list[TierReport] = field(default_factory=list)
+    leases: list[Lease] = field(default_factory=list)
 
     @property
     def capacity(self) -> int:
@@ -130,6 +132,10 @@ class CacheReport:
             "pinned_bytes": sum(t.pinned_bytes for t in self.tiers),
             "files": sum(t.files for t in self.tiers),
             "tiers": [t.to_dict() for t in self.tiers],
+            "leases": [
+                {"path": lease.path, "holder": lease.holder, "expires_at": _iso(lease.expires_at)}
+                for lease in self.leases
+            ],
         }
 
     def to_text(self) -> str:
@@ -165,6 +171,12 @@ class CacheReport:
                 f"    Oldest Entry: {oldest}",
                 f"    Watermarks: high {t.high_watermark:.0%}, low {t.low_watermark:.0%}",
             ]
+        if self.leases:
+            lines += ["", f"Leases: {len(self.leases)}"]
+            lines += [
+                f"    {lease.path or '/'} held by {lease.holder} until {_iso(lease.expires_at)}"
+                for lease in self.leases
+            ]
         return "\n".join(lines)
 
 
@@ -192,7 +204,8 @@ def build_report(mount: str, tiers: Iterable[TierConfig], catalog: Catalog, now:
                 oldest_created_at=u.oldest_created_at if u else None,
             )
         )
-    return CacheReport(mount, catalog.url, now, reports)
+    leases = catalog.active_leases(mount, now) if catalog.schema_version else []
+    return CacheReport(mount, catalog.url, now, reports, leases)
 
 
 def read_report(mount: str, config: CacheConfig, *, clock: Callable[[], float] = time.time) -> CacheReport:

@@ -271,6 +271,18 @@ def test_expired_leases_are_ignored_and_forgotten(lake):
         manager.renew(lease, 60)
 
 
+def test_the_report_lists_active_leases(lake):
+    manager, clock, _, _, _ = lake
+    assert manager.report().to_dict()["leases"] == []
+    manager.lease("sales", 60, "emr-step-7")
+    manager.lease("gone", 1, "old")
+    clock.now += 30
+    report = manager.report()
+    assert [(lease.path, lease.holder) for lease in report.leases] == [("sales", "emr-step-7")]
+    assert report.to_dict()["leases"][0]["holder"] == "emr-step-7"
+    assert "sales held by emr-step-7 until" in report.to_text()
+
+
 def test_renewing_a_lease_moves_its_end(lake):
     manager, clock, src, shared, _ = lake
     put(src, "t/a.bin", b"x" * 10)
