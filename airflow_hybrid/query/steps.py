@@ -231,9 +231,23 @@ def resolve_tables(
     return resolved
 
 
-def resolve_output(output_path: str, mount_of: Callable[[str], HybridMount], mount_conn_id: str | None = None) -> str:
-    """The physical prefix (ending in ``/``) a step writes its result under; ``hybrid://`` paths resolve to the
-    mount's create member."""
+def resolve_output(
+    output_path: str, mount_of: Callable[[str], HybridMount], mount_conn_id: str | None = None, *, s3_scheme: str = "s3"
+) -> str:
+    """The engine URI (ending in ``/``) a step writes its result under: ``hybrid://`` and logical paths resolve
+    in the member holding the path, else the mount's create member (:func:`~airflow_hybrid.mount.resolver.engine_uri`);
+    an S3 URI is spelt in ``s3_scheme``."""
+    from airflow_hybrid.mount.resolver import engine_uri
+
+    check_s3_scheme(s3_scheme)
     mount_id, rel = split_location(output_path, mount_conn_id)
-    uri = rel if mount_id is None else mount_of(mount_id).physical_uri(rel)
+    if mount_id is None:
+        uri = with_s3_scheme(rel, s3_scheme)
+    else:
+        mount = mount_of(mount_id)
+        try:
+            member = mount.member_of(rel)
+        except FileNotFoundError:
+            member = mount.create_members[0]
+        uri = engine_uri(mount.members[member], rel, s3_scheme=s3_scheme)
     return uri.rstrip("/") + "/"

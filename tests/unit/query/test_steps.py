@@ -143,3 +143,15 @@ def test_resolve_tables_takes_a_uri_as_it_is(dirs):
     assert table.column_names == ("a",)
     with pytest.raises(HybridConfigError, match="s3_scheme must be one of s3, s3a"):
         resolve_tables({"t": f"file://{hdfs}/t"}, lambda _: None, s3_scheme="S3")
+
+
+def test_the_output_is_an_engine_uri_in_the_create_member(options, dirs):
+    from airflow_hybrid.query.steps import resolve_output
+
+    hdfs, s3 = dirs
+    mount = HybridMount.from_options("lake", options)
+    assert resolve_output("hybrid://lake/results/r1", lambda _: mount) == f"file://{s3}/results/r1/"
+    (hdfs / "old").mkdir()
+    assert resolve_output("/old", lambda _: mount, "lake") == f"file://{hdfs}/old/"  # where it already is
+    assert resolve_output("s3://out/r", lambda _: mount, s3_scheme="s3a") == "s3a://out/r/"
+    assert resolve_output("s3a://out/r/", lambda _: mount) == "s3://out/r/"
