@@ -13,13 +13,13 @@ API needs no login (``simple_auth_manager_all_admins``). ::
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -70,6 +70,7 @@ class AirflowDeployment(Service):
         self.start_timeout = start_timeout
         self.logs = self.home / "process-logs"
         self.processes: dict[str, subprocess.Popen] = {}
+        self.env: dict[str, str] = {}
         self.database: str | None = None
         self.db_url: str | None = None
         self.api_url = ""
@@ -116,9 +117,7 @@ class AirflowDeployment(Service):
             self._engine = None
         if self._admin_engine is not None:
             if self.database is not None:
-                with self._admin_engine.connect() as conn:  # every process stopped: none is connected
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.database}"'))
-                self.database = None
+                self._drop_database()
             self._admin_engine.dispose()
             self._admin_engine = None
 
@@ -130,6 +129,21 @@ class AirflowDeployment(Service):
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
         self.database = name
         self.db_url = url.set(database=name).render_as_string(hide_password=False)
+
+    def _drop_database(self, timeout: float = 30.0) -> None:
+        """Drop the database once the stopped processes' server backends have gone (they exit just after)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self._admin_engine.connect() as conn:
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.database}"'))
+            except sa.exc.OperationalError as error:  # "is being accessed by other users"
+                if time.monotonic() > deadline:
+                    raise DeploymentError(f"database {self.database} was not dropped: {error}") from error
+                time.sleep(0.5)
+            else:
+                self.database = None
+                return
 
     def _environment(self, api_port: int, worker_logs_port: int, trigger_logs_port: int) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
@@ -244,11 +258,13 @@ class AirflowDeployment(Service):
             parts.append(f"--- {log.stem} (last {lines} lines) ---\n{_tail(log, lines)}")
         return "\n".join(parts)
 
-    def log_text(self, component: str) -> str:
-        """The whole log of process ``component``."""
-        with contextlib.suppress(FileNotFoundError):
-            return (self.logs / f"{component}.log").read_text(errors="replace")
-        return ""
+    def trigger_logs(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> dict[int, str]:
+        """Triggerer job id -> the log a triggerer wrote for a task instance's triggers (``<task log>.trigger.
+        <job id>.log`` beside the task's log in AIRFLOW_HOME/logs)."""
+        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        prefix = f"attempt={try_number}.log.trigger."
+        return {int(path.name.removeprefix(prefix).removesuffix(".log")): path.read_text(errors="replace")
+                for path in folder.glob(f"{prefix}*.log")}
 
 
 def _tail(path: Path, lines: int) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 
 from tests.airflow_deployment import AirflowDeployment
 from tests.integration import moto_s3
@@ -89,7 +90,9 @@ def _deferred_run(airflow: AirflowDeployment, cluster_id: str) -> tuple[str, dic
 
     def deferred_on_triggerer() -> dict | None:
         ti = airflow.api("GET", _ti_path(run_id))
-        assert ti["state"] not in ("failed", "success", "upstream_failed"), f"task ended before deferring: {ti}"
+        if ti["state"] in ("failed", "success", "upstream_failed"):
+            log = _task_log(airflow, run_id, ti["try_number"])
+            pytest.fail(f"task {TASK_ID} ended {ti['state']} before deferring; its log's end:\n{log[-4000:]}")
         job = ti.get("triggerer_job") or {}
         return ti if ti["state"] == "deferred" and ti.get("trigger") and job.get("id") else None
 
@@ -120,10 +123,17 @@ def _assert_held_by_triggerer(airflow: AirflowDeployment, ti: dict) -> None:
     assert trigger["triggerer_id"] == job["id"]
     assert job["job_type"] == "TriggererJob"
     with airflow.engine.connect() as conn:  # the triggerer process's own job row, alive
-        import sqlalchemy as sa
-
         row = conn.execute(sa.text("SELECT job_type, state FROM job WHERE id = :id"), {"id": job["id"]}).one()
     assert tuple(row) == ("TriggererJob", "running")
+
+
+def _assert_fired_by_triggerer(airflow: AirflowDeployment, run_id: str, ti: dict) -> None:
+    """The triggerer job that held the trigger wrote, in its log for this task, that the trigger fired."""
+    logs = airflow.trigger_logs(DAG_ID, run_id, TASK_ID, ti["try_number"])
+    job_id, trigger_id = ti["triggerer_job"]["id"], ti["trigger"]["id"]
+    assert list(logs) == [job_id], f"trigger logs by triggerer job: {sorted(logs)}, expected [{job_id}]"
+    assert f"(ID {trigger_id}) starting" in logs[job_id]
+    assert "Trigger fired event" in logs[job_id], logs[job_id][-2000:]
 
 
 def _task_log(airflow: AirflowDeployment, run_id: str, try_number: int) -> str:
@@ -144,6 +154,7 @@ def test_completed_step_resumes_the_task_which_succeeds(airflow, cluster_id, lak
 
     run = _finished_run(airflow, run_id)
     assert run["state"] == "success", airflow.log_tails()
+    _assert_fired_by_triggerer(airflow, run_id, ti)
     summary = airflow.api("GET", f"{_ti_path(run_id)}/xcomEntries/return_value")["value"]
     summary = json.loads(summary) if isinstance(summary, str) else summary
     assert summary["engine"] == "emr"
@@ -178,6 +189,7 @@ def test_failed_step_fails_the_task_with_the_steps_reason(airflow, cluster_id, m
 
     run = _finished_run(airflow, run_id)
     assert run["state"] == "failed"
+    _assert_fired_by_triggerer(airflow, run_id, ti)
     ti = airflow.api("GET", _ti_path(run_id))
     assert ti["state"] == "failed"
     expected = (f"EMR step {step.id} ({DAG_ID}.{TASK_ID}) ended FAILED: Table or view not found: sales -- "
