@@ -60,7 +60,7 @@ class AirflowDeployment(Service):
         *,
         components: Sequence[str] = COMPONENTS,
         pg_url: str | None = None,
-        start_timeout: float = 180.0,
+        start_timeout: float = 300.0,
     ):
         self.home = Path(home)
         self.bundles = dict(bundles)
