@@ -183,3 +183,58 @@ def test_trino_step_answers_equal_duckdb(lake, trino_server, hadoop_hdfs, s3_cli
     assert len(expected) > 0
     assert result.column_names == result_column_names(sql, tables)
     assert _canonical(tuple(row.values()) for row in result.to_pylist()) == _canonical(expected)
+
+
+def _cli(trino_server, script: str) -> subprocess.CompletedProcess:
+    command = [*trino_server.cli_command(), "--catalog", "hive", "--schema", "hybrid", "--execute", script]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)  # noqa: S603
+
+
+def test_path_column_is_the_file_uri_under_the_table_location(lake, trino_server):
+    """``"$path"`` (what a file-list filter compares) is the table location joined with the file's relative
+    path, on HDFS (``hdfs://host:port/...``) as on S3 (``s3://bucket/...``), subdirectories included."""
+    locations = {"h": f"{lake.hdfs_root}/listed/store_sales", "s": f"s3://{lake.bucket}/split/store_sales"}
+    script = ["CREATE SCHEMA IF NOT EXISTS hive.hybrid"]
+    for name, location in locations.items():
+        script += [
+            f"DROP TABLE IF EXISTS path_probe_{name}",
+            f"CREATE TABLE path_probe_{name} ({', '.join(lake.columns['store_sales'])}) "
+            f"WITH (external_location = '{location}', format = 'PARQUET')",
+        ]
+    script.append(
+        "SELECT DISTINCT \"$path\" FROM path_probe_h UNION ALL SELECT DISTINCT \"$path\" FROM path_probe_s"
+    )
+    result = _cli(trino_server, ";\n".join(script) + ";")
+    assert result.returncode == 0, result.stderr[-4000:]
+    paths = sorted(line.strip('"') for line in result.stdout.splitlines() if line.strip())
+    hdfs = locations["h"]
+    assert paths == sorted([
+        f"{hdfs}/{_part(0)}", f"{hdfs}/{_part(1)}", f"{hdfs}/{_part(2)}", f"{hdfs}/late/{_part(3)}",
+        f"{locations['s']}/{_part(0)}", f"{locations['s']}/{_part(1)}",
+    ])  # fmt: skip
+
+
+def test_a_rerun_needs_the_output_prefix_deleted_first(lake, trino_server, hadoop_hdfs, s3_client):
+    """The CTAS refuses an output directory that holds files (``HIVE_PATH_ALREADY_EXISTS``, the CLI printing
+    "Target directory for table '...' already exists: <output>"): whoever submits
+    the step again deletes the output prefix first; then the re-run writes the same answer."""
+    sql = tpcds.tpcds_query(55)
+    output = f"s3://{lake.bucket}/results/rerun/q55/"
+    step = build_emr_step(name="q55", sql=sql, tables=_tables(lake, "split"), output_uri=output, cli="trino")
+    _run_step(trino_server, step)
+    first = _read_output(output, hadoop_hdfs, s3_client)
+
+    args = step["HadoopJarStep"]["Args"]
+    again = subprocess.run(  # noqa: S603
+        [*trino_server.cli_command(), *args[1:]], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert again.returncode != 0
+    assert f"already exists: {output}" in again.stderr
+
+    prefix = output.removeprefix(f"s3://{lake.bucket}/")
+    for item in s3_client.list_objects_v2(Bucket=lake.bucket, Prefix=prefix).get("Contents", []):
+        s3_client.delete_object(Bucket=lake.bucket, Key=item["Key"])
+    _run_step(trino_server, step)
+    assert _canonical(tuple(r.values()) for r in _read_output(output, hadoop_hdfs, s3_client).to_pylist()) == (
+        _canonical(tuple(r.values()) for r in first.to_pylist())
+    )
