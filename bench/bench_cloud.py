@@ -173,6 +173,31 @@ def warm_uris(mount, tables: tuple[str, ...]) -> tuple[dict[str, list[str]], str
     return found, "the catalog's entries (CacheManager.warm_uri and the resolver gave no warm URI)"
 
 
+def probe_ranged_reads(mount, table: str = "store_sales", size: int = 64 * 1024, count: int = 5) -> dict:
+    """Median seconds of one ``size``-byte ranged read from the middle of the table's largest file: at the
+    HDFS member (over the shaped link) and at its copy in the S3 tier; and that file's size."""
+    import statistics
+
+    cache = mount.cache
+    entries = [e for e in cache.entries(f"{BASE}/{table}") if e.state == "ready" and e.tier == S3_TIER]
+    largest = max(entries, key=lambda e: e.size)
+    offset = largest.size // 2
+    readers = {
+        "hdfs": lambda: mount.members["hdfs"].open_read(largest.path, offset=offset, length=size),
+        "s3": lambda: cache.tiers[S3_TIER].open(largest.location, offset=offset, length=size),
+    }
+    medians = {}
+    for name, opener in readers.items():
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            with opener() as stream:
+                stream.read()
+            times.append(time.perf_counter() - started)
+        medians[name] = statistics.median(times)
+    return {"file_size": largest.size, "read": size, **medians}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = Path(args.work_dir).resolve() if args.work_dir else Path(tempfile.mkdtemp(prefix="hybrid-bench-cloud-"))
@@ -255,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         uris, how = warm_uris(mount, TABLES)
         warm = Source("warm", uris, f"S3 cache tier (s3a://), URIs from {how}", link="s3")
         measure(warm)
+        probe = probe_ranged_reads(mount)
         mount.close()
+        s3a_stream = spark.sparkContext._jsc.hadoopConfiguration().get("fs.s3a.input.stream.type") or "default"
 
         failures = []
         for number, runs in results.items():
@@ -301,6 +328,10 @@ def main(argv: list[str] | None = None) -> int:
             breakeven = f"{warming / saved:.1f} queries" if saved > 0 else "never (warm is not faster)"
             print(f"q{number}: warming = {warming / re_:.2f} remote queries; "
                   f"saves {saved:.2f} s a query, so it pays off after {breakeven}")
+        print(f"context: one {format_bytes(probe['read'])} ranged read from the middle of a "
+              f"{format_bytes(probe['file_size'])} store_sales file (median of 5, Python clients): HDFS over the "
+              f"link {probe['hdfs'] * 1000:.0f} ms, S3 tier {probe['s3'] * 1000:.0f} ms (the devstack's S3 is moto, "
+              f"which copies the whole object to answer a ranged GET); S3A input stream: {s3a_stream}")
         print("results: every run of each query returned the same rows "
               f"({', '.join(f'q{n} {len(results[n][0][1])} rows' for n in args.query_numbers)})")
         return 0
