@@ -135,6 +135,19 @@ def test_prefetch_into_s3_writes_the_mirrored_layout_an_engine_reads(
     assert regions == {i: "eu" if i >= 20 else None for i in range(30)}
 
 
+def test_the_resolver_hands_engines_the_warm_directory(make_mount, sales, bucket):
+    from airflow_hybrid.mount.resolver import CACHE_MEMBER, resolve_locations
+
+    mount = make_mount(metadata_sync_interval=60)
+    cold = resolve_locations(mount, "sales")
+    assert [loc.member for loc in cold] == ["hdfs"]
+    ops.prefetch(mount, ["sales"], tier="S3")
+    (warm,) = resolve_locations(mount, "sales", s3_scheme="s3a")
+    assert (warm.member, warm.uri, warm.files) == (CACHE_MEMBER, f"s3a://{bucket}/cache/lake/sales", 3)  # _SUCCESS not counted
+    (one,) = resolve_locations(mount, "sales/a.parquet")
+    assert one.member == CACHE_MEMBER and one.uri.startswith(f"s3://{bucket}/cache/lake/sales/")
+
+
 def test_a_cold_file_leaves_the_directory_cold(make_mount, sales):
     mount = make_mount(metadata_sync_interval=60)
     ops.prefetch(mount, ["sales/a.parquet", "sales/region=eu/c.parquet"], tier="S3")
