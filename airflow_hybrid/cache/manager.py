@@ -11,6 +11,14 @@ Typical read path (what ``HybridMount.open_read`` does through :meth:`CacheManag
 Freshness follows Alluxio's metadata sync: a copy is served only while the source's fingerprint (size, mtime,
 ETag/checksum) matches the one recorded at load, checked at most every ``metadata_sync_interval`` seconds
 (0 = on every open, -1 = never). A changed or vanished source invalidates the copy; the next read reloads it.
+
+Engines outside this process (Spark or Trino on EMR) read copies in a *shared* tier (``s3://``, ``s3a://``,
+``hdfs://``) in place: :meth:`CacheManager.warm_uri` hands out a file's or a whole directory's copy URI only
+when it is fresh and complete, and :meth:`CacheManager.lease` keeps those copies from being deleted while
+the engine reads them::
+
+    with cache.lease("sales", 3600, holder="emr-step-42"):
+        uri = cache.warm_uri("sales", listing)   # s3://bucket/cache/<mount>/sales, or None: read the source
 """
 
 from __future__ import annotations

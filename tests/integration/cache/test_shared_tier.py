@@ -148,6 +148,14 @@ def test_the_resolver_hands_engines_the_warm_directory(make_mount, sales, bucket
     assert one.member == CACHE_MEMBER and one.uri.startswith(f"s3://{bucket}/cache/lake/sales/")
 
 
+def test_a_pinned_prefetch_into_s3_stays_warm_through_eviction(make_mount, sales, bucket):
+    mount = make_mount(None, SMALL, metadata_sync_interval=60)
+    summary = ops.prefetch(mount, ["sales"], tier="S3", pin=True)
+    assert (summary.loaded, summary.pinned) == (4, 4)
+    assert mount.cache.evict("S3", force=True).files == 0
+    assert mount.cache.warm_uri("sales") == f"s3://{bucket}/cache/lake/sales"
+
+
 def test_a_cold_file_leaves_the_directory_cold(make_mount, sales):
     mount = make_mount(metadata_sync_interval=60)
     ops.prefetch(mount, ["sales/a.parquet", "sales/region=eu/c.parquet"], tier="S3")
