@@ -130,10 +130,12 @@ def spark_session(
     memory: str = "3g",
     app_name: str = "airflow-hybrid-bench",
     work_dir: Path | None = None,
+    s3a_stream: str = "classic",
 ):
     """A ``local[cores]`` SparkSession bound to 127.0.0.1, able to read ``s3a://`` at ``s3_endpoint`` (path-style,
     plain HTTP, static keys) and ``webhdfs://`` (with the media-type delegate compiled into ``work_dir``);
-    quiet logs, no UI."""
+    quiet logs, no UI. ``s3a_stream`` is ``fs.s3a.input.stream.type``: ``classic`` keeps nothing between
+    streams (as ``webhdfs://``); ``analytics`` (the accelerator) keeps Parquet blocks in memory across queries."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     try:
         from pyspark.sql import SparkSession
@@ -169,6 +171,7 @@ def spark_session(
             "secret.key": s3_secret,
             "aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
             "change.detection.mode": "none",
+            "input.stream.type": s3a_stream,
         }.items():
             builder = builder.config(prefix + key, value)
     session = builder.getOrCreate()

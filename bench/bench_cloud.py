@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bandwidth-mb", type=float, default=50.0, help="HDFS link cap in MB/s (10^6 bytes)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per query and source (best kept)")
     parser.add_argument("--cores", type=int, default=2, help="Spark local[N]")
+    parser.add_argument("--s3a-stream", default="classic", choices=("classic", "analytics", "prefetch"),
+                        help="fs.s3a.input.stream.type; analytics caches blocks in memory across queries")
     parser.add_argument("--prefetch-concurrency", type=int, default=8)
     parser.add_argument("--work-dir", help="keep data here (default: a temporary directory, removed)")
     args = parser.parse_args(argv)
@@ -238,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print("Starting Spark ...", flush=True)
         started = time.perf_counter()
-        spark = spark_session(cores=args.cores, s3_endpoint=client.s3_endpoint, work_dir=work)
+        spark = spark_session(cores=args.cores, s3_endpoint=client.s3_endpoint, work_dir=work,
+                              s3a_stream=args.s3a_stream)
         spark_startup = time.perf_counter() - started
 
         local = Source("local", {t: [f"file://{local_dir}/{BASE}/{t}"] for t in TABLES}, "Parquet on local disk")
@@ -282,7 +285,6 @@ def main(argv: list[str] | None = None) -> int:
         measure(warm)
         probe = probe_ranged_reads(mount)
         mount.close()
-        s3a_stream = spark.sparkContext._jsc.hadoopConfiguration().get("fs.s3a.input.stream.type") or "default"
 
         failures = []
         for number, runs in results.items():
@@ -331,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"context: one {format_bytes(probe['read'])} ranged read from the middle of a "
               f"{format_bytes(probe['file_size'])} store_sales file (median of 5, Python clients): HDFS over the "
               f"link {probe['hdfs'] * 1000:.0f} ms, S3 tier {probe['s3'] * 1000:.0f} ms (the devstack's S3 is moto, "
-              f"which copies the whole object to answer a ranged GET); S3A input stream: {s3a_stream}")
+              f"which copies the whole object to answer a ranged GET); S3A input stream: {args.s3a_stream}")
         print("results: every run of each query returned the same rows "
               f"({', '.join(f'q{n} {len(results[n][0][1])} rows' for n in args.query_numbers)})")
         return 0
