@@ -288,7 +288,9 @@ def test_expired_leases_do_not_block(make_mount, catalog_url, sales, s3_client, 
     later = CacheManager.for_mount(mount, clock=lambda: mount.cache.clock() + 3600)
     try:
         assert later.leases() == []
-        assert later.evict("S3", force=True).files == 4
+        later.evict("S3", force=True)  # stops below the low watermark: the empty _SUCCESS may stay
+        assert {e.path for e in later.entries()} <= {"sales/_SUCCESS"}
+        later.free(["sales"])
         assert _objects(s3_client, bucket) == {}
         later.recover()  # forgets the expired lease
         assert mount.cache.leases() == []
