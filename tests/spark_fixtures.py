@@ -13,6 +13,7 @@ Java, pyspark or the jars missing is :func:`tests.services.unavailable` (a failu
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -99,6 +100,7 @@ def spark_conf(moto_endpoint) -> dict[str, str]:
 def spark(spark_conf):
     """The one local SparkSession of the test run."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines at exit hit closed capture streams
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.master("local[2]").appName("airflow-hybrid-tests")
