@@ -252,5 +252,7 @@ class TrinoServer(processes.Service):
             timeout,
             interval=0.5,
             exited=lambda _, code: TrinoError(f"Trino exited with {code} during start:\n{self.log_tail()}"),
-            timed_out=lambda: TrinoError(f"Trino did not finish starting at {self.url} in time:\n{self.log_tail()}"),
+            timed_out=lambda: TrinoError(
+                f"Trino did not finish starting at {self.url} in time:\n{self.log_tail()}"
+            ),
         )

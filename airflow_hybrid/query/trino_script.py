@@ -138,12 +138,16 @@ def result_column_names(sql: str, tables: Sequence[EmrTable]) -> list[str] | Non
             definitions = [_split_definition(definition) for definition in table.columns or ()]
             names = getattr(table, "column_names", None)  # the plain names, when the table carries them
             if names and len(names) == len(definitions):
-                definitions = [(name, sql_type) for name, (_, sql_type) in zip(names, definitions, strict=True)]
+                definitions = [
+                    (name, sql_type) for name, (_, sql_type) in zip(names, definitions, strict=True)
+                ]
             columns = ", ".join(f"{_duckdb_identifier(name)} {_duckdb_type(t)}" for name, t in definitions)
             con.execute(f"CREATE TABLE {_duckdb_identifier(table.name)} ({columns})")
         described = con.execute(f"DESCRIBE {strip_statement(sql)}").fetchall()
     except duckdb.Error as error:
-        log.warning("Result column names not derived (DuckDB could not bind the query: %s); Trino names them", error)
+        log.warning(
+            "Result column names not derived (DuckDB could not bind the query: %s); Trino names them", error
+        )
         return None
     finally:
         con.close()

@@ -141,7 +141,11 @@ def _read_output(output_uri: str, hadoop_hdfs, s3_client) -> pa.Table:
         path = "/" + output_uri.split("://", 1)[1].split("/", 1)[1].rstrip("/")
         listing = json.loads(_webhdfs(hadoop_hdfs, path, "LISTSTATUS"))["FileStatuses"]["FileStatus"]
         names = [entry["pathSuffix"] for entry in listing if entry["type"] == "FILE"]
-        blobs = [_webhdfs(hadoop_hdfs, f"{path}/{name}", "OPEN") for name in names if not name.startswith((".", "_"))]
+        blobs = [
+            _webhdfs(hadoop_hdfs, f"{path}/{name}", "OPEN")
+            for name in names
+            if not name.startswith((".", "_"))
+        ]
     else:
         bucket, prefix = output_uri.removeprefix("s3://").split("/", 1)
         listed = s3_client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
@@ -160,6 +164,7 @@ def _duckdb_rows(lake: Lake, sql: str) -> list[tuple]:
 
 def _canonical(rows) -> list[tuple]:
     """Rows in a fixed order, decimals at the query's scale (2), so the two engines' answers compare."""
+
     def value(v):
         return v.quantize(Decimal("0.01")) if isinstance(v, Decimal) else v
 
@@ -202,7 +207,7 @@ def test_path_column_is_the_file_uri_under_the_table_location(lake, trino_server
             f"WITH (external_location = '{location}', format = 'PARQUET')",
         ]
     script.append(
-        "SELECT DISTINCT \"$path\" FROM path_probe_h UNION ALL SELECT DISTINCT \"$path\" FROM path_probe_s"
+        'SELECT DISTINCT "$path" FROM path_probe_h UNION ALL SELECT DISTINCT "$path" FROM path_probe_s'
     )
     result = _cli(trino_server, ";\n".join(script) + ";")
     assert result.returncode == 0, result.stderr[-4000:]
@@ -235,6 +240,6 @@ def test_a_rerun_needs_the_output_prefix_deleted_first(lake, trino_server, hadoo
     for item in s3_client.list_objects_v2(Bucket=lake.bucket, Prefix=prefix).get("Contents", []):
         s3_client.delete_object(Bucket=lake.bucket, Key=item["Key"])
     _run_step(trino_server, step)
-    assert _canonical(tuple(r.values()) for r in _read_output(output, hadoop_hdfs, s3_client).to_pylist()) == (
-        _canonical(tuple(r.values()) for r in first.to_pylist())
-    )
+    assert _canonical(
+        tuple(r.values()) for r in _read_output(output, hadoop_hdfs, s3_client).to_pylist()
+    ) == (_canonical(tuple(r.values()) for r in first.to_pylist()))

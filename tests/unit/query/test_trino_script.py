@@ -34,7 +34,9 @@ def _statements(script: str) -> list[str]:
 
 
 def test_directory_locations_are_external_tables_unioned_by_a_view():
-    sales = _table("store_sales", ["s3://lake/ss", Location(member="hdfs", uri="hdfs://nn:8020/tmp/ss")], SALES)
+    sales = _table(
+        "store_sales", ["s3://lake/ss", Location(member="hdfs", uri="hdfs://nn:8020/tmp/ss")], SALES
+    )
     statements = _statements(trino_script("SELECT ss_item_sk FROM store_sales", [sales], OUT))
     assert statements[0] == "CREATE SCHEMA IF NOT EXISTS hive.hybrid"
     assert "external_location = 's3://lake/ss'" in statements[2]
@@ -52,7 +54,9 @@ def test_directory_locations_are_external_tables_unioned_by_a_view():
 def test_a_file_list_reads_the_common_directory_keeping_only_the_listed_files():
     files = ("hdfs://nn:8020/t/ss/part-2.parquet", "hdfs://nn:8020/t/ss/late/part-3.parquet")
     listed = Location(member="hdfs", uri="hdfs://nn:8020/t/ss", file_uris=files)
-    statements = _statements(trino_script("SELECT * FROM store_sales", [_table("store_sales", [listed], SALES)], OUT))
+    statements = _statements(
+        trino_script("SELECT * FROM store_sales", [_table("store_sales", [listed], SALES)], OUT)
+    )
     assert "external_location = 'hdfs://nn:8020/t/ss'" in statements[2]
     assert statements[3] == (
         "CREATE OR REPLACE VIEW hive.hybrid.store_sales AS SELECT * FROM hive.hybrid.store_sales__0 "
@@ -116,7 +120,9 @@ def test_column_definitions_split():
 
 
 def test_complex_columns_bind():
-    table = _table("t", ["s3://l/t"], ['"x" ARRAY(ROW(a INTEGER))', "m MAP(VARCHAR, BIGINT)", "ts TIMESTAMP(3)"])
+    table = _table(
+        "t", ["s3://l/t"], ['"x" ARRAY(ROW(a INTEGER))', "m MAP(VARCHAR, BIGINT)", "ts TIMESTAMP(3)"]
+    )
     assert result_column_names("SELECT x[1].a AS a, m['k'] AS k, ts FROM t", [table]) == ["a", "k", "ts"]
 
 
