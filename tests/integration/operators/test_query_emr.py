@@ -23,7 +23,6 @@ from airflow.sdk.exceptions import AirflowException, TaskDeferred
 
 from airflow_hybrid.devstack.stack import DevStack
 from airflow_hybrid.mount import HybridMount
-from airflow_hybrid.mount.resolver import SplitLocationError
 from airflow_hybrid.operators.query import HybridQueryOperator
 from tests.integration import moto_s3
 from tests.integration.emr_support import patch_step_outcomes
@@ -138,11 +137,15 @@ def _only_step(emr, cluster_id):
     return steps[0]
 
 
+#: The devstack's ``hdfs:///tmp`` as an engine on another host opens it: its namenode host, RPC port 8020.
+HDFS = "hdfs://127.0.0.1:8020/tmp"
+SALES_COLUMNS = "`ss_sold_date_sk`, `ss_item_sk`, `ss_ext_sales_price`"
 SPARK_SCRIPT = (
     "CREATE OR REPLACE TEMPORARY VIEW store_sales AS "
-    "SELECT * FROM parquet.`s3://query-emr/lake/tpcds/store_sales` UNION ALL "
-    "SELECT * FROM parquet.`hdfs:///tmp/tpcds/store_sales`;\n"
-    "CREATE OR REPLACE TEMPORARY VIEW item AS SELECT * FROM parquet.`s3://query-emr/lake/tpcds/item`;\n"
+    f"SELECT {SALES_COLUMNS} FROM parquet.`s3://query-emr/lake/tpcds/store_sales` UNION ALL "
+    f"SELECT {SALES_COLUMNS} FROM parquet.`{HDFS}/tpcds/store_sales`;\n"
+    "CREATE OR REPLACE TEMPORARY VIEW item AS SELECT `i_item_sk`, `i_category`, `i_rec_start_date` "
+    "FROM parquet.`s3://query-emr/lake/tpcds/item`;\n"
     "INSERT OVERWRITE DIRECTORY 's3://results-bucket/revenue/' USING parquet\n"
     "SELECT i_category, sum(ss_ext_sales_price) AS revenue\n"
     "FROM store_sales JOIN item ON ss_item_sk = i_item_sk\n"
@@ -178,7 +181,7 @@ def test_spark_sql_step_with_resolved_uris_and_deferral(emr, cluster_id, step_ou
         "cli": "spark-sql",
         "state": "COMPLETED",
         "tables": {
-            "store_sales": ["s3://query-emr/lake/tpcds/store_sales", "hdfs:///tmp/tpcds/store_sales"],
+            "store_sales": ["s3://query-emr/lake/tpcds/store_sales", f"{HDFS}/tpcds/store_sales"],
             "item": ["s3://query-emr/lake/tpcds/item"],
         },
     }
@@ -196,7 +199,7 @@ CREATE TABLE hive.hybrid.store_sales__1 (
   ss_sold_date_sk INTEGER,
   ss_item_sk BIGINT,
   ss_ext_sales_price DECIMAL(7,2)
-) WITH (external_location = 'hdfs:///tmp/tpcds/store_sales', format = 'PARQUET');
+) WITH (external_location = '{hdfs}/tpcds/store_sales', format = 'PARQUET');
 CREATE OR REPLACE VIEW hive.hybrid.store_sales AS SELECT * FROM hive.hybrid.store_sales__0 UNION ALL SELECT * FROM hive.hybrid.store_sales__1;
 DROP TABLE IF EXISTS hive.hybrid.item__0;
 CREATE TABLE hive.hybrid.item__0 (
@@ -228,7 +231,7 @@ def test_trino_and_presto_steps_define_typed_external_tables(emr, cluster_id, st
         "--schema",
         "hybrid",
         "--execute",
-        TRINO_SCRIPT.format(result=result),
+        TRINO_SCRIPT.format(result=result, hdfs=HDFS),
     ]
 
 
@@ -295,11 +298,19 @@ def test_synchronous_wait_uses_the_provider_waiter(emr, cluster_id, step_outcome
         operator.execute({"run_id": "r"})
 
 
-def test_table_mid_migration_is_refused_before_any_step(emr, cluster_id, step_outcome):
-    operator = _operator(cluster_id, tables={"moving": "/tpcds/moving"})
-    with pytest.raises(SplitLocationError, match=r"member 'hdfs' also holds 1 file\(s\)"):
-        operator.execute({"run_id": "r"})
-    assert emr.list_steps(ClusterId=cluster_id)["Steps"] == []
+def test_table_mid_migration_reads_each_file_once(emr, cluster_id, step_outcome):
+    """A file copied to S3 and not yet removed from HDFS: read from S3; HDFS's directory by its own file."""
+    operator = _operator(cluster_id, tables={"moving": "/tpcds/moving"}, sql="SELECT count(*) AS n FROM moving")
+    _, kwargs = _submit(operator)
+    script = _only_step(emr, cluster_id)["Config"]["Args"][2]
+    columns = "`i_item_sk`, `i_category`, `i_rec_start_date`"
+    assert script.startswith(
+        f"CREATE OR REPLACE TEMPORARY VIEW moving AS SELECT {columns} FROM parquet.`s3://query-emr/lake/tpcds/moving` "
+        f"UNION ALL SELECT {columns} FROM parquet.`{HDFS}/tpcds/moving/part-00001.parquet`;\n"
+    )
+    assert kwargs["summary"]["details"]["tables"] == {
+        "moving": ["s3://query-emr/lake/tpcds/moving", f"{HDFS}/tpcds/moving/part-00001.parquet"]
+    }
 
 
 def test_emr_needs_tables_and_a_cluster(cluster_id):
