@@ -61,7 +61,7 @@ def _params() -> dict[str, Param]:
     return {
         "mount": Param(MOUNT, type="string", description="The hybrid_mount connection id."),
         "base_path": Param(BASE_PATH, type="string", description="Logical directory of the TPC-DS tables."),
-        "engine": Param("duckdb", enum=["duckdb", "emr"], description="Embedded DuckDB, or a step on EMR."),
+        "engine": Param("duckdb", enum=["duckdb", "emr", "spark"], description="Embedded DuckDB, a step on EMR, or your Spark."),
         "emr_cluster_id": Param(None, type=["null", "string"], description="EMR cluster id (engine=emr)."),
         "emr_cli": Param("spark-sql", enum=["spark-sql", "trino", "presto"], description="EMR engine."),
     }

@@ -64,3 +64,4 @@ fi
 
 # Apache Hadoop's jars, from Maven Central, resolved once (jvm/pom.xml -> jvm/target/classpath.txt).
 "${VENV:-.venv}/bin/python" -c "from airflow_hybrid.devstack.hadoop import hadoop_classpath; hadoop_classpath()"
+bash scripts/trino.sh

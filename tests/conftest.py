@@ -35,4 +35,6 @@ pytest_plugins = [
     "tests.devstack_fixtures",
     "tests.integration.moto_s3",
     "tests.interleaving",
+    "tests.spark_fixtures",
+    "tests.trino_fixtures",
 ]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_hybrid.exceptions import HybridConfigError, HybridError
 from airflow_hybrid.query.result import QueryResult
 from airflow_hybrid.query.spark_script import spark_sql_statements
-from airflow_hybrid.query.steps import EmrTable, resolve_tables, split_location
+from airflow_hybrid.query.steps import EmrTable, resolve_output, resolve_tables
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -53,22 +53,6 @@ def check_connect_url(url: str) -> str:
     return url
 
 
-def resolve_output_uri(
-    output_path: str, mount_of: Callable[[str], HybridMount], mount_conn_id: str | None, *, s3_scheme: str = "s3a"
-) -> str:
-    """The engine URI (ending in ``/``) the result is written under: a mount path goes to the mount's first
-    create member, as the engine on another host opens it (HDFS with its namenode, S3 in ``s3_scheme``)."""
-    from airflow_hybrid.mount.resolver import engine_uri, with_s3_scheme
-
-    mount_id, rel = split_location(output_path, mount_conn_id)
-    if mount_id is None:
-        uri = with_s3_scheme(rel, s3_scheme)
-    else:
-        mount = mount_of(mount_id)
-        uri = engine_uri(mount.members[mount.create_members[0]], rel, s3_scheme=s3_scheme)
-    return uri.rstrip("/") + "/"
-
-
 def spark_query_statements(
     sql: str,
     *,
@@ -81,7 +65,7 @@ def spark_query_statements(
 ) -> tuple[list[str], list[EmrTable], str]:
     """``(statements, resolved tables, output URI)`` of ``sql`` over ``tables`` (view name -> logical path or URI)."""
     resolved = resolve_tables(tables, mount_of, mount_conn_id, s3_scheme=s3_scheme)
-    output_uri = resolve_output_uri(output_path, mount_of, mount_conn_id, s3_scheme=s3_scheme)
+    output_uri = resolve_output(output_path, mount_of, mount_conn_id, s3_scheme=s3_scheme)
     return spark_sql_statements(sql, resolved, output_uri, output_format), resolved, output_uri
 
 

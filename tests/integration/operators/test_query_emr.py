@@ -209,7 +209,7 @@ CREATE TABLE hive.hybrid.item__0 (
 ) WITH (external_location = 's3://query-emr/lake/tpcds/item', format = 'PARQUET');
 CREATE OR REPLACE VIEW hive.hybrid.item AS SELECT * FROM hive.hybrid.item__0;
 DROP TABLE IF EXISTS hive.hybrid.{result};
-CREATE TABLE hive.hybrid.{result} WITH (external_location = 's3://query-emr/lake/results/daily/2024-01-01/', format = 'PARQUET') AS
+CREATE TABLE hive.hybrid.{result} ("i_category", "revenue") WITH (external_location = 's3://query-emr/lake/results/daily/2024-01-01/', format = 'PARQUET') AS
 SELECT i_category, sum(ss_ext_sales_price) AS revenue
 FROM store_sales JOIN item ON ss_item_sk = i_item_sk
 GROUP BY i_category;"""

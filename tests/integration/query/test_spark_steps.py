@@ -293,3 +293,30 @@ def test_an_unknown_spark_connection_is_a_config_error(monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_NO_SUCH_SPARK", raising=False)
     with pytest.raises(HybridConfigError, match="no_such_spark"):
         SparkSqlRunner(spark_conn_id="no_such_spark").run(["SELECT 1"])
+
+
+def test_query_operator_on_spark_leases_the_warm_tables_while_spark_reads_them(lake, spark_connect_url, monkeypatch):
+    """``HybridQueryOperator(engine="spark")`` on Spark Connect: the warm S3 tier is read, every table is leased
+    in the mount's cache while the statements run (so no eviction can delete a copy under Spark), and the leases
+    end with the run."""
+    from airflow_hybrid.operators.query import HybridQueryOperator
+
+    seen_leases = []
+    run = SparkSqlRunner.run
+
+    def run_and_look(self, statements):
+        seen_leases.extend(lease.path for lease in HybridMount.from_conn_id(CACHED).cache.leases())
+        return run(self, statements)
+
+    monkeypatch.setattr(SparkSqlRunner, "run", run_and_look)
+    operator = HybridQueryOperator(
+        task_id="q3", sql=_sql("q3"), mount_conn_id=CACHED, tables=_tables("all"), engine="spark",
+        spark_connect_url=spark_connect_url, output_path=f"hybrid://{MOUNT}/results/spark/operator/q3",
+    )
+    summary = operator.execute({"run_id": "manual__spark"})
+    assert summary["engine"] == "spark"
+    assert sorted(seen_leases) == sorted(f"all/{table}" for table in tpcds.TPCDS_TABLES)
+    assert lake["cached"].cache.leases() == []
+    for uris in summary["details"]["tables"].values():
+        assert all(uri.startswith(f"s3a://{lake['bucket']}/cache/{CACHED}/") for uri in uris)
+    assert _canonical(_read_result(lake, summary["output_path"])) == _canonical(_duckdb(lake, MOUNT, "all", "q3", "op"))
