@@ -9,7 +9,8 @@
                   ``webhdfs_connection()`` (alice's principal and keytab). Under ``CI=true`` a KDC or cluster
                   that cannot start fails the tests.
 ``hdfs_server``   which HDFS a test talks to: ``devstack`` (our WebHDFS server) unless a module or test is
-                  marked ``hdfs_servers``, which runs it once per server (``devstack`` and ``hadoop``). Both
+                  marked ``hdfs_servers``, which runs it once per server (``devstack`` and ``hadoop``; or only
+                  those named: ``hdfs_servers("hadoop")``). Both
                   kinds offer ``kind``, ``connections()``, ``airflow_env()``, ``webhdfs_host``/``port``,
                   ``user``, ``s3_endpoint`` (the devstack's S3 server serves both).
 """
@@ -74,8 +75,9 @@ def hdfs_server(request: pytest.FixtureRequest, devstack):
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "hdfs_server" in metafunc.fixturenames and metafunc.definition.get_closest_marker("hdfs_servers"):
-        metafunc.parametrize("hdfs_server", HDFS_SERVERS, indirect=True)
+    marker = metafunc.definition.get_closest_marker("hdfs_servers")
+    if "hdfs_server" in metafunc.fixturenames and marker:  # hdfs_servers("hadoop"): only the servers named
+        metafunc.parametrize("hdfs_server", marker.args or HDFS_SERVERS, indirect=True)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -86,11 +86,10 @@ def test_a_file_in_both_members_mid_migration_gives_exact_file_lists(union_lake,
     assert resolve_locations(union_lake, table)[1] == Location("hdfs", _hdfs(hdfs_server, table), 2, 15)
 
 
+@pytest.mark.hdfs_servers("hadoop")  # the devstack's WebHDFS server has no namenode RPC
 def test_the_namenode_option_qualifies_uris_hadoop_opens(airflow_connections, hdfs_server, table):
     """With the namenode RPC address as the member's ``namenode`` option, Hadoop's own client (FsShell, RPC)
-    reads the resolved files: the URIs EMR's Spark would open. Real Hadoop only (the devstack has no RPC)."""
-    if hdfs_server.kind != "hadoop":
-        pytest.skip("the devstack's WebHDFS server has no namenode RPC")
+    reads the resolved files: the URIs EMR's Spark would open."""
     extra = copy.deepcopy(airflow_connections["onprem_union"]["extra"])
     namenode = urlparse(hdfs_server.hadoop.fs_uri).netloc
     extra["members"]["hdfs"]["options"] = {"namenode": namenode}
