@@ -115,6 +115,9 @@ def spark(spark_conf):
         yield session
     finally:
         session.stop()
+        # py4j's garbage-collection thread still logs through the root logger (logging.info) at exit, after
+        # pytest closed its capture streams ("--- Logging error ---"): drop those records.
+        logging.getLogger().addFilter(lambda record: "py4j" not in record.pathname)
 
 
 @pytest.fixture(scope="session")
