@@ -15,7 +15,6 @@ import random
 import signal
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -26,34 +25,12 @@ from airflow_hybrid.cache import CacheConfig, CacheManager
 from airflow_hybrid.cache.catalog import Catalog
 from airflow_hybrid.cache.tee import FillingReader
 from airflow_hybrid.stores.local import LocalStore
-from tests.services import postgres_url
 
 pytestmark = pytest.mark.integration
 
 MOUNT = "lake"
 
 
-@pytest.fixture
-def pg_url():
-    """A fresh PostgreSQL database for this test, dropped afterwards."""
-    admin_url = postgres_url()
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"hybrid_cache_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        yield sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def catalog_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/catalog.db"
-    return request.getfixturevalue("pg_url")
 
 
 def _config(catalog_url: str, tier_dir: str, quota: int, lease: float = 60) -> CacheConfig:

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-import sqlalchemy as sa
 
 from airflow_hybrid.cache import ops
 from airflow_hybrid.cache.manager import CacheManager
@@ -20,34 +18,12 @@ from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.stores.base import FileInfo
 from tests.integration.moto_s3 import AWS_CONN_ID
 from tests.mounts import local_mount_extra
-from tests.services import postgres_url
 
 pytestmark = pytest.mark.integration
 
 LOAD_ID = r"[0-9a-f]{32}"
 
 
-@pytest.fixture
-def pg_url():
-    """A fresh PostgreSQL database for this test, dropped afterwards."""
-    admin_url = postgres_url()
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"hybrid_cache_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        yield sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def catalog_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/catalog.db"
-    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture
