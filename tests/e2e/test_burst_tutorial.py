@@ -19,19 +19,12 @@ import pytest
 
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.query import tpcds
+from tests.e2e.dag_files import project_dag
 from tests.integration import moto_s3
 from tests.integration.emr_support import patch_step_outcomes
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
 MOUNT = "onprem_union"
 
-
-def _dag(file_name: str, dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAGS / file_name))
-    assert bag.import_errors == {}
-    return bag.dags[dag_id]
 
 
 @pytest.fixture
@@ -57,7 +50,7 @@ def burst_lake(airflow_db, tmp_path, moto_endpoint, s3_client, monkeypatch):
         "conn_type": "aws", "login": "testing", "password": "testing",
         "extra": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"},
     }))
-    run = _dag("hybrid_tpcds_prepare.py", "hybrid_tpcds_prepare").test(
+    run = project_dag("hybrid_tpcds_prepare.py", "hybrid_tpcds_prepare").test(
         run_conf={"scale_factor": 0.05, "files_per_table": 3, "mtime_spread_days": 30}
     )
     assert run.state == "success"
@@ -73,7 +66,7 @@ def _reference(hdfs: Path, sql: str) -> list[tuple]:
 
 def test_warm_then_query_on_emr_reads_the_s3_tier(burst_lake, moto_endpoint, monkeypatch, spark):
     hdfs, s3, bucket = burst_lake
-    warming = _dag("hybrid_cache_warming.py", "hybrid_cache_warming").test(run_conf={"tier": "S3"})
+    warming = project_dag("hybrid_cache_warming.py", "hybrid_cache_warming").test(run_conf={"tier": "S3"})
     assert warming.state == "success"
 
     emr = moto_s3.client(moto_endpoint, "emr")
@@ -83,7 +76,7 @@ def test_warm_then_query_on_emr_reads_the_s3_tier(burst_lake, moto_endpoint, mon
         JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole",
     )["JobFlowId"]
     patch_step_outcomes(monkeypatch)  # moto runs no step: each one ends COMPLETED
-    query_dag = _dag("hybrid_query.py", "hybrid_query")
+    query_dag = project_dag("hybrid_query.py", "hybrid_query")
     for task in query_dag.tasks:
         # dag.test() resumes a deferred task with the trigger's event alone, dropping the kwargs it deferred
         # with (a real triggerer keeps them: tests/e2e/test_emr_query_triggerer.py), so here the provider's

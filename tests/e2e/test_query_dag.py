@@ -20,17 +20,10 @@ import pytest
 from airflow_hybrid.cli.demo import xcom_value
 from airflow_hybrid.query import tpcds
 from airflow_hybrid.query.result import json_value
+from tests.e2e.dag_files import project_dag
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
 BACKFILL_DAYS = [datetime.date(2002, 11, 1) + datetime.timedelta(days=i) for i in range(3)]
 
-
-def _dag(file_name: str, dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAGS / file_name))
-    assert bag.import_errors == {}
-    return bag.dags[dag_id]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +40,7 @@ def sample_lake(airflow_db, tmp_path_factory):
     }
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AIRFLOW_CONN_ONPREM_UNION", json.dumps({"conn_type": "hybrid_mount", "extra": extra}))
-        run = _dag("hybrid_tpcds_prepare.py", "hybrid_tpcds_prepare").test(
+        run = project_dag("hybrid_tpcds_prepare.py", "hybrid_tpcds_prepare").test(
             run_conf={"scale_factor": 0.05, "files_per_table": 3, "mtime_spread_days": 30}
         )
         assert run.state == "success"
@@ -79,7 +72,7 @@ def test_prepare_dag_writes_the_lake_and_its_ddl(sample_lake):
 
 def test_query_dag_on_duckdb_answers_tpcds_queries(sample_lake):
     hdfs, s3 = sample_lake
-    dag = _dag("hybrid_query.py", "hybrid_query")
+    dag = project_dag("hybrid_query.py", "hybrid_query")
     run = dag.test()
     assert run.state == "success"
     run_dir = run.run_id.replace(":", "_").replace("+", "_")
@@ -155,7 +148,7 @@ def test_backfill_of_the_daily_dag_gives_one_run_per_interval(sample_lake):
     from sqlalchemy import select
 
     hdfs, s3 = sample_lake
-    dag = _dag("hybrid_query.py", "hybrid_query_daily")
+    dag = project_dag("hybrid_query.py", "hybrid_query_daily")
     _register_dags_folder()
     start = datetime.datetime.combine(BACKFILL_DAYS[0], datetime.time(), tzinfo=datetime.timezone.utc)
     end = datetime.datetime.combine(BACKFILL_DAYS[-1], datetime.time(), tzinfo=datetime.timezone.utc)
