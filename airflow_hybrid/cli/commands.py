@@ -48,6 +48,16 @@ def write_connections(connections: dict[str, dict[str, Any]], keep: tuple[str, .
     return written
 
 
+def _connection_extra(conn_id: str) -> dict[str, Any]:
+    """The extras of connection ``conn_id`` in the metadata database (``{}`` when absent or not JSON)."""
+    from airflow.models import Connection
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        conn = session.query(Connection).filter(Connection.conn_id == conn_id).one_or_none()
+        return (conn.extra_dejson or {}) if conn is not None else {}
+
+
 def _print(data: Any, as_json: bool, text: str) -> None:
     print(json.dumps(data, indent=2, default=str) if as_json else text)
 
@@ -66,9 +76,18 @@ def devstack_up(args) -> None:
     print(f"devstack up: {hdfs} {client.webhdfs_url}  S3 {client.s3_endpoint}  data {client.data_dir}")
     if not args.no_connections:
         # the mount connection only names the member connections: an existing one (with its cache and
-        # catalog settings) is kept; the member connections carry this run's ports and are rewritten
-        ids = write_connections(client.connections(mount_conn_id=args.mount), keep=(args.mount,))
+        # catalog settings) is kept; the member connections carry this run's ports and are rewritten. A new
+        # mount gets a cache under the stack's data directory, which the shipped DAGs need.
+        connections = client.connections(mount_conn_id=args.mount, cache_dir=client.data_dir / "cache")
+        ids = write_connections(connections, keep=(args.mount,))
         print(f"connections written: {', '.join(ids)}")
+        if args.mount not in ids:
+            extra = _connection_extra(args.mount)
+            cache = "" if extra.get("cache") else (
+                "; it has no 'cache' section, so hybrid_cache_warming fails on it: delete it "
+                f"(airflow connections delete {args.mount}) and run devstack up again for one with a cache"
+            )
+            print(f"kept the existing mount connection {args.mount}{cache}")
 
 
 def devstack_down(args) -> None:

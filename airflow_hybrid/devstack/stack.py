@@ -40,6 +40,25 @@ STATE_FILE = "devstack.json"
 DEFAULT_BUCKET = "hybrid-lake"
 DEFAULT_USER = "hdfs"
 S3_KEY = "testing"
+#: The cache tiers ``airflow hybrid devstack up`` gives its mount (alias, directory under the cache dir, quota).
+DEVSTACK_CACHE_TIERS = (("MEM", "mem", "64MB"), ("SSD", "ssd", "1GB"))
+DEVSTACK_DEFAULT_TIER = "SSD"
+
+
+def devstack_cache(cache_dir: str | os.PathLike) -> dict[str, Any]:
+    """The mount's ``cache`` section on a developer machine: a small MEM tier and a 1 GB SSD tier (both
+    directories under ``cache_dir``), the SSD tier for prefetches, and a SQLite catalog beside them."""
+    cache_dir = Path(cache_dir).resolve()
+    return {
+        "tiers": [
+            {"alias": alias, "uri": (cache_dir / name).as_uri(), "quota": quota}
+            for alias, name, quota in DEVSTACK_CACHE_TIERS
+        ],
+        "default_tier": DEVSTACK_DEFAULT_TIER,
+        "catalog_url": f"sqlite:///{cache_dir / 'catalog.db'}",
+        "metadata_sync_interval": 60,
+        "cache_on_read": True,
+    }
 
 
 def devstack_connections(
@@ -55,9 +74,13 @@ def devstack_connections(
     hdfs_root: str = "/tmp/tpcds",
     s3_prefix: str = "tpcds",
     region: str = DEFAULT_REGION,
+    cache_dir: str | os.PathLike | None = None,
 ) -> dict[str, dict]:
-    """Airflow connection dicts (``AIRFLOW_CONN_*`` JSON) for a running stack, by connection id."""
-    return {
+    """Airflow connection dicts (``AIRFLOW_CONN_*`` JSON) for a running stack, by connection id.
+
+    With ``cache_dir`` the mount gets a cache (:func:`devstack_cache`), as every shipped DAG expects.
+    """
+    connections: dict[str, dict] = {
         webhdfs_conn_id: {"conn_type": "webhdfs", "host": webhdfs_host, "port": webhdfs_port, "login": user},
         aws_conn_id: {
             "conn_type": "aws",
@@ -77,6 +100,9 @@ def devstack_connections(
             },
         },
     }
+    if cache_dir is not None:
+        connections[mount_conn_id]["extra"]["cache"] = devstack_cache(cache_dir)
+    return connections
 
 
 def airflow_env(connections: dict[str, dict]) -> dict[str, str]:
@@ -94,9 +120,10 @@ class StackConnections:
     user: str
 
     def connections(
-        self, mount_conn_id: str = "onprem_union", bucket: str = DEFAULT_BUCKET, **ids: str
+        self, mount_conn_id: str = "onprem_union", bucket: str = DEFAULT_BUCKET, **ids: Any
     ) -> dict[str, dict]:
-        """Airflow connection dicts by id (``webhdfs_conn_id``, ``aws_conn_id``, ``hdfs_root``, ``s3_prefix``)."""
+        """Airflow connection dicts by id (``webhdfs_conn_id``, ``aws_conn_id``, ``hdfs_root``, ``s3_prefix``;
+        ``cache_dir`` for a mount with a cache)."""
         return devstack_connections(
             webhdfs_host=self.webhdfs_host,
             webhdfs_port=self.webhdfs_port,
