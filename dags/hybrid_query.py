@@ -7,12 +7,17 @@ Two DAGs, because they answer two different needs:
   ``hybrid://onprem_union/{store_sales,item,date_dim}`` (produced by the cache-warming and migration
   DAGs) and runs TPC-DS queries 3, 42, 52 and 55 (their text from the generator's own query set). Each result
   goes to ``hybrid://<mount>/results/hybrid_query/<task>/<run_id>.parquet``.
-* ``hybrid_query_daily`` is a daily report, ``@daily``: its SQL filters the sales of its data interval
+* ``hybrid_query_daily`` is a daily report: its SQL filters the sales of its data interval
   (``{{ data_interval_start | ds }}`` to ``{{ data_interval_end | ds }}``) and writes
   ``hybrid://<mount>/results/daily_sales/<ds>.parquet``, so ``airflow backfill create --dag-id
   hybrid_query_daily --from-date 2002-12-01 --to-date 2002-12-03`` produces one correct run per day (TPC-DS
-  sales fall between 1998-01-02 and 2003-01-02). A single DAG with ``AssetOrTimeSchedule`` would mix
-  asset-triggered runs, whose data interval is not a day of sales, into a per-day report.
+  sales fall between 1998-01-02 and 2003-01-02). Its schedule is ``CronDataIntervalTimetable("@daily")``,
+  not the string ``"@daily"``: Airflow 3 turns a cron string into a ``CronTriggerTimetable`` (unless
+  ``[scheduler] create_cron_data_intervals`` is on), whose runs are points in time (``data_interval_start
+  == data_interval_end``), an empty window for a per-day report. A run whose window is empty fails; a day
+  without sales is written (an empty result) with a warning in the task log. A single DAG with
+  ``AssetOrTimeSchedule`` would mix asset-triggered runs, whose data interval is not a day of sales, into a
+  per-day report.
 
 Both use ``HybridQueryOperator``: the embedded DuckDB engine by default (``engine`` param), or ``emr`` with
 ``emr_cluster_id`` to run the same SQL as a Spark SQL / Trino / Presto step over the tables' physical URIs.
@@ -20,9 +25,12 @@ Both use ``HybridQueryOperator``: the embedded DuckDB engine by default (``engin
 
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import DAG, Asset, Param
+from typing import Any
 
+import pendulum
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param
+
+from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.operators.query import HybridQueryOperator
 
 MOUNT = "onprem_union"
@@ -55,6 +63,27 @@ def tpcds_query(number: int) -> str:
     from airflow_hybrid.query.tpcds import tpcds_query as query_text
 
     return query_text(number)
+
+
+def require_a_window(context: Any) -> None:
+    """``pre_execute`` of the daily report: refuse a run whose data interval is empty (a point in time)."""
+    start, end = context["data_interval_start"], context["data_interval_end"]
+    if start is None or end is None or end <= start:
+        raise HybridConfigError(
+            f"{context['dag'].dag_id}.{context['task'].task_id}, run {context['run_id']}: the data interval "
+            f"{start} .. {end} is empty, so the report would select no sales; schedule the DAG with a "
+            "data-interval timetable such as CronDataIntervalTimetable('@daily', timezone='UTC')"
+        )
+
+
+def warn_when_empty(context: Any, result: Any) -> None:
+    """``post_execute`` of the daily report: say so loudly when a day had no sales."""
+    if isinstance(result, dict) and result.get("rows") == 0:
+        context["task"].log.warning(
+            "No sales between %s and %s: %s holds an empty result (is the lake loaded, and are these days "
+            "within the data's dates?)",
+            context["data_interval_start"], context["data_interval_end"], result.get("output_path"),
+        )
 
 
 def _params() -> dict[str, Param]:
@@ -95,7 +124,7 @@ with DAG(
 
 with DAG(
     dag_id="hybrid_query_daily",
-    schedule="@daily",
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=pendulum.datetime(1998, 1, 1, tz="UTC"),
     catchup=False,
     doc_md=__doc__,
@@ -106,4 +135,6 @@ with DAG(
         "daily_sales",
         DAILY_SALES_SQL,
         output_path="hybrid://{{ params.mount }}/results/daily_sales/{{ data_interval_start | ds }}.parquet",
+        pre_execute=require_a_window,
+        post_execute=warn_when_empty,
     )
