@@ -21,8 +21,10 @@ enough for DAG parsing; members are checked against the mount when the migration
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ from airflow_hybrid.policy.parser import parse_policy
 from airflow_hybrid.settings import airflow_home
 from airflow_hybrid.stores.base import normalize_path
 from airflow_hybrid.values import parse_bool, parse_duration, parse_size, shown
+
+log = logging.getLogger(__name__)
 
 POLICIES_VARIABLE = "hybrid_policies_file"
 DEFAULT_FILE_NAME = "hybrid_policies.yaml"
@@ -146,7 +150,7 @@ def default_policies_path() -> Path:
     if configured:
         return Path(configured).expanduser()
     try:
-        from airflow.configuration import conf
+        from airflow.sdk import conf
 
         dags_folder = conf.get("core", "dags_folder")
     except Exception:  # pragma: no cover - outside Airflow
@@ -154,17 +158,39 @@ def default_policies_path() -> Path:
     return Path(dags_folder).expanduser() / DEFAULT_FILE_NAME
 
 
+def _supervised() -> bool:
+    """Whether this process talks to a supervisor (a task, DAG parsing, a trigger), as Airflow checks it."""
+    return getattr(sys.modules.get("airflow.sdk.execution_time.task_runner"), "SUPERVISOR_COMMS", None) is not None
+
+
 def _variable(key: str) -> str | None:
-    """An Airflow Variable (environment ``AIRFLOW_VAR_*`` or metadata DB), ``None`` when unset or unreachable."""
+    """An Airflow Variable, ``None`` when unset or unreachable.
+
+    ``AIRFLOW_VAR_<KEY>`` first, then the Task SDK's ``Variable.get``: through the API server in a task or
+    DAG-parsing process, from the metadata database in a server process (``_AIRFLOW_PROCESS_CONTEXT=server``:
+    ``airflow hybrid`` commands, the scheduler), from the secrets backends only in any other process. There
+    (a script, a test) the metadata database is read directly with Airflow's ``MetastoreBackend``, as
+    ``airflow.models.Variable`` did, without its deprecated ``get``.
+    """
     value = os.environ.get(f"AIRFLOW_VAR_{key.upper()}")
     if value:
         return value
     try:
-        from airflow.models import Variable
+        from airflow.sdk import Variable
 
-        return Variable.get(key, default_var=None)
-    except Exception:
-        return None
+        value = Variable.get(key, default=None)
+    except Exception as err:  # noqa: BLE001 - an unreachable API server or backend means "not configured"
+        log.debug("Variable %s could not be read through the Task SDK: %s", key, err)
+        value = None
+    if value is None and not _supervised() and os.environ.get("_AIRFLOW_PROCESS_CONTEXT") != "server":
+        try:
+            from airflow.secrets.metastore import MetastoreBackend
+
+            value = MetastoreBackend().get_variable(key)
+        except Exception as err:  # noqa: BLE001 - no metadata database here
+            log.debug("Variable %s could not be read from the metadata database: %s", key, err)
+            value = None
+    return value
 
 
 def load_policies_file(path: str | os.PathLike | None = None) -> tuple[list[PolicyEntry], list[str]]:
