@@ -185,18 +185,10 @@ def policy_list(args) -> None:
 
 
 def policy_status(args) -> None:
+    """Per policy: pending (from the migration state; ``--count-pending``: listed from the mount now), moved,
+    failed with reasons, the last run; ``--json`` prints the rows as they are."""
     _server_context()
-    from airflow_hybrid.migration.status import policy_status_rows
+    from airflow_hybrid.migration.status import policy_status_rows, row_text
 
-    rows = policy_status_rows(args.policies)
-    text = "\n".join(
-        (
-            f"{r['name']}: {r['mount']}:{r['path']} ERROR {r['error']}"
-            if r.get("error")
-            else f"{r['name']}: {r['mount']}:{r['path']} pending {r['pending_files']} files/{r['pending_bytes']} B, "
-            f"moved {r['moved_files']}, failed {r['failed_files']}, last run {r['last_run']}"
-        )
-        + "".join(f"\n    {f.get('status', 'failed')} {f['path']}: {f['reason']}" for f in r.get("failures", []))
-        for r in rows
-    )
-    _print(rows, args.json, text)
+    rows = policy_status_rows(args.policies, count_pending=bool(getattr(args, "count_pending", False)))
+    _print(rows, args.json, "\n".join(row_text(row) for row in rows))

@@ -19,6 +19,11 @@ ARG_HDFS = Arg(
 )
 ARG_WAN = Arg(("--wan",), help="Shape the link like a WAN: 'LATENCY_MS,MBPS' (e.g. 20,50)")
 ARG_POLICIES = Arg(("--policies",), help="Policies file (default: the hybrid_policies_file Variable or dags/)")
+ARG_COUNT_PENDING = Arg(
+    ("--count-pending",),
+    help="Count the pending files by listing the mount now (default: as of the last plan, from the migration state)",
+    action="store_true",
+)
 
 DEVSTACK_COMMANDS = (
     ActionCommand(
@@ -52,7 +57,7 @@ POLICY_COMMANDS = (
         name="status",
         help="Per policy and path: pending files/bytes, moved, failed with reasons, last run",
         func=lazy_load_command(f"{_COMMANDS}.policy_status"),
-        args=(ARG_POLICIES, ARG_JSON),
+        args=(ARG_POLICIES, ARG_JSON, ARG_COUNT_PENDING),
     ),
 )
 

@@ -74,6 +74,9 @@ class PlanExecution:
     #: Names this run in the claims other runs see.
     owner_label: str | None = None
     logger: logging.Logger | logging.LoggerAdapter = log
+    #: The DAG run this execution belongs to (recorded with the run, linked from the UI page).
+    dag_id: str | None = None
+    dag_run_id: str | None = None
 
     @classmethod
     def load(
@@ -151,9 +154,12 @@ class PlanExecution:
         return MigrationState.for_mount(self.mount)
 
     def start(self) -> int:
-        """Record the run as running; return its id."""
+        """Record the run as running, with what its plan found pending when it was made; return its id."""
+        plan = self.plan.summary
         return self.state.start_run(self.policy_name, self.mount.name, self.plan.path, plan_id=self.plan.plan_id,
-                                    batch=self.batch, engine=self.engine)
+                                    batch=self.batch, engine=self.engine, plan_files=plan.files,
+                                    plan_bytes=plan.bytes, plan_created_at=self.plan.manifest.get("created_at"),
+                                    dag_id=self.dag_id, dag_run_id=self.dag_run_id)
 
     def migrate(self, run_id: int, *, copy: bool, fail_on_error: bool = True) -> MigrationSummary:
         """Migrate every file, record each outcome and finish the run; raise :class:`MigrationRunError` when

@@ -237,7 +237,7 @@ class UfsMigrateOperator(HybridMountMixin, EmrStepWaitMixin, BaseOperator):
         with _task_errors():
             run = PlanExecution.load(mount, plan_id, path=self.path, policy=self.policy, plans=plans, batch=self.batch,
                                      engine=self.engine, policy_name=self.policy_name, options=options,
-                                     owner_label=_try_label(context), logger=self.log)
+                                     owner_label=_try_label(context), logger=self.log, **_dag_run(context))
         self._lineage = run.lineage()
         return run
 
@@ -300,6 +300,12 @@ def _try_label(context: Context) -> str:
     map_index = getattr(ti, "map_index", -1)
     mapped = f"[{map_index}]" if map_index is not None and map_index >= 0 else ""
     return f"{ti.dag_id}.{ti.task_id}{mapped} {ti.run_id} try {getattr(ti, 'try_number', '?')}"
+
+
+def _dag_run(context: Context) -> dict[str, str]:
+    """``dag_id`` and ``dag_run_id`` of the task's DAG run, recorded with the migration run (none outside a run)."""
+    ti = context.get("ti") or context.get("task_instance")
+    return {"dag_id": ti.dag_id, "dag_run_id": ti.run_id} if ti is not None else {}
 
 
 @contextmanager
