@@ -24,8 +24,9 @@ import binascii
 import logging
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airflow_hybrid.exceptions import SourceChangedError, SourceGoneError, TransferError, VerificationError
 from airflow_hybrid.ops.checksums import CRC32C, CRC32C_COMPOSITE, Crc32c, decode_crc32c, split_composite
@@ -33,6 +34,9 @@ from airflow_hybrid.ops.pool import bounded_map
 from airflow_hybrid.ops.retry import is_transient
 from airflow_hybrid.stores.base import CHUNK_SIZE, Checksum, FileInfo, Store
 from airflow_hybrid.values import format_bytes
+
+if TYPE_CHECKING:
+    from airflow_hybrid.ops.progress import FileProgress, ProgressTracker
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +84,17 @@ class CopyRequest:
 class _HashingReader:
     """Pass-through reader that feeds every byte into a running CRC32C."""
 
-    def __init__(self, raw: BinaryIO, hasher: Crc32c) -> None:
+    def __init__(self, raw: BinaryIO, hasher: Crc32c, on_bytes: Callable[[int], object] | None = None) -> None:
         self._raw = raw
         self._hasher = hasher
+        self._on_bytes = on_bytes
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
         if data:
             self._hasher.update(data)
+            if self._on_bytes is not None:
+                self._on_bytes(len(data))
         return data
 
     def readable(self) -> bool:
@@ -137,6 +144,7 @@ def copy_file(
     expected: FileInfo | None = None,
     remove_bad_copy: bool = True,
     if_absent: bool = False,
+    on_bytes: Callable[[int], object] | None = None,
 ) -> TransferResult:
     """Copy ``src_path`` of ``src`` to ``dst_path`` of ``dst``, streamed, and verify it end to end.
 
@@ -149,6 +157,8 @@ def copy_file(
     :param if_absent: create the destination only if nothing is there (a store declaring
         ``features.exclusive_create``, e.g. S3 with conditional writes): :class:`FileExistsError` if something is, and the
         existing object is neither replaced nor deleted.
+    :param on_bytes: called with the size of each chunk as it streams (e.g. a
+        :class:`~airflow_hybrid.ops.progress.FileProgress`).
     :raises FileNotFoundError: the source does not exist (and no ``expected`` status says it should).
     :raises SourceGoneError: the ``expected`` source no longer exists (nothing was written).
     """
@@ -183,7 +193,7 @@ def copy_file(
     condition = {"if_absent": True} if if_absent else {}
     try:
         with raw:
-            written = dst.write(dst_path, _HashingReader(raw, hasher), size_hint=before.size, **condition)
+            written = dst.write(dst_path, _HashingReader(raw, hasher, on_bytes), size_hint=before.size, **condition)
     except FileExistsError as err:
         if if_absent:  # someone else's object (or an earlier run's copy): left as it is
             raise
@@ -316,42 +326,56 @@ def copy_many(
     ahead of completion, so the input may be a streamed listing of any length. A failed file does not
     stop the others; ``attempts`` > 1 retries transient failures (not a changed or missing source).
     ``on_progress`` is called as each copy completes with its :class:`TransferResult` or
-    :class:`TransferFailure`; a :class:`ProgressTracker` can be passed as is.
+    :class:`TransferFailure`; a :class:`~airflow_hybrid.ops.progress.ProgressTracker` can be passed as is: it
+    then also counts the bytes of the files in flight, chunk by chunk, and logs on its timer while the copies
+    run (and, when this call started it, the summary's rate is the tracker's).
     """
     if concurrency < 1:
         raise ValueError(f"concurrency={concurrency} must be at least 1")
     _verify_mode(verify)
     summary = TransferSummary()
     started = time.monotonic()
+    tracker: ProgressTracker | None = on_progress if hasattr(on_progress, "begin_file") else None  # type: ignore[assignment]
+    times_tracker = tracker is not None and not tracker.running
 
-    def run(request: CopyRequest) -> TransferResult | TransferFailure:
+    def run(request: CopyRequest) -> tuple[TransferResult | TransferFailure, FileProgress | None]:
+        file = tracker.begin_file() if tracker is not None else None
         for attempt in range(1, attempts + 1):
+            if file is not None:
+                file.reset()
             try:
-                return copy_file(request.src, request.src_path, request.dst, request.dst_path,
-                                 verify=verify, expected=request.expected, remove_bad_copy=remove_bad_copy)
+                return copy_file(request.src, request.src_path, request.dst, request.dst_path, verify=verify,
+                                 expected=request.expected, remove_bad_copy=remove_bad_copy, on_bytes=file), file
             except Exception as err:
                 if not is_transient(err) or attempt == attempts:
                     log.warning("Copy failed: %s", err)
                     return TransferFailure(request.src.uri(request.src_path), request.dst.uri(request.dst_path),
-                                           type(err).__name__, str(err))
+                                           type(err).__name__, str(err)), file
                 log.info("Retrying (attempt %d of %d) after: %s", attempt + 1, attempts, err)
                 time.sleep(min(0.5 * 2 ** (attempt - 1), 10.0))
         raise AssertionError("unreachable")
 
-    for _, outcome in bounded_map(run, map(_as_request, pairs), concurrency, name="transfer"):
-        if isinstance(outcome, TransferFailure):
-            summary.failed += 1
-            if len(summary.failures) < max_failures_kept:
-                summary.failures.append(outcome)
-        else:
-            summary.files += 1
-            summary.bytes += outcome.size
-        if on_progress is not None:
-            try:
-                on_progress(outcome)
-            except Exception:
-                log.exception("Progress callback failed")
-    summary.elapsed = time.monotonic() - started
+    with tracker if tracker is not None else nullcontext():
+        for _, (outcome, file) in bounded_map(run, map(_as_request, pairs), concurrency, name="transfer"):
+            if isinstance(outcome, TransferFailure):
+                summary.failed += 1
+                if len(summary.failures) < max_failures_kept:
+                    summary.failures.append(outcome)
+            else:
+                summary.files += 1
+                summary.bytes += outcome.size
+            if on_progress is not None:
+                try:
+                    if tracker is not None:
+                        tracker(outcome, file=file)
+                    else:
+                        on_progress(outcome)
+                except Exception:
+                    log.exception("Progress callback failed")
+    if times_tracker:
+        summary.elapsed = tracker.elapsed  # type: ignore[union-attr]
+    else:
+        summary.elapsed = time.monotonic() - started
     log.info("Copied %d files (%s) in %.1fs, %s/s; %d failed", summary.files, format_bytes(summary.bytes),
              summary.elapsed, format_bytes(summary.throughput), summary.failed)
     return summary

@@ -319,11 +319,11 @@ def test_progress_tracker_rate_eta_and_interval():
     assert lines == []
     now[0] = 110.0
     tracker.add(files=1, nbytes=MiB)
-    assert lines == ["Transfer: 2/4 files, 2.0 MiB/4.0 MiB, 204.8 KiB/s, ETA 0m10s"]
+    assert lines == ["Transfer: 2/4 files, 2.0 MiB/4.0 MiB, 204.8 KiB/s, ETA 0:00:10"]
     now[0] = 115.0
     tracker.add(failed=1)
     assert len(lines) == 1  # 5 s since the last line
-    assert tracker.maybe_log(force=True).endswith("1 failed, ETA 0m15s")
+    assert tracker.maybe_log(force=True).endswith("1 failed, ETA 0:00:15")
 
 
 def test_if_absent_copy_leaves_an_existing_destination_alone(src, s3, s3_client, bucket):
