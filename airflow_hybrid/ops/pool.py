@@ -41,7 +41,7 @@ def bounded_map(
                 yield item, future.result()
                 return
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
+            for future in [f for f in pending if f in done]:  # those done, in the order they were taken
                 yield pending.pop(future), future.result()
 
         try:
