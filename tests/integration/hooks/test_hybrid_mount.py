@@ -1,5 +1,6 @@
 """``HybridMountHook.test_connection`` (the connection form's Test button) and ``HybridMountMixin`` on real servers:
-the devstack's S3 server and ``hdfs_server`` (our WebHDFS server and Apache Hadoop's)."""
+the devstack's S3 server and ``hdfs_server`` (our WebHDFS server and Apache Hadoop's), and a PostgreSQL cache
+catalog."""
 
 from __future__ import annotations
 
@@ -41,14 +42,19 @@ def hdfs_root(union_lake):
 
 
 def test_every_member_reachable(hdfs_root):
-    assert HybridMountHook(MOUNT).test_connection() == (True, "all members reachable: s3, hdfs")
+    assert HybridMountHook(MOUNT).test_connection() == (
+        True, f"mount {MOUNT!r}: members s3, hdfs reachable (create in s3)"
+    )
 
 
 def test_a_member_root_that_does_not_exist_fails_the_test(airflow_connections, monkeypatch):
     ok, message = _test_with_member(monkeypatch, airflow_connections, "hdfs", "uri", "hdfs:///no/such/root")
 
     assert not ok
-    assert message.startswith("FileNotFoundError: hdfs:///no/such/root: WebHDFS LISTSTATUS_BATCH /no/such/root:"), message
+    assert message.startswith(
+        "mount 'changed_union': 1 problem: members.hdfs (hdfs:///no/such/root): not reachable: FileNotFoundError: "
+        "hdfs:///no/such/root: WebHDFS LISTSTATUS_BATCH /no/such/root:"
+    ), message
 
 
 def test_a_namenode_that_does_not_answer_fails_the_test(airflow_connections, monkeypatch):
@@ -58,10 +64,8 @@ def test_a_namenode_that_does_not_answer_fails_the_test(airflow_connections, mon
                                     webhdfs_dead=dead)
 
     assert not ok
-    assert message == (
-        "StoreError: hdfs:///tmp/tpcds: no WebHDFS namenode answered for connection 'webhdfs_dead' "
-        f"(tried 127.0.0.1:{port})"
-    )
+    assert f"members.hdfs (hdfs:///tmp/tpcds): not reachable: StoreError: hdfs:///tmp/tpcds: no WebHDFS namenode " \
+        f"answered for connection 'webhdfs_dead' (tried 127.0.0.1:{port})" in message, message
 
 
 def test_a_bucket_that_does_not_exist_fails_the_test(hdfs_root, airflow_connections, monkeypatch):
@@ -72,14 +76,67 @@ def test_a_bucket_that_does_not_exist_fails_the_test(hdfs_root, airflow_connecti
     assert "no-such-bucket-for-the-hook-test" in message, message
 
 
-def test_a_member_connection_that_does_not_exist_fails_the_test(airflow_connections, monkeypatch):
+def test_a_member_connection_that_does_not_exist_fails_the_test(hdfs_root, airflow_connections, monkeypatch):
     ok, message = _test_with_member(monkeypatch, airflow_connections, "s3", "conn_id", "aws_missing")
 
-    assert not ok
-    assert message == (
-        "MountConfigError: connection 'changed_union': members.s3.conn_id: connection 'aws_missing' not "
-        "found (AirflowNotFoundException)"
+    assert (ok, message) == (
+        False,
+        "mount 'changed_union': 1 problem: members.s3.conn_id: connection 'aws_missing' not found "
+        "(AirflowNotFoundException)",
     )
+
+
+def test_an_s3_server_that_does_not_answer_fails_the_test_naming_the_member(hdfs_root, airflow_connections,
+                                                                            monkeypatch):
+    port = _closed_port()
+    dead = json.loads(json.dumps(airflow_connections["aws_default"]))
+    dead["extra"]["endpoint_url"] = f"http://127.0.0.1:{port}"
+    ok, message = _test_with_member(monkeypatch, airflow_connections, "s3", "conn_id", "aws_dead", aws_dead=dead)
+
+    assert not ok
+    assert message.startswith("mount 'changed_union': 1 problem: members.s3 (s3://hybrid-lake/tpcds): not reachable: "), message
+    assert f"127.0.0.1:{port}" in message, message
+
+
+def _with_cache(monkeypatch, connections: dict[str, dict], tmp_path, catalog_url: str) -> HybridMountHook:
+    mount = json.loads(json.dumps(connections[MOUNT]))
+    mount["extra"]["cache"] = {"tiers": [{"alias": "SSD", "uri": (tmp_path / "ssd").as_uri(), "quota": "64MB"},
+                                         {"alias": "S3", "uri": "s3://hybrid-lake/cache", "quota": "1GB"}],
+                               "catalog_url": catalog_url}
+    for name, conn in airflow_env({"cached_union": mount}).items():
+        monkeypatch.setenv(name, conn)
+    return HybridMountHook("cached_union")
+
+
+def test_a_cache_on_disk_and_s3_with_a_postgresql_catalog_passes(hdfs_root, airflow_connections, monkeypatch,
+                                                                  tmp_path):
+    import sqlalchemy as sa
+
+    from tests.services import postgres_url
+
+    url = postgres_url()
+    ok, message = _with_cache(monkeypatch, airflow_connections, tmp_path, url).test_connection()
+
+    assert ok, message
+    shown_url = sa.engine.make_url(url).render_as_string(hide_password=True)
+    assert message.startswith(
+        "mount 'cached_union': members s3, hdfs reachable (create in s3); cache tiers SSD 64.0 MiB (evicts from "
+        f"95% to 70%), S3 1.0 GiB (evicts from 95% to 70%) writable; catalog {shown_url} "
+    ), message
+
+
+def test_a_catalog_database_that_does_not_answer_fails_the_test(hdfs_root, airflow_connections, monkeypatch,
+                                                                tmp_path):
+    port = _closed_port()
+    url = f"postgresql+psycopg2://hybrid:secret@127.0.0.1:{port}/hybrid"
+    ok, message = _with_cache(monkeypatch, airflow_connections, tmp_path, url).test_connection()
+
+    assert not ok
+    assert message.startswith(
+        f"mount 'cached_union': 1 problem: catalog_url (postgresql+psycopg2://hybrid:***@127.0.0.1:{port}/hybrid): "
+        "cannot open the catalog: OperationalError: "
+    ), message
+    assert "secret" not in message
 
 
 class _Task(HybridMountMixin):
