@@ -13,7 +13,6 @@ API needs no login (``simple_auth_manager_all_admins``). ::
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
@@ -171,10 +170,6 @@ class AirflowDeployment(Service):
                 for name, path in self.bundles.items()
             ]),
         })
-        if importlib.util.find_spec("asyncpg") is None:
-            # Airflow derives an asyncpg URL for its async engine and fails at start without the driver; an
-            # empty URL turns the async engine off (only async-only endpoints this harness does not call use it).
-            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = ""
         env.update(self.extra_env)
         return env
 
