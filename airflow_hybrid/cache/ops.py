@@ -26,7 +26,7 @@ from airflow_hybrid.cache.exceptions import CacheConfigError, CacheQuotaError
 from airflow_hybrid.cache.manager import LoadResult
 from airflow_hybrid.mount.globs import PathPattern, iter_files, parse_patterns
 from airflow_hybrid.ops.pool import bounded_map
-from airflow_hybrid.ops.progress import ProgressTracker
+from airflow_hybrid.ops.progress import FileProgress, ProgressReader, ProgressTracker
 from airflow_hybrid.stores.base import FileInfo
 from airflow_hybrid.values import format_bytes
 
@@ -111,15 +111,18 @@ class PrefetchSummary:
     failed_bytes: int = 0
     pinned: int = 0
     pinned_bytes: int = 0
+    #: Seconds of the whole prefetch (listing and pins included).
     elapsed: float = 0.0
+    #: Seconds of the loads: the rate is ``loaded_bytes`` over these, the figure the progress lines print.
+    transfer_elapsed: float = 0.0
     #: Members the loaded or fresh files come from (for lineage).
     source_members: set[str] = field(default_factory=set)
     failures: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def throughput(self) -> float:
-        """Bytes loaded per second."""
-        return self.loaded_bytes / self.elapsed if self.elapsed > 0 else 0.0
+        """Bytes loaded per second of loading."""
+        return self.loaded_bytes / self.transfer_elapsed if self.transfer_elapsed > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (XCom) summary."""
@@ -139,6 +142,7 @@ class PrefetchSummary:
             "pinned": self.pinned,
             "pinned_bytes": self.pinned_bytes,
             "elapsed_seconds": round(self.elapsed, 3),
+            "transfer_seconds": round(self.transfer_elapsed, 3),
             "throughput_bytes_per_second": round(self.throughput, 1),
             "failures": list(self.failures),
         }
@@ -149,7 +153,7 @@ class PrefetchSummary:
             f"{self.loaded} loaded ({format_bytes(self.loaded_bytes)}), {self.fresh} already fresh, "
             f"{self.busy} being loaded elsewhere, {self.failed} failed"
             + (f", {self.pinned} newly pinned" if self.pinned else "")
-            + f" in {self.elapsed:.1f}s ({format_bytes(self.throughput)}/s)"
+            + f" in {self.elapsed:.1f}s (loading {self.transfer_elapsed:.1f}s, {format_bytes(self.throughput)}/s)"
         )
 
 
@@ -168,7 +172,8 @@ def prefetch(
     time, skipping files whose cached copy is still fresh (same source fingerprint, not expired).
 
     Each file is resolved at its read-priority member just before loading, so the copy is of the current
-    version. Progress (files, bytes, rate, ETA) is logged every ``progress_interval`` seconds.
+    version. Progress (files, bytes so far with the files being loaded, rate, ETA) is logged every
+    ``progress_interval`` seconds, by a timer while files load; the summary's rate is the last line's.
 
     :param pin: pin every file first, all or nothing (:class:`CacheQuotaError`: nothing pinned, nothing loaded).
     :param ttl: seconds the new copies live (default: the cache's ``default_ttl``).
@@ -191,7 +196,10 @@ def prefetch(
             summary.pinned, summary.pinned_bytes = pinned.files, pinned.bytes
         tracker = ProgressTracker(files.files, files.bytes, interval=progress_interval, logger=logger,
                                   label=f"Prefetch into {mount.name}:{target}")
-        _load_all(mount, cache, files, target, ttl, concurrency, summary, tracker, logger)
+        with tracker:
+            _load_all(mount, cache, files, target, ttl, concurrency, summary, tracker, logger)
+        summary.transfer_elapsed = tracker.elapsed
+        tracker.maybe_log(force=True)
     summary.elapsed = time.monotonic() - started
     logger.info("%s", summary.message())
     return summary
@@ -212,31 +220,34 @@ def _load_all(
     #: Files refused because the tier was full of loads in flight (ours included): retried one at a time.
     deferred = FileListing()
 
-    def load(listed: FileInfo, may_defer: bool = True) -> tuple[str, int, str | None]:
-        """``(status, bytes, member or error)`` of one file."""
+    def load(listed: FileInfo, may_defer: bool = True) -> tuple[str, int, str | None, FileProgress]:
+        """``(status, bytes, member or error, its progress)`` of one file."""
+        file = tracker.begin_file()  # counts the bytes as the cache reads them from the source
         try:
             member, info = mount.resolve(listed.path)
             store = mount.members[member]
             result = cache.load(
-                listed.path, member, info, lambda: mount.open_member(listed.path, member, info), tier=tier,
-                ttl=ttl, source_uri=store.uri(listed.path),
+                listed.path, member, info,
+                lambda: ProgressReader(mount.open_member(listed.path, member, info), file),  # type: ignore[arg-type]
+                tier=tier, ttl=ttl, source_uri=store.uri(listed.path),
             )
         except CacheQuotaError as err:
             if may_defer and listed.size <= quota:
-                return DEFERRED, int(listed.size), str(err)
+                return DEFERRED, int(listed.size), str(err), file
             reason = f"{type(err).__name__}: {err}"
             logger.warning("Not loaded: %s:%s: %s", mount.name, listed.path, reason)
-            return "failed", int(listed.size), reason
+            return "failed", int(listed.size), reason, file
         except Exception as err:  # one file's failure does not stop the others
             reason = f"{type(err).__name__}: {err}"
             logger.warning("Not loaded: %s:%s: %s", mount.name, listed.path, reason)
-            return "failed", int(listed.size), reason
+            return "failed", int(listed.size), reason, file
         size = result.bytes if result.status == LoadResult.LOADED else int(info.size)
-        return result.status, size, member
+        return result.status, size, member, file
 
-    def finish(listed: FileInfo, outcome: tuple[str, int, str | None]) -> None:
-        status, size, detail = outcome
+    def finish(listed: FileInfo, outcome: tuple[str, int, str | None, FileProgress]) -> None:
+        status, size, detail, file = outcome
         if status == DEFERRED:
+            file.reset()  # retried later, counted then
             deferred.add(listed)
             return
         if status != "failed":
@@ -254,14 +265,12 @@ def _load_all(
                 summary.fresh, summary.fresh_bytes = summary.fresh + 1, summary.fresh_bytes + size
             else:
                 summary.busy, summary.busy_bytes = summary.busy + 1, summary.busy_bytes + size
-            tracker.total_files -= 1  # type: ignore[operator]
-            tracker.total_bytes = max(tracker.total_bytes - int(listed.size), 0)  # type: ignore[operator]
         if status == LoadResult.LOADED:
-            tracker.add(files=1, nbytes=size)
+            tracker.add(files=1, nbytes=size, file=file, planned=int(listed.size))
         elif status == "failed":
-            tracker.add(failed=1)
+            tracker.add(failed=1, file=file, planned=int(listed.size))
         else:
-            tracker.maybe_log()
+            tracker.exclude(files=1, nbytes=int(listed.size), file=file)
 
     try:
         for listed, outcome in bounded_map(load, files, concurrency, name="prefetch"):  # results on this thread
@@ -272,7 +281,6 @@ def _load_all(
             finish(listed, load(listed, may_defer=False))
     finally:
         deferred.close()
-    tracker.maybe_log(force=True)
 
 
 # -- pins and removal -----------------------------------------------------------------------------------

@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import threading
 
 import pytest
 from airflow.exceptions import AirflowException
 from airflow.sdk import Asset
+from airflow.sdk.exceptions import AirflowTaskTimeout
 
 from airflow_hybrid.cache import CacheQuotaError
 from airflow_hybrid.cache import ops as cache_ops
@@ -26,7 +29,9 @@ from airflow_hybrid.operators.cache import (
     HybridUnpinOperator,
 )
 from airflow_hybrid.stores.base import PathEscapeError
+from airflow_hybrid.values import format_bytes
 from tests.mounts import local_mount_extra
+from tests.unit.ops.progress_support import DEADLINE, GatedStream, Lines, progress_threads, rate_of
 
 KiB = 1024
 FILES = {  # logical path -> (member, size)
@@ -202,15 +207,83 @@ def test_prefetch_with_pin_over_quota_pins_and_loads_nothing(mount):
 def test_prefetch_logs_files_bytes_rate_and_eta(mount, caplog):
     logger = logging.getLogger("test.prefetch")
     with caplog.at_level(logging.INFO, logger="test.prefetch"):
-        cache_ops.prefetch(mount, "t/**/*.parquet", concurrency=1, progress_interval=0, logger=logger)
+        summary = cache_ops.prefetch(mount, "t/**/*.parquet", concurrency=1, progress_interval=0, logger=logger)
     lines = [r.getMessage() for r in caplog.records if r.name == "test.prefetch"]
     assert lines[0] == "Prefetch into lake:MEM: 3 files, 15.0 KiB (concurrency 1)"
-    assert any(line.startswith("Prefetch into lake:MEM: 1/3 files, 3.0 KiB/15.0 KiB, ") and "/s, ETA " in line
-               for line in lines), lines
+    progress = [re.fullmatch(r"Prefetch into lake:MEM: (\d)/3 files, ([\d.]+) KiB/15\.0 KiB, [\d.]+ [KMG]?i?B/s, "
+                             r"ETA \d+:\d\d:\d\d", line) for line in lines[1:-1]]
+    assert all(progress), lines
+    # A line per finished file, then the last one. The bytes include the next file's when the worker (one,
+    # two files ahead) has read it already, so they are at least the finished files'.
+    assert [int(m[1]) for m in progress] == [1, 2, 3, 3], lines
+    assert [float(m[2]) for m in progress][0] >= 3.0 and progress[-1][2] == "15.0"
+    assert lines[-2].endswith(", ETA 0:00:00")
     assert lines[-1].startswith("Prefetch into lake:MEM: 3 files (15.0 KiB): 3 loaded (15.0 KiB), 0 already fresh")
+    assert rate_of(lines[-2]) == rate_of(lines[-1]) == format_bytes(summary.throughput)  # one rate
+    assert summary.transfer_elapsed <= summary.elapsed
 
 
-# -- operators ------------------------------------------------------------------------------------------
+@pytest.fixture
+def gated_file(tiered_lake, mount, monkeypatch):
+    """A 48 KiB file ``big/huge.parquet`` whose source streams 16 KiB, then waits until the test releases it."""
+    root, _ = tiered_lake
+    data = os.urandom(48 * KiB)
+    (root / "cold" / "big").mkdir()
+    (root / "cold" / "big" / "huge.parquet").write_bytes(data)
+    streams: list[GatedStream] = []
+    open_member = mount.open_member
+
+    def gated(path, member, info, *args, **kwargs):
+        if path != "big/huge.parquet":
+            return open_member(path, member, info, *args, **kwargs)
+        with open_member(path, member, info, *args, **kwargs) as raw:
+            streams.append(GatedStream(raw.read(), chunk=16 * KiB))
+        return streams[-1]
+
+    monkeypatch.setattr(mount, "open_member", gated)
+    return data, streams
+
+
+def test_prefetch_of_a_slow_large_file_logs_progress_mid_file(mount, gated_file):
+    data, streams = gated_file
+    lines = Lines(logging.getLogger("test.prefetch.slow"))
+    result: dict = {}
+
+    def run() -> None:  # the source blocks the load until released, while the test reads the log
+        result["summary"] = cache_ops.prefetch(mount, "big", progress_interval=0.01, logger=lines.logger)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        mid_file = lines.wait_for(r"^Prefetch into lake:MEM: 0/1 files, 16\.0 KiB/48\.0 KiB, ")  # on the timer
+        assert re.search(r", [\d.]+ [KMG]?i?B/s, ETA \d+:\d\d:\d\d$", mid_file), mid_file
+        assert streams[0].blocked.is_set()
+    finally:
+        for stream in streams:
+            stream.release()
+        worker.join(DEADLINE)
+        lines.close()
+    summary = result["summary"]
+    assert (summary.loaded, summary.loaded_bytes) == (1, 48 * KiB) and copy_bytes(mount, "big/huge.parquet") == data
+    last = [m for m in lines.messages if "1/1 files" in m][-1]
+    assert last.startswith("Prefetch into lake:MEM: 1/1 files, 48.0 KiB/48.0 KiB, ")
+    assert rate_of(last) == rate_of(lines.messages[-1]) == format_bytes(summary.throughput)
+    assert not progress_threads()
+
+
+def test_prefetch_stops_its_progress_timer_when_the_task_is_killed(mount, gated_file, monkeypatch):
+    _, streams = gated_file
+
+    def killed(self, size=-1):
+        raise AirflowTaskTimeout("Timeout, PID: 1")  # a BaseException, as Airflow raises it in the task
+
+    monkeypatch.setattr(GatedStream, "read", killed)
+    with pytest.raises(AirflowTaskTimeout):
+        cache_ops.prefetch(mount, "big", progress_interval=0.01)
+    assert streams and not progress_threads()
+    assert cached(mount) == {}
+
+
 def test_prefetch_operator_declares_assets_and_templated_fields(tiered_lake):
     op = HybridPrefetchOperator(task_id="warm", mount_conn_id="lake",
                                 paths=["/t/sub/*.parquet", "u/d.parquet", "t/sub/**"])
