@@ -15,11 +15,11 @@ demo: setup
 	$(PY) -m airflow_hybrid.cli.demo
 
 test: setup-test
-	$(PY) -m ruff check airflow_hybrid dags plugins tests bench
+	$(PY) -m ruff check airflow_hybrid dags tests bench
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: setup
-	$(PY) -m ruff check airflow_hybrid dags plugins tests bench
+	$(PY) -m ruff check airflow_hybrid dags tests bench
 
 # Re-resolve the pinned versions (then run `make test` before committing constraints.txt).
 lock:
@@ -29,8 +29,8 @@ bench: setup-test
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # Start the Airflow UI (standalone) with this project's DAGs, on the demo's AIRFLOW_HOME.
-AIRFLOW_ENV := AIRFLOW_HOME=$${AIRFLOW_HOME:-$(CURDIR)/.demo/airflow} AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
-	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins
+# The plugin (the Hybrid lake page, the macros) comes with the package (its airflow.plugins entry point).
+AIRFLOW_ENV := AIRFLOW_HOME=$${AIRFLOW_HOME:-$(CURDIR)/.demo/airflow} AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags
 
 airflow: setup
 	$(AIRFLOW_ENV) .venv/bin/airflow db migrate

@@ -101,6 +101,7 @@ def get_provider_info() -> dict:
         ],
         "filesystems": ["airflow_hybrid.mount.filesystem"],
         "cli": ["airflow_hybrid.cli.definition.get_hybrid_cli_commands"],
+        "plugins": [{"name": "hybrid", "plugin-class": "airflow_hybrid.plugins.plugin.HybridLakePlugin"}],
         "config": {
             "hybrid": {
                 "description": "Settings of the airflow-hybrid provider.",

@@ -1,1 +1,2 @@
-"""The Airflow UI page "Hybrid lake" (:mod:`.ui`); the plugin class that serves it is in ``plugins/hybrid_plugin.py``."""
+"""The ``hybrid`` Airflow plugin (:mod:`.plugin`): the "Hybrid lake" UI page (:mod:`.ui`, figures from
+:mod:`.figures`, shown as :mod:`.view` describes) and the ``hybrid`` macros."""

@@ -1,103 +1,116 @@
-"""The "Hybrid lake" page: mounts and their members, cache tiers, migration policy status (FastAPI)."""
+"""The "Hybrid lake" page and its JSON endpoints (FastAPI), behind Airflow's own access control.
+
+Every route resolves the caller as Airflow's API does (:func:`airflow.api_fastapi.core_api.security.get_user`:
+the ``Authorization: Bearer`` JWT, else the ``_token`` cookie the UI sets at login): 401 without a valid
+token; 403 for a user the auth manager does not allow to read connections (a mount is a connection: its
+members, catalog and cache paths). What a user sees is then filtered per object: the mounts whose
+connection they may read, the policies whose mount connection and DAG they may read.
+
+Routes (below the plugin's ``/hybrid`` prefix): ``/`` the page, ``/api/mounts`` and ``/api/policies`` the
+same figures as JSON for scripts. Nothing is written and no store is listed (see :mod:`.figures`).
+"""
 
 from __future__ import annotations
 
-import html
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from airflow.api_fastapi.app import API_ROOT_PATH, get_auth_manager
+from airflow.api_fastapi.auth.managers.models.resource_details import ConnectionDetails, DagDetails
+from airflow.api_fastapi.core_api.security import GetUserDep
+from fastapi import Depends, FastAPI, HTTPException, status
 from fastapi.responses import HTMLResponse
 
-if TYPE_CHECKING:
-    from airflow_hybrid.mount.options import MountSpec
+from airflow_hybrid.cache.report import describe_error
+from airflow_hybrid.plugins import figures
+from airflow_hybrid.plugins.view import page_context
+
+_PACKAGE = "airflow_hybrid.plugins"
 
 
-def mounts_overview() -> list[dict[str, Any]]:
-    """Every ``hybrid_mount`` connection: members, read priority, create targets, cache report or error."""
-    from airflow.models import Connection
-    from airflow.utils.session import create_session
+@dataclass(frozen=True)
+class Reader:
+    """An authenticated user allowed to read connections, and what else the auth manager lets them read."""
 
-    from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
+    user: Any
+    manager: Any
 
-    with create_session() as session:
-        conn_ids = [c.conn_id for c in session.query(Connection).filter(Connection.conn_type == "hybrid_mount")]
-    rows = []
-    for conn_id in sorted(conn_ids):
-        row: dict[str, Any] = {"conn_id": conn_id}
-        try:
-            spec = HybridMountHook(conn_id).spec
-            row["members"] = {name: m.uri for name, m in spec.members.items()}
-            row["priority.read"] = spec.read_order
-            row["collection.create"] = spec.create_members
-            if spec.settings.get("cache"):
-                row["cache"] = cache_report(spec)
-        except Exception as err:  # shown on the page, never a 500 for one bad connection
-            row["error"] = f"{type(err).__name__}: {err}"
-        rows.append(row)
-    return rows
-
-
-def cache_report(spec: MountSpec) -> dict[str, Any]:
-    """The cache report of a mount, read without writing anything (:func:`~airflow_hybrid.cache.report.read_report`)."""
-    from airflow_hybrid.cache.config import CacheConfig
-    from airflow_hybrid.cache.report import read_report
-
-    return read_report(spec.name, CacheConfig.from_options(spec.settings, spec.name)).to_dict()
-
-
-def policies_overview() -> list[dict[str, Any]]:
-    from airflow_hybrid.migration.status import policy_status_rows
-
-    return policy_status_rows()
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns) + "</tr>" for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def render_page(mounts: list[dict[str, Any]], policies: list[dict[str, Any]]) -> str:
-    parts = ["<h1>Hybrid lake</h1>", "<h2>Mounts</h2>"]
-    parts.append(_table(mounts, ["conn_id", "members", "priority.read", "collection.create", "error"]))
-    for mount in mounts:
-        tiers = (mount.get("cache") or {}).get("tiers") or []
-        if tiers:
-            parts.append(f"<h3>Cache of {html.escape(mount['conn_id'])}</h3>")
-            parts.append(_table(tiers, sorted({k for t in tiers for k in t})))
-    parts.append("<h2>Migration policies</h2>")
-    parts.append(
-        _table(
-            policies,
-            ["name", "mount", "path", "policy", "pending_files", "pending_bytes", "moved_files", "failed_files",
-             "last_run"],
+    def may_read_connection(self, conn_id: str) -> bool:
+        return self.manager.is_authorized_connection(
+            method="GET", details=ConnectionDetails(conn_id=conn_id), user=self.user
         )
-    )
-    style = "body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1em}" \
-        "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}"
-    return f"<!doctype html><html><head><title>Hybrid lake</title><style>{style}</style></head>" \
-        f"<body>{''.join(parts)}</body></html>"
+
+    def may_read_dag(self, dag_id: str) -> bool:
+        return self.manager.is_authorized_dag(method="GET", details=DagDetails(id=dag_id), user=self.user)
+
+    def may_read_policy(self, row: dict[str, Any]) -> bool:
+        return row["dag_id"] is None or self.may_read_dag(row["dag_id"])
+
+
+def require_reader(user: GetUserDep) -> Reader:
+    """The route's caller: 401 without a valid token (from ``get_user``), 403 without read access to connections."""
+    manager = get_auth_manager()
+    if not manager.is_authorized_connection(method="GET", user=user):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden: the Hybrid lake page needs read access to connections")
+    return Reader(user, manager)
+
+
+ReaderDep = Annotated[Reader, Depends(require_reader)]
+
+
+def mounts_for(reader: Reader) -> list[dict[str, Any]]:
+    return figures.mounts_overview(reader.may_read_connection)
+
+
+def policies_for(reader: Reader) -> list[dict[str, Any]]:
+    rows = figures.policies_overview(may_read=reader.may_read_connection)
+    return [row for row in rows if reader.may_read_policy(row)]
+
+
+@cache
+def _templates() -> Any:
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    return Environment(loader=PackageLoader(_PACKAGE, "templates"), autoescape=select_autoescape(default=True))
+
+
+@cache
+def _css() -> str:
+    return files(_PACKAGE).joinpath("static", "hybrid_lake.css").read_text(encoding="utf-8")
+
+
+def render_page(mounts: list[dict[str, Any]], policies: list[dict[str, Any]], *, root: str = "",
+                policies_error: str | None = None) -> str:
+    """The page's HTML for these figures (:mod:`.figures`); ``root``: the Airflow UI's path, for links."""
+    context = page_context(mounts, policies, root=root, policies_error=policies_error)
+    return _templates().get_template("hybrid_lake.html").render(css=_css(), **context)
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="airflow-hybrid", description="Hybrid lake: mounts, cache, migration policies")
+    app = FastAPI(title="airflow-hybrid", description="Hybrid lake: mounts, cache tiers, migration policies",
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    root = API_ROOT_PATH.rstrip("/")
 
     @app.get("/api/mounts")
-    def api_mounts() -> list[dict[str, Any]]:
-        return mounts_overview()
+    def api_mounts(reader: ReaderDep) -> list[dict[str, Any]]:
+        """Each readable mount: members, read order, create targets, cache figures (or ``error``)."""
+        return mounts_for(reader)
 
     @app.get("/api/policies")
-    def api_policies() -> list[dict[str, Any]]:
-        return policies_overview()
+    def api_policies(reader: ReaderDep) -> list[dict[str, Any]]:
+        """Each readable policy's status from the migration state (pending as of its last plan)."""
+        return policies_for(reader)
 
     @app.get("/", response_class=HTMLResponse)
-    def page() -> str:
+    def page(reader: ReaderDep) -> str:
+        mounts = mounts_for(reader)
+        policies, error = [], None
         try:
-            policies = policies_overview()
-        except Exception as err:
-            policies = [{"name": f"error: {type(err).__name__}: {err}"}]
-        return render_page(mounts_overview(), policies)
+            policies = policies_for(reader)
+        except Exception as err:  # an unreadable policies file: the mounts are still shown
+            error = f"policies unavailable: {describe_error(err, 'policies')}"
+        return render_page(mounts, policies, root=root, policies_error=error)
 
     return app
