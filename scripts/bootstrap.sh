@@ -2,7 +2,8 @@
 # Set up everything airflow-hybrid needs on a fresh Debian/Ubuntu machine: system headers, uv, .venv.
 # Idempotent and quick when nothing changed (a stamp keyed on pyproject.toml).
 # With --test it also installs and starts the tests' services (scripts/services.sh: a JDK and Maven for
-# Apache Hadoop, PostgreSQL, Redis); the demo needs none of them.
+# Apache Hadoop, PostgreSQL, Redis) and the browser and docker/ tests' tools (Chromium, playwright-core,
+# docker-compose); the demo needs none of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,4 +45,37 @@ if ! { [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/pyt
 fi
 if $with_services; then
   VENV="$VENV" bash scripts/services.sh
+fi
+
+# The browser tests (tests/browser) drive Debian's headless Chromium with playwright-core, pinned in
+# tests/browser/package-lock.json (Playwright's own browser download is skipped: it fails on Debian, and
+# the tests launch /usr/bin/chromium). The docker/ test validates the compose file with Debian's
+# docker-compose (no Docker engine needed). All three are for --test only; each step is skipped when done.
+if $with_services; then
+  tools=()
+  [ -x /usr/bin/chromium ] || tools+=(chromium)
+  command -v docker-compose >/dev/null 2>&1 || tools+=(docker-compose)
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || tools+=(nodejs npm)
+  if [ ${#tools[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "installing ${tools[*]} from Debian's packages (browser and docker/ tests) ..."
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${tools[@]}" >/dev/null
+    else
+      echo "the browser and docker/ tests need:  sudo apt-get install -y ${tools[*]}" >&2
+      exit 1
+    fi
+  fi
+  node_major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$node_major" -lt 20 ]; then
+    echo "playwright-core (tests/browser) needs Node.js >= 20; found $(node --version)" >&2
+    exit 1
+  fi
+  node_stamp=tests/browser/node_modules/.airflow-hybrid-installed
+  node_want="$(sha256sum tests/browser/package-lock.json | cut -c1-16)"
+  if ! { [ -f "$node_stamp" ] && [ "$(cat "$node_stamp")" = "$node_want" ]; }; then
+    echo "installing playwright-core into tests/browser/node_modules (npm ci) ..."
+    (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$node_want" > "$node_stamp"
+  fi
 fi
