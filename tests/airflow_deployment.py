@@ -1,7 +1,9 @@
 """A real Airflow 3 deployment for end-to-end tests: its own PostgreSQL metadata database and AIRFLOW_HOME, and
 the components as separate processes (``api-server``, ``scheduler`` with the LocalExecutor, ``dag-processor``,
 ``triggerer``), talking to each other only as a deployment's do (the metadata database, the API server's REST
-and Execution APIs).
+and Execution APIs). With ``executor="CeleryExecutor"`` the scheduler queues the tasks on Redis (a queue of the
+deployment's own) and ``celery_workers`` (``airflow celery worker`` processes) run them, each reporting its own
+name as the task instances' ``hostname``.
 
 Every process gets the same environment: none of this test process's ``AIRFLOW*`` variables, then the
 deployment's configuration, then ``env`` (connections as ``AIRFLOW_CONN_*`` JSON, extra settings). The REST
@@ -9,6 +11,9 @@ API needs no login (``simple_auth_manager_all_admins``). ::
 
     with AirflowDeployment(home, bundles={"test-dags": dags_dir}, env=connections) as airflow:
         run = airflow.api("POST", "/dags/my_dag/dagRuns", json={"logical_date": None})
+
+    with AirflowDeployment(home, bundles, executor="CeleryExecutor", celery_workers=("w1", "w2")) as airflow:
+        ...  # task instances run by worker w1 have hostname "w1"
 """
 
 from __future__ import annotations
@@ -27,12 +32,18 @@ import httpx
 import sqlalchemy as sa
 
 from airflow_hybrid.devstack.processes import Service, free_ports, spawn, stop, wait_ready
-from tests.services import postgres_url
+from tests.services import postgres_url, unavailable
 
 #: The long-running components, in start order; each is ``airflow <name>``.
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 #: The ``/monitor/health`` entry of each component that reports one.
 _HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
+#: The Redis server that scripts/services.sh starts (the Celery broker).
+REDIS_URL = os.environ.get("HYBRID_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+EXECUTORS = ("LocalExecutor", "CeleryExecutor")
+#: A Celery worker's task instances report ``os.environ[WORKER_HOSTNAME_VARIABLE]`` as their hostname.
+WORKER_HOSTNAME_VARIABLE = "HYBRID_DEPLOYMENT_WORKER_HOSTNAME"
+_HOSTNAME_MODULE = "hybrid_deployment_hostname"
 _T = TypeVar("_T")
 
 
@@ -49,6 +60,12 @@ class AirflowDeployment(Service):
     :param components: the ``airflow`` commands to run as processes.
     :param pg_url: a PostgreSQL URL whose role may create databases (default :data:`tests.services.PG_URL`).
     :param start_timeout: seconds for ``db migrate`` and for the components to report healthy, each.
+    :param executor: ``LocalExecutor`` (tasks run by the scheduler) or ``CeleryExecutor``.
+    :param celery_workers: with the CeleryExecutor, a worker process per name (``airflow celery worker``, each
+        with its own log server port), all on the deployment's queue; the name is what its task instances
+        report as ``hostname``, and the process's key in :attr:`processes` is ``celery-worker-<name>``.
+    :param worker_concurrency: task slots of each Celery worker (``--concurrency``).
+    :param broker_url: the Celery broker (default :data:`REDIS_URL`, which must answer).
     """
 
     def __init__(
@@ -60,13 +77,29 @@ class AirflowDeployment(Service):
         components: Sequence[str] = COMPONENTS,
         pg_url: str | None = None,
         start_timeout: float = 300.0,
+        executor: str = "LocalExecutor",
+        celery_workers: Sequence[str] = (),
+        worker_concurrency: int = 1,
+        broker_url: str | None = None,
     ):
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+        if celery_workers and executor != "CeleryExecutor":
+            raise ValueError(f"celery_workers {list(celery_workers)} need executor='CeleryExecutor'")
+        if len(set(celery_workers)) != len(celery_workers):
+            raise ValueError(f"celery_workers must be distinct names, got {list(celery_workers)}")
         self.home = Path(home)
         self.bundles = dict(bundles)
         self.extra_env = dict(env or {})
         self.components = tuple(components)
         self.pg_url = pg_url
         self.start_timeout = start_timeout
+        self.executor = executor
+        self.celery_workers = tuple(celery_workers)
+        self.worker_concurrency = worker_concurrency
+        self.broker_url = broker_url
+        #: The Celery queue of this deployment's tasks (unique, so other users of the broker never take them).
+        self.queue = f"hybrid-deployment-{secrets.token_hex(4)}"
         self.logs = self.home / "process-logs"
         self.processes: dict[str, subprocess.Popen] = {}
         self.env: dict[str, str] = {}
@@ -82,7 +115,10 @@ class AirflowDeployment(Service):
         try:
             self._create_database()
             self.logs.mkdir(parents=True, exist_ok=True)
-            api_port, worker_logs_port, trigger_logs_port = free_ports(3, "127.0.0.1")
+            if self.executor == "CeleryExecutor" and self.broker_url is None:
+                self.broker_url = redis_url()
+            api_port, worker_logs_port, trigger_logs_port, *celery_log_ports = free_ports(
+                3 + len(self.celery_workers), "127.0.0.1")
             self.api_url = f"http://127.0.0.1:{api_port}"
             self.env = self._environment(api_port, worker_logs_port, trigger_logs_port)
             self._migrate()
@@ -91,6 +127,8 @@ class AirflowDeployment(Service):
                 if name == "api-server":
                     command += ["--host", "127.0.0.1", "--port", str(api_port), "--workers", "1"]
                 self.processes[name] = spawn(command, self.logs / f"{name}.log", env=self.env)
+            for worker, log_port in zip(self.celery_workers, celery_log_ports, strict=True):
+                self._start_celery_worker(worker, log_port)
             self._client = httpx.Client(base_url=f"{self.api_url}/api/v2", timeout=30.0)
             wait_ready(
                 self._healthy, self.processes, self.start_timeout,
@@ -101,6 +139,9 @@ class AirflowDeployment(Service):
                 ),
                 interval=0.5,
             )
+            if self.celery_workers:
+                self.wait_for(f"Celery workers {', '.join(self.celery_workers)} answering a ping",
+                              self._celery_workers_ready, self.start_timeout)
         except BaseException:
             self.stop()
             raise
@@ -150,7 +191,7 @@ class AirflowDeployment(Service):
         env.update({
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db_url,
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": self.executor,
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -170,8 +211,49 @@ class AirflowDeployment(Service):
                 for name, path in self.bundles.items()
             ]),
         })
+        if self.executor == "CeleryExecutor":
+            env.update({
+                "AIRFLOW__CELERY__BROKER_URL": self.broker_url,  # results: the metadata database (the default)
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+            })
         env.update(self.extra_env)
         return env
+
+    def _start_celery_worker(self, name: str, log_port: int) -> None:
+        """``airflow celery worker`` on the deployment's queue; its task instances report ``name`` as hostname
+        (``[core] hostname_callable``, a module written into AIRFLOW_HOME), its log server on ``log_port``."""
+        modules = self.home / "deployment-python"
+        modules.mkdir(exist_ok=True)
+        (modules / f"{_HOSTNAME_MODULE}.py").write_text(
+            f"import os\n\n\ndef hostname() -> str:\n    return os.environ[{WORKER_HOSTNAME_VARIABLE!r}]\n")
+        env = {
+            **self.env,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(modules), self.env.get("PYTHONPATH")])),
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{_HOSTNAME_MODULE}.hostname",
+            WORKER_HOSTNAME_VARIABLE: name,
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
+        }
+        command = [sys.executable, "-m", "airflow", "celery", "worker", "--queues", self.queue,
+                   "--concurrency", str(self.worker_concurrency), "--celery-hostname", self._celery_node(name),
+                   "--pid", str(self.home / f"celery-worker-{name}.pid"), "--without-mingle", "--without-gossip"]
+        self.processes[f"celery-worker-{name}"] = spawn(command, self.logs / f"celery-worker-{name}.log", env=env)
+
+    def _celery_node(self, name: str) -> str:
+        """The Celery node name of worker ``name`` (unique to this deployment, as its queue)."""
+        return f"{name}-{self.queue}@127.0.0.1"
+
+    def _celery_workers_ready(self) -> bool | None:
+        """True once every worker answers a ping on the broker (it consumes the queue then)."""
+        from celery import Celery
+
+        app = Celery(broker=self.broker_url)
+        try:
+            replies = app.control.ping(destination=[self._celery_node(n) for n in self.celery_workers], timeout=1.0)
+        finally:
+            app.close()
+        answered = {node for reply in replies for node in reply}
+        return True if answered == {self._celery_node(n) for n in self.celery_workers} else None
 
     def _migrate(self) -> None:
         log = self.logs / "db-migrate.log"
@@ -260,6 +342,20 @@ class AirflowDeployment(Service):
         prefix = f"attempt={try_number}.log.trigger."
         return {int(path.name.removeprefix(prefix).removesuffix(".log")): path.read_text(errors="replace")
                 for path in folder.glob(f"{prefix}*.log")}
+
+
+def redis_url() -> str:
+    """:data:`REDIS_URL` once it answers a ``PING`` (else :func:`tests.services.unavailable`)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        unavailable(f"Redis is not reachable at {REDIS_URL} ({error})")
+    finally:
+        client.close()
+    return REDIS_URL
 
 
 def _tail(path: Path, lines: int) -> str:
