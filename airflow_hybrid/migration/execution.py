@@ -171,8 +171,10 @@ class PlanExecution:
         self.logger.info("%s: %d files, %d bytes from %s to %s (engine %s, concurrency %d)", label, files, size,
                          ",".join(plan.policy.remove_members), ",".join(plan.policy.store_members), self.engine,
                          self.concurrency)
-        progress = ProgressTracker(files, size, interval=self.options.progress_interval, logger=self.logger,
-                                   label=label)
+        # Bytes written: each file once per STORE member. The migrator runs its timer and freezes its clock, so
+        # the last line's rate is the summary's.
+        progress = ProgressTracker(files, size * len(plan.policy.store_members), interval=self.options.progress_interval,
+                                   logger=self.logger, label=label)
         recorder = OutcomeRecorder(self.state, self.policy_name, self.mount.name, plan.plan_id)
         try:
             summary = self.migrator(copy=copy).run(self.entries(), concurrency=self.concurrency,

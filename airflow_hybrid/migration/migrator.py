@@ -63,7 +63,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +71,7 @@ from airflow_hybrid.exceptions import HybridError, SourceChangedError, SourceGon
 from airflow_hybrid.migration.planner import MountLike, PlanEntry
 from airflow_hybrid.ops.copy import comparable_crc32c, copy_file, read_crc32c
 from airflow_hybrid.ops.pool import bounded_map
-from airflow_hybrid.ops.progress import ProgressTracker
+from airflow_hybrid.ops.progress import FileProgress, ProgressTracker
 from airflow_hybrid.ops.retry import is_transient
 from airflow_hybrid.policy.model import Policy
 from airflow_hybrid.stores.base import FileInfo, Store
@@ -233,11 +233,16 @@ class Migrator:
         self._orphans: dict[str, set[str]] | None = None
 
     # -- one file -------------------------------------------------------------------------------------
-    def migrate_file(self, entry: PlanEntry) -> FileOutcome:
-        """Move one file; never raises for a per-file problem (the outcome says what happened)."""
+    def migrate_file(self, entry: PlanEntry, progress: FileProgress | None = None) -> FileOutcome:
+        """Move one file; never raises for a per-file problem (the outcome says what happened).
+
+        :param progress: counts the bytes written as they stream (reset when an attempt is retried).
+        """
         for attempt in range(1, self.attempts + 1):
+            if progress is not None:
+                progress.reset()
             try:
-                status, copied, reason = self._migrate_once(entry)
+                status, copied, reason = self._migrate_once(entry, progress)
                 return FileOutcome(entry.path, entry.source, status, entry.size, copied, reason, attempt)
             except MigrationConflict as err:
                 return FileOutcome(entry.path, entry.source, FAILED, entry.size, 0, str(err), attempt)
@@ -263,15 +268,15 @@ class Migrator:
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _migrate_once(self, entry: PlanEntry) -> tuple[str, int, str | None]:
+    def _migrate_once(self, entry: PlanEntry, progress: FileProgress | None = None) -> tuple[str, int, str | None]:
         try:
-            return self._move(entry)
+            return self._move(entry, progress)
         except FileNotFoundError:  # the source vanished while it was read: another run moved it, or it is lost
             if _stat(self.mount.members[entry.source], entry.path) is not None:
                 raise
             return self._source_gone(entry)
 
-    def _move(self, entry: PlanEntry) -> tuple[str, int, str | None]:
+    def _move(self, entry: PlanEntry, progress: FileProgress | None = None) -> tuple[str, int, str | None]:
         src = self.mount.members[entry.source]
         path = entry.path
         # Where every STORE member can create the key exclusively (S3 conditional writes), the copy starts
@@ -295,7 +300,8 @@ class Migrator:
             if current is None:
                 self._abort_orphans(member, dst, path)
                 try:
-                    result = copy_file(src, path, dst, path, verify=self.verify, expected=planned, if_absent=True)
+                    result = copy_file(src, path, dst, path, verify=self.verify, expected=planned, if_absent=True,
+                                       on_bytes=progress)
                 except (FileExistsError, SourceGoneError) as err:
                     # An object is there (inspected below, against the source as it is now), or the source
                     # could not be opened. Copies already made are of the planned file: kept if the source
@@ -331,7 +337,8 @@ class Migrator:
             self._abort_orphans(member, dst, path)
             exclusive = dst.features.exclusive_create
             try:
-                result = copy_file(src, path, dst, path, verify=self.verify, expected=current, if_absent=exclusive)
+                result = copy_file(src, path, dst, path, verify=self.verify, expected=current, if_absent=exclusive,
+                                   on_bytes=progress)
             except FileExistsError:  # another run's copy landed since the look above: never replaced
                 if self._holds_identical(src, dst, path, current):  # else a MigrationConflict
                     after = None
@@ -503,7 +510,10 @@ class Migrator:
     ) -> MigrationSummary:
         """Migrate every entry on ``concurrency`` threads; at most ``2 * concurrency`` are in flight.
 
-        ``on_outcome`` and ``progress`` are called from the calling thread, in completion order. With
+        ``on_outcome`` is called from the calling thread, in completion order. ``progress`` counts the bytes
+        written to STORE members as they stream (a file counts once per STORE member, so its ``total_bytes``
+        is the planned bytes times the STORE members), and logs on its timer while the files migrate; when
+        this call starts it, the summary's ``elapsed`` is the tracker's, so both print the same rate. With
         :attr:`claims`, entries are claimed a window at a time (one statement per window), the claims are
         renewed every third of the lease while the run works, and released as files finish.
 
@@ -523,34 +533,40 @@ class Migrator:
         window = 2 * concurrency
         released: list[str] = []
 
-        def finish(outcome: FileOutcome) -> None:
-            record(outcome)
+        copies = len(self.policy.store_members)
+
+        def work(entry: PlanEntry) -> tuple[FileOutcome, FileProgress | None]:
+            file = progress.begin_file() if progress is not None else None
+            return self.migrate_file(entry, file), file
+
+        def finish(outcome: FileOutcome, file: FileProgress | None) -> None:
+            record(outcome, file)
             if outcome.status != CLAIMED:
                 released.append(outcome.path)
                 if len(released) >= window:
                     self._release(released)
 
-        def record(outcome: FileOutcome) -> None:
+        def record(outcome: FileOutcome, file: FileProgress | None = None) -> None:
             summary.add(outcome, max_failures_kept)
-            if progress is not None and outcome.status != CLAIMED:
-                progress.add(
-                    files=1 if outcome.done else 0,
-                    nbytes=outcome.size if outcome.done else 0,
-                    failed=0 if outcome.done else 1,
-                )
+            if progress is not None and outcome.status == CLAIMED:  # another run's: out of the totals
+                progress.exclude(files=1, nbytes=outcome.size * copies, file=file)
+            elif progress is not None:
+                progress.add(files=1 if outcome.done else 0, nbytes=outcome.copied_bytes,
+                             failed=0 if outcome.done else 1, file=file, planned=outcome.size * copies)
             if on_outcome is not None:
                 on_outcome(outcome)
 
         # Claimed a window at a time, from the calling thread, as the pool takes entries.
         mine = (entry for batch in _windows(entries, window) for entry in self._claim(batch, record))
-        with _LeaseKeeper(self.claims):
+        times_progress = progress is not None and not progress.running
+        with _LeaseKeeper(self.claims), progress if progress is not None else nullcontext():
             try:
-                with closing(bounded_map(self.migrate_file, mine, concurrency, window=window, name="migrate")) as done:
-                    for _, outcome in done:
-                        finish(outcome)
+                with closing(bounded_map(work, mine, concurrency, window=window, name="migrate")) as done:
+                    for _, (outcome, file) in done:
+                        finish(outcome, file)
             finally:
                 self._release(released)
-        summary.elapsed = time.monotonic() - started
+        summary.elapsed = progress.elapsed if times_progress else time.monotonic() - started  # type: ignore[union-attr]
         claimed = f", {summary.claimed} left to runs that hold them" if summary.claimed else ""
         log.info(
             "Migrated %d of %d files (%s written in %.1fs, %s/s): %d moved, %d skipped, %d kept, %d failed%s",

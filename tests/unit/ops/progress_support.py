@@ -6,6 +6,8 @@ import logging
 import re
 import threading
 
+from airflow_hybrid.stores.local import LocalStore
+
 #: How long a test waits for another thread to reach a state before failing (never a timing assertion).
 DEADLINE = 10.0
 
@@ -139,3 +141,40 @@ def rate_of(line: str) -> str:
     rates = re.findall(r"(\d+(?:\.\d+)? [KMGT]?i?B)/s", line)
     assert len(rates) == 1, f"one rate expected in {line!r}"
     return rates[0]
+
+
+class GatedSource(LocalStore):
+    """A local store whose files stream through :class:`GatedStream` (files of one chunk never block)."""
+
+    def __init__(self, root_uri: str, chunk: int) -> None:
+        super().__init__(root_uri)
+        self.chunk = chunk
+        self.streams: dict[str, GatedStream] = {}
+        self._released = False
+        self._cond = threading.Condition()
+
+    def open_read(self, path, offset=0, length=None):
+        with super().open_read(path, offset, length) as raw:
+            stream = GatedStream(raw.read(), self.chunk)
+        with self._cond:
+            if self._released:
+                stream.release()
+            self.streams[path] = stream
+            self._cond.notify_all()
+        return stream
+
+    def blocked(self, path: str) -> GatedStream:
+        """``path``'s stream once its first chunk was read and the next read waits."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: path in self.streams, timeout=DEADLINE):
+                raise AssertionError(f"{path} was never opened")
+            stream = self.streams[path]
+        if not stream.blocked.wait(DEADLINE):
+            raise AssertionError(f"{path} was opened but not read past its first chunk")
+        return stream
+
+    def release_all(self) -> None:
+        with self._cond:
+            self._released = True
+            for stream in self.streams.values():
+                stream.release()

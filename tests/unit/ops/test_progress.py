@@ -17,6 +17,7 @@ from airflow_hybrid.values import format_bytes
 from tests.unit.ops.progress_support import (
     DEADLINE,
     Clock,
+    GatedSource,
     GatedStream,
     Lines,
     ManualTicker,
@@ -179,22 +180,6 @@ def test_progress_reader_reports_every_chunk():
 
 
 # -- the copy loop --------------------------------------------------------------------------------------
-class GatedSource(LocalStore):
-    """A local store whose files stream through a :class:`GatedStream` (set in :attr:`stream` when opened)."""
-
-    def __init__(self, root_uri: str, chunk: int) -> None:
-        super().__init__(root_uri)
-        self.chunk = chunk
-        self.stream: GatedStream | None = None
-        self.opened = threading.Event()
-
-    def open_read(self, path, offset=0, length=None):
-        with super().open_read(path, offset, length) as raw:
-            self.stream = GatedStream(raw.read(), self.chunk)
-        self.opened.set()
-        return self.stream
-
-
 def test_copy_many_reports_bytes_per_chunk_and_its_summary_prints_the_trackers_rate(tmp_path, lines, caplog):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "big.bin").write_bytes(b"b" * (4 * MiB))
@@ -210,14 +195,13 @@ def test_copy_many_reports_bytes_per_chunk_and_its_summary_prints_the_trackers_r
         worker = threading.Thread(target=copy)
         worker.start()
         try:
-            assert src.opened.wait(DEADLINE) and src.stream.blocked.wait(DEADLINE)  # 1 of 4 MiB streamed
+            src.blocked("big.bin")  # 1 of its 4 MiB streamed
             clock.now += 10
             ticker.tick()
             assert lines.messages == ["Copy: 0/1 files, 1.0 MiB/4.0 MiB, 102.4 KiB/s, ETA 0:00:30"]
             clock.now += 10
         finally:
-            if src.stream is not None:
-                src.stream.release()
+            src.release_all()
             worker.join(DEADLINE)
     summary = result["summary"]
     assert (summary.files, summary.bytes, summary.failed) == (1, 4 * MiB, 0)
