@@ -1,6 +1,7 @@
 """Browser tests: Debian's headless Chromium, driven by playwright-core (``driver.js`` beside this file), against
 a real Airflow API server (:class:`tests.airflow_deployment.AirflowDeployment`) whose simple auth manager has a
-real user, so every scenario logs in through the UI's login page.
+real user, so every scenario logs in through the UI's login page. The "Hybrid lake" page is the one the
+package registers (its provider info's ``plugins``), as ``pip install`` users get it.
 
 ``scripts/bootstrap.sh --test`` installs the tools: ``chromium`` (Debian's package, ``/usr/bin/chromium``;
 ``HYBRID_CHROMIUM`` names another) and ``playwright-core`` pinned in ``package-lock.json`` (``npm ci`` into
@@ -95,12 +96,6 @@ class AirflowUI:
         return self.deployment.api(method, path, headers=headers, **kwargs)
 
 
-def _provider_registers_plugin() -> bool:
-    from airflow_hybrid.get_provider_info import get_provider_info
-
-    return bool(get_provider_info().get("plugins"))
-
-
 @pytest.fixture(scope="session")
 def airflow_ui(tmp_path_factory) -> Iterator[AirflowUI]:
     """An API server (the only component the UI needs) on a fresh PostgreSQL database, with the simple auth
@@ -117,8 +112,6 @@ def airflow_ui(tmp_path_factory) -> Iterator[AirflowUI]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
     }
-    if not _provider_registers_plugin():  # the page from the repository's plugins/ until the package ships it
-        env["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
     with AirflowDeployment(home, {"browser-dags": dags}, env, components=("api-server",)) as deployment:
         yield AirflowUI(deployment, USERNAME, password)
 

@@ -25,9 +25,10 @@ class Run {
     fs.mkdirSync(config.artifacts, { recursive: true });
   }
 
-  async shot(page, name) {
+  // the whole page, or only `element` (all of it, also the part below the fold of a dialog)
+  async shot(page, name, element) {
     const file = path.join(this.config.artifacts, `${String(this.screenshots.length + 1).padStart(2, '0')}-${name}.png`);
-    await page.screenshot({ path: file, fullPage: true });
+    await (element ? element.screenshot({ path: file }) : page.screenshot({ path: file, fullPage: true }));
     this.screenshots.push(file);
     return file;
   }
@@ -101,7 +102,7 @@ const scenarios = {
     const typeBox = dialog.getByRole('combobox');
     await typeBox.fill(typeLabel);
     const options = page.getByRole('option');
-    await options.first().waitFor();
+    await options.first().or(page.getByText('No options', { exact: true })).waitFor();
     const observed = { typeOptions: await options.allInnerTexts() };
     const exact = options.filter({ hasText: new RegExp(`^${escapeRegExp(typeLabel)}$`) });
     if ((await exact.count()) === 0) {
@@ -139,7 +140,7 @@ const scenarios = {
             };
           }),
       );
-      await run.shot(page, `connection-form-${slug}`);
+      await run.shot(page, `connection-form-${slug}`, dialog);
     }
     return observed;
   },
