@@ -33,7 +33,12 @@ def get_provider_info() -> dict:
             }
         ],
         "sensors": [{"integration-name": "Hybrid mount", "python-modules": ["airflow_hybrid.sensors.migrate"]}],
-        "triggers": [{"integration-name": "Hybrid mount", "python-modules": ["airflow_hybrid.triggers.migrate"]}],
+        "triggers": [
+            {
+                "integration-name": "Hybrid mount",
+                "python-modules": ["airflow_hybrid.triggers.migrate", "airflow_hybrid.triggers.freshness"],
+            }
+        ],
         "connection-types": [
             {
                 "hook-class-name": "airflow_hybrid.hooks.hybrid_mount.HybridMountHook",

@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airflow_hybrid.mount.options import MountSpec, parse_mount_options
 from airflow_hybrid.ops.reader import ReadStream, read_full
-from airflow_hybrid.stores.base import FileInfo, Store, StoreError, normalize_path
+from airflow_hybrid.stores.base import FileInfo, Store, StoreError, TreeFingerprint, normalize_path
 from airflow_hybrid.stores.factory import store_from_uri
 
 if TYPE_CHECKING:
@@ -201,6 +201,27 @@ class HybridMount:
             yield entry
         if not found and not any(self.members[m].exists(rel) for m in self.read_order):
             raise FileNotFoundError(f"hybrid://{self.name}/{rel} not found in any member")
+
+    def tree_fingerprint(self, path: str = "", members: Iterable[str] | None = None) -> TreeFingerprint:
+        """The members' :meth:`~airflow_hybrid.stores.base.Store.tree_fingerprint` of ``path`` in one: exact only
+        if each is, ``files``/``bytes`` summed over the members (a file in two members counts twice). Costs one
+        fingerprint per member (``members``, default all, in read order); the cache is not consulted."""
+        rel = normalize_path(path)
+        names = list(self.read_order if members is None else members)
+        parts = []
+        for member in names:
+            if member not in self.members:
+                raise StoreError(f"mount {self.name!r} has no member {member!r} (members: {', '.join(self.read_order)})")
+            try:
+                parts.append(self.members[member].tree_fingerprint(rel))
+            except (StoreError, OSError) as err:
+                raise StoreError(f"mount {self.name!r}: member {member!r} failed on {rel!r}: {err}") from err
+        return TreeFingerprint(
+            ";".join(f"{name}={part.value}" for name, part in zip(names, parts, strict=True)),
+            exact=all(part.exact for part in parts),
+            files=sum(part.files for part in parts),
+            bytes=sum(part.bytes for part in parts),
+        )
 
     def walk_files(self, path: str = "") -> Iterator[FileInfo]:
         """Every file below ``path`` in the merged namespace (directories walked level by level)."""

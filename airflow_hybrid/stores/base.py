@@ -8,9 +8,10 @@ ever holds a whole file or a whole listing in memory.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -92,6 +93,52 @@ class FileInfo:
         return (self.size, self.mtime, self.etag)
 
 
+@dataclass(frozen=True)
+class TreeFingerprint:
+    """A cheap summary of everything at or below a path: equal values mean no change was seen.
+
+    ``exact``: the value changes whenever any file below changes length, mtime or ETag, or is added or removed
+    (a full listing); ``False`` for a summary that can miss some changes (see :meth:`Store.tree_fingerprint`).
+    ``files`` and ``bytes`` are what the store counted (hidden temporary files included, where it counts them).
+    """
+
+    value: str
+    exact: bool
+    files: int = 0
+    bytes: int = 0
+
+    #: The value of a path that does not exist.
+    ABSENT = "absent"
+
+    @classmethod
+    def absent(cls) -> TreeFingerprint:
+        return cls(cls.ABSENT, exact=True)
+
+
+class FileSetDigest:
+    """An order-independent digest of file statuses (a sum of per-entry hashes), in constant memory."""
+
+    def __init__(self) -> None:
+        self._sum = 0
+        self.files = 0
+        self.bytes = 0
+
+    def add(self, info: FileInfo, *tag: str) -> None:
+        entry = repr((*tag, info.path, info.size, info.mtime, info.etag)).encode()
+        self._sum = (self._sum + int.from_bytes(hashlib.blake2b(entry, digest_size=16).digest(), "big")) % 2**128
+        self.files += 1
+        self.bytes += info.size
+
+    def update(self, infos: Iterable[FileInfo], *tag: str) -> FileSetDigest:
+        for info in infos:
+            self.add(info, *tag)
+        return self
+
+    @property
+    def value(self) -> str:
+        return f"{self.files}:{self.bytes}:{self._sum:032x}"
+
+
 def normalize_path(path: str) -> str:
     """Return ``path`` as a clean relative path, rejecting ``..`` escapes.
 
@@ -163,6 +210,22 @@ class Store(ABC):
                     stack.append(entry.path)
                 else:
                     yield entry
+
+    def tree_fingerprint(self, path: str = "") -> TreeFingerprint:
+        """A fingerprint of everything at or below ``path`` (:class:`TreeFingerprint`), to tell whether it changed.
+
+        By default a full listing (:meth:`walk_files`) digested in constant memory, so it is exact: its cost is
+        the listing's (a local directory: one ``scandir`` per directory; S3: one ``ListObjectsV2`` per 1000
+        keys, and for a missing prefix the two requests that tell it is missing). Stores with a cheaper summary
+        override it (HDFS: two requests whatever the size of the tree). A missing path gives
+        :meth:`TreeFingerprint.absent`; an empty directory, the digest of no files.
+        """
+        rel = normalize_path(path)
+        try:
+            digest = FileSetDigest().update(self.walk_files(rel))
+        except (FileNotFoundError, NotADirectoryError):
+            return TreeFingerprint.absent()
+        return TreeFingerprint(digest.value, exact=True, files=digest.files, bytes=digest.bytes)
 
     def checksum(self, path: str) -> Checksum | None:
         """The store's own checksum of the file, or ``None`` when it exposes none."""

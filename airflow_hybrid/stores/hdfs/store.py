@@ -35,6 +35,7 @@ from airflow_hybrid.stores.base import (
     Store,
     StoreError,
     StoreFeatures,
+    TreeFingerprint,
     normalize_path,
 )
 from airflow_hybrid.stores.hdfs.client import (
@@ -453,6 +454,34 @@ class HdfsStore(Store):
     def content_summary(self, path: str = "") -> dict:
         """``GETCONTENTSUMMARY``: ``length``, ``fileCount``, ``directoryCount``, quotas."""
         return self._call("GET", normalize_path(path), "GETCONTENTSUMMARY").json()["ContentSummary"]
+
+    def tree_fingerprint(self, path: str = "") -> TreeFingerprint:
+        """Two namenode requests, whatever the size of the tree: ``GETFILESTATUS`` of ``path`` (its
+        ``modificationTime`` and ``fileId``) and ``GETCONTENTSUMMARY`` (``length``, ``fileCount``,
+        ``directoryCount`` of the whole subtree); a file costs the first only and is exact.
+
+        For a directory it is not exact (``exact=False``): it sees every file added, removed or renamed anywhere
+        below (counts), every change of length anywhere below, and any create, delete or rename directly in
+        ``path`` (its mtime: a rewrite there, which HDFS does as delete + create or as a rename over the file,
+        changes it). It misses a rewrite to the same length inside a *subdirectory* (only that subdirectory's
+        mtime changes) and a ``SETTIMES`` on a file. Hidden temporary files are counted (a write in progress
+        changes it). The namenode computes the summary by walking the subtree: one request, but work in
+        proportion to the subtree's size on the namenode.
+        """
+        rel = normalize_path(path)
+        try:
+            status = self._call("GET", rel, "GETFILESTATUS").json()["FileStatus"]
+            if status.get("type") != "DIRECTORY":
+                info = self._info(rel, status)
+                value = f"file:{info.size}:{status.get('modificationTime')}:{status.get('fileId')}"
+                return TreeFingerprint(value, exact=True, files=1, bytes=info.size)
+            summary = self.content_summary(rel)
+        except FileNotFoundError:
+            return TreeFingerprint.absent()
+        files, length = int(summary.get("fileCount", 0)), int(summary.get("length", 0))
+        value = (f"dir:{status.get('modificationTime')}:{status.get('fileId')}:{length}:{files}:"
+                 f"{summary.get('directoryCount')}")
+        return TreeFingerprint(value, exact=False, files=files, bytes=length)
 
     def checksum(self, path: str) -> Checksum:
         """HDFS's file checksum (e.g. ``MD5-of-0MD5-of-512CRC32C``); compare with :class:`HdfsFileChecksum`."""
