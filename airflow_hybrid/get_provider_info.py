@@ -4,6 +4,9 @@ from __future__ import annotations
 
 
 def get_provider_info() -> dict:
+    from airflow_hybrid.hooks.uri_spelling import spell_uri_scheme_with_dash
+
+    spell_uri_scheme_with_dash()  # every Airflow process discovers providers: no RFC 3986 warning for our type
     return {
         "package-name": "airflow-hybrid",
         "name": "Hybrid data lake",
@@ -94,7 +97,6 @@ def get_provider_info() -> dict:
                     "hidden-fields": ["host", "schema", "port", "login", "password"],
                     "relabeling": {},
                     "placeholders": {
-                        "description": "HDFS + S3 union of the data lake",
                         "extra": '{\n "members": {\n  "hdfs": {"uri": "hdfs:///data/lake", "conn_id": '
                         '"webhdfs_default"},\n  "s3": {"uri": "s3://my-bucket/lake", "conn_id": '
                         '"aws_default"}\n },\n "priority.read": "s3,hdfs",\n "collection.create": "s3",\n '

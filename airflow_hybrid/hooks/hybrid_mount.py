@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 from airflow_hybrid.exceptions import HybridConfigError
+from airflow_hybrid.hooks.uri_spelling import spell_uri_scheme_with_dash
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.mount.options import MountConfigError, MountSpec, parse_mount_options
 from airflow_hybrid.stores.factory import store_from_uri
@@ -84,7 +84,7 @@ class HybridMountHook(BaseHook):
 
     @classmethod
     def get_connection(cls, conn_id: str):
-        _spell_uri_scheme_with_dash()
+        spell_uri_scheme_with_dash()  # no RFC 3986 warning from core's Connection.get_uri (see uri_spelling)
         return super().get_connection(conn_id)
 
     @cached_property
@@ -301,46 +301,6 @@ def _nearest_directory(path: Path) -> Path:
     return Path("/")
 
 
-_SCHEME_SPELLING_REGISTERED = False
-
-
-def _spell_uri_scheme_with_dash() -> None:
-    """Have Airflow core's ``Connection`` spell our type as ``hybrid-mount`` when it builds a URI.
-
-    Core's ``Connection.get_uri()`` (airflow 3.3 ``airflow/models/connection.py``) warns "Connection schemes
-    (type: hybrid_mount) shall not contain '_' according to RFC3986" unless the connection was read from a
-    URI, whose scheme it keeps in ``_prenormalized_conn_type``; every lookup through a server-side secrets
-    backend calls it (to fill the secrets cache), so each lookup of a ``hybrid_mount`` connection from the
-    metadata database or an environment variable logged it. The URI it builds is ``hybrid-mount://`` either
-    way (RFC 3986 forbids ``_`` in a scheme, and Airflow reads ``-`` back as ``_``), so this records that
-    spelling on our connections as they are loaded or built; the Task SDK's ``Connection`` has no such
-    warning. Registered once, and only where core's ``Connection`` is in use.
-    """
-    global _SCHEME_SPELLING_REGISTERED
-    if _SCHEME_SPELLING_REGISTERED:
-        return
-    if "airflow.models.connection" not in sys.modules and os.environ.get("_AIRFLOW_PROCESS_CONTEXT") != "server":
-        return  # a task or client process: lookups return the Task SDK's Connection
-    try:
-        from airflow.models.connection import Connection
-        from sqlalchemy import event
-    except ImportError:
-        return
-    spelled = CONN_TYPE.replace("_", "-")
-
-    def on_load(target: Any, *_: Any) -> None:
-        if target.conn_type == CONN_TYPE and not hasattr(target, "_prenormalized_conn_type"):
-            target._prenormalized_conn_type = spelled
-
-    def on_init(target: Any, args: tuple, kwargs: dict) -> None:
-        if kwargs.get("conn_type") == CONN_TYPE:
-            target._prenormalized_conn_type = spelled
-
-    event.listen(Connection, "load", on_load)
-    event.listen(Connection, "init", on_init)
-    _SCHEME_SPELLING_REGISTERED = True
-
-
 class HybridMountMixin:
     """Gives an operator, sensor or trigger its mount: ``with self.mount() as mount:``.
 
@@ -374,4 +334,4 @@ class HybridMountMixin:
             yield mount_of
 
 
-_spell_uri_scheme_with_dash()  # where this module is loaded in a server process (a plugin, the scheduler)
+spell_uri_scheme_with_dash()  # where this module is loaded in a server process
