@@ -18,13 +18,14 @@ API needs no login (``simple_auth_manager_all_admins``). ::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -328,6 +329,64 @@ class AirflowDeployment(Service):
         )
         return found[0]
 
+    # -- a user's REST API calls ------------------------------------------------------------------------------
+    def unpause(self, dag_id: str) -> dict[str, Any]:
+        """``PATCH /dags/<dag_id>`` with ``is_paused: false``; the DAG as the API answers."""
+        return self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> str:
+        """``POST /dags/<dag_id>/dagRuns`` (no logical date) with ``conf``; the new run's id."""
+        return self.api("POST", f"/dags/{dag_id}/dagRuns",
+                        json={"logical_date": None, "conf": dict(conf or {})})["dag_run_id"]
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 600.0) -> dict[str, Any]:
+        """The run once it ended (``success`` or ``failed``), polled until ``timeout``."""
+        def ended() -> dict[str, Any] | None:
+            run = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+            return run if run["state"] in ("success", "failed") else None
+
+        return self.wait_for(f"end of {dag_id} run {run_id}", ended, timeout)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Every task instance of a run (mapped ones one per map index)."""
+        return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+                        params={"limit": 1000})["task_instances"]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value",
+             map_index: int | None = None) -> Any:
+        """An XCom's value (decoded when the API answers it as JSON text)."""
+        params = {} if map_index is None else {"map_index": map_index}
+        value = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+                         params=params)["value"]
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int,
+                 map_index: int | None = None) -> str:
+        """A task instance try's whole log, as text."""
+        params = {"full_content": "true", **({} if map_index is None else {"map_index": map_index})}
+        content = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+                           params=params, headers={"Accept": "application/json"})["content"]
+        return content if isinstance(content, str) else "\n".join(json.dumps(part) for part in content)
+
+    def failed_tasks_logs(self, dag_id: str, run_id: str, chars: int = 3000) -> str:
+        """The ends of the logs of a run's task instances that did not succeed (for a failure message)."""
+        parts = []
+        for ti in self.task_instances(dag_id, run_id):
+            if ti["state"] in ("success", "skipped"):
+                continue
+            map_index = None if ti["map_index"] < 0 else ti["map_index"]
+            try:
+                log = self.task_log(dag_id, run_id, ti["task_id"], max(ti["try_number"], 1), map_index)
+            except DeploymentError as error:
+                log = f"(no log: {str(error).splitlines()[0]})"
+            parts.append(f"--- {ti['task_id']}[{ti['map_index']}] {ti['state']}\n{log[-chars:]}")
+        return "\n".join(parts)
+
     def log_tails(self, lines: int = 30) -> str:
         """The last ``lines`` lines of every process's log, each under its name."""
         parts = []
@@ -342,6 +401,25 @@ class AirflowDeployment(Service):
         prefix = f"attempt={try_number}.log.trigger."
         return {int(path.name.removeprefix(prefix).removesuffix(".log")): path.read_text(errors="replace")
                 for path in folder.glob(f"{prefix}*.log")}
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str = "hybrid_scratch") -> Iterator[str]:
+    """A fresh PostgreSQL database ``<prefix>_<random>`` for the block (its URL), dropped after it, e.g. a cache
+    catalog that every process of a deployment shares."""
+    url = sa.engine.make_url(postgres_url())
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 
 def redis_url() -> str:
