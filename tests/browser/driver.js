@@ -171,6 +171,9 @@ const scenarios = {
         text: node.innerText.trim(),
         data: Object.fromEntries(Object.entries(node.dataset).filter(([key]) => key !== 'testid')),
         href: node.getAttribute('href'),
+        items: [...node.querySelectorAll('[data-path]')].map((item) => ({
+          data: { ...item.dataset }, text: item.innerText.trim(),
+        })),
         visible: node.offsetParent !== null || node.getClientRects().length > 0,
       })),
     );
