@@ -25,9 +25,8 @@ import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.exceptions import AirflowException
 from airflow.sdk import DAG, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from airflow_hybrid.migration.registry import PolicyEntry, load_policies_file
 from airflow_hybrid.operators.lineage import hybrid_asset
