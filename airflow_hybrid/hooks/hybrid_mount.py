@@ -139,12 +139,11 @@ class HybridMountHook(BaseHook):
 
         :return: ``(True, summary)``, or ``(False, every problem found)``, each naming its option.
         """
-        problems, checked = MountCheck(self).run()
-        name = self.hybrid_mount_conn_id
-        if problems:
+        problems, checked = MountCheck(self).run()  # no connection id in the messages: the form's Test button
+        if problems:  # tests a copy under a random id
             listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1)) if len(problems) > 1 else problems[0]
-            return False, f"mount {name!r}: {len(problems)} problem{'s' if len(problems) > 1 else ''}: {listed}"
-        return True, f"mount {name!r}: " + "; ".join(checked)
+            return False, f"{len(problems)} problem{'s' if len(problems) > 1 else ''}: {listed}"
+        return True, "; ".join(checked)
 
 
 class MountCheck:

@@ -85,7 +85,7 @@ def test_a_sound_mount_reports_members_tiers_and_catalog(lake, tmp_path, monkeyp
 
     assert ok, message
     assert message == (
-        "mount 'sound': members s3, hdfs reachable (create in s3); cache tiers SSD 1.0 MiB (evicts from 95% to "
+        "members s3, hdfs reachable (create in s3); cache tiers SSD 1.0 MiB (evicts from 95% to "
         f"70%) writable; catalog sqlite:///{tmp_path}/catalog.db at schema {LATEST_VERSION}"
     )
     assert sorted(p.name for p in (tmp_path / "tier-ssd").iterdir()) == []  # the probe file is removed
@@ -105,7 +105,7 @@ def test_a_quota_that_is_not_a_size_fails_naming_the_tier(lake, monkeypatch):
     ok, message = _connection(monkeypatch, "bad_quota", lake).test_connection()
 
     assert not ok
-    assert message.startswith("mount 'bad_quota': 1 problem: cache.tiers[0].quota: "), message
+    assert message.startswith("1 problem: cache.tiers[0].quota: "), message
     assert "'2 gigs'" in message
 
 
@@ -125,7 +125,7 @@ def test_a_tier_location_that_cannot_be_written_fails_naming_it(lake, tmp_path, 
     ok, message = _connection(monkeypatch, "bad_tier", lake).test_connection()
 
     assert not ok
-    assert message.startswith(f"mount 'bad_tier': 1 problem: cache.tiers[0] (SSD, file://{tmp_path}/a-file/ssd): "), message
+    assert message.startswith(f"1 problem: cache.tiers[0] (SSD, file://{tmp_path}/a-file/ssd): "), message
 
 
 def test_a_catalog_that_is_not_a_database_fails(lake, tmp_path, monkeypatch):
@@ -135,7 +135,7 @@ def test_a_catalog_that_is_not_a_database_fails(lake, tmp_path, monkeypatch):
 
     assert not ok
     assert message.startswith(
-        f"mount 'bad_catalog': 1 problem: catalog_url (sqlite:///{tmp_path}/catalog.db): cannot open the catalog: "
+        f"1 problem: catalog_url (sqlite:///{tmp_path}/catalog.db): cannot open the catalog: "
         "DatabaseError: (sqlite3.DatabaseError) file is not a database"
     ), message
 
@@ -164,7 +164,7 @@ def test_every_problem_is_listed_not_only_the_first(lake, tmp_path, monkeypatch)
     ok, message = _connection(monkeypatch, "many", lake).test_connection()
 
     assert not ok
-    assert message.startswith("mount 'many': 3 problems: (1) members.s3.conn_id: connection 'aws_missing' not "
+    assert message.startswith("3 problems: (1) members.s3.conn_id: connection 'aws_missing' not "
                               "found (AirflowNotFoundException); (2) members.hdfs "), message
     assert f"(2) members.hdfs (file://{tmp_path}/no-such-dir): not reachable: FileNotFoundError" in message
     assert "(3) cache.tiers[0].quota: " in message
@@ -177,7 +177,7 @@ def test_options_that_do_not_parse_fail_and_the_cache_is_still_checked(lake, mon
     ok, message = _connection(monkeypatch, "bad_options", lake).test_connection()
 
     assert not ok
-    assert message.startswith("mount 'bad_options': 2 problems: (1) priority.read: unknown member 'gcs'"), message
+    assert message.startswith("2 problems: (1) priority.read: unknown member 'gcs'"), message
     assert "(2) cache.tiers[0].quota" in message
 
 
@@ -186,6 +186,6 @@ def test_a_connection_of_another_type_fails(lake, monkeypatch):
 
     assert (ok, message) == (
         False,
-        "mount 'not_a_mount': 1 problem: MountConfigError: connection 'not_a_mount' has type 'aws', expected "
+        "1 problem: MountConfigError: connection 'not_a_mount' has type 'aws', expected "
         "'hybrid_mount'",
     )
