@@ -6,8 +6,8 @@ token; 403 for a user the auth manager does not allow to read connections (a mou
 members, catalog and cache paths). What a user sees is then filtered per object: the mounts whose
 connection they may read, the policies whose mount connection and DAG they may read.
 
-Routes (below the plugin's ``/hybrid`` prefix): ``/`` the page, ``/api/mounts`` and ``/api/policies`` the
-same figures as JSON for scripts. Nothing is written and no store is listed (see :mod:`.figures`).
+Routes (below the plugin's ``/hybrid`` prefix): ``/`` the page (a browser without a session is sent to
+Airflow's login and back), ``/api/mounts`` and ``/api/policies`` the same figures as JSON for scripts. Nothing is written and no store is listed (see :mod:`.figures`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from airflow.api_fastapi.app import API_ROOT_PATH, get_auth_manager
 from airflow.api_fastapi.auth.managers.models.resource_details import ConnectionDetails, DagDetails
 from airflow.api_fastapi.core_api.security import GetUserDep
-from fastapi import Depends, FastAPI, HTTPException, status
-from fastapi.responses import HTMLResponse
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_hybrid.cache.report import describe_error
 from airflow_hybrid.plugins import figures
@@ -92,6 +95,15 @@ def create_app() -> FastAPI:
     app = FastAPI(title="airflow-hybrid", description="Hybrid lake: mounts, cache tiers, migration policies",
                   docs_url=None, redoc_url=None, openapi_url=None)
     root = API_ROOT_PATH.rstrip("/")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def login_first(request: Request, exc: StarletteHTTPException) -> Response:
+        """A browser opening the page without a session goes to Airflow's login, and comes back after it."""
+        if exc.status_code == status.HTTP_401_UNAUTHORIZED and request.url.path.endswith("/hybrid/") and (
+            "text/html" in request.headers.get("accept", "")
+        ):
+            return RedirectResponse(f"{root}/api/v2/auth/login?{urlencode({'next': str(request.url)})}")
+        return await http_exception_handler(request, exc)
 
     @app.get("/api/mounts")
     def api_mounts(reader: ReaderDep) -> list[dict[str, Any]]:

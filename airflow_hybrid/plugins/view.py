@@ -238,7 +238,8 @@ def policy_view(row: dict[str, Any], root: str) -> dict[str, Any]:
         "dag_id": row["dag_id"],
         "dag_href": dag_href(root, row["dag_id"]),
         "error": row.get("error"),
-        "pending": pending_text(row) if row["moved_files"] is not None else NOTHING,
+        "pending": NOTHING if row["moved_files"] is None
+        else "unknown until the first plan" if row["pending_source"] is None else pending_text(row),
         "pending_files": row["pending_files"],
         "pending_bytes": row["pending_bytes"],
         "moved": NOTHING if row["moved_files"] is None

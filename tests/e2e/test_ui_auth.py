@@ -60,8 +60,9 @@ def _token(airflow: AirflowDeployment, user: str) -> str:
     return response.json()["access_token"]
 
 
-def _get(airflow: AirflowDeployment, route: str, token: str | None = None, **kwargs) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+def _get(airflow: AirflowDeployment, route: str, token: str | None = None, headers: dict | None = None,
+         **kwargs) -> httpx.Response:
+    headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
     return httpx.get(f"{airflow.api_url}{route}", headers=headers, timeout=60, **kwargs)
 
 
@@ -75,6 +76,12 @@ def test_no_token_no_data(airflow):
         response = _get(airflow, route)
         assert response.status_code == 401, (route, response.text)
         assert "auth_lake" not in response.text and "members" not in response.text
+    # a browser without a session is sent to Airflow's login, to come back to the page after it
+    response = _get(airflow, "/hybrid/", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert response.status_code == 307 and "auth_lake" not in response.text
+    login = httpx.URL(response.headers["location"])
+    assert login.path == "/api/v2/auth/login" and login.params["next"] == f"{airflow.api_url}/hybrid/"
+    assert _get(airflow, "/hybrid/api/mounts", headers={"Accept": "text/html"}).status_code == 401  # JSON: no
     response = _get(airflow, "/hybrid/api/mounts", "not-a-jwt")
     assert response.status_code == 403 and response.json() == {"detail": "Invalid JWT token"}  # as Airflow's API
 

@@ -173,7 +173,7 @@ def test_the_page_explains_what_is_empty():
     assert 'data-testid="cache-empty-cold"' in page and "Nothing cached yet." in page
     assert "no reads yet" in page
     assert 'data-testid="no-runs-orders"' in page and 'href="/dags/hybrid_migrate_orders"' in page
-    assert "unknown (no plan yet" in page
+    assert "unknown until the first plan" in page
     assert _raw_values(page) == []
 
 
