@@ -43,7 +43,7 @@ _OBJECT_OPTIONS = ("members", "cache")
 def mount_extras(extra: Mapping[str, Any]) -> dict[str, Any]:
     """The mount options of a connection's extras.
 
-    Empty form fields (``null`` or ``""``) are dropped, ``extra__hybrid_mount__<name>`` keys read as ``<name>``
+    Empty form fields (``null``, ``""``, ``{}`` for an object) are dropped, ``extra__hybrid_mount__<name>`` keys read as ``<name>``
     (a plain key wins), and ``members`` / ``cache`` given as JSON text are decoded.
 
     :raises MountConfigError: ``members`` or ``cache`` is text that is not JSON.
@@ -58,6 +58,8 @@ def mount_extras(extra: Mapping[str, Any]) -> dict[str, Any]:
                 value = json.loads(value)
             except ValueError as err:
                 raise MountConfigError(f"{name}: not valid JSON ({err}): {shown(value)}") from None
+        if name in _OBJECT_OPTIONS and value in ({}, []):  # the form's object editor left at {}
+            continue
         options[name] = value
     return options
 
