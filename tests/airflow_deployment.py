@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import subprocess
@@ -34,6 +35,8 @@ import sqlalchemy as sa
 
 from airflow_hybrid.devstack.processes import Service, free_ports, spawn, stop, wait_ready
 from tests.services import postgres_url, unavailable
+
+log = logging.getLogger(__name__)
 
 #: The long-running components, in start order; each is ``airflow <name>``.
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -178,13 +181,28 @@ class AirflowDeployment(Service):
             try:
                 with self._admin_engine.connect() as conn:
                     conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.database}"'))
-            except sa.exc.OperationalError as error:  # "is being accessed by other users"
+            except sa.exc.OperationalError:  # "is being accessed by other users"
                 if time.monotonic() > deadline:
-                    raise DeploymentError(f"database {self.database} was not dropped: {error}") from error
+                    self._force_drop_database()
+                    return
                 time.sleep(0.5)
             else:
                 self.database = None
                 return
+
+    def _force_drop_database(self) -> None:
+        """Drop the database with its remaining sessions closed (PostgreSQL 13+), naming them in the log."""
+        with self._admin_engine.connect() as conn:
+            sessions = conn.execute(sa.text(
+                "SELECT pid, application_name, state, left(query, 80) FROM pg_stat_activity WHERE datname = :db"
+            ), {"db": self.database}).all()
+            log.warning("database %s still had %d session(s) after the processes stopped: %s",
+                        self.database, len(sessions), sessions)
+            try:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
+            except sa.exc.DBAPIError as error:
+                raise DeploymentError(f"database {self.database} was not dropped: {error}") from error
+        self.database = None
 
     def _environment(self, api_port: int, worker_logs_port: int, trigger_logs_port: int) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}

@@ -106,7 +106,8 @@ def wait_ready(
 
 
 def stop(processes: Iterable[subprocess.Popen], timeout: float) -> None:
-    """SIGTERM every process still running, then SIGKILL those not gone within ``timeout`` seconds (in all)."""
+    """SIGTERM every process still running, then SIGKILL those not gone within ``timeout`` seconds (in all), and
+    then whatever is left in their sessions (each was started in a session of its own by :func:`spawn`)."""
     processes = list(processes)
     for process in processes:
         if process.poll() is None:
@@ -118,4 +119,7 @@ def stop(processes: Iterable[subprocess.Popen], timeout: float) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    for process in processes:  # what a server left behind in its session (workers, task processes)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
 

@@ -3,8 +3,10 @@ SIGTERM is ignored). The children are small Python scripts; readiness is a line 
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import time
 
 import pytest
 
@@ -92,3 +94,46 @@ def test_the_log_is_appended_to_on_request(tmp_path):
     finally:
         processes.stop([process], timeout=30)
     assert log.read_text() == "earlier run\nready\n"
+
+
+_PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+print(child.pid, flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+def test_what_a_server_started_in_its_session_is_stopped_with_it(tmp_path):
+    """A server's own children (an executor's workers, a task process) do not outlive it: they would keep its
+    database sessions and ports."""
+    log = tmp_path / "parent.log"
+    process = processes.spawn([sys.executable, "-c", _PARENT], log)
+    try:
+        processes.wait_ready(lambda: log.read_text().strip().isdigit(), {"parent": process}, 60.0,
+                             exited=lambda name, code: Failed(f"{name} exited"), timed_out=lambda: Failed("timed out"),
+                             interval=0.01)
+        child = int(log.read_text())
+    finally:
+        processes.stop([process], timeout=30)
+    deadline = time.monotonic() + 30  # SIGKILL is delivered at once; init reaps the orphan soon after
+    while not _is_gone(child) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _is_gone(child)
+
+
+def _is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
