@@ -34,10 +34,10 @@ class Run {
   }
 }
 
-async function login(run, page, password) {
+async function login(run, page, password, start = '/') {
   const { baseUrl, username } = run.config;
-  run.step = 'open the UI (expecting the login page)';
-  await page.goto(`${baseUrl}/`);
+  run.step = `open ${start} without a session (expecting the login page)`;
+  await page.goto(`${baseUrl}${start}`);
   await page.getByLabel('Username').waitFor();
   const loginUrl = page.url();
   await run.shot(page, 'login-form');
@@ -48,8 +48,8 @@ async function login(run, page, password) {
   return loginUrl;
 }
 
-async function loggedIn(run, page) {
-  const loginUrl = await login(run, page, run.config.password);
+async function loggedIn(run, page, start = '/') {
+  const loginUrl = await login(run, page, run.config.password, start);
   run.step = 'wait to leave the login page';
   await page.waitForURL((url) => !url.pathname.startsWith('/auth/'));
   await page.waitForLoadState('networkidle');
@@ -145,16 +145,15 @@ const scenarios = {
     return observed;
   },
 
-  // Browse > Hybrid lake, or a path of it: every data-testid element's text and data-* values, in the page
-  // and in its frames (the plugin's page may be embedded).
+  // Browse > Hybrid lake, or `path` opened without a session (through the login page and back): every
+  // data-testid element's text and data-* values, in the page and in its frames (the page may be embedded).
   async hybrid_page(run, page) {
     const { navLabel, path: pagePath, waitFor } = run.config;
-    await loggedIn(run, page);
     const observed = {};
     if (pagePath) {
-      run.step = `open ${pagePath}`;
-      await page.goto(`${run.config.baseUrl}${pagePath}`);
+      observed.loginUrl = await loggedIn(run, page, pagePath);
     } else {
+      await loggedIn(run, page);
       run.step = `open Browse > ${navLabel}`;
       await page.getByRole('button', { name: 'Browse' }).click();
       await page.getByRole('menuitem', { name: navLabel }).click();

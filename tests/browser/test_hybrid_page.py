@@ -130,3 +130,18 @@ def test_the_hybrid_lake_page_shows_the_mount_and_the_figures_of_its_cache_catal
     for text in (f"{MOUNT}:sales", f"hybrid_migrate_{POLICY}", "unknown until the first plan"):
         assert text in policy["text"], f"expected {text!r} in the card of {POLICY}, it reads {policy['text']!r}"
     assert f"no-runs-{POLICY}" in page, f"expected the explained 'No runs yet' of {POLICY}: {policy['text']!r}"
+
+
+def test_opening_the_page_without_a_session_goes_through_the_login_page_and_back(browser, lake):
+    seen = browser.run("hybrid_page", path="/hybrid/", waitFor=f"mount-{MOUNT}")
+
+    assert urlsplit(seen["loginUrl"]).path == "/auth/login", (
+        f"expected /hybrid/ without a session to show Airflow's login page, it showed {seen['loginUrl']}"
+    )
+    assert urlsplit(seen["url"]).path == "/hybrid/" and seen["frameUrl"] == seen["url"], (
+        f"expected the login to return to /hybrid/ itself, the browser is on {seen['url']}"
+    )
+    page = {node["testid"]: node for node in seen["testids"]}
+    usage, _ = catalog_figures(lake)
+    assert int(page[f"tier-usage-{MOUNT}-{TIER}"]["data"]["usedBytes"]) == usage.reserved, page.get(
+        f"tier-usage-{MOUNT}-{TIER}")
