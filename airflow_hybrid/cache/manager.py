@@ -24,6 +24,7 @@ the engine reads them::
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import threading
 import time
@@ -531,7 +532,56 @@ class CacheManager:
             if self.tiers[entry.tier].shared
         }
 
-    def _fresh_copies(self, prefix: str, wanted: Mapping[str, FileInfo], *, complete: bool) -> dict[str, CachedEntry]:
+    def fresh_listing(
+        self, directory: str, listing: Iterable[FileInfo], *, match: Callable[[str], bool] | None = None
+    ) -> tuple[dict[str, CachedEntry], list[str]]:
+        """The copies this process may read in place of the listed files of ``directory``, checked against
+        one listing of it (a batched freshness check: one catalog scan, no source request).
+
+        ``listing`` is a fresh status of the files directly in ``directory`` (logical paths), as for
+        :meth:`warm_uris`: copies whose fingerprint differs from it are dropped (never served), the fresh
+        ones are marked synced. Returns ``(fresh, unlisted)``: logical path -> ready, fresh, unexpired copy in
+        any tier (local or shared), and the logical paths of ready copies of files directly in ``directory``
+        (and satisfying ``match``) that the listing does not hold -- a file deleted, or one that a listing
+        made in a single pass over the members may have missed while it moved; those copies are left alone.
+        """
+        directory = normalize_path(directory)
+        wanted = {f.path: f for f in (_with_path(i, normalize_path(i.path)) for i in listing) if not f.is_dir}
+        fresh = self._fresh_copies(directory, wanted, complete=False, unlisted=(unlisted := []))
+        return fresh, [
+            path
+            for path in unlisted
+            if posixpath.dirname(path) == directory and (match is None or match(path))
+        ]
+
+    def copy_path(self, entry: CachedEntry) -> str | None:
+        """The local file system path of ``entry``'s copy when its tier is a local directory and the copy is a
+        regular file inside it (no symbolic link on the way), else ``None``: what an engine in this process
+        (DuckDB) opens natively. Take a :meth:`lease` covering the file first, so it stays while read."""
+        tier = self.tiers.get(entry.tier)
+        if tier is None or tier.shared:
+            return None
+        root = getattr(tier.store, "root", None)
+        if root is None:
+            return None
+        root = str(root)
+        path = os.path.join(root, *entry.location.split("/"))
+        try:
+            real = os.path.realpath(path)
+            if real != path or not os.path.isfile(path):
+                return None  # a link planted in the tier, or the copy is gone
+        except OSError:
+            return None
+        return path
+
+    def _fresh_copies(
+        self,
+        prefix: str,
+        wanted: Mapping[str, FileInfo],
+        *,
+        complete: bool,
+        unlisted: list[str] | None = None,
+    ) -> dict[str, CachedEntry]:
         """The ready copies under ``prefix`` that match ``wanted`` (a fresh source status, by logical path),
         after dropping those that are stale: expired, in a tier no longer configured, of another version, and
         (when ``wanted`` is ``complete``, every file under ``prefix``) of files the source no longer has.
@@ -542,6 +592,8 @@ class CacheManager:
         for entry in self.catalog.iter_entries(self.mount_name, prefix, state=READY):
             info = wanted.get(entry.path)
             if info is None and not complete:
+                if unlisted is not None:
+                    unlisted.append(entry.path)
                 continue
             if entry.tier not in self.tiers or entry.is_expired(now) or info is None or not entry.source.matches(info):
                 stale.append(entry)

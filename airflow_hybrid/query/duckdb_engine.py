@@ -2,7 +2,9 @@
 
 Each named table becomes a view over its Parquet files in the mount (``CREATE VIEW store_sales AS SELECT *
 FROM read_parquet('hybrid://onprem_union/tpcds/store_sales/*.parquet')``), so the query reads the files from
-whichever member holds each of them, before and after a migration alike. The result is written by DuckDB to
+whichever member holds each of them, before and after a migration alike. For a mount with a cache the
+files are resolved when the query starts (:mod:`airflow_hybrid.query.native`): fresh copies in a local tier are
+read natively by DuckDB, leased for the query, the rest through ``hybrid://``. The result is written by DuckDB to
 a local temporary file and streamed to the output path (``hybrid://``, ``s3://``, ``file://`` or a local
 path); the summary carries its row count and first rows.
 """
@@ -15,12 +17,14 @@ import posixpath
 import re
 import tempfile
 import threading
+import uuid
 from typing import TYPE_CHECKING
 
 import duckdb
 
 from airflow_hybrid.mount.filesystem import HybridFileSystem
 from airflow_hybrid.paths import hybrid_url, is_hybrid_url, split_hybrid_url
+from airflow_hybrid.query.native import DEFAULT_LEASE_SECONDS, TablePlan, TablePlanner
 from airflow_hybrid.query.result import QueryResult, json_value
 from airflow_hybrid.query.sql import sql_string, strip_statement
 from airflow_hybrid.stores.factory import store_from_uri
@@ -63,6 +67,10 @@ class DuckDBQuery:
         output_conn_id: str | None = None,
         preview_rows: int = 10,
         settings: Mapping[str, object] | None = None,
+        native: bool = True,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        holder: str | None = None,
+        filesystem: HybridFileSystem | None = None,
     ) -> None:
         """
         :param sql: one SQL statement (DuckDB dialect; the TPC-DS query texts run unchanged).
@@ -75,6 +83,13 @@ class DuckDBQuery:
         :param output_conn_id: Airflow connection for a non-``hybrid://`` output (e.g. ``aws_default``).
         :param preview_rows: how many leading rows the summary carries.
         :param settings: DuckDB settings (``memory_limit``, ``threads``, ...).
+        :param native: resolve the files of each table of a mount with a cache when the query starts, so
+            DuckDB reads fresh copies in a local tier natively (leased for the query), the rest through
+            ``hybrid://`` (:mod:`airflow_hybrid.query.native`). ``False``: every table through ``hybrid://``.
+        :param lease_seconds: how long the query's leases last unless renewed (renewed every third of it
+            while the query runs, so a crashed task's lease ends by itself).
+        :param holder: who holds the leases, for the cache report (default ``duckdb/<pid>/<random>``).
+        :param filesystem: the ``hybrid://`` filesystem to read through (default: a new one).
         """
         if output_format not in ("parquet", "csv"):
             raise ValueError(f"output_format must be 'parquet' or 'csv', got {output_format!r}")
@@ -89,21 +104,48 @@ class DuckDBQuery:
         self.output_conn_id = output_conn_id
         self.preview_rows = max(0, int(preview_rows))
         self.settings = dict(settings or {})
-        self.fs = HybridFileSystem(skip_instance_cache=True)
+        self.native = native
+        self.lease_seconds = float(lease_seconds)
+        self.holder = holder or f"duckdb/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self.fs = filesystem if filesystem is not None else HybridFileSystem(skip_instance_cache=True)
+        #: view name -> its plan, for the tables read file by file in the last run
+        self.plans: dict[str, TablePlan] = {}
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
 
     def _output_file(self, path: str) -> str:
         return path + f"result.{self.output_format}" if path.endswith("/") else path
 
-    def view_statements(self) -> list[str]:
+    def view_statements(self, plans: Mapping[str, TablePlan] | None = None) -> list[str]:
+        """``CREATE VIEW`` per table: over the files of its plan when ``plans`` has one, else its URL."""
+        plans = plans or {}
         return [
-            f"CREATE VIEW {name} AS SELECT * FROM {parquet_source(url)}" for name, url in self.tables.items()
+            f"CREATE VIEW {name} AS SELECT * FROM "
+            + (planned_source(plans[name]) if name in plans else parquet_source(url))
+            for name, url in self.tables.items()
         ]
 
     def run(self) -> QueryResult:
+        planner = TablePlanner(self.fs, self.holder, self.lease_seconds)
+        try:
+            return self._run(planner)
+        finally:
+            planner.close()  # after the connection closed: nothing reads the leased copies any more
+
+    def _plan(self, planner: TablePlanner) -> dict[str, TablePlan]:
+        plans = {}
+        if self.native:
+            for name, url in self.tables.items():
+                plan = planner.plan(name, url)
+                if plan is not None:
+                    plans[name] = plan
+        self.plans = plans
+        return plans
+
+    def _run(self, planner: TablePlanner) -> QueryResult:
         with tempfile.TemporaryDirectory(prefix="hybrid-query-") as work, self._connection(work) as con:
-            for statement in self.view_statements():
+            plans = self._plan(planner)
+            for statement in self.view_statements(plans):
                 con.execute(statement)
             staged = os.path.join(work, "result.parquet")
             rows = con.execute(f"COPY ({self.sql}) TO '{sql_string(staged)}' (FORMAT parquet)").fetchone()[0]
@@ -128,7 +170,7 @@ class DuckDBQuery:
             rows=int(rows),
             columns=columns,
             preview=first_rows,
-            details={"tables": dict(self.tables)},
+            details={"tables": dict(self.tables), "reads": {name: p.summary() for name, p in plans.items()}},
         )
 
     @contextlib.contextmanager
@@ -170,6 +212,13 @@ class DuckDBQuery:
         with self._lock:
             if self._con is not None:
                 self._con.interrupt()
+
+
+def planned_source(plan: TablePlan) -> str:
+    """``read_parquet([...])`` over the files of a plan (no Hive partitions: a planned table has none, and
+    the names of cache copies must not be read as partition columns)."""
+    files = ", ".join(f"'{sql_string(source)}'" for source in plan.sources)
+    return f"read_parquet([{files}], hive_partitioning = false)"
 
 
 def run_duckdb_query(sql: str, **kwargs) -> QueryResult:

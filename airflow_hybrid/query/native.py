@@ -1,0 +1,262 @@
+"""Where the embedded engine reads each file of a ``hybrid://`` table from, decided when the query starts.
+
+A table of a mount with a cache is resolved file by file, and DuckDB gets the list of what to read
+(``read_parquet(['/ssd/hybrid/lake/ab/ab...parquet', 'hybrid://lake/t/part-2.parquet'])``):
+
+* a file with a fresh copy in a **local** tier (a directory): the copy's path, read natively by DuckDB;
+* any other file: ``hybrid://<mount>/<path>``, read through the Python bridge
+  (:class:`~airflow_hybrid.mount.filesystem.HybridFileSystem`), which reads through the cache and fills it.
+
+Before anything is resolved, a :class:`~airflow_hybrid.cache.lease.Lease` is taken on the table's directory
+and kept (renewed) until the query ends, so no eviction, ``free`` or stale drop by any worker deletes a copy
+the query was handed while it reads it (see :meth:`CacheManager.lease`).
+
+Freshness is the cache's own rule, batched: the table's directory is listed once and the listing is compared
+with the catalog in one scan (:meth:`CacheManager.fresh_listing`): a copy whose source's size, mtime or ETag
+differ is dropped and the file read from its source. By default the listing costs one request per member (each
+member's directory listed once, lowest read priority first, so a file a migration moves to a higher-priority
+member meanwhile is still seen); with the cache's ``listing_sync_interval`` the listing stored in the catalog
+answers while it is recent enough: a warm query then sends no request at all. A single pass can miss a file
+moving the other way (to a lower-priority member) while it runs; a ready copy the listing does not hold shows
+that, and the table is then listed again with the mount's full listing sequence.
+
+Only simple table forms are planned: a directory (its ``*.parquet`` files), one file, or a glob in the last
+path component. Anything else (globs in directories, ``**``, Hive partition directories ``k=v``), a mount
+without a cache, or a path with no matching file, is read through the bridge as before.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import posixpath
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from airflow_hybrid.paths import hybrid_url, is_hybrid_url, split_hybrid_url
+from airflow_hybrid.stores.base import FileInfo
+
+if TYPE_CHECKING:
+    from airflow_hybrid.cache.lease import Lease
+    from airflow_hybrid.cache.manager import CacheManager
+    from airflow_hybrid.mount import HybridMount
+    from airflow_hybrid.mount.filesystem import HybridFileSystem
+
+log = logging.getLogger(__name__)
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+#: Seconds a query's lease lasts unless renewed (renewed every third of it while the query runs).
+DEFAULT_LEASE_SECONDS = 300.0
+
+
+@dataclass
+class TablePlan:
+    """What one table reads: ``sources`` (local paths and ``hybrid://`` URLs, one per file) and counts."""
+
+    name: str
+    url: str
+    sources: list[str]
+    local: int = 0
+    bridged: int = 0
+    lease: Lease | None = None
+    #: the freshness check fell back to the mount's full listing (a copy the first listing did not hold)
+    relisted: bool = False
+
+    def summary(self) -> dict[str, int]:
+        return {"files": len(self.sources), "local": self.local, "bridge": self.bridged}
+
+
+def split_table_path(rel: str) -> tuple[str, str] | None:
+    """``(directory, name pattern)`` of a table path: a directory (``*.parquet`` in it), a ``.parquet`` file,
+    or a glob in the last component; ``None`` for anything else (a glob in a directory, Hive partitions)."""
+    directory, base = posixpath.split(rel)
+    if _GLOB_CHARS.search(rel):
+        if _GLOB_CHARS.search(directory) or "**" in base:
+            return None
+        pattern = base
+    elif rel.endswith(".parquet"):
+        pattern = _escape_glob(base)
+    else:
+        directory, pattern = rel, "*.parquet"
+    if "=" in directory:  # Hive partition directories: DuckDB derives columns from the logical path
+        return None
+    return directory, pattern
+
+
+def _escape_glob(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def list_once(mount: HybridMount, directory: str) -> list[tuple[str, FileInfo]] | None:
+    """Each member's listing of ``directory`` once, lowest read priority first, merged by read priority:
+    ``(member, entry)`` per name; ``None`` when no member has the directory."""
+    rank = {member: i for i, member in enumerate(mount.read_order)}
+    best: dict[str, tuple[int, str, FileInfo]] = {}
+    found = False
+    for member in reversed(mount.read_order):
+        try:
+            for entry in mount.members[member].list(directory):
+                found = True
+                known = best.get(entry.name)
+                if known is None or rank[member] <= known[0]:
+                    best[entry.name] = (rank[member], member, entry)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    if not found:
+        return None
+    return [(member, entry) for _, member, entry in best.values()]
+
+
+class TablePlanner:
+    """Plans the tables of one query (see the module doc); :meth:`close` ends the leases."""
+
+    def __init__(self, fs: HybridFileSystem, holder: str, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.fs = fs
+        self.holder = holder
+        self.lease_seconds = float(lease_seconds)
+        self.plans: list[TablePlan] = []
+        self._leases: list[tuple[CacheManager, Lease]] = []
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def plan(self, name: str, url: str) -> TablePlan | None:
+        """The plan of table ``name`` at ``url``, or ``None``: read ``url`` through the bridge as it is."""
+        if not is_hybrid_url(url):
+            return None
+        mount_name, rel = split_hybrid_url(url)
+        split = split_table_path(rel)
+        if split is None:
+            return None
+        mount = self.fs.mount(mount_name)
+        cache = mount.cache
+        if cache is None:
+            return None
+        directory, pattern = split
+        lease = self._lease(cache, directory)  # before anything is resolved: what we are handed stays
+        plan = self._resolve(name, url, mount, cache, directory, pattern)
+        if plan is None:
+            self._end(cache, lease)
+            return None
+        plan.lease = lease
+        self.plans.append(plan)
+        return plan
+
+    def _resolve(
+        self, name: str, url: str, mount: HybridMount, cache: CacheManager, directory: str, pattern: str
+    ) -> TablePlan | None:
+        def match(path: str) -> bool:
+            return fnmatch.fnmatchcase(posixpath.basename(path), pattern)
+
+        relisted = False
+        if cache.config.listing_sync_interval:
+            listed = self._stored_listing(mount, cache, directory)
+        else:
+            listed = list_once(mount, directory)
+        if listed is None:
+            return None
+        files = _matching(listed, match)
+        fresh, unlisted = cache.fresh_listing(directory, [info for _, info in files], match=match)
+        if unlisted and not cache.config.listing_sync_interval:
+            # a copy the single pass did not list: deleted, or moved to a lower-priority member meanwhile
+            listed, relisted = _full_listing(mount, directory), True
+            if listed is None:
+                return None
+            files = _matching(listed, match)
+            fresh, _ = cache.fresh_listing(directory, [info for _, info in files], match=match)
+        if not files:
+            return None
+        plan = TablePlan(name, url, [], relisted=relisted)
+        cold: list[FileInfo] = []
+        for _member, info in files:
+            entry = fresh.get(info.path)
+            local = cache.copy_path(entry) if entry is not None else None
+            if local is not None:
+                plan.sources.append(local)
+                plan.local += 1
+            else:
+                plan.sources.append(hybrid_url(mount.name, info.path))
+                plan.bridged += 1
+                cold.append(info)
+        if cold:  # the bridge answers DuckDB's size calls from this listing instead of asking the source
+            self.fs._remember(mount, [self.fs._entry(mount, info) for info in cold])
+        log.info(
+            "Table %s <- %s: %d files, %d from local cache copies, %d through hybrid://%s",
+            name, url, len(plan.sources), plan.local, plan.bridged, " (listed again)" if relisted else "",
+        )
+        return plan
+
+    @staticmethod
+    def _stored_listing(mount: HybridMount, cache: CacheManager, directory: str) -> list[tuple[str, FileInfo]] | None:
+        try:
+            infos = cache.listing(directory, lambda: mount.ls(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return [("", info) for info in infos] if infos else None
+
+    # -- leases ---------------------------------------------------------------------------------------
+    def _lease(self, cache: CacheManager, path: str) -> Lease:
+        lease = cache.lease(path, self.lease_seconds, self.holder)
+        with self._lock:
+            self._leases.append((cache, lease))
+            if self._renewer is None:
+                self._renewer = threading.Thread(target=self._renew, name="hybrid-query-leases", daemon=True)
+                self._renewer.start()
+        return lease
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease_seconds / 3):
+            with self._lock:
+                held = list(enumerate(self._leases))
+            for i, (cache, lease) in held:
+                try:
+                    renewed = cache.renew(lease, self.lease_seconds)
+                except Exception as err:  # the query goes on; eviction may now take what it reads
+                    log.warning("could not renew lease %s on %s:%s: %s", lease.id, lease.mount, lease.path, err)
+                    continue
+                with self._lock:
+                    if i < len(self._leases) and self._leases[i][1].id == lease.id:
+                        self._leases[i] = (cache, renewed)
+
+    def _end(self, cache: CacheManager, lease: Lease) -> None:
+        with self._lock:
+            self._leases = [(c, held) for c, held in self._leases if held.id != lease.id]
+        cache.release(lease)
+
+    @property
+    def leases(self) -> list[Lease]:
+        with self._lock:
+            return [lease for _, lease in self._leases]
+
+    def close(self) -> int:
+        """Release every lease (the copies they kept from deletion are deleted now); returns how many."""
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join()
+        with self._lock:
+            held, self._leases = self._leases, []
+        deleted = 0
+        for cache, lease in held:
+            try:
+                deleted += cache.release(lease)
+            except Exception as err:  # an unreleased lease expires by itself
+                log.warning("could not release lease %s on %s:%s: %s", lease.id, lease.mount, lease.path, err)
+        return deleted
+
+
+def _matching(listed: Iterable[tuple[str, FileInfo]], match) -> list[tuple[str, FileInfo]]:
+    return sorted(
+        ((member, info) for member, info in listed if not info.is_dir and match(info.path)),
+        key=lambda item: item[1].path,
+    )
+
+
+def _full_listing(mount: HybridMount, directory: str) -> list[tuple[str, FileInfo]] | None:
+    try:
+        return [("", info) for info in mount.ls(directory)]
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
