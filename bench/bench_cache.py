@@ -51,7 +51,7 @@ SELECT ss_store_sk,
        round(sum(ss_net_paid), 2)     AS net_paid,
        round(avg(ss_sales_price), 4)  AS avg_price,
        count(DISTINCT ss_customer_sk) AS customers
-FROM read_parquet('{source}')
+FROM {relation}
 WHERE ss_sold_date_sk IS NOT NULL
 GROUP BY ss_store_sk
 ORDER BY ss_store_sk NULLS LAST
@@ -148,8 +148,11 @@ def ops_moved(before: dict[str, int], after: dict[str, int]) -> str:
     return ", ".join(f"{op} {n}" for op, n in sorted(moved.items())) or "none"
 
 
-def run_query(source: str, filesystem=None) -> tuple[float, list]:
+def run_query(source: str, filesystem=None, relation: str | None = None) -> tuple[float, list]:
+    """The query over ``read_parquet(source)``, or over ``relation`` (a table expression) when given."""
     import duckdb
+
+    relation = relation or f"read_parquet('{source}')"
 
     con = duckdb.connect()
     try:
@@ -157,7 +160,7 @@ def run_query(source: str, filesystem=None) -> tuple[float, list]:
         if filesystem is not None:
             con.register_filesystem(filesystem)
         started = time.perf_counter()
-        rows = con.execute(QUERY.format(source=source)).fetchall()
+        rows = con.execute(QUERY.format(relation=relation)).fetchall()
         return time.perf_counter() - started, rows
     finally:
         con.close()
@@ -212,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mount {MOUNT}: HDFS (WebHDFS devstack) + S3 (moto), read priority s3,hdfs; data on HDFS")
         print(f"link: {args.latency_ms:g} ms per request, {args.bandwidth_mb:g} MB/s shared (both links); "
               f"cache tier: local directory; DuckDB {duckdb.__version__}, {os.cpu_count()} CPUs")
-        print("query: " + " ".join(QUERY.format(source="hybrid://.../store_sales/*.parquet").split()))
+        print("query: " + " ".join(QUERY.format(relation="read_parquet('hybrid://.../store_sales/*.parquet')").split()))
         print()
 
         # cold: empty cache; ranged reads cross the link, whole files load into the tier alongside
@@ -240,10 +243,37 @@ def main(argv: list[str] | None = None) -> int:
                 close_filesystem(fs)
             return times, rows, ops
 
+        def native_runs(repeat: int) -> tuple[list[float], list, str, int, dict]:
+            """What DuckDBQuery does: the table's files resolved when the query starts (leased), fresh copies
+            in the local tier read natively by DuckDB, the rest through hybrid://."""
+            from airflow_hybrid.query.duckdb_engine import planned_source
+            from airflow_hybrid.query.native import TablePlanner
+
+            times, rows, ops, requests, reads = [], None, "", 0, {}
+            for _ in range(repeat):
+                fs = hybrid_filesystem()
+                before, requests_before = operations(client), source_stats(client)[0]
+                planner = TablePlanner(fs, "bench")
+                try:
+                    started = time.perf_counter()
+                    plan = planner.plan("store_sales", f"hybrid://{MOUNT}/{TABLE_PATH}")
+                    _, rows = run_query("", fs, relation=planned_source(plan))
+                    times.append(time.perf_counter() - started)  # planning (listing, catalog, lease) included
+                finally:
+                    planner.close()
+                ops = ops_moved(before, operations(client))
+                requests = source_stats(client)[0] - requests_before
+                reads = plan.summary()
+                close_filesystem(fs)
+            return times, rows, ops, requests, reads
+
         warm_times, warm_rows, warm_ops = warm_runs()
+        native_times, native_rows, native_ops, native_requests, native_reads = native_runs(args.repeat)
         warm_requests, warm_bytes = (now - then for now, then in zip(source_stats(client), (requests2, bytes2), strict=True))
         os.environ[f"AIRFLOW_CONN_{MOUNT.upper()}"] = json.dumps(mount_connection(connections, work, 60))
         listed_times, listed_rows, listed_ops = warm_runs()
+        native_runs(1)  # stores the listing in the catalog
+        nlisted_times, nlisted_rows, nlisted_ops, nlisted_requests, _ = native_runs(args.repeat)
         os.environ[f"AIRFLOW_CONN_{MOUNT.upper()}"] = json.dumps(mount_connection(connections, work))
 
         local_times, local_rows = [], None
@@ -252,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             local_times.append(elapsed)
         fsspec_local, fsspec_rows = run_query(f"benchlocal://{local}", _local_fsspec())
 
-        if not (cold_rows == warm_rows == listed_rows == local_rows == fsspec_rows):
+        if not (cold_rows == warm_rows == listed_rows == local_rows == fsspec_rows == native_rows == nlisted_rows):
             print("ERROR: the runs returned different results", file=sys.stderr)
             return 1
 
@@ -277,11 +307,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"       source requests of one warm run: {warm_ops}")
         print(f"warm   + listings from the catalog    {listed:8.2f} s   (best of {args.repeat}; "
               f"listing_sync_interval 60 s; source requests of one run: {listed_ops})")
+        native, nlisted = min(native_times), min(nlisted_times)
+        print(f"warm   native (DuckDBQuery's plan)    {native:8.2f} s   (best of {args.repeat}; files: {native_reads}; "
+              f"source requests per query: {native_requests}: {native_ops})")
+        print(f"warm   native + catalog listings      {nlisted:8.2f} s   (best of {args.repeat}; "
+              f"source requests per query: {nlisted_requests}: {nlisted_ops})")
         print(f"local  DuckDB on a local directory    {best_local:8.2f} s   (best of {args.repeat})")
         print(f"\nwarm/local ratio: {warm / best_local:.2f}x (with listings from the catalog: "
               f"{listed / best_local:.2f}x)    cold/warm ratio: {cold / warm:.1f}x")
+        print(f"native warm/local ratio: {native / best_local:.2f}x (with listings from the catalog: "
+              f"{nlisted / best_local:.2f}x; target <= 1.1x)")
         print(f"\ncontext: local directory through an fsspec LocalFileSystem registered in DuckDB: "
               f"{fsspec_local:.2f} s (the Python filesystem bridge hybrid:// goes through)")
+        print(f"bridge/fsspec floor ratio: warm hybrid:// {warm / fsspec_local:.2f}x, with catalog listings "
+              f"{listed / fsspec_local:.2f}x (target <= 1.3x)")
         print(f"context: prefetch of all files over the link (concurrency {args.prefetch_concurrency}): "
               f"{prefetch:.2f} s, {summary.loaded} files, {format_bytes(summary.loaded_bytes)}, "
               f"{summary.loaded_bytes / prefetch / 1e6:.1f} MB/s, {prefetch_requests} requests")
