@@ -218,3 +218,44 @@ def test_a_backfill_of_the_daily_report_writes_each_days_rows(deployment, devsta
         assert written == expected, f"the report of {day} differs from DuckDB's answer on the lake"
         answers.append(written)
     assert len({tuple(a) for a in answers}) == len(DAYS)  # three different days, not one answer thrice
+
+
+DEPRECATION_MARKS = ("DeprecationWarning", "RemovedInAirflow4Warning", "is deprecated")
+
+
+def test_the_shipped_dags_task_logs_carry_no_deprecation_warning(deployment, devstack, lake):
+    """Every task log of the runs above, and a migration policy's plan task (which loads the policies file
+    through the ``hybrid_policies_file`` Variable lookup on the worker), has no deprecation warning."""
+    dag_id = "hybrid_migrate_store_sales_to_s3"
+    triggered = []
+
+    def a_deferred_plan() -> bool | None:
+        """A run whose plan task defers (nothing is 30 days old); one is triggered when none is active (the
+        scheduler's own '@daily' run may have failed before the devstack was up; one run at a time)."""
+        runs = deployment.api("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
+        for run in runs:
+            ti = deployment.api("GET", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances/plan")
+            if ti["state"] == "deferred":
+                return True
+        if triggered:
+            run = deployment.api("GET", f"/dags/{dag_id}/dagRuns/{triggered[0]}")
+            assert run["state"] not in ("failed", "success"), f"{dag_id} run {triggered[0]} ended {run['state']}"
+        elif not any(run["state"] in ("queued", "running") for run in runs):
+            triggered.append(deployment.api("POST", f"/dags/{dag_id}/dagRuns",
+                                            json={"logical_date": None})["dag_run_id"])
+        return None
+
+    deployment.wait_for(f"a plan task of {dag_id} deferred", a_deferred_plan, 400)
+
+    found = {}
+    for dag in ("hybrid_tpcds_prepare", "hybrid_cache_warming", "hybrid_query", "hybrid_query_daily", dag_id):
+        for run in deployment.api("GET", f"/dags/{dag}/dagRuns", params={"limit": 100})["dag_runs"]:
+            tis = deployment.api("GET", f"/dags/{dag}/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
+            for ti in tis:
+                if ti["try_number"] < 1:
+                    continue  # never ran (e.g. the scheduled daily run's own interval, not ours)
+                log = _task_log(deployment, dag, run["dag_run_id"], ti)
+                lines = [line for line in log.splitlines() if any(mark in line for mark in DEPRECATION_MARKS)]
+                if lines:
+                    found[f"{dag}/{run['dag_run_id']}/{ti['task_id']}"] = lines[:3]
+    assert found == {}, json.dumps(found, indent=1)[:6000]
