@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from airflow_hybrid.exceptions import HybridConfigError
-from airflow_hybrid.stores.factory import SUPPORTED_SCHEMES
+from airflow_hybrid.stores.factory import SUPPORTED_SCHEMES, TRANSPORTS
 from airflow_hybrid.values import shown
 
 ALLUXIO_PREFIX = "alluxio-union."
@@ -224,6 +224,11 @@ def parse_mount_options(name: str, extras: dict[str, Any]) -> MountSpec:
             raise MountConfigError(
                 f"members.{member}.options: expected an object of store options, got {shown(options)}"
             )
+        transport = options.get("transport")
+        if transport is not None and (scheme not in ("hdfs", "webhdfs") or not isinstance(transport, str)
+                                      or transport.strip().lower() not in TRANSPORTS):
+            expected = "webhdfs or rpc" if scheme in ("hdfs", "webhdfs") else "no transport (HDFS members only)"
+            raise MountConfigError(f"members.{member}.options.transport: expected {expected}, got {shown(transport)}")
         members[member] = MemberSpec(member, uri, conn_id or DEFAULT_CONN_IDS.get(scheme), dict(options))
 
     read_order = _split_list(union.get("priority.read", ",".join(members)), "priority.read")

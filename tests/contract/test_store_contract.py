@@ -14,6 +14,8 @@ import uuid
 
 import pytest
 
+from airflow_hybrid.stores.factory import store_from_uri
+from airflow_hybrid.stores.hdfs.rpc import HdfsRpcStore
 from airflow_hybrid.stores.hdfs.store import HdfsStore
 from airflow_hybrid.stores.local import LocalStore
 from airflow_hybrid.stores.s3.store import S3Store
@@ -114,3 +116,21 @@ class TestHadoopHdfsStore(StoreContract):
     def store(self, hadoop_hdfs, monkeypatch):
         self.list_page_size = int(hadoop_hdfs.properties.get("dfs.ls.limit", HADOOP_PAGE))  # a server setting
         yield from hdfs_store(monkeypatch, hadoop_hdfs.webhdfs_connection())
+
+
+class TestHadoopRpcStore(StoreContract):
+    """Apache Hadoop over HDFS's own RPC protocol (hdfs-native), built as a member with ``transport: rpc`` is."""
+
+    list_page_size = HADOOP_PAGE
+    supports_if_absent = True  # refused by a status request, then a rename without OVERWRITE
+
+    @pytest.fixture
+    def store(self, hadoop_hdfs):
+        self.list_page_size = int(hadoop_hdfs.properties.get("dfs.ls.limit", HADOOP_PAGE))
+        options = {**HDFS_OPTIONS, "transport": "rpc", "namenode": f"{hadoop_hdfs.host}:{hadoop_hdfs.rpc_port}"}
+        store = store_from_uri(f"hdfs:///tmp/{unique_root()}", options=options)
+        assert isinstance(store, HdfsRpcStore)
+        store.mkdir("")
+        yield store
+        store.delete("", recursive=True)
+        store.close()

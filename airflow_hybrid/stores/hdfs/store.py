@@ -38,6 +38,7 @@ from airflow_hybrid.stores.base import (
     TreeFingerprint,
     normalize_path,
 )
+from airflow_hybrid.stores.factory import parse_transport
 from airflow_hybrid.stores.hdfs.client import (
     RETRIABLE_REMOTE,
     TRANSPORT_ERRORS,
@@ -193,6 +194,10 @@ class HdfsStore(Store):
             text = str(permission)
         if permission is not None and not (text and re.fullmatch(r"[01]?[0-7]{1,3}", text)):
             raise HybridConfigError(f"HDFS option permission: expected an octal mode such as 644, got {permission!r}")
+        if parse_transport(opts.get("transport"), self.root_uri) == "rpc":
+            raise HybridConfigError(
+                f"{self.root_uri}: HDFS option transport: rpc is served by HdfsRpcStore (store_from_uri picks it)"
+            )
         proxy_user = opts.get("proxy_user")
         if proxy_user is not None and not isinstance(proxy_user, str):
             raise HybridConfigError(f"HDFS option proxy_user: expected a user name, got {proxy_user!r}")
