@@ -9,6 +9,7 @@ ever holds a whole file or a whole listing in memory.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import posixpath
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -57,6 +58,9 @@ class StoreFeatures:
     #: A missing file costs one request through :meth:`Store.checksum` and more through :meth:`Store.info`
     #: (S3: a ``HeadObject``, where a status also lists the prefix to tell a missing key from a directory).
     checksum_finds_missing_cheaply: bool = False
+    #: :meth:`Store.list_sorted` is the store's own sorted, resumable listing (a page costs O(limit) requests);
+    #: otherwise it scans the whole directory for each page (O(limit) memory, O(directory) requests).
+    sorted_listing: bool = False
 
     def cheap_exclusive_create(self, size: int) -> bool:
         """Whether ``write(..., if_absent=True)`` of ``size`` bytes is the cheapest way to create a key that is
@@ -139,6 +143,19 @@ class FileSetDigest:
         return f"{self.files}:{self.bytes}:{self._sum:032x}"
 
 
+def child_key(info: FileInfo) -> str:
+    """An entry's name as S3 orders it: a directory as ``name/`` (so ``a-b`` < ``a.txt`` < ``a/`` < ``a0``)."""
+    return f"{info.name}/" if info.is_dir else info.name
+
+
+def after_marker(key: str, is_dir: bool, start_after: str | None) -> bool:
+    """Whether a child with :func:`child_key` ``key`` comes after ``start_after`` (a child key or a key below
+    one) in S3 order: a directory holding ``start_after`` (``start_after`` is ``x/...``) counts as after it."""
+    if start_after is None or key > start_after:
+        return True
+    return is_dir and len(start_after) > len(key) and start_after.startswith(key)
+
+
 def normalize_path(path: str) -> str:
     """Return ``path`` as a clean relative path, rejecting ``..`` escapes.
 
@@ -199,6 +216,30 @@ class Store(ABC):
     @abstractmethod
     def list(self, path: str) -> Iterator[FileInfo]:
         """Direct children of directory ``path``, streamed page by page (any order)."""
+
+    def list_sorted(
+        self, path: str, start_after: str | None = None, limit: int = 1000, name_prefix: str = ""
+    ) -> list[FileInfo]:
+        """Up to ``limit`` children of directory ``path`` in S3 order (:func:`child_key`) that start with
+        ``name_prefix`` and come after ``start_after`` (:func:`after_marker`); ``[]`` for a missing directory.
+
+        This default scans the whole directory (:meth:`list`) and keeps the ``limit`` first in a heap: memory
+        O(limit), requests O(directory) per call. Stores with a sorted, resumable listing override it and
+        declare :attr:`StoreFeatures.sorted_listing`.
+        """
+        rel = normalize_path(path)
+
+        def wanted() -> Iterator[FileInfo]:
+            try:
+                for entry in self.list(rel):
+                    if posixpath.dirname(entry.path) != rel or not entry.name.startswith(name_prefix):
+                        continue  # a file lists as itself
+                    if after_marker(child_key(entry), entry.is_dir, start_after):
+                        yield entry
+            except (FileNotFoundError, NotADirectoryError):
+                return
+
+        return heapq.nsmallest(limit, wanted(), key=child_key)
 
     def walk_files(self, path: str = "") -> Iterator[FileInfo]:
         """Every file below ``path``, recursively, streamed (depth first, constant memory per level)."""

@@ -45,6 +45,8 @@ from airflow_hybrid.stores.base import (
     StoreError,
     StoreFeatures,
     UnsupportedFeatureError,
+    after_marker,
+    child_key,
     join_path,
     normalize_path,
 )
@@ -243,6 +245,21 @@ class S3Store(Store):
         log.warning("Skipping S3 key %s: not addressable as a store path", self.s3_uri(self._key(rel)))
         return False
 
+    def _lone_file(self, rel: str) -> Iterator[FileInfo]:
+        """After an empty listing of ``rel/``: the object ``rel`` itself, nothing for an empty directory (a
+        prefix listed meanwhile), else :class:`FileNotFoundError`. One ListObjectsV2 of at most one key
+        (``rel`` sorts before every other key it prefixes), not a HeadObject and a second listing."""
+        key = self._key(rel)
+        with self._errors("ListObjectsV2", key):
+            page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        for obj in page.get("Contents", ()):
+            if obj["Key"] == key:
+                yield self._file_info(rel, obj["Size"], obj["LastModified"], obj.get("ETag"))
+                return
+            if obj["Key"].startswith(key + "/"):
+                return
+        raise FileNotFoundError(f"{self.uri(rel)} does not exist")
+
     def list(self, path: str) -> Iterator[FileInfo]:
         rel = normalize_path(path)
         prefix = self._dir_prefix(rel)
@@ -261,9 +278,33 @@ class S3Store(Store):
                 if self._addressable(child):
                     yield self._file_info(child, obj["Size"], obj["LastModified"], obj.get("ETag"))
         if not found and rel:
-            entry = self.info(rel)  # FileNotFoundError when nothing is there
-            if not entry.is_dir:
-                yield entry
+            yield from self._lone_file(rel)
+
+    def list_sorted(
+        self, path: str, start_after: str | None = None, limit: int = 1000, name_prefix: str = ""
+    ) -> list[FileInfo]:
+        """:meth:`Store.list_sorted` natively: ``ListObjectsV2`` with ``Delimiter=/``, ``StartAfter`` and
+        ``Prefix`` (S3 lists in this order), so a call costs about ``limit / page_size`` requests."""
+        rel = normalize_path(path)
+        prefix = self._dir_prefix(rel)
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix + name_prefix, "Delimiter": "/"}
+        if start_after:
+            kwargs["StartAfter"] = prefix + start_after.rstrip("\x00")
+        found: list[FileInfo] = []
+        with self._errors("ListObjectsV2", prefix):
+            while len(found) < limit:
+                page = self.client.list_objects_v2(**kwargs, MaxKeys=min(self.options.page_size, limit - len(found)))
+                batch = [FileInfo(path=self._rel(c["Prefix"][:-1]), size=0, mtime=0.0, is_dir=True)
+                         for c in page.get("CommonPrefixes", ())]
+                batch += [self._file_info(self._rel(o["Key"]), o["Size"], o["LastModified"], o.get("ETag"))
+                          for o in page.get("Contents", ()) if o["Key"] != prefix]
+                batch.sort(key=child_key)
+                found += [e for e in batch if self._addressable(e.path) and e.name
+                          and after_marker(child_key(e), e.is_dir, start_after)]
+                if not page.get("IsTruncated"):
+                    break
+                kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        return found[:limit]
 
     def walk_files(self, path: str = "") -> Iterator[FileInfo]:
         """Every object below ``path`` in one flat, paginated listing (no per-directory requests)."""
@@ -278,9 +319,7 @@ class S3Store(Store):
                 if self._addressable(child):
                     yield self._file_info(child, obj["Size"], obj["LastModified"], obj.get("ETag"))
         if not found and rel:
-            entry = self.info(rel)
-            if not entry.is_dir:
-                yield entry
+            yield from self._lone_file(rel)
 
     # -- reads ------------------------------------------------------------------------------------
     def _get_object(self, key: str, byte_range: str | None = None, **kwargs) -> dict[str, Any]:
@@ -314,6 +353,7 @@ class S3Store(Store):
             multipart_uploads=True,
             server_checksum=CRC32C,  # CRC32C or CRC32C-COMPOSITE
             checksum_finds_missing_cheaply=True,
+            sorted_listing=True,
         )
 
     def write(self, path: str, stream: BinaryIO, size_hint: int | None = None, *, if_absent: bool = False) -> FileInfo:
