@@ -192,3 +192,21 @@ def policy_status(args) -> None:
 
     rows = policy_status_rows(args.policies, count_pending=bool(getattr(args, "count_pending", False)))
     _print(rows, args.json, "\n".join(row_text(row) for row in rows))
+
+
+def gateway(args) -> None:
+    """``airflow hybrid gateway``: serve the mounts as S3 buckets until interrupted."""
+    _server_context()
+    from airflow_hybrid.gateway.config import GatewayConfig
+    from airflow_hybrid.gateway.server import serve
+
+    options: dict[str, Any] = {"host": args.host, "port": args.port, "ssl_certfile": args.ssl_certfile,
+                               "ssl_keyfile": args.ssl_keyfile,
+                               "spool_dir": Path(args.spool_dir) if args.spool_dir else None}
+    if args.anonymous:
+        options["anonymous"] = args.anonymous
+    config = GatewayConfig.from_connection(args.mount, args.auth_conn, **options)
+    scheme = "https" if config.tls else "http"
+    print(f"gateway: {', '.join(args.mount)} on {scheme}://{config.host}:{config.port} "
+          f"({len(config.keys)} access key(s), anonymous {config.anonymous})", flush=True)
+    serve(config)

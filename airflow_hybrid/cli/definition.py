@@ -1,4 +1,4 @@
-"""Definition of ``airflow hybrid ...``: devstack, cache report, policy status."""
+"""Definition of ``airflow hybrid ...``: devstack, cache report, policy status, the S3 gateway."""
 
 from __future__ import annotations
 
@@ -24,6 +24,27 @@ ARG_COUNT_PENDING = Arg(
     help="Count the pending files by listing the mount now (default: as of the last plan, from the migration state)",
     action="store_true",
 )
+
+ARG_GATEWAY_MOUNT = Arg(
+    ("--mount",),
+    help="hybrid_mount connection id served as a bucket; BUCKET=CONN_ID names the bucket (repeat for more)",
+    action="append",
+    required=True,
+)
+ARG_GATEWAY_HOST = Arg(("--host",), help="Address to listen on (default: 127.0.0.1, this host only)",
+                       default="127.0.0.1")
+ARG_GATEWAY_PORT = Arg(("--port",), help="Port to listen on (default: 9000)", type=int, default=9000)
+ARG_GATEWAY_AUTH = Arg(
+    ("--auth-conn",),
+    help="Airflow connection holding the access keys (login = access key id, password = secret; extras "
+    "read_only (default true), keys, anonymous, region). Without it only anonymous access, if enabled, works",
+)
+ARG_GATEWAY_ANONYMOUS = Arg(("--anonymous",), help="Unsigned requests: off (default), read, or write",
+                            choices=("off", "read", "write"))
+ARG_GATEWAY_SPOOL = Arg(("--spool-dir",), help="Where uploads are spooled before they reach a mount "
+                        "(default: a private temporary directory)")
+ARG_GATEWAY_CERT = Arg(("--ssl-certfile",), help="TLS certificate (PEM); serves HTTPS with --ssl-keyfile")
+ARG_GATEWAY_KEY = Arg(("--ssl-keyfile",), help="TLS private key (PEM)")
 
 DEVSTACK_COMMANDS = (
     ActionCommand(
@@ -70,9 +91,16 @@ HYBRID_COMMANDS = (
         args=(ARG_MOUNTS, ARG_JSON),
     ),
     GroupCommand(name="policy", help="Migration policies", subcommands=POLICY_COMMANDS),
+    ActionCommand(
+        name="gateway",
+        help="Serve mounts as S3 buckets (SigV4 keys from --auth-conn) for engines outside Airflow",
+        func=lazy_load_command(f"{_COMMANDS}.gateway"),
+        args=(ARG_GATEWAY_MOUNT, ARG_GATEWAY_HOST, ARG_GATEWAY_PORT, ARG_GATEWAY_AUTH, ARG_GATEWAY_ANONYMOUS,
+              ARG_GATEWAY_SPOOL, ARG_GATEWAY_CERT, ARG_GATEWAY_KEY),
+    ),
 )
 
 
 def get_hybrid_cli_commands() -> list[GroupCommand]:
     """Provider ``cli`` entry: the ``airflow hybrid`` group."""
-    return [GroupCommand(name="hybrid", help="Hybrid data lake: devstack, cache, policies", subcommands=HYBRID_COMMANDS)]
+    return [GroupCommand(name="hybrid", help="Hybrid data lake: devstack, cache, policies, S3 gateway", subcommands=HYBRID_COMMANDS)]
