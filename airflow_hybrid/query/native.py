@@ -91,20 +91,17 @@ def _escape_glob(name: str) -> str:
 
 
 def list_once(mount: HybridMount, directory: str) -> list[tuple[str, FileInfo]] | None:
-    """Each member's listing of ``directory`` once, lowest read priority first, merged by read priority:
-    ``(member, entry)`` per name; ``None`` when no member has the directory."""
+    """Each member's listing of ``directory`` once (one request per member and 1,000 entries), lowest read
+    priority first, merged by read priority: ``(member, entry)`` per name; ``None`` when no member lists any."""
     rank = {member: i for i, member in enumerate(mount.read_order)}
     best: dict[str, tuple[int, str, FileInfo]] = {}
     found = False
     for member in reversed(mount.read_order):
-        try:
-            for entry in mount.members[member].list(directory):
-                found = True
-                known = best.get(entry.name)
-                if known is None or rank[member] <= known[0]:
-                    best[entry.name] = (rank[member], member, entry)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
+        for entry in mount.members[member].list_children(directory):
+            found = True
+            known = best.get(entry.name)
+            if known is None or rank[member] <= known[0]:
+                best[entry.name] = (rank[member], member, entry)
     if not found:
         return None
     return [(member, entry) for _, member, entry in best.values()]

@@ -217,6 +217,19 @@ class Store(ABC):
     def list(self, path: str) -> Iterator[FileInfo]:
         """Direct children of directory ``path``, streamed page by page (any order)."""
 
+    def list_children(self, path: str) -> Iterator[FileInfo]:
+        """The direct children of directory ``path`` as :meth:`list` gives them, and nothing (no error) when
+        ``path`` is missing or is a file: what merging members' listings needs, where a member without the
+        directory adds nothing. Stores override it where telling a missing path apart costs requests."""
+        rel = normalize_path(path)
+        try:
+            for entry in self.list(rel):
+                if entry.path == rel and not entry.is_dir:
+                    return  # ``path`` is a file: list gives the file itself
+                yield entry
+        except (FileNotFoundError, NotADirectoryError):
+            return
+
     def list_sorted(
         self, path: str, start_after: str | None = None, limit: int = 1000, name_prefix: str = ""
     ) -> list[FileInfo]:

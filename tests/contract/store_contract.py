@@ -164,6 +164,13 @@ class StoreContract:
         with pytest.raises(FileNotFoundError):
             list(store.list("absent"))
 
+    def test_list_children_gives_the_children_and_nothing_for_a_missing_path_or_a_file(self, store: Store):
+        for path in ("t/a", "t/sub/b", "other"):
+            put(store, path, path.encode())
+        assert {(e.path, e.is_dir) for e in store.list_children("t")} == {("t/a", False), ("t/sub", True)}
+        assert list(store.list_children("absent")) == []
+        assert list(store.list_children("t/a")) == []
+
     def test_list_pages_through_more_entries_than_a_page(self, store: Store):
         page = self.list_page_size or 3
         count = 2 * page + 1 if page <= 10 else page + 1  # three pages, or one past a server's large page

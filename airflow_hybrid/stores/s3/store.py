@@ -262,23 +262,26 @@ class S3Store(Store):
 
     def list(self, path: str) -> Iterator[FileInfo]:
         rel = normalize_path(path)
-        prefix = self._dir_prefix(rel)
         found = False
+        for entry in self.list_children(rel):
+            found = True
+            yield entry
+        if not found and rel:
+            yield from self._lone_file(rel)
+
+    def list_children(self, path: str) -> Iterator[FileInfo]:
+        """:meth:`list` without its check of an empty listing: one ListObjectsV2 page per 1,000 children, one
+        request for a missing directory."""
+        rel = normalize_path(path)
+        prefix = self._dir_prefix(rel)
         for page in self._pages(prefix, "/"):
             for common in page.get("CommonPrefixes", ()):
-                found = True
                 child = self._rel(common["Prefix"][:-1])
                 if self._addressable(child):
                     yield FileInfo(path=child, size=0, mtime=0.0, is_dir=True)
             for obj in page.get("Contents", ()):
-                found = True
-                if obj["Key"] == prefix:  # a directory marker written by another tool
-                    continue
-                child = self._rel(obj["Key"])
-                if self._addressable(child):
+                if obj["Key"] != prefix and self._addressable(child := self._rel(obj["Key"])):
                     yield self._file_info(child, obj["Size"], obj["LastModified"], obj.get("ETag"))
-        if not found and rel:
-            yield from self._lone_file(rel)
 
     def list_sorted(
         self, path: str, start_after: str | None = None, limit: int = 1000, name_prefix: str = ""

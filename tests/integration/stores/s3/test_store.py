@@ -13,6 +13,7 @@ from airflow_hybrid.ops.checksums import CRC32C, CRC32C_COMPOSITE, composite_crc
 from airflow_hybrid.stores.base import PathEscapeError, StoreError
 from airflow_hybrid.stores.s3.options import MiB, S3Options, parse_size
 from airflow_hybrid.stores.s3.store import S3Store
+from tests.client_requests import RequestLog
 from tests.doubles import CountingReader
 from tests.integration.moto_s3 import AWS_CONN_ID
 
@@ -91,6 +92,22 @@ def test_list_one_level_with_directory_marker(store, s3_client, bucket):
     assert [e.path for e in store.list("a.txt")] == ["a.txt"]
     with pytest.raises(FileNotFoundError):
         list(store.list("missing"))
+
+
+def test_a_missing_directory_costs_one_listing_to_merge_and_two_to_tell_apart(store, s3_client, bucket):
+    put(s3_client, bucket, "root/t/part-0", b"abc")
+    with RequestLog() as sent:
+        assert list(store.list_children("absent")) == []
+    assert sent.counts() == {"s3.GET": 1}  # one ListObjectsV2: nothing to merge
+    with RequestLog() as sent, pytest.raises(FileNotFoundError):
+        list(store.list("absent"))
+    assert sent.counts() == {"s3.GET": 2}  # the prefix, then one key at most (no HeadObject)
+    with RequestLog() as sent:
+        assert [(e.path, e.size) for e in store.list("t/part-0")] == [("t/part-0", 3)]
+    assert sent.counts() == {"s3.GET": 2}
+    with RequestLog() as sent:
+        assert [e.path for e in store.list_children("t")] == ["t/part-0"]
+    assert sent.counts() == {"s3.GET": 1}
 
 
 def test_list_and_walk_page_through_more_than_1000_keys(store, s3_client, bucket):
