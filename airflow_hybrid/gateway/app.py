@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 #: Largest XML body (DeleteObjects of 1000 keys, a CompleteMultipartUpload of 10,000 parts).
 MAX_XML_BODY = 4 * 1024 * 1024
+#: Bytes of a refused request's body read to keep its connection usable.
+DRAIN_LIMIT = 8 * 1024 * 1024
 #: Largest single PutObject or part (S3's 5 GiB).
 MAX_PUT = 5 * 1024**3
 
@@ -201,6 +203,8 @@ def create_app(config: GatewayConfig, mounts: Mapping[str, HybridMount] | None =
         except (StoreError, OSError) as err:
             log.warning("%s %s failed: %s", request.method, request.url.path, err)
             response = _error(S3Error("InternalError", str(err)), request, request_id)
+        if response.status_code >= 400 and request.method in ("PUT", "POST"):
+            await _discard_body(request, response)
         response.headers["x-amz-request-id"] = request_id
         return response
 
@@ -210,6 +214,20 @@ def create_app(config: GatewayConfig, mounts: Mapping[str, HybridMount] | None =
     )
     app.state.gateway = gateway
     return app
+
+
+async def _discard_body(request: Request, response: Response) -> None:
+    """Read what is left of a refused request's body (up to :data:`DRAIN_LIMIT`), so the connection can serve
+    the client's next request; beyond that the connection is closed after the response (as S3 does)."""
+    drained = 0
+    try:
+        async for chunk in request.stream():
+            drained += len(chunk)
+            if drained > DRAIN_LIMIT:
+                response.headers["connection"] = "close"
+                return
+    except (RuntimeError, ClientDisconnect):  # read already, perhaps in part: do not reuse the connection
+        response.headers["connection"] = "close"
 
 
 def _error(err: S3Error, request: Request, request_id: str) -> Response:
