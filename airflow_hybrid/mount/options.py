@@ -229,7 +229,11 @@ def parse_mount_options(name: str, extras: dict[str, Any]) -> MountSpec:
                                       or transport.strip().lower() not in TRANSPORTS):
             expected = "webhdfs or rpc" if scheme in ("hdfs", "webhdfs") else "no transport (HDFS members only)"
             raise MountConfigError(f"members.{member}.options.transport: expected {expected}, got {shown(transport)}")
-        members[member] = MemberSpec(member, uri, conn_id or DEFAULT_CONN_IDS.get(scheme), dict(options))
+        if transport is not None and transport.strip().lower() == "rpc":
+            default_conn_id = None  # HDFS's RPC protocol needs no Airflow connection (stores/hdfs/rpc.py)
+        else:
+            default_conn_id = DEFAULT_CONN_IDS.get(scheme)
+        members[member] = MemberSpec(member, uri, conn_id or default_conn_id, dict(options))
 
     read_order = _split_list(union.get("priority.read", ",".join(members)), "priority.read")
     for member in read_order:

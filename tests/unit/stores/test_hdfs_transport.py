@@ -43,7 +43,15 @@ def test_a_mount_member_with_a_bad_transport_is_named():
     with pytest.raises(MountConfigError, match=r"members\.s3\.options\.transport: expected no transport"):
         parse_mount_options("lake", {"members": members})
     flat = {"alluxio-union.hdfs.uri": "hdfs://nn:8020/lake", "alluxio-union.hdfs.option.transport": "rpc"}
-    assert parse_mount_options("lake", flat).members["hdfs"].options == {"transport": "rpc"}
+    member = parse_mount_options("lake", flat).members["hdfs"]
+    assert (member.options, member.conn_id) == ({"transport": "rpc"}, None)  # no webhdfs connection needed
+
+
+def test_an_rpc_member_keeps_a_conn_id_it_is_given_and_webhdfs_members_default_to_webhdfs_default():
+    members = {"a": {"uri": "hdfs://nn/x", "conn_id": "mine", "options": {"transport": "rpc"}},
+               "b": {"uri": "hdfs://nn/y", "options": {"transport": "webhdfs"}}, "c": {"uri": "hdfs://nn/z"}}
+    spec = parse_mount_options("lake", {"members": members})
+    assert [spec.members[name].conn_id for name in "abc"] == ["mine", "webhdfs_default", "webhdfs_default"]
 
 
 def test_rpc_needs_a_namenode_address_an_hdfs_uri_and_no_proxy_user():
