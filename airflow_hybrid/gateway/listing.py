@@ -173,7 +173,7 @@ def list_page(mount: HybridMount, prefix: str, start_after: str | None, max_keys
         return ListPage([], False)
     items: list[Item] = []
     keys = iter_keys(mount, prefix, start_after, delimiter=delimiter, after_prefix=after_prefix,
-                     batch=min(max_keys, 1000))
+                     batch=min(max_keys, 1000) + 1)  # the page and the key telling it is truncated
     for item in keys:
         if len(items) == max_keys:
             keys.close()

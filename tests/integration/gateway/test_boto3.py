@@ -284,3 +284,26 @@ def test_a_client_disconnecting_mid_upload_leaves_nothing(lake, gateway, tmp_pat
     with pytest.raises(ClientError) as missing:
         s3.head_object(Bucket=MOUNT, Key="u/half.bin")
     assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_a_page_over_a_large_s3_directory_costs_one_listing_request(lake, s3, hdfs_server):
+    """1,100 keys in the S3 member (more than one ListObjectsV2 page): a page of 10 after a marker deep in the
+    directory is one StartAfter request to S3, whatever the directory's size."""
+    from urllib.parse import urlsplit
+
+    from tests.client_requests import observing
+
+    member = lake.members["s3"]
+    for i in range(1100):
+        member.client.put_object(Bucket=member.bucket, Key=f"{member.prefix}/wide/f{i:05d}", Body=b"")
+    s3_port = urlsplit(hdfs_server.s3_endpoint).port
+    sent: list[str] = []
+
+    def observe(request, when):
+        if when == "before" and urlsplit(request.url).port == s3_port and "list-type=2" in request.url:
+            sent.append(request.url)
+
+    with observing(observe):
+        page = s3.list_objects_v2(Bucket=MOUNT, Prefix="wide/", StartAfter="wide/f01000", MaxKeys=10)
+    assert [o["Key"] for o in page["Contents"]] == [f"wide/f{i:05d}" for i in range(1001, 1011)]
+    assert len(sent) == 1 and "start-after=" in sent[0]
