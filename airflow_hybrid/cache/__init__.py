@@ -13,19 +13,48 @@ Public API::
         uri = cache.warm_uri("sales")                        # s3://.../lake/sales when every file is warm there
 """
 
-from airflow_hybrid.cache.catalog import Catalog
-from airflow_hybrid.cache.config import CacheConfig, TierConfig, default_catalog_url, parse_size
-from airflow_hybrid.cache.entry import CachedEntry, SourceFingerprint
-from airflow_hybrid.cache.exceptions import (
-    CacheCatalogError,
-    CacheConfigError,
-    CacheError,
-    CacheQuotaError,
-    UnknownTierError,
-)
-from airflow_hybrid.cache.lease import Lease
-from airflow_hybrid.cache.manager import CacheManager, DropResult, LoadResult, PinResult
-from airflow_hybrid.cache.report import CacheReport, TierReport
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_hybrid.cache.catalog import Catalog
+    from airflow_hybrid.cache.config import CacheConfig, TierConfig, default_catalog_url, parse_size
+    from airflow_hybrid.cache.entry import CachedEntry, SourceFingerprint
+    from airflow_hybrid.cache.exceptions import (
+        CacheCatalogError,
+        CacheConfigError,
+        CacheError,
+        CacheQuotaError,
+        UnknownTierError,
+    )
+    from airflow_hybrid.cache.lease import Lease
+    from airflow_hybrid.cache.manager import CacheManager, DropResult, LoadResult, PinResult
+    from airflow_hybrid.cache.report import CacheReport, TierReport
+
+#: Where each public name lives: imported on first use, so importing a submodule (``cache.config`` for a DAG's
+#: option parsing) does not load the catalog, SQLAlchemy's models and the manager.
+_LOCATIONS = {
+    "Catalog": "catalog",
+    "CacheConfig": "config", "TierConfig": "config", "default_catalog_url": "config", "parse_size": "config",
+    "CachedEntry": "entry", "SourceFingerprint": "entry",
+    "CacheCatalogError": "exceptions", "CacheConfigError": "exceptions", "CacheError": "exceptions",
+    "CacheQuotaError": "exceptions", "UnknownTierError": "exceptions",
+    "Lease": "lease",
+    "CacheManager": "manager", "DropResult": "manager", "LoadResult": "manager", "PinResult": "manager",
+    "CacheReport": "report", "TierReport": "report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LOCATIONS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CacheCatalogError",

@@ -25,13 +25,13 @@ from airflow.sdk import BaseHook
 
 from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.hooks.uri_spelling import spell_uri_scheme_with_dash
-from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.mount.options import MountConfigError, MountSpec, parse_mount_options
 from airflow_hybrid.stores.factory import store_from_uri
 from airflow_hybrid.values import format_bytes, shown
 
 if TYPE_CHECKING:
     from airflow_hybrid.cache.config import CacheConfig
+    from airflow_hybrid.mount.union import HybridMount
 
 CONN_TYPE = "hybrid_mount"
 #: How Airflow 2's connection form (and ``extra__<type>__<field>`` URIs) prefix a form field in the extras.
@@ -117,6 +117,8 @@ class HybridMountHook(BaseHook):
         """Return the mount, with each member connected through its own Airflow connection."""
         self._check_member_connections()
         try:
+            from airflow_hybrid.mount.union import HybridMount
+
             return HybridMount(self.spec)
         except HybridConfigError as err:  # a member's store options (S3Options, HdfsStore)
             raise MountConfigError(f"connection {self.hybrid_mount_conn_id!r}: {err}") from None

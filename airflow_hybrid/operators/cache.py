@@ -8,12 +8,12 @@ paths or globs under the mount (``/tpcds/store_sales/*.parquet``; a directory me
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.exceptions import AirflowException
 from airflow.sdk import BaseOperator
 
-from airflow_hybrid.cache import ops as cache_ops
 from airflow_hybrid.cache.config import parse_duration
 from airflow_hybrid.cache.exceptions import CacheError
 from airflow_hybrid.exceptions import HybridConfigError
@@ -27,12 +27,20 @@ if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
+    from airflow_hybrid.cache.ops import PrefetchSummary
     from airflow_hybrid.mount import HybridMount
 
 T = TypeVar("T")
 
 #: Errors that are the caller's input or the cache's limits; reported with their message only.
 _CLEAR_ERRORS = (CacheError, NoMatchError, PathEscapeError, ValueError)
+
+
+def _cache_ops() -> ModuleType:
+    """:mod:`airflow_hybrid.cache.ops`, imported when a task runs, not when a DAG file is parsed."""
+    from airflow_hybrid.cache import ops
+
+    return ops
 
 
 def _templated(*values: Any) -> bool:
@@ -172,13 +180,13 @@ class HybridPrefetchOperator(_MountCacheOperator):
             )
         return summary.to_dict()
 
-    def _prefetch(self, mount: HybridMount) -> cache_ops.PrefetchSummary:
-        summary = cache_ops.prefetch(
+    def _prefetch(self, mount: HybridMount) -> PrefetchSummary:
+        summary = _cache_ops().prefetch(
             mount, self.paths, tier=_tier(self.tier), pin=_as_bool(self.pin, "pin"), ttl=_ttl_seconds(self.ttl),
             concurrency=self.concurrency, progress_interval=self.progress_interval, logger=self.log,
         )
         prefixes = dict.fromkeys(p.static_prefix for p in parse_patterns(self.paths))
-        cache = cache_ops.require_cache(mount)
+        cache = _cache_ops().require_cache(mount)
         self._lineage = (
             [mount.members[m].uri(prefix) for m in mount.read_order if m in summary.source_members
              for prefix in prefixes],
@@ -214,7 +222,7 @@ class HybridPinOperator(_MountCacheOperator):
         self.tier = tier
 
     def execute(self, context: Context) -> dict[str, Any]:
-        summary = self._with_mount(lambda mount: cache_ops.pin(mount, self.paths, tier=_tier(self.tier)))
+        summary = self._with_mount(lambda mount: _cache_ops().pin(mount, self.paths, tier=_tier(self.tier)))
         self.log.info("Pinned %d new files (%d bytes) of %d matched in %s:%s", summary.pinned,
                       summary.pinned_bytes, summary.files, summary.mount, summary.tier)
         return summary.to_dict()
@@ -230,7 +238,7 @@ class HybridUnpinOperator(_MountCacheOperator):
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
-        removed = self._with_mount(lambda mount: cache_ops.unpin(mount, self.paths))
+        removed = self._with_mount(lambda mount: _cache_ops().unpin(mount, self.paths))
         self.log.info("Removed %d pins in mount %s", removed, self.mount_conn_id)
         return {"mount": self.mount_conn_id, "unpinned": removed}
 
@@ -251,7 +259,7 @@ class HybridFreeOperator(_MountCacheOperator):
         self.force = force
 
     def execute(self, context: Context) -> dict[str, Any]:
-        summary = self._with_mount(lambda mount: cache_ops.free(mount, self.paths, force=self.force))
+        summary = self._with_mount(lambda mount: _cache_ops().free(mount, self.paths, force=self.force))
         self.log.info("Freed %d cached copies (%d bytes) in mount %s; %d pinned copies kept", summary.files,
                       summary.bytes, summary.mount, summary.skipped_pinned)
         return summary.to_dict()
@@ -271,6 +279,6 @@ class HybridCacheReportOperator(_MountCacheOperator):
         super().__init__(mount_conn_id=mount_conn_id, **kwargs)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        report = self._with_mount(lambda mount: cache_ops.require_cache(mount).report())
+        report = self._with_mount(lambda mount: _cache_ops().require_cache(mount).report())
         self.log.info("%s", report.to_text())
         return report.to_dict()
