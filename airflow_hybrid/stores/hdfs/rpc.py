@@ -18,8 +18,12 @@ installs it. :class:`HdfsRpcStore` is the same :class:`~airflow_hybrid.stores.ba
   CRC32C of its bytes while they stream and returns it in the written status (``extra["checksum"]``), so a
   copy to this store is verified without reading it back (the data nodes check each packet's chunk CRCs as
   they receive it); :meth:`HdfsRpcStore.checksum` reads the file to compute it;
-* listings stream page by page (``getListing``, ``dfs.ls.limit`` entries per request, the next page asked for
-  as the previous one is consumed), reads are ranged and seekable.
+* listings stream page by page (``getListing``, ``dfs.ls.limit`` entries per request, each page asked for
+  once the previous one is consumed), reads are ranged and seekable;
+* a write's ``complete`` waits: hdfs-native retries it after a fixed 500 ms when the namenode has not heard
+  from the data node yet (usually the case right after the last packet), where Hadoop's Java client waits
+  ``dfs.client.block.write.locateFollowingBlock.initial.delay.ms`` (400 ms by default): per-file write
+  latency is the weak side of this transport (``bench/bench_hdfs_transport.py``).
 """
 
 from __future__ import annotations
