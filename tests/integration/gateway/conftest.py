@@ -55,15 +55,15 @@ def gateway(lake_env, tmp_path):
         yield server
 
 
-def s3_client(endpoint: str, key: tuple[str, str] | None = WRITER, **config):
-    """A boto3 client of the gateway (SigV4, path style); ``key=None``: unsigned."""
+def s3_client(endpoint: str, key: tuple[str, str] | None = WRITER, verify: str | None = None, **config):
+    """A boto3 client of the gateway (SigV4, path style); ``key=None``: unsigned; ``verify``: a CA bundle."""
     from botocore import UNSIGNED
 
     options = {"signature_version": UNSIGNED if key is None else "s3v4", "s3": {"addressing_style": "path"},
                "retries": {"max_attempts": 1}, **config}
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                         aws_access_key_id=(key or ("x", "x"))[0], aws_secret_access_key=(key or ("x", "x"))[1],
-                        config=Config(**options))
+                        config=Config(**options), verify=verify)
 
 
 @pytest.fixture
