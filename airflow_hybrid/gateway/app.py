@@ -260,6 +260,8 @@ async def _dispatch(gw: Gateway, request: Request) -> Response:
     if method == "POST" and "delete" not in query and "uploads" not in query and "uploadId" not in query:
         raise S3Error("NotImplemented", "this POST request is not implemented")
     gw.authorize(identity, bucket, write)
+    if not key and method == "PUT" and bucket not in gw.mounts:
+        raise S3Error("AccessDenied", "the gateway's buckets are its mounts: no bucket can be created", bucket)
     mount = gw.mount(bucket)
     if not key:
         return await _bucket_operation(gw, mount, bucket, request, query, headers)
