@@ -184,8 +184,9 @@ class HybridFileSystem(AbstractFileSystem):
         super().invalidate_cache(path)
 
     # -- metadata ---------------------------------------------------------------------------------
-    def _entry(self, mount: HybridMount, info: FileInfo) -> dict[str, Any]:
-        return {
+    def _entry(self, mount: HybridMount, info: FileInfo, member: str | None = None) -> dict[str, Any]:
+        """fsspec's info dict of ``info``; ``member``: where it was seen (kept so an open needs no new lookup)."""
+        entry = {
             "name": f"{mount.name}/{info.path}" if info.path else mount.name,
             "size": info.size,
             "type": "directory" if info.is_dir else "file",
@@ -193,6 +194,7 @@ class HybridFileSystem(AbstractFileSystem):
             "created": info.mtime,
             "ETag": info.etag,
         }
+        return entry if member is None else _Seen(entry, member=member, info=info)
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         mount, rel = self._split(path)
@@ -228,10 +230,9 @@ class HybridFileSystem(AbstractFileSystem):
         cache = mount.cache
         try:
             if cache is not None and cache.config.listing_sync_interval:
-                infos = cache.listing(rel, lambda: mount.ls(rel))
+                entries = [self._entry(mount, e) for e in cache.listing(rel, lambda: mount.ls(rel))]
             else:
-                infos = mount.ls(rel)
-            entries = [self._entry(mount, e) for e in infos]
+                entries = [self._entry(mount, e, member) for member, e in mount.ls_members(rel)]
         except FileNotFoundError:
             raise FileNotFoundError(self.unstrip_protocol(path)) from None
         if not entries and rel:
@@ -337,16 +338,35 @@ class HybridReadFile(AbstractBufferedFile):
         self._stream = None
         self._stream_pos = -1
         size = self._pin_version(fs)
-        kwargs.setdefault("cache_type", "readahead")
+        #: A seekable copy (a local tier's file) is read directly: no readahead buffer, no copies between.
+        self._direct = self._stream if self._entry is not None and _seekable(self._stream) else None
+        kwargs.setdefault("cache_type", "none" if self._direct is not None else "readahead")
         block_size = kwargs.pop("block_size", None) or 4 * 1024 * 1024
         super().__init__(fs, path, mode="rb", block_size=block_size, size=size, **kwargs)
+
+    def read(self, length: int = -1) -> bytes:
+        direct = self._direct
+        if direct is None:
+            return super().read(length)
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+        end = self.size if length is None or length < 0 else min(self.loc + length, self.size)
+        if end <= self.loc:
+            return b""
+        if self._stream_pos != self.loc:
+            direct.seek(self.loc)
+        data = direct.read(end - self.loc)
+        self.loc += len(data)
+        self._stream_pos = self.loc
+        return data
 
     def _pin_version(self, fs: HybridFileSystem) -> int:
         """Choose what this file serves; returns its size. The fs memo is updated to match."""
         mount, rel = self.mount, self.rel
         cache = mount.cache
+        known = fs._recall(f"{mount.name}/{rel}")
         if cache is None:
-            member, info = mount.resolve(rel)
+            member, info = _where_seen(known) or mount.resolve(rel)
             if info.is_dir:
                 raise IsADirectoryError(f"hybrid://{mount.name}/{rel} is a directory")
             self._source = (member, info)
@@ -358,7 +378,6 @@ class HybridReadFile(AbstractBufferedFile):
             return resolved[-1][1]
 
         entry = cache.lookup(rel, current)
-        known = fs._recall(f"{mount.name}/{rel}")
         if entry is not None and known is not None and not _same_version(entry.source, known):
             entry = cache.lookup(rel, current, force_sync=True)  # a newer status was seen: check now
         if entry is not None:
@@ -368,12 +387,14 @@ class HybridReadFile(AbstractBufferedFile):
                 info = FileInfo(path=rel, size=entry.source.size, mtime=entry.source.mtime, etag=entry.source.etag)
             except FileNotFoundError:  # evicted meanwhile: read from the source
                 entry = None
+        member = None
         if entry is None:
-            member, info = resolved[-1] if resolved else mount.resolve(rel)
+            # the status just checked, else the one this filesystem saw within its memo's lifetime (a listing)
+            member, info = resolved[-1] if resolved else _where_seen(known) or mount.resolve(rel)
             if info.is_dir:
                 raise IsADirectoryError(f"hybrid://{mount.name}/{rel} is a directory")
             self._source = (member, info)
-        fs._remember(mount, [fs._entry(mount, _with_path(info, rel))])
+        fs._remember(mount, [fs._entry(mount, _with_path(info, rel), member)])
         return info.size
 
     def _open_at(self, start: int):
@@ -413,6 +434,7 @@ class HybridReadFile(AbstractBufferedFile):
         return data
 
     def _close_stream(self) -> None:
+        self._direct = None
         if self._stream is not None:
             if self._source is not None and getattr(self._stream, "follows", 0):
                 # the read followed the file to another member: open further ranges there
@@ -423,6 +445,23 @@ class HybridReadFile(AbstractBufferedFile):
     def close(self) -> None:
         self._close_stream()
         super().close()
+
+
+class _Seen(dict):
+    """An info dict that also records where the status was seen: ``member`` and that member's ``info``."""
+
+    __slots__ = ("member", "info")
+
+    def __init__(self, entry: dict[str, Any], *, member: str, info: FileInfo) -> None:
+        super().__init__(entry)
+        self.member, self.info = member, info
+
+
+def _where_seen(known: dict[str, Any] | None) -> tuple[str, FileInfo] | None:
+    """``(member, info)`` of a remembered status that records where it was seen, else ``None``."""
+    if isinstance(known, _Seen) and not known.info.is_dir:
+        return known.member, known.info
+    return None
 
 
 def _seekable(stream) -> bool:

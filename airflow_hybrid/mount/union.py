@@ -171,10 +171,15 @@ class HybridMount:
         missed (module doc). Entries of the first read-priority member, and of the last listing, are streamed
         as they come; memory grows only with the names of this one directory.
         """
+        return (entry for _, entry in self.ls_members(path))
+
+    def ls_members(self, path: str) -> Iterator[tuple[str, FileInfo]]:
+        """:meth:`ls` with the member each entry was listed at: ``(member, entry)``, so a reader can open a listed
+        file where it was seen without stating it again (:meth:`open_member` follows it if it moved since)."""
         rel = normalize_path(path)
         rank = {member: i for i, member in enumerate(self.read_order)}
         sequence = self.listing_sequence()
-        pending: dict[str, tuple[int, FileInfo]] = {}  # name -> (rank, entry) of the best member so far
+        pending: dict[str, tuple[int, str, FileInfo]] = {}  # name -> (rank, member, entry): the best so far
         done: set[str] = set()  # names already yielded
         found = False
         for step, member in enumerate(sequence):
@@ -192,13 +197,13 @@ class HybridMount:
                     if final:
                         pending.pop(name, None)
                         done.add(name)
-                        yield entry
+                        yield member, entry
                     else:
-                        pending[name] = (level, entry)  # the same member's later entry is the fresher one
+                        pending[name] = (level, member, entry)  # the same member's later entry is the fresher one
             except (FileNotFoundError, NotADirectoryError):
                 continue
-        for _, entry in pending.values():
-            yield entry
+        for _, member, entry in pending.values():
+            yield member, entry
         if not found and not any(self.members[m].exists(rel) for m in self.read_order):
             raise FileNotFoundError(f"hybrid://{self.name}/{rel} not found in any member")
 
