@@ -111,3 +111,42 @@ def test_pages_concatenate_to_the_sorted_union(tmp_path_factory, hdfs, s3, size,
     assert _all_pages(mount, size=size) == sorted(files)
     start = data.draw(st.sampled_from(sorted(files)))
     assert [item.key for item in iter_keys(mount, "", start)] == [k for k in sorted(files) if k > start]
+
+
+class MovingStore(CountingStore):
+    """A member that runs ``after_list`` (a migration step) right after its ``list_sorted`` calls."""
+
+    after_list = None
+
+    def list_sorted(self, path, start_after=None, limit=1000, name_prefix=""):
+        found = super().list_sorted(path, start_after, limit, name_prefix)
+        if self.after_list is not None:
+            self.after_list()
+        return found
+
+
+@pytest.mark.parametrize("source", ["s3", "hdfs"])
+@pytest.mark.parametrize("gap", [0, 1])
+def test_a_file_migrating_while_a_page_is_made_is_listed_once(tmp_path, source, gap):
+    """The file moves (copied to the other member, then removed from its own) between two of the page's
+    listings (``hdfs, s3, hdfs`` for read priority ``s3,hdfs``): it is listed exactly once."""
+    spec = local_mount_extra(tmp_path, "s3,hdfs", "s3")
+    stores = {name: MovingStore(member["uri"]) for name, member in spec["members"].items()}
+    mount = HybridMount.from_options("lake", spec, stores=stores)
+    target = "hdfs" if source == "s3" else "s3"
+    for name in ("t/a", "t/moving", "t/z"):
+        _put(mount, source if name == "t/moving" else "s3", name)
+    sequence = mount.listing_sequence()
+    calls = {"n": 0}
+
+    def step():
+        if calls["n"] == gap:
+            with mount.members[source].open_read("t/moving") as data:
+                mount.members[target].write("t/moving", data)
+            mount.members[source].delete("t/moving")
+        calls["n"] += 1
+
+    for member in set(sequence):
+        stores[member].after_list = step
+    assert [item.key for item in list_page(mount, "t/", None, 10).items] == ["t/a", "t/moving", "t/z"]
+    assert not mount.members[source].exists("t/moving")  # it did move meanwhile
