@@ -163,10 +163,6 @@ class _NoSpace(Exception):
     pass
 
 
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 class Catalog:
     """The catalog tables in one database (any SQLAlchemy URL), created and upgraded on first use.
 
@@ -285,10 +281,18 @@ class Catalog:
             self._add_reserved(conn, row.mount, row.tier, -row.size)
         return TrashItem(result.inserted_primary_key[0], row.mount, row.tier, row.location, row.size, row.path)
 
+    def _bytewise(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        """``column`` compared byte-wise: ``COLLATE "C"`` in PostgreSQL (whatever the database's collation;
+        the entries' path index is on that expression), as is in SQLite (text compares byte-wise there)."""
+        return column.collate("C") if self.engine.dialect.name == "postgresql" else column
+
     def _under(self, column: sa.ColumnElement, prefix: str) -> sa.ColumnElement:
+        """``column`` is ``prefix`` or a path below it: one index range, ``[prefix, prefix + "0")`` byte-wise
+        (``"0"`` follows ``"/"``), without the siblings sorting inside it (``prefix-old``, ``prefix.bak``)."""
         if not prefix:
             return sa.true()
-        return sa.or_(column == prefix, column.like(_escape_like(prefix) + "/%", escape="\\"))
+        key = self._bytewise(column)
+        return sa.and_(key >= prefix, key < prefix + "0", sa.or_(key == prefix, key >= prefix + "/"))
 
     # -- tiers --------------------------------------------------------------------------------------
     def sync_tiers(self, mount: str, tiers: Sequence[TierConfig], now: float) -> None:
@@ -402,16 +406,20 @@ class Catalog:
         return CachedEntry.from_row(row._mapping) if row else None
 
     def iter_entries(self, mount: str, prefix: str = "", state: str | None = None) -> Iterator[CachedEntry]:
-        """Entries of ``mount`` under ``prefix`` (a file or directory; ``""`` = all), paged by id."""
+        """Entries of ``mount`` under ``prefix`` (a file or directory; ``""`` = all), paged by path (byte-wise,
+        along the path index: a page reads only its own rows)."""
         entries = self.t.entries
-        last_id = 0
+        key = self._bytewise(entries.c.path)
+        last: str | None = None
         while True:
             stmt = (
                 sa.select(entries)
-                .where(entries.c.mount == mount, entries.c.id > last_id, self._under(entries.c.path, prefix))
-                .order_by(entries.c.id)
+                .where(entries.c.mount == mount, self._under(entries.c.path, prefix))
+                .order_by(key)
                 .limit(_BATCH)
             )
+            if last is not None:
+                stmt = stmt.where(key > last)
             if state:
                 stmt = stmt.where(entries.c.state == state)
             with self.read() as conn:
@@ -420,7 +428,7 @@ class Catalog:
                 yield CachedEntry.from_row(row._mapping)
             if len(rows) < _BATCH:
                 return
-            last_id = rows[-1].id
+            last = rows[-1].path
 
     def claim(
         self,
@@ -619,42 +627,51 @@ class Catalog:
     def evict(self, mount: str, tier: TierConfig, now: float, *, force: bool = False) -> list[TrashItem]:
         """When ``tier`` is past its high watermark (or ``force``), free entries until under the low watermark."""
         self.hits.flush()
-        with self.write() as conn:
-            tier_row = self._lock_tiers(conn, mount).get(tier.alias)
-            if tier_row is None:
-                return []
-            used = tier_row.reserved_bytes
-            if used <= tier.high_bytes and not force:
-                return []
-            victims = self._evict(conn, mount, tier.alias, now, used, lambda u: u <= tier.low_bytes)
-        return [item for item, _ in victims]
+        trashed: list[TrashItem] = []
+        while True:  # one bounded batch per transaction: other writers get their turn in between
+            with self.write() as conn:
+                tier_row = self._lock_tiers(conn, mount).get(tier.alias)
+                if tier_row is None:
+                    break
+                used = tier_row.reserved_bytes
+                if not trashed and used <= tier.high_bytes and not force:
+                    break
+                victims = self._evict(
+                    conn, mount, tier.alias, now, used, lambda u: u <= tier.low_bytes, limit=_BATCH
+                )
+            trashed.extend(item for item, _ in victims)
+            if len(victims) < _BATCH:
+                break
+        return trashed
 
-    def _evict(self, conn, mount, alias, now, used, done) -> list[tuple[TrashItem, int]]:
-        """Trash victims in eviction order until ``done(used)``: TTL-expired first, then LRU unpinned."""
+    def _evict(self, conn, mount, alias, now, used, done, limit=None) -> list[tuple[TrashItem, int]]:
+        """Trash victims in eviction order until ``done(used)`` (or ``limit`` of them): TTL-expired first, then
+        LRU unpinned; each a page read along an index (expiry, then LRU), never a sort of the tier."""
         entries = self.t.entries
-        expired = sa.and_(entries.c.expires_at.is_not(None), entries.c.expires_at <= now)
-        stmt = (
+        ready = (entries.c.mount == mount, entries.c.state == READY, ~self._leased(mount, now))
+        expired = (
             sa.select(entries)
-            .where(
-                entries.c.mount == mount,
-                entries.c.tier == alias,
-                entries.c.state == READY,
-                sa.or_(entries.c.pinned == sa.false(), expired),
-                ~self._leased(mount, now),
-            )
-            .order_by(sa.case((expired, 0), else_=1), entries.c.last_access, entries.c.id)
+            .where(*ready, entries.c.expires_at <= now, entries.c.tier == alias)
+            .order_by(entries.c.last_access, entries.c.id)
+            .limit(_BATCH)
+        )
+        lru = (
+            sa.select(entries)
+            .where(*ready, entries.c.tier == alias, entries.c.pinned == sa.false())
+            .order_by(entries.c.last_access, entries.c.id)
             .limit(_BATCH)
         )
         victims: list[tuple[TrashItem, int]] = []
-        while not done(used):
-            rows = conn.execute(stmt).all()
-            if not rows:
-                break
-            for row in rows:
-                if done(used):
+        for stmt in (expired, lru):
+            while not done(used) and (limit is None or len(victims) < limit):
+                rows = conn.execute(stmt).all()
+                for row in rows:
+                    if done(used) or (limit is not None and len(victims) >= limit):
+                        break
+                    victims.append((self._trash(conn, row, now), row.size))
+                    used -= row.size
+                if len(rows) < _BATCH:
                     break
-                victims.append((self._trash(conn, row, now), row.size))
-                used -= row.size
         if victims:
             log.info("evicting %d entries from tier %s of mount %s", len(victims), alias, mount)
         return victims
@@ -941,36 +958,44 @@ class Catalog:
 
     # -- reporting ----------------------------------------------------------------------------------
     def usage(self, mount: str) -> list[TierUsage]:
-        """Per-tier figures of ``mount`` (none when the catalog has no tables yet)."""
+        """Per-tier figures of ``mount`` (none when the catalog has no tables yet): the counts and sums in one
+        grouped query that reads the LRU index alone, the oldest entry along the creation index."""
         if self.schema_version == 0:
             return []
         self.hits.flush()
         tiers, entries, pins = self.t.tiers, self.t.entries, self.t.pins
         result = []
         with self.read() as conn:
-            for tier in conn.execute(sa.select(tiers).where(tiers.c.mount == mount).order_by(tiers.c.alias)):
-                in_tier = sa.and_(entries.c.mount == mount, entries.c.tier == tier.alias)
-                ready = sa.and_(in_tier, entries.c.state == READY)
-                files, ready_bytes, pinned_bytes = conn.execute(
-                    sa.select(
-                        sa.func.count(),
-                        sa.func.coalesce(sa.func.sum(entries.c.size), 0),
-                        sa.func.coalesce(
-                            sa.func.sum(sa.case((entries.c.pinned == sa.true(), entries.c.size), else_=0)), 0
-                        ),
-                    ).where(ready)
-                ).one()
-                loading = conn.execute(
-                    sa.select(sa.func.count()).where(in_tier, entries.c.state == LOADING)
-                ).scalar()
-                intents = conn.execute(
-                    sa.select(sa.func.coalesce(sa.func.sum(pins.c.size), 0)).where(
-                        pins.c.mount == mount, pins.c.tier == tier.alias
-                    )
-                ).scalar()
+            tier_rows = conn.execute(sa.select(tiers).where(tiers.c.mount == mount).order_by(tiers.c.alias)).all()
+            groups: dict[tuple[str, str, bool], tuple[int, int]] = {}
+            for alias, state, pinned, count, size in conn.execute(
+                sa.select(
+                    entries.c.tier,
+                    entries.c.state,
+                    entries.c.pinned,
+                    sa.func.count(),
+                    sa.func.coalesce(sa.func.sum(entries.c.size), 0),
+                )
+                .where(entries.c.mount == mount)
+                .group_by(entries.c.tier, entries.c.state, entries.c.pinned)
+            ):
+                groups[alias, state, bool(pinned)] = (count, int(size))
+            intents = dict(
+                conn.execute(
+                    sa.select(pins.c.tier, sa.func.coalesce(sa.func.sum(pins.c.size), 0))
+                    .where(pins.c.mount == mount)
+                    .group_by(pins.c.tier)
+                ).all()
+            )
+            for tier in tier_rows:
+
+                def figure(state: str, pinned: bool | None, what: int, alias: str = tier.alias) -> int:
+                    flags = (False, True) if pinned is None else (pinned,)
+                    return sum(groups.get((alias, state, flag), (0, 0))[what] for flag in flags)
+
                 oldest = conn.execute(
                     sa.select(entries.c.path, entries.c.created_at)
-                    .where(ready)
+                    .where(entries.c.mount == mount, entries.c.tier == tier.alias, entries.c.state == READY)
                     .order_by(entries.c.created_at, entries.c.id)
                     .limit(1)
                 ).first()
@@ -982,11 +1007,11 @@ class Catalog:
                         reserved=tier.reserved_bytes,
                         hits=tier.hits,
                         misses=tier.misses,
-                        files=files,
-                        ready_bytes=int(ready_bytes),
-                        loading=loading,
-                        pinned_bytes=int(pinned_bytes),
-                        pin_intent_bytes=int(intents),
+                        files=figure(READY, None, 0),
+                        ready_bytes=figure(READY, None, 1),
+                        loading=figure(LOADING, None, 0),
+                        pinned_bytes=figure(READY, True, 1),
+                        pin_intent_bytes=int(intents.get(tier.alias, 0)),
                         oldest_path=oldest.path if oldest else None,
                         oldest_created_at=oldest.created_at if oldest else None,
                     )

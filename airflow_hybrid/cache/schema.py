@@ -21,6 +21,12 @@ Versions:
 4. ``leases`` (one row per lease: a holder keeps the copies under a logical path from being physically
    deleted until ``expires_at``) and ``trash.path`` (the logical path of a trashed copy, so a purge can tell
    which copies a lease protects; ``NULL`` for rows trashed before).
+5. Indexes for catalogs of millions of entries (no query scans a mount's entries): the LRU index becomes
+   ``(mount, tier, state, pinned, last_access, id, size)`` (eviction walks unpinned entries in LRU order;
+   the report's per-tier counts and sums read the index alone), plus ``(mount, state, expires_at)`` (expiry,
+   abandoned loads), ``(mount, state, size)`` (the largest entries), ``(mount, tier, state, created_at)``
+   (the oldest entry) and, in PostgreSQL, ``(mount, path COLLATE "C")`` (the entries under a directory,
+   a byte-wise range whatever the database's collation).
 """
 
 from __future__ import annotations
@@ -113,15 +119,33 @@ def _entries_columns_v1() -> list[sa.Column]:
     ]
 
 
-def _entries_table(metadata: sa.MetaData, prefix: str, extra: list[sa.Column]) -> sa.Table:
-    return sa.Table(
+def _entries_table(metadata: sa.MetaData, prefix: str, extra: list[sa.Column], *, v5: bool = False) -> sa.Table:
+    """The entries table; with ``v5`` its indexes since version 5 (:func:`_entries_indexes_v5`)."""
+    table = sa.Table(
         f"{prefix}entries",
         metadata,
         *_entries_columns_v1(),
         *extra,
         sa.UniqueConstraint("mount", "path", name=f"{prefix}entries_mount_path_uq"),
-        sa.Index(f"{prefix}entries_lru_ix", "mount", "tier", "state", "last_access"),
     )
+    if v5:
+        _entries_indexes_v5(table, prefix)
+    else:
+        sa.Index(f"{prefix}entries_lru_ix", table.c.mount, table.c.tier, table.c.state, table.c.last_access)
+    return table
+
+
+def _entries_indexes_v5(table: sa.Table, prefix: str) -> list[sa.Index]:
+    """The indexes of ``entries`` since version 5 (attached to ``table``); the byte-wise path index is
+    PostgreSQL's only (SQLite compares text byte-wise, so the unique index serves there)."""
+    c = table.c
+    return [
+        sa.Index(f"{prefix}entries_lru2_ix", c.mount, c.tier, c.state, c.pinned, c.last_access, c.id, c.size),
+        sa.Index(f"{prefix}entries_expiry_ix", c.mount, c.state, c.expires_at),
+        sa.Index(f"{prefix}entries_size_ix", c.mount, c.state, c.size),
+        sa.Index(f"{prefix}entries_created_ix", c.mount, c.tier, c.state, c.created_at),
+        sa.Index(f"{prefix}entries_path_c_ix", c.mount, c.path.collate("C")).ddl_if(dialect="postgresql"),
+    ]
 
 
 def _trash_table(metadata: sa.MetaData, prefix: str, extra: list[sa.Column] | None = None) -> sa.Table:
@@ -205,7 +229,9 @@ def build_tables(prefix: str = DEFAULT_TABLE_PREFIX) -> Tables:
         metadata=metadata,
         schema_version=_version_table(metadata, prefix),
         tiers=_tiers_v1(metadata, prefix),
-        entries=_entries_table(metadata, prefix, [sa.Column("last_synced_at", sa.Float, nullable=True)]),
+        entries=_entries_table(
+            metadata, prefix, [sa.Column("last_synced_at", sa.Float, nullable=True)], v5=True
+        ),
         trash=_trash_table(metadata, prefix, [sa.Column("path", sa.String(4000), nullable=True)]),
         pins=_pins_table(metadata, prefix),
         listings=_listings_table(metadata, prefix),
@@ -245,6 +271,14 @@ def _v4(conn: Connection, prefix: str) -> None:
     conn.execute(sa.text(f"ALTER TABLE {prefix}trash ADD COLUMN path {text}"))
 
 
+def _v5(conn: Connection, prefix: str) -> None:
+    conn.execute(sa.text(f"DROP INDEX {prefix}entries_lru_ix"))
+    table = sa.Table(f"{prefix}entries", sa.MetaData(), *_entries_columns_v1())
+    for index in _entries_indexes_v5(table, prefix):
+        if conn.dialect.name == "postgresql" or not index.name.endswith("_path_c_ix"):
+            index.create(conn)
+
+
 @dataclass(frozen=True)
 class Upgrade:
     version: int
@@ -257,6 +291,7 @@ UPGRADES: tuple[Upgrade, ...] = (
     Upgrade(2, "pins table; entries.last_synced_at", _v2),
     Upgrade(3, "listings and listing_entries tables", _v3),
     Upgrade(4, "leases table; trash.path", _v4),
+    Upgrade(5, "entries indexes for eviction, expiry, the report and directory scans", _v5),
 )
 LATEST_VERSION = UPGRADES[-1].version
 

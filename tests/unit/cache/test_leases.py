@@ -329,7 +329,7 @@ def test_a_version_3_catalog_upgrades_keeping_its_trash(tmp_path):
     engine.dispose()
     with Catalog(url) as catalog:
         with catalog.read() as conn:
-            assert current_version(conn) == LATEST_VERSION == 4
+            assert current_version(conn) == LATEST_VERSION >= 4
             assert sa.inspect(conn).has_table("hybrid_cache_leases")
         (item,) = catalog.trash_items("lake")
         assert (item.location, item.path) == ("lake/ab/old/x", None)
