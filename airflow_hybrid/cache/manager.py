@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, Protocol
@@ -363,13 +363,17 @@ class CacheManager:
         return self._open_source(path, member, info, offset, length)
 
     def _join_running_load(self, path: str, info: FileInfo, offset: int, length: int | None) -> BinaryIO | None:
-        """Wait for this process's running load of ``path`` and read the range from its copy (``None`` when no
-        load is running, or it did not produce a copy of version ``info``)."""
+        """Wait for this process's load of ``path`` (running, or queued behind others: its bytes are coming over the
+        link anyway, so reading the range meanwhile would fetch it twice) and read the range from its copy
+        (``None`` when no load is under way, or it did not produce a copy of version ``info``)."""
         with self._inflight_lock:
             running = self._inflight.get(path)
-        if running is None or not (running.running() or running.done()):
-            return None  # none, or still queued behind other loads: read the source meanwhile
-        running.exception()  # waits; a failed load leaves the reader to the source
+        if running is None:
+            return None
+        try:
+            running.exception()  # waits; a failed load leaves the reader to the source
+        except CancelledError:  # the cache was closed meanwhile
+            return None
         entry = self.catalog.get(self.mount_name, path)
         if entry is None or entry.state != READY or not entry.source.matches(info):
             return None

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 schemes = ["hybrid"]
 
 _PIPE_DEPTH = 4
+#: A first read this close to a file's end fetches the whole tail (a Parquet footer is a few KiB).
+_TAIL = 64 * 1024
 #: Paths a filesystem instance remembers the status of at most (the memo is cleared when full).
 _MEMO_LIMIT = 100_000
 
@@ -337,6 +339,8 @@ class HybridReadFile(AbstractBufferedFile):
         self._source: tuple[str, FileInfo] | None = None
         self._stream = None
         self._stream_pos = -1
+        self._tail: bytes | None = None
+        self._tail_fetched = False
         size = self._pin_version(fs)
         #: A seekable copy (a local tier's file) is read directly: no readahead buffer, no copies between.
         self._direct = self._stream if self._entry is not None and _seekable(self._stream) else None
@@ -346,13 +350,24 @@ class HybridReadFile(AbstractBufferedFile):
 
     def read(self, length: int = -1) -> bytes:
         direct = self._direct
-        if direct is None:
-            return super().read(length)
         if self.closed:
             raise ValueError("I/O operation on closed file.")
         end = self.size if length is None or length < 0 else min(self.loc + length, self.size)
         if end <= self.loc:
             return b""
+        if direct is None:
+            if self._tail is None and self.loc >= self.size - _TAIL and not self._tail_fetched:
+                # a first read in the last _TAIL bytes (a Parquet footer: its length, then the metadata): fetch
+                # the tail once, so the footer costs one request and never waits for the file's whole load
+                self._tail_fetched = True
+                self._tail = self._fetch_range(max(self.size - _TAIL, 0), self.size)
+            tail = self._tail
+            start = self.size - len(tail) if tail is not None else self.size
+            if tail is None or self.loc < start:
+                return super().read(length)
+            data = tail[self.loc - start : end - start]
+            self.loc += len(data)
+            return data
         if self._stream_pos != self.loc:
             direct.seek(self.loc)
         data = direct.read(end - self.loc)
