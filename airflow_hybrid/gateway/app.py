@@ -81,6 +81,9 @@ class Gateway:
         return (bucket, conn_id) if sep else (spec, spec)
 
     def open(self) -> None:
+        self.uploads.recover()
+        for leftover in self.spool_dir.glob("body-*"):  # bodies a stopped gateway was receiving
+            leftover.unlink(missing_ok=True)
         for spec in self.config.mounts:
             bucket, conn_id = self.bucket_and_conn(spec)
             if bucket not in self.mounts:

@@ -86,6 +86,21 @@ class UploadStore:
             raise S3Error("NoSuchUpload", "the specified upload does not exist", upload_id)
         return self.root / upload_id
 
+    def recover(self) -> int:
+        """After a restart: give back the uploads a Complete had claimed when the gateway stopped (the client
+        may retry it), remove half-aborted ones; returns how many were given back."""
+        restored = 0
+        for claimed in self.root.glob("completing-*"):
+            upload_id = claimed.name.split("-")[1]
+            try:
+                os.rename(claimed, self.root / upload_id)
+                restored += 1
+            except OSError:
+                shutil.rmtree(claimed, ignore_errors=True)
+        for doomed in self.root.glob("aborting-*"):
+            shutil.rmtree(doomed, ignore_errors=True)
+        return restored
+
     def create(self, bucket: str, key: str) -> Upload:
         upload = Upload(uuid.uuid4().hex, bucket, key, time.time())
         directory = self.root / upload.upload_id

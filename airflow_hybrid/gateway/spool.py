@@ -4,7 +4,8 @@ An upload (a ``PutObject`` body, a multipart part) is written to a private tempo
 decoded from ``aws-chunked`` when the SDK streams it so, and hashed on the way (MD5 for the ETag and
 ``Content-MD5``, SHA-256 when the payload is signed, the ``x-amz-checksum-*`` algorithm the client named).
 Only a body that passed every check reaches a mount, so a client that disconnects or sends a bad digest leaves
-nothing visible; memory holds one network chunk at a time whatever the size of the body.
+nothing visible; memory holds about one MiB of it at a time whatever the size of the body, and the hashing and
+writing run in worker threads.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from awscrt import checksums as crt
+from starlette.concurrency import run_in_threadpool
 
 from airflow_hybrid.gateway.errors import S3Error
 from airflow_hybrid.gateway.sigv4 import STREAMING, UNSIGNED_PAYLOAD, ChunkedDecoder, Identity
 
+#: Bytes of a body gathered before they are decoded, hashed and written off the event loop.
+BATCH = 1024 * 1024
 #: S3's flexible checksum algorithms: ``x-amz-checksum-<name>``, base64 of the big-endian value.
 ALGORITHMS = ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
 
@@ -104,19 +108,33 @@ async def spool(body: AsyncIterator[bytes], headers: Mapping[str, str], identity
     fd, name = tempfile.mkstemp(prefix="body-", dir=directory)
     path = Path(name)
     size = 0
+
+    def consume(raw: bytes, out) -> int:
+        """Decode, hash and write one batch of the body (in a worker thread: the event loop stays free)."""
+        written = 0
+        if sha256 is not None:
+            sha256.update(raw)
+        for data in decoder.feed(raw) if decoder is not None else (raw,):
+            written += len(data)
+            md5.update(data)
+            for hasher in hashers.values():
+                hasher.update(data)
+            out.write(data)
+        return written
+
     try:
         with os.fdopen(fd, "wb") as out:
+            batch = bytearray()
             async for raw in body:
-                if sha256 is not None:
-                    sha256.update(raw)
-                for data in decoder.feed(raw) if decoder is not None else (raw,):
-                    size += len(data)
+                batch += raw
+                if len(batch) >= BATCH:
+                    size += await run_in_threadpool(consume, bytes(batch), out)
+                    batch.clear()
                     if max_size is not None and size > max_size:
                         raise S3Error("EntityTooLarge", f"the body is larger than {max_size} bytes")
-                    md5.update(data)
-                    for hasher in hashers.values():
-                        hasher.update(data)
-                    out.write(data)
+            size += await run_in_threadpool(consume, bytes(batch), out)
+            if max_size is not None and size > max_size:
+                raise S3Error("EntityTooLarge", f"the body is larger than {max_size} bytes")
         if decoder is not None:
             decoder.finish()
             declared = headers.get("x-amz-decoded-content-length")
