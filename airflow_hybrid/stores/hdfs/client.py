@@ -18,7 +18,7 @@ import urllib.request
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import requests
 import urllib3
@@ -130,6 +130,9 @@ class WebHdfsConnection:
     :param client: an HdfsCLI client on ``session``.
     :param proxy_user: sent as ``doas`` with Kerberos (simple auth sends it as ``user.name``).
     :param kerberos: the connection's Kerberos login, if it has one.
+    :param conn_id: the Airflow connection, for errors.
+    :param answered: whether a namenode has answered yet. A connection to one namenode is not probed when it is
+        made (a request saved per process); its first request stands for the probe (:meth:`first_failure`).
     """
 
     urls: deque[str]
@@ -137,6 +140,19 @@ class WebHdfsConnection:
     client: Any
     proxy_user: str | None = None
     kerberos: KerberosLogin | None = None
+    conn_id: str | None = None
+    answered: bool = True
+
+    def refusal(self, response: requests.Response) -> Exception | None:
+        """The clear error for a namenode's HTTP 401 (Kerberos refused, or required but not configured)."""
+        return unauthorized(response, urlparse(self.urls[0]).netloc, self.conn_id or "?", self.kerberos)
+
+    def first_failure(self, error: BaseException | None) -> StoreError:
+        """What a first request that reached no namenode raises: the probe's error."""
+        tried = ", ".join(urlparse(url).netloc for url in self.urls)
+        return StoreError(
+            f"no WebHDFS namenode answered for connection {self.conn_id!r} (tried {tried}): {error}"
+        )
 
     @classmethod
     def insecure(cls, url: str, user: str, session: requests.Session | None = None) -> WebHdfsConnection:
@@ -174,20 +190,26 @@ class WebHdfsConnection:
         if kerberos is not None and kerberos.named:
             kerberos.login()  # a wrong principal, a missing keytab, an expired ticket: a clear error, here
         session = _session(conn, extras, netlocs, kerberos, proxy_user)
+
+        def connection(active: list[str], answered: bool) -> WebHdfsConnection:
+            if kerberos is not None:
+                from hdfs.ext.kerberos import KerberosClient
+
+                auth = session.auth  # KerberosClient sets HdfsCLI's own SPNEGO auth: ours answers namenodes only
+                client = KerberosClient(";".join(active), session=session, proxy=proxy_user)
+                session.auth = auth
+            else:
+                from hdfs import InsecureClient
+
+                client = InsecureClient(";".join(active), user=session.params["user.name"], session=session)
+            return cls(deque(client.urls), session, client, proxy_user if kerberos else None, kerberos, conn_id,
+                       answered)
+
+        if len(urls) == 1:
+            return connection(urls, answered=False)  # nothing to choose between: the first request probes
         for namenode, url in zip(namenodes, urls, strict=True):
             if _answers(session, url, namenode, timeout, conn_id, kerberos):
-                active = ";".join([url, *(other for other in urls if other != url)])
-                if kerberos is not None:
-                    from hdfs.ext.kerberos import KerberosClient
-
-                    auth = session.auth  # KerberosClient sets HdfsCLI's own SPNEGO auth: ours answers namenodes only
-                    client = KerberosClient(active, session=session, proxy=proxy_user)
-                    session.auth = auth
-                else:
-                    from hdfs import InsecureClient
-
-                    client = InsecureClient(active, user=session.params["user.name"], session=session)
-                return cls(deque(client.urls), session, client, proxy_user if kerberos else None, kerberos)
+                return connection([url, *(other for other in urls if other != url)], answered=True)
         session.close()
         raise StoreError(
             f"{where}: no WebHDFS namenode answered for connection {conn_id!r} (tried {', '.join(netlocs)})"
@@ -232,17 +254,28 @@ def _answers(
         log.warning("namenode %s of connection %s failed: %s", namenode, conn_id, error)
         return False
     probe.close()
-    if probe.status_code == 401:
-        detail = f"HTTP 401 from {namenode}: {probe.text[:200].strip()}"
-        if kerberos is not None:
-            raise kerberos.refused(detail)
-        if "negotiate" in probe.headers.get("WWW-Authenticate", "").lower():
-            raise KerberosAuthError(
-                f"WebHDFS connection {conn_id!r}: namenode {namenode} requires Kerberos (SPNEGO), "
-                "but the connection has none: set the extras kerberos_principal and kerberos_keytab"
-            )
+    refusal = unauthorized(probe, namenode, conn_id, kerberos)
+    if refusal is not None:
+        raise refusal
     if probe.status_code >= 400:
         log.warning("namenode %s of connection %s failed: HTTP %d: %s", namenode, conn_id, probe.status_code,
                     probe.text[:200])
         return False
     return True
+
+
+def unauthorized(
+    response: requests.Response, namenode: str, conn_id: str, kerberos: KerberosLogin | None
+) -> Exception | None:
+    """The error for a namenode's HTTP 401: the Kerberos login refused, or Kerberos required by the namenode
+    but not configured in the connection; ``None`` for any other answer."""
+    if response.status_code != 401:
+        return None
+    if kerberos is not None:
+        return kerberos.refused(f"HTTP 401 from {namenode}: {response.text[:200].strip()}")
+    if "negotiate" in response.headers.get("WWW-Authenticate", "").lower():
+        return KerberosAuthError(
+            f"WebHDFS connection {conn_id!r}: namenode {namenode} requires Kerberos (SPNEGO), "
+            "but the connection has none: set the extras kerberos_principal and kerberos_keytab"
+        )
+    return None

@@ -311,15 +311,17 @@ class HdfsStore(Store):
                 if not (idempotent or not_sent) or attempt == self.max_attempts:
                     break
             else:
+                conn.answered = True
                 if response.status_code < 400:
                     return response
+                if (refusal := conn.refusal(response)) is not None:
+                    response.close()
+                    raise refusal
                 error = self._remote_error(response, rel, op, target)
                 if error.exception == "StandbyException" and len(conn.urls) > 1:
                     conn.urls.rotate(-1)
                 # The namenode rejected these before doing anything, so any operation may be retried.
                 not_run = error.exception in RETRIABLE_REMOTE
-                if response.status_code == 401 and conn.kerberos is not None:
-                    raise conn.kerberos.refused(f"{op} {target}: HTTP 401")
                 if response.status_code < 500 and not not_run:
                     raise self._builtin_error(error)
                 last_error = error
@@ -334,6 +336,8 @@ class HdfsStore(Store):
                 self.max_attempts - 1,
             )
             self._backoff(attempt)
+        if not conn.answered:
+            raise StoreError(f"{self.root_uri}: {conn.first_failure(describe(last_error))}") from last_error
         raise StoreError(
             f"{self.uri(rel)}: WebHDFS {op} failed after {attempt} attempt{'s' if attempt > 1 else ''}; "
             f"last error: {describe(last_error)}"

@@ -31,6 +31,7 @@ from airflow_hybrid.stores.hdfs.checksum import HdfsFileChecksum
 from airflow_hybrid.stores.hdfs.client import WebHdfsConnection, WebHdfsRemoteError
 from airflow_hybrid.stores.hdfs.store import HdfsStore
 from airflow_hybrid.stores.hdfs.writer import HDFS_TMP_PREFIX, MAX_NAME_BYTES, _temp_name
+from tests.client_requests import RequestLog
 from tests.doubles import CountingReader
 from tests.services import running
 
@@ -775,3 +776,13 @@ def test_kerberos_extra_selects_the_kerberos_client(airflow_connections, hdfs_se
     assert isinstance(store.client, KerberosClient)
     assert "user.name" not in (store.session.params or {})
     assert store.info("").is_dir
+
+
+def test_a_connection_to_one_namenode_is_not_probed(airflow_connections, hdfs_server, monkeypatch):
+    """Its first request stands for the probe: a process's first listing costs one request, not two."""
+    _set_connection(monkeypatch, "webhdfs_single", host="127.0.0.1", port=hdfs_server.webhdfs_port,
+                    login=hdfs_server.user)
+    store = HdfsStore("hdfs:///", webhdfs_conn_id="webhdfs_single", options=FAST_RETRIES)
+    with RequestLog(hdfs_server.webhdfs_port) as sent:
+        list(store.list(""))
+    assert sent.counts("webhdfs") == {"webhdfs.LISTSTATUS_BATCH": 1}
