@@ -1,6 +1,6 @@
-"""The gateway's ASGI application (Starlette): S3's REST API in path style, ``/<bucket>/<key>``, a bucket per
-mount. Every request is authenticated (:mod:`~airflow_hybrid.gateway.sigv4`) before anything else is read;
-blocking mount calls run in the thread pool; bodies stream both ways (uploads spooled to disk and verified
+"""The gateway's ASGI application (Starlette): S3's REST API, a bucket per mount, in path style
+(``/<bucket>/<key>``) or virtual-hosted style (``Host: <bucket>.<domain>``). Every request is authenticated
+(:mod:`~airflow_hybrid.gateway.sigv4`) before anything else is read; blocking mount calls run in the thread pool; bodies stream both ways (uploads spooled to disk and verified
 before they reach the mount, :mod:`~airflow_hybrid.gateway.spool`; GETs streamed from the cache or the
 member with their ``Content-Length`` announced, so a member failing mid-stream cuts the connection short
 instead of ending a truncated object cleanly).
@@ -88,6 +88,8 @@ class Gateway:
             bucket, conn_id = self.bucket_and_conn(spec)
             if bucket not in self.mounts:
                 self.mounts[bucket] = self._factory(conn_id)
+        for mount in self.mounts.values():
+            _ = mount.cache  # built once here, not by the first concurrent requests
 
     def close(self) -> None:
         for bucket, mount in list(self.mounts.items()):
@@ -252,6 +254,10 @@ async def _dispatch(gw: Gateway, request: Request) -> Response:
                       max_skew=gw.config.max_clock_skew)
     path = unquote(raw_path.split("?", 1)[0])
     bucket, _, key = path.lstrip("/").partition("/")
+    host = headers.get("host", "").rsplit(":", 1)[0]
+    label = host.split(".", 1)[0]
+    if "." in host and label in gw.mounts and not host.replace(".", "").isdigit():  # virtual-hosted style
+        bucket, key = label, path.lstrip("/")
     method = request.method
     if not bucket:
         if method != "GET":

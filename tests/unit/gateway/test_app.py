@@ -140,3 +140,27 @@ def test_keys_from_a_connection():
         parse_keys(None, None, {"keys": {"AKID3": {}}}, "connection 'k'")
     with pytest.raises(GatewayConfigError, match="anonymous"):
         GatewayConfig(["lake"], anonymous="sometimes")
+
+
+def test_virtual_hosted_style_requests(mount, tmp_path):
+    import http.client
+
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    mount.members["hdfs"].write("v/file.txt", io.BytesIO(b"virtual"))
+    config = GatewayConfig(["lake"], {KEY.access_key: KEY}, port=0, spool_dir=tmp_path / "s")
+    with BackgroundGateway(config, {"lake": mount}) as gateway:
+        host = f"lake.localhost:{gateway.port}"
+        request = AWSRequest(method="GET", url=f"http://{host}/v/file.txt")
+        S3SigV4Auth(Credentials(KEY.access_key, KEY.secret), "s3", "us-east-1").add_auth(request)
+        connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=30)
+        connection.putrequest("GET", "/v/file.txt", skip_host=True)
+        connection.putheader("Host", host)
+        for name, value in request.headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (200, b"virtual")
+        connection.close()
