@@ -4,7 +4,10 @@ Each named table becomes a view over its Parquet files in the mount (``CREATE VI
 FROM read_parquet('hybrid://onprem_union/tpcds/store_sales/*.parquet')``), so the query reads the files from
 whichever member holds each of them, before and after a migration alike. For a mount with a cache the
 files are resolved when the query starts (:mod:`airflow_hybrid.query.native`): fresh copies in a local tier are
-read natively by DuckDB, leased for the query, the rest through ``hybrid://``. The result is written by DuckDB to
+read natively by DuckDB, leased for the query, files on S3 by DuckDB's httpfs (:mod:`airflow_hybrid.query.duckdb_s3`),
+the rest through ``hybrid://``. Should httpfs have read another version of a file than the one listed when the
+query started (a file rewritten, or moved off S3 by a migration, meanwhile), the query is run again with its S3
+files through ``hybrid://``, which follows moves and never mixes versions. The result is written by DuckDB to
 a local temporary file and streamed to the output path (``hybrid://``, ``s3://``, ``file://`` or a local
 path); the summary carries its row count and first rows.
 """
@@ -12,6 +15,7 @@ path); the summary carries its row count and first rows.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import posixpath
 import re
@@ -24,6 +28,7 @@ import duckdb
 
 from airflow_hybrid.mount.filesystem import HybridFileSystem
 from airflow_hybrid.paths import hybrid_url, is_hybrid_url, split_hybrid_url
+from airflow_hybrid.query.duckdb_s3 import HttpfsAccess
 from airflow_hybrid.query.native import DEFAULT_LEASE_SECONDS, TablePlan, TablePlanner
 from airflow_hybrid.query.result import QueryResult, json_value
 from airflow_hybrid.query.sql import sql_string, strip_statement
@@ -31,6 +36,8 @@ from airflow_hybrid.stores.factory import store_from_uri
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+log = logging.getLogger(__name__)
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -68,6 +75,7 @@ class DuckDBQuery:
         preview_rows: int = 10,
         settings: Mapping[str, object] | None = None,
         native: bool = True,
+        s3_native: bool = True,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         holder: str | None = None,
         filesystem: HybridFileSystem | None = None,
@@ -86,6 +94,9 @@ class DuckDBQuery:
         :param native: resolve the files of each table of a mount with a cache when the query starts, so
             DuckDB reads fresh copies in a local tier natively (leased for the query), the rest through
             ``hybrid://`` (:mod:`airflow_hybrid.query.native`). ``False``: every table through ``hybrid://``.
+        :param s3_native: with ``native``, files on S3 (at an S3 member or in a shared S3 cache tier) are read by
+            DuckDB's httpfs with a secret from the store's connection, the versions read checked against the
+            listing afterwards (:mod:`airflow_hybrid.query.duckdb_s3`). ``False``: through ``hybrid://``.
         :param lease_seconds: how long the query's leases last unless renewed (renewed every third of it
             while the query runs, so a crashed task's lease ends by itself).
         :param holder: who holds the leases, for the cache report (default ``duckdb/<pid>/<random>``).
@@ -105,11 +116,14 @@ class DuckDBQuery:
         self.preview_rows = max(0, int(preview_rows))
         self.settings = dict(settings or {})
         self.native = native
+        self.s3_native = s3_native
         self.lease_seconds = float(lease_seconds)
         self.holder = holder or f"duckdb/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.fs = filesystem if filesystem is not None else HybridFileSystem(skip_instance_cache=True)
         #: view name -> its plan, for the tables read file by file in the last run
         self.plans: dict[str, TablePlan] = {}
+        #: why the last run was run again with its S3 files through hybrid:// (``None``: it was not)
+        self.retried: str | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
 
@@ -126,11 +140,20 @@ class DuckDBQuery:
         ]
 
     def run(self) -> QueryResult:
-        planner = TablePlanner(self.fs, self.holder, self.lease_seconds)
+        self.retried = None
+        s3 = HttpfsAccess() if self.native and self.s3_native else None
+        planners = [TablePlanner(self.fs, self.holder, self.lease_seconds, s3=s3)]
         try:
-            return self._run(planner)
+            try:
+                return self._run(planners[0], s3)
+            except _ReadAnotherVersion as err:
+                log.warning("%s; running the query again with its S3 files through hybrid://", err)
+                self.retried = str(err)
+            planners.append(TablePlanner(self.fs, self.holder, self.lease_seconds))
+            return self._run(planners[1], None)
         finally:
-            planner.close()  # after the connection closed: nothing reads the leased copies any more
+            for planner in planners:
+                planner.close()  # after the connection closed: nothing reads the leased copies any more
 
     def _plan(self, planner: TablePlanner) -> dict[str, TablePlan]:
         plans = {}
@@ -142,13 +165,30 @@ class DuckDBQuery:
         self.plans = plans
         return plans
 
-    def _run(self, planner: TablePlanner) -> QueryResult:
+    def _run(self, planner: TablePlanner, s3: HttpfsAccess | None) -> QueryResult:
         with tempfile.TemporaryDirectory(prefix="hybrid-query-") as work, self._connection(work) as con:
             plans = self._plan(planner)
+            targets = [target for plan in plans.values() for target in plan.s3_targets]
+            if targets:
+                s3.configure(con)
             for statement in self.view_statements(plans):
                 con.execute(statement)
             staged = os.path.join(work, "result.parquet")
-            rows = con.execute(f"COPY ({self.sql}) TO '{sql_string(staged)}' (FORMAT parquet)").fetchone()[0]
+            try:
+                rows = con.execute(f"COPY ({self.sql}) TO '{sql_string(staged)}' (FORMAT parquet)").fetchone()[0]
+            except duckdb.Error as err:
+                failed = _httpfs_failure(err, targets)
+                if failed is None:
+                    raise
+                raise _ReadAnotherVersion(f"DuckDB's httpfs failed on {failed}: {_first_line(err)}") from err
+            if targets:
+                mismatches = s3.verify(con, targets)
+                if mismatches:
+                    first = mismatches[0]
+                    raise _ReadAnotherVersion(
+                        f"{len(mismatches)} S3 file(s) changed after the query's listing, e.g. {first.target.uri} "
+                        f"(logical path {first.target.path}): {first.reason}"
+                    )
             preview = con.execute(
                 f"SELECT * FROM read_parquet('{sql_string(staged)}') LIMIT {self.preview_rows}"
             )
@@ -170,7 +210,11 @@ class DuckDBQuery:
             rows=int(rows),
             columns=columns,
             preview=first_rows,
-            details={"tables": dict(self.tables), "reads": {name: p.summary() for name, p in plans.items()}},
+            details={
+                "tables": dict(self.tables),
+                "reads": {name: p.summary() for name, p in plans.items()},
+                **({"s3_retry": self.retried} if self.retried else {}),
+            },
         )
 
     @contextlib.contextmanager
@@ -219,6 +263,25 @@ def planned_source(plan: TablePlan) -> str:
     the names of cache copies must not be read as partition columns)."""
     files = ", ".join(f"'{sql_string(source)}'" for source in plan.sources)
     return f"read_parquet([{files}], hive_partitioning = false)"
+
+
+class _ReadAnotherVersion(Exception):
+    """httpfs read (or failed to read) another version of an S3 file than the query's listing named."""
+
+
+def _httpfs_failure(err: duckdb.Error, targets: list) -> str | None:
+    """The target an httpfs error is about (a file removed or rewritten while read), else ``None``."""
+    if not targets or not isinstance(err, (duckdb.IOException, duckdb.HTTPException)):
+        return None
+    text = str(err)
+    for target in targets:
+        if target.uri in text:
+            return target.uri
+    return "an S3 file" if "ETag" in text else None
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def run_duckdb_query(sql: str, **kwargs) -> QueryResult:

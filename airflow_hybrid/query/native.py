@@ -4,8 +4,13 @@ A table of a mount with a cache is resolved file by file, and DuckDB gets the li
 (``read_parquet(['/ssd/hybrid/lake/ab/ab...parquet', 'hybrid://lake/t/part-2.parquet'])``):
 
 * a file with a fresh copy in a **local** tier (a directory): the copy's path, read natively by DuckDB;
-* any other file: ``hybrid://<mount>/<path>``, read through the Python bridge
-  (:class:`~airflow_hybrid.mount.filesystem.HybridFileSystem`), which reads through the cache and fills it.
+* a file with a fresh copy in a shared **S3** tier, or listed at an **S3 member**: ``s3://bucket/key``, read by
+  DuckDB's httpfs with a secret from the store's Airflow connection (:mod:`airflow_hybrid.query.duckdb_s3`,
+  which also checks afterwards that DuckDB read the versions listed here); only when the planner is given an
+  :class:`~airflow_hybrid.query.duckdb_s3.HttpfsAccess` that accepts the store;
+* any other file (cold on HDFS, or on a store httpfs cannot reach): ``hybrid://<mount>/<path>``, read through
+  the Python bridge (:class:`~airflow_hybrid.mount.filesystem.HybridFileSystem`), which reads through the cache
+  and fills it.
 
 Before anything is resolved, a :class:`~airflow_hybrid.cache.lease.Lease` is taken on the table's directory
 and kept (renewed) until the query ends, so no eviction, ``free`` or stale drop by any worker deletes a copy
@@ -16,7 +21,8 @@ with the catalog in one scan (:meth:`CacheManager.fresh_listing`): a copy whose 
 differ is dropped and the file read from its source. By default the listing costs one request per member (each
 member's directory listed once, lowest read priority first, so a file a migration moves to a higher-priority
 member meanwhile is still seen); with the cache's ``listing_sync_interval`` the listing stored in the catalog
-answers while it is recent enough: a warm query then sends no request at all. A single pass can miss a file
+answers while it is recent enough: a warm query then sends no request at all (and, not knowing the member a
+cold file was listed at, reads it through the bridge). A single pass can miss a file
 moving the other way (to a lower-priority member) while it runs; a ready copy the listing does not hold shows
 that, and the table is then listed again with the mount's full listing sequence.
 
@@ -33,17 +39,19 @@ import posixpath
 import re
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from airflow_hybrid.paths import hybrid_url, is_hybrid_url, split_hybrid_url
 from airflow_hybrid.stores.base import FileInfo
 
 if TYPE_CHECKING:
+    from airflow_hybrid.cache.entry import CachedEntry
     from airflow_hybrid.cache.lease import Lease
     from airflow_hybrid.cache.manager import CacheManager
     from airflow_hybrid.mount import HybridMount
     from airflow_hybrid.mount.filesystem import HybridFileSystem
+    from airflow_hybrid.query.duckdb_s3 import HttpfsAccess, S3Target
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +62,22 @@ DEFAULT_LEASE_SECONDS = 300.0
 
 @dataclass
 class TablePlan:
-    """What one table reads: ``sources`` (local paths and ``hybrid://`` URLs, one per file) and counts."""
+    """What one table reads: ``sources`` (local paths, ``s3://`` and ``hybrid://`` URLs, one per file), the
+    files DuckDB's httpfs reads (``s3_targets``, with the versions listed) and counts."""
 
     name: str
     url: str
     sources: list[str]
     local: int = 0
     bridged: int = 0
+    httpfs: int = 0
+    s3_targets: list[S3Target] = field(default_factory=list)
     lease: Lease | None = None
     #: the freshness check fell back to the mount's full listing (a copy the first listing did not hold)
     relisted: bool = False
 
     def summary(self) -> dict[str, int]:
-        return {"files": len(self.sources), "local": self.local, "bridge": self.bridged}
+        return {"files": len(self.sources), "local": self.local, "httpfs": self.httpfs, "bridge": self.bridged}
 
 
 def split_table_path(rel: str) -> tuple[str, str] | None:
@@ -108,10 +119,20 @@ def list_once(mount: HybridMount, directory: str) -> list[tuple[str, FileInfo]] 
 
 
 class TablePlanner:
-    """Plans the tables of one query (see the module doc); :meth:`close` ends the leases."""
+    """Plans the tables of one query (see the module doc); :meth:`close` ends the leases.
 
-    def __init__(self, fs: HybridFileSystem, holder: str, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+    :param s3: hands S3 files to DuckDB's httpfs (``None``: every file not in a local tier through the bridge).
+    """
+
+    def __init__(
+        self,
+        fs: HybridFileSystem,
+        holder: str,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        s3: HttpfsAccess | None = None,
+    ) -> None:
         self.fs = fs
+        self.s3 = s3
         self.holder = holder
         self.lease_seconds = float(lease_seconds)
         self.plans: list[TablePlan] = []
@@ -168,12 +189,17 @@ class TablePlanner:
             return None
         plan = TablePlan(name, url, [], relisted=relisted)
         cold: list[FileInfo] = []
-        for _member, info in files:
+        for member, info in files:
             entry = fresh.get(info.path)
             local = cache.copy_path(entry) if entry is not None else None
+            target = None if local is not None else self._s3_target(mount, cache, member, info, entry)
             if local is not None:
                 plan.sources.append(local)
                 plan.local += 1
+            elif target is not None:
+                plan.sources.append(target.uri)
+                plan.s3_targets.append(target)
+                plan.httpfs += 1
             else:
                 plan.sources.append(hybrid_url(mount.name, info.path))
                 plan.bridged += 1
@@ -181,10 +207,28 @@ class TablePlanner:
         if cold:  # the bridge answers DuckDB's size calls from this listing instead of asking the source
             self.fs._remember(mount, [self.fs._entry(mount, info) for info in cold])
         log.info(
-            "Table %s <- %s: %d files, %d from local cache copies, %d through hybrid://%s",
-            name, url, len(plan.sources), plan.local, plan.bridged, " (listed again)" if relisted else "",
+            "Table %s <- %s: %d files, %d from local cache copies, %d from S3 by httpfs, %d through hybrid://%s",
+            name, url, len(plan.sources), plan.local, plan.httpfs, plan.bridged,
+            " (listed again)" if relisted else "",
         )
         return plan
+
+    def _s3_target(
+        self, mount: HybridMount, cache: CacheManager, member: str, info: FileInfo, entry: CachedEntry | None
+    ) -> S3Target | None:
+        """Where httpfs reads ``info`` from: its fresh copy in a shared S3 tier (a location written once, so no
+        ETag to check), else the S3 member it was listed at (with the listed ETag); ``None``: the bridge."""
+        if self.s3 is None:
+            return None
+        if entry is not None:
+            tier = cache.tiers.get(entry.tier)
+            if tier is not None and tier.shared:
+                target = self.s3.target(tier.store, entry.location, entry.size, None, info.path)
+                if target is not None:
+                    return target
+        if not member or not info.etag:  # unknown member (a stored listing), or nothing to check the read by
+            return None
+        return self.s3.target(mount.members[member], info.path, info.size, info.etag, info.path)
 
     @staticmethod
     def _stored_listing(mount: HybridMount, cache: CacheManager, directory: str) -> list[tuple[str, FileInfo]] | None:
@@ -253,7 +297,7 @@ def _matching(listed: Iterable[tuple[str, FileInfo]], match) -> list[tuple[str, 
 
 def _full_listing(mount: HybridMount, directory: str) -> list[tuple[str, FileInfo]] | None:
     try:
-        return [("", info) for info in mount.ls(directory)]
+        return list(mount.ls_members(directory))
     except (FileNotFoundError, NotADirectoryError):
         return None
 

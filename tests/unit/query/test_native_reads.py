@@ -99,7 +99,7 @@ def test_a_warm_table_is_read_from_the_local_tier_with_one_listing_per_member(la
     assert result.preview == [list(row) for row in reference(tmp_path / "hdfs" / "t" / "sales")]
     plan = q.plans["sales"]
     assert (plan.local, plan.bridged) == (FILES, 0)
-    assert result.details["reads"] == {"sales": {"files": FILES, "local": FILES, "bridge": 0}}
+    assert result.details["reads"] == {"sales": {"files": FILES, "local": FILES, "httpfs": 0, "bridge": 0}}
     tier = str(tmp_path / "tier-ssd")
     assert all(source.startswith(tier + "/") for source in plan.sources)
     view = q.view_statements(q.plans)[0]
