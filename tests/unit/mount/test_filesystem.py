@@ -15,6 +15,7 @@ import pytest
 from airflow_hybrid.cache import CacheConfig, CacheManager
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.mount.filesystem import HybridFileSystem
+from airflow_hybrid.mount.union import FileChangedError
 from airflow_hybrid.stores.base import FileInfo
 from tests.doubles import CountingStore
 from tests.mounts import local_mount_extra
@@ -261,3 +262,84 @@ def test_a_ranged_miss_joins_the_running_load_of_its_file_instead_of_reading_it_
     assert second == [data[1000:1100]]
     assert hdfs.calls["open"] == 2  # the first range and the load; the second range came from the copy
     assert mount.cache.report().tier("SSD").hits == 1
+
+
+def test_a_cold_open_after_a_glob_reads_where_the_listing_saw_the_file_without_stating_it(make_lake, tmp_path):
+    fs, mount, stores = make_lake(60)
+    data = os.urandom(200_000)
+    put(tmp_path / "hdfs", "t/a.parquet", data, 1_700_000_000.0)
+    fs.glob("hybrid://lake/t/*.parquet")
+    reset(stores)
+    with fs.open("hybrid://lake/t/a.parquet", "rb") as f:
+        assert f.read() == data
+    assert stores["s3"].calls == {} and stores["hdfs"].calls == {"open": 1}  # no info at either member
+
+
+def test_without_a_cache_the_listing_is_not_trusted_across_calls(tmp_path):
+    stores = {name: CountingStore(str(tmp_path / name)) for name in ("s3", "hdfs")}
+    mount = HybridMount.from_options("lake", local_mount_extra(tmp_path, "s3,hdfs", "hdfs"), stores=stores)
+    fs = HybridFileSystem(mounts={"lake": mount}, skip_instance_cache=True)
+    put(tmp_path / "hdfs", "t/a.parquet", b"old", 1_700_000_000.0)
+    fs.glob("hybrid://lake/t/*.parquet")
+    put(tmp_path / "hdfs", "t/a.parquet", b"newer", 1_700_000_100.0)
+    reset(stores)
+    with fs.open("hybrid://lake/t/a.parquet", "rb") as f:
+        assert f.read() == b"newer"  # the open stated the file again
+    assert stores["hdfs"].calls["info"] == 1
+
+
+def test_a_file_moved_after_the_listing_is_read_from_its_new_member_with_its_bytes(make_lake, tmp_path):
+    fs, mount, stores = make_lake(60)
+    data = os.urandom(150_000)
+    put(tmp_path / "hdfs", "t/a.parquet", data, 1_700_000_000.0)
+    fs.glob("hybrid://lake/t/*.parquet")  # seen at hdfs
+    put(tmp_path / "s3", "t/a.parquet", data, 1_700_000_050.0)  # migrated: copied to s3, removed from hdfs
+    os.remove(tmp_path / "hdfs" / "t/a.parquet")
+    with fs.open("hybrid://lake/t/a.parquet", "rb") as f:
+        assert f.read() == data
+
+
+def test_a_file_replaced_after_the_listing_by_another_of_another_size_is_refused(make_lake, tmp_path):
+    fs, mount, stores = make_lake(60)
+    put(tmp_path / "hdfs", "t/a.parquet", b"1" * 50_000, 1_700_000_000.0)
+    fs.glob("hybrid://lake/t/*.parquet")
+    put(tmp_path / "s3", "t/a.parquet", b"2" * 60_000, 1_700_000_050.0)
+    os.remove(tmp_path / "hdfs" / "t/a.parquet")
+    with pytest.raises(FileChangedError, match="another file"), fs.open("hybrid://lake/t/a.parquet", "rb") as f:
+        f.read()
+
+
+def test_a_footer_read_costs_one_request_and_ranges_are_fetched_once(make_lake, tmp_path):
+    fs, mount, stores = make_lake(60, join_running_load_up_to="10MB")
+    data = os.urandom(1_000_000)
+    put(tmp_path / "hdfs", "t/a.parquet", data, 1_700_000_000.0)
+    fs.glob("hybrid://lake/t/*.parquet")
+    reset(stores)
+    with fs.open("hybrid://lake/t/a.parquet", "rb", cache_type="none") as f:
+        f.seek(len(data) - 8)
+        assert f.read(8) == data[-8:]  # Parquet: the footer's length ...
+        f.seek(len(data) - 5008)
+        assert f.read(5000) == data[-5008:-8]  # ... then the footer, from the same request
+        f.seek(1000)
+        assert f.read(300_000) == data[1000:301_000]  # a column chunk: from the load, not a third request
+    mount.cache.wait_for_background_loads()
+    assert stores["hdfs"].calls["open"] == 2  # the tail, and the whole-file load its read started
+    assert mount.cache.catalog.get("lake", "t/a.parquet").state == "ready"
+
+
+def test_a_warm_file_is_read_directly_from_the_tier_with_the_right_bytes(make_lake, tmp_path):
+    fs, mount, stores = make_lake(60)
+    data = os.urandom(300_000)
+    put(tmp_path / "hdfs", "t/a.parquet", data, 1_700_000_000.0)
+    assert read_all(fs, "t/a.parquet") == data  # cold: fills the cache
+    reset(stores)
+    with fs.open("hybrid://lake/t/a.parquet", "rb") as f:
+        assert f._direct is not None
+        assert f.read(10) == data[:10]
+        f.seek(-100, 2)
+        assert f.read(1000) == data[-100:] and f.read(5) == b""
+        f.seek(123_456)
+        buffer = bytearray(1000)
+        assert f.readinto(buffer) == 1000 and bytes(buffer) == data[123_456:124_456]
+        assert f.tell() == 124_456
+    assert stores["hdfs"].calls == {} and stores["s3"].calls == {}
