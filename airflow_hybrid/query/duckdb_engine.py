@@ -28,7 +28,7 @@ import duckdb
 
 from airflow_hybrid.mount.filesystem import HybridFileSystem
 from airflow_hybrid.paths import hybrid_url, is_hybrid_url, split_hybrid_url
-from airflow_hybrid.query.duckdb_s3 import HttpfsAccess
+from airflow_hybrid.query.duckdb_s3 import HttpfsAccess, HttpfsUnavailableError
 from airflow_hybrid.query.native import DEFAULT_LEASE_SECONDS, TablePlan, TablePlanner
 from airflow_hybrid.query.result import QueryResult, json_value
 from airflow_hybrid.query.sql import sql_string, strip_statement
@@ -170,7 +170,10 @@ class DuckDBQuery:
             plans = self._plan(planner)
             targets = [target for plan in plans.values() for target in plan.s3_targets]
             if targets:
-                s3.configure(con)
+                try:
+                    s3.configure(con)
+                except HttpfsUnavailableError as err:
+                    raise _ReadAnotherVersion(f"httpfs could not be set up ({err})") from err
             for statement in self.view_statements(plans):
                 con.execute(statement)
             staged = os.path.join(work, "result.parquet")
@@ -266,7 +269,8 @@ def planned_source(plan: TablePlan) -> str:
 
 
 class _ReadAnotherVersion(Exception):
-    """httpfs read (or failed to read) another version of an S3 file than the query's listing named."""
+    """httpfs read (or failed to read) another version of an S3 file than the query's listing named, or could
+    not be set up: the query runs again with its S3 files through the bridge."""
 
 
 def _httpfs_failure(err: duckdb.Error, targets: list) -> str | None:

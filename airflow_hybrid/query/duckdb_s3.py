@@ -255,11 +255,17 @@ class HttpfsAccess:
         return bool(self._used)
 
     def configure(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Load httpfs into ``con``, create the secrets of the stores in use and start its HTTP log."""
+        """Load httpfs into ``con``, create the secrets of the stores in use and start its HTTP log.
+
+        :raises HttpfsUnavailableError: the extension did not load or DuckDB refused a secret.
+        """
         if not self._used:
             return
         assert self._extension is not None
-        con.execute(f"LOAD '{sql_string(str(self._extension))}'")
+        try:
+            con.execute(f"LOAD '{sql_string(str(self._extension))}'")
+        except duckdb.Error as err:
+            raise HttpfsUnavailableError(f"cannot load {self._extension}: {err}") from err
         verify = self._verify if self._verify is not None else True
         con.execute(f"SET enable_server_cert_verification = {'false' if verify is False else 'true'}")
         if isinstance(verify, str):
@@ -268,7 +274,9 @@ class HttpfsAccess:
             try:
                 con.execute(self._secrets[scope].statement(f"hybrid_s3_{i}"))
             except duckdb.Error as err:  # the statement holds the credentials: not quoted
-                raise HybridError(f"DuckDB refused the S3 secret for {scope} ({type(err).__name__})") from None
+                raise HttpfsUnavailableError(
+                    f"DuckDB refused the S3 secret for {scope} ({type(err).__name__})"
+                ) from None
         con.execute("CALL enable_logging('HTTP')")
 
     def verify(self, con: duckdb.DuckDBPyConnection, targets: list[S3Target]) -> list[Mismatch]:
