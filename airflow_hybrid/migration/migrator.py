@@ -94,6 +94,8 @@ FAILED = "failed"
 #: Another live run holds the file's claim: left to it, nothing done.
 CLAIMED = "claimed"
 OUTCOMES = (MOVED, SKIPPED, KEPT, FAILED, CLAIMED)
+#: Files claimed (and released) per transaction of the claims database: a few per second of small files.
+CLAIM_BATCH = 64
 
 class MigrationConflict(HybridError):
     """A STORE member holds a different object at the path; it is left untouched."""
@@ -514,7 +516,7 @@ class Migrator:
         written to STORE members as they stream (a file counts once per STORE member, so its ``total_bytes``
         is the planned bytes times the STORE members), and logs on its timer while the files migrate; when
         this call starts it, the summary's ``elapsed`` is the tracker's, so both print the same rate. With
-        :attr:`claims`, entries are claimed a window at a time (one statement per window), the claims are
+        :attr:`claims`, entries are claimed :data:`CLAIM_BATCH` at a time (one transaction per batch), the claims are
         renewed every third of the lease while the run works, and released as files finish.
 
         :param prefix: a path every entry is below (the plan's path): the open multipart uploads under it
@@ -543,7 +545,7 @@ class Migrator:
             record(outcome, file)
             if outcome.status != CLAIMED:
                 released.append(outcome.path)
-                if len(released) >= window:
+                if len(released) >= claim_batch:
                     self._release(released)
 
         def record(outcome: FileOutcome, file: FileProgress | None = None) -> None:
@@ -556,8 +558,9 @@ class Migrator:
             if on_outcome is not None:
                 on_outcome(outcome)
 
-        # Claimed a window at a time, from the calling thread, as the pool takes entries.
-        mine = (entry for batch in _windows(entries, window) for entry in self._claim(batch, record))
+        # Claimed a batch at a time, from the calling thread, as the pool takes entries; released in batches.
+        claim_batch = max(window, CLAIM_BATCH)
+        mine = (entry for batch in _windows(entries, claim_batch) for entry in self._claim(batch, record))
         times_progress = progress is not None and not progress.running
         with _LeaseKeeper(self.claims), progress if progress is not None else nullcontext():
             try:

@@ -37,9 +37,11 @@ class _PartSlots:
     def __init__(self, upload: threading.BoundedSemaphore, store: threading.BoundedSemaphore) -> None:
         self._upload, self._store = upload, store
 
-    def acquire(self) -> None:
+    def acquire(self, store: bool = True) -> None:
+        """Wait for a slot of the upload, and of the store unless the caller already holds that one."""
         self._upload.acquire()
-        self._store.acquire()
+        if store:
+            self._store.acquire()
 
     def release(self) -> None:
         self._store.release()
@@ -104,17 +106,24 @@ def composite_matches(reported: str, ours: str | None) -> bool:
     return value == our_value and (parts is None or parts == our_parts)
 
 
-def put_multipart(store: S3Store, key: str, stream: BinaryIO, first: bytes, part_size: int, **condition: str
-) -> tuple[Crc32c, str, int, dict[str, Any]]:
+def put_multipart(store: S3Store, key: str, stream: BinaryIO, first: bytes, part_size: int, *,
+                  first_slot_held: bool = False, **condition: str) -> tuple[Crc32c, str, int, dict[str, Any]]:
+    """Upload ``first`` and the rest of ``stream`` as parts of ``part_size``; ``first_slot_held``: the caller
+    holds the store-wide buffer slot ``first`` was read into, and it passes to the first part."""
     checksum_type = store.options.checksum_type
-    upload_id = _create_upload(store, key)
+    try:
+        upload_id = _create_upload(store, key)
+    except BaseException:
+        if first_slot_held:
+            store._buffered_parts.release()
+        raise
     concurrency = store.options.upload_concurrency
     slots = _PartSlots(threading.BoundedSemaphore(concurrency), store._buffered_parts)  # one per part held
     failed = threading.Event()
     futures = []
     try:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="s3-part") as pool:
-            slots.acquire()
+            slots.acquire(store=not first_slot_held)
             data: bytes | None = first
             number = 1
             while data:

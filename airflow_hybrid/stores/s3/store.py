@@ -388,14 +388,25 @@ class S3Store(Store):
                 f"{self.uri(rel)}: if_absent=True needs conditional_writes, which are switched off")
         condition = {"IfNoneMatch": "*"} if if_absent else {}
         part_size = self._initial_part_size(size_hint)
-        first = read_full(stream, part_size)
-        with self._conditional(key, if_absent):
-            if len(first) < part_size:
-                whole, composite, parts = Crc32c(), None, 0
-                whole.update(first)
-                response = self._put_single(key, first, whole, **condition)
-            else:
-                whole, composite, parts, response = put_multipart(self, key, stream, first, part_size, **condition)
+        # A first read that may become a part holds a slot of the store-wide part buffers (memory stays bounded
+        # however many large files are written at once); a file known to be smaller than a part does not.
+        held = size_hint is None or size_hint >= part_size
+        if held:
+            self._buffered_parts.acquire()
+        try:
+            first = read_full(stream, part_size)
+            with self._conditional(key, if_absent):
+                if len(first) < part_size:
+                    whole, composite, parts = Crc32c(), None, 0
+                    whole.update(first)
+                    response = self._put_single(key, first, whole, **condition)
+                else:
+                    handed, held = held, False  # the first part releases it once uploaded
+                    whole, composite, parts, response = put_multipart(self, key, stream, first, part_size,
+                                                                      first_slot_held=handed, **condition)
+        finally:
+            if held:
+                self._buffered_parts.release()
         stored = checksum_from_response(response)
         if "LastModified" in response:  # a HeadObject made while recognising a retried write as ours
             head = response

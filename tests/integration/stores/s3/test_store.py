@@ -390,3 +390,35 @@ def test_parts_buffered_across_uploads_stay_under_the_store_wide_cap(bucket):
         assert store.open_read(path).read() == data
     with pytest.raises(ValueError, match="max_buffered_parts=0 must be at least 1"):
         S3Store(f"s3://{bucket}/root", aws_conn_id=AWS_CONN_ID, options={"max_buffered_parts": 0})
+
+
+def test_first_reads_of_large_files_count_against_the_store_wide_cap(bucket):
+    """A large file's first part is read into a slot of the store-wide cap, so parts held in memory (read and
+    not yet uploaded) stay under max_buffered_parts however many large files are written at once."""
+    cap = 2
+    store = S3Store(f"s3://{bucket}/root", aws_conn_id=AWS_CONN_ID,
+                    options={"part_size": PART, "upload_concurrency": 4, "max_buffered_parts": cap})
+    lock = threading.Lock()
+    state = {"held": 0, "max_held": 0}
+
+    class PartReader(io.BytesIO):
+        def read(self, size: int = -1) -> bytes:
+            data = super().read(size)
+            if data:
+                with lock:
+                    state["held"] += 1
+                    state["max_held"] = max(state["max_held"], state["held"])
+            return data
+
+    def uploaded(**_):
+        with lock:
+            state["held"] -= 1
+
+    store.client.meta.events.register("after-call.s3.UploadPart", uploaded)
+    payloads = {f"firsts/{i}.bin": data_of(2 * PART, seed=i) for i in range(5)}
+    with ThreadPoolExecutor(len(payloads)) as pool:
+        list(pool.map(lambda item: store.write(item[0], PartReader(item[1]), size_hint=len(item[1])),
+                      payloads.items()))
+    assert 1 <= state["max_held"] <= cap
+    for path, data in payloads.items():
+        assert store.open_read(path).read() == data
