@@ -1,95 +1,92 @@
-"""Migrating a dataset from HDFS to the S3 server, side by side with the straightforward alternatives, on each
-HDFS server (the devstack's WebHDFS server, then Apache Hadoop 3.5.0), then planning over 1,000,000 listed files.
+"""Migrating datasets from HDFS to S3, side by side with the straightforward alternatives, on each pair of
+servers (the devstack's WebHDFS server with moto, the same with SeaweedFS's S3 gateway, Apache Hadoop 3.5.0's
+HDFS with moto), for a mixed set whose bytes sit mostly in big files and a set of small files, then planning
+over 1,000,000 listed files.
 
-All contenders move the same files between the same servers (their own processes, loopback):
+All contenders move the same files between the same servers (their own processes, loopback), each in a
+process of its own (so its peak RSS is its own), with the same concurrency ``C`` (``--concurrency``, 8):
 
-* ``UfsMigrateOperator``: plan + per file: streamed copy (S3 multipart, parallel parts), CRC32C verified
-  against S3's stored checksum, source re-checked, source removed -- 8 files in parallel;
-* ``hdfs download + boto3 upload_file``: the ``hdfs`` client downloads the directory to local disk
-  (``n_threads=8``), then boto3's ``upload_file`` uploads each file (a loop, and on 8 threads): no end-to-end
-  verification, no removal, twice the disk I/O;
-* ``UfsMigrateOperator(engine="distcp")`` on Apache Hadoop only: DistCp (local MapReduce) copies the batch over
-  RPC to ``s3a://``, then the same verification and removal (on a second, identical dataset);
-* ``FileTransferOperator`` (common-io), one file after another as one task would. Its S3 side normally
-  needs ``s3fs`` (the amazon provider's ``s3`` filesystem), which cannot be installed here (it pins
+* ``ours``: ``UfsMigrateOperator``: plan + per file: streamed copy (one ``PutObject`` below a part, else a
+  multipart upload with parallel, bounded parts), CRC32C verified against S3's stored checksum, source
+  re-checked, source removed -- ``C`` files in parallel;
+* ``raw``: the raw client pipeline: the ``hdfs`` client downloads the directory to local disk
+  (``n_threads=C``), then boto3's ``upload_file`` uploads each file on ``C`` threads (one client, a pool of
+  ``max_pool_connections=64`` as ours): no end-to-end verification, no removal, twice the disk I/O;
+* ``fto``: ``FileTransferOperator`` (common-io), one file after another as one task would. Its S3 side
+  normally needs ``s3fs`` (the amazon provider's ``s3`` filesystem), which cannot be installed here (it pins
   botocore below the version this environment runs), so both of its ends are ``hybrid://`` paths of
   one-member mounts (the only fsspec filesystem here that reaches the S3 server): the same servers,
-  ``ObjectStoragePath.copy`` streaming through fsspec, no verification, no removal.
+  ``ObjectStoragePath.copy`` streaming through fsspec, no verification, no removal. On the small set it
+  copies the first ``--fto-small`` files only (all of one size: files/s compare);
+* ``distcp`` (``--distcp``, Apache Hadoop only): ``UfsMigrateOperator(engine="distcp")``: DistCp (local
+  MapReduce) copies the batch over RPC to ``s3a://``, then the same verification and removal.
 
-The alternatives run first (they leave the sources in place); ours runs last and moves them. Planning is
-measured in a child process (so its peak RSS is its own) over a synthetic, lazily generated listing of
-1,000,000 files. Prints figures, with the requests each contender made per file and per server
-operation (from the devstack's counters); asserts nothing about speed.
+The alternatives run first (they leave the sources in place); ours runs last and moves them. Peak RSS is the
+child's high-water mark above its RSS once everything is imported. Prints figures and ratios (files/s of
+ours to each; +RSS of ours to raw), with the requests per file and server operation where the devstack
+counts them (its WebHDFS and moto servers), and the CPU time per file of the contender's process and of the
+servers' processes (the devstack's, with Hadoop's JVMs, and SeaweedFS's): on a small machine every contender
+is bound by CPU, and these show whose. Asserts nothing about speed.
 
-    .venv/bin/python bench/bench_migrate.py [--small 2000] [--medium 60] [--large 3] [--listed 1000000]
+    .venv/bin/python bench/bench_migrate.py [--setups moto,seaweedfs,hadoop] [--sets mixed,small]
+        [--contenders raw,fto,ours] [--small 2000 --medium 60 --large 3] [--small-files 10000]
+        [--concurrency 8] [--listed 1000000] [--profile DIR]   # DIR: py-spy raw stacks of each child
+                                                             # (GIL holders; BENCH_PROFILE_GIL=0: wall clock)
     BENCH_SCALE=0.2 .venv/bin/python bench/bench_migrate.py     # a fifth of every count
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import ROOT, devstack, mib_s, peak_rss_mib
+from _common import ROOT, devstack, peak_rss_mib
 
 MiB = 2**20
+KiB = 2**10
 DAY = 86_400
 POLICY = "ufsMigrate(olderThan(1d), UFS[hdfs]:REMOVE, UFS[s3]:STORE)"
 BUCKET = "hybrid-lake"
+#: Setups: (HDFS server, S3 server).
+SETUPS = {"moto": ("devstack", "moto"), "seaweedfs": ("devstack", "seaweedfs"), "hadoop": ("hadoop", "moto")}
+LABELS = {"raw": "hdfs download + boto3 upload_file", "fto": "FileTransferOperator per file",
+          "ours": "UfsMigrateOperator", "distcp": "UfsMigrateOperator engine=distcp"}
 
 
-class RssSampler:
-    """Peak RSS of this process while a block runs, and by how much it exceeded the RSS at the start
-    (sampled every 20 ms; ``ru_maxrss`` only ever grows over the whole process)."""
-
-    def __enter__(self) -> RssSampler:
-        import psutil
-
-        self._process = psutil.Process()
-        self.start = self.peak = self._process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self._process.memory_info().rss)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _dataset_sizes(small: int, medium: int, large: int, seed: int = 5) -> tuple[list[int], bytes]:
+# -- datasets ------------------------------------------------------------------------------------------
+def dataset_sizes(args, name: str, seed: int = 5) -> tuple[list[int], bytes]:
     rng = random.Random(seed)
-    sizes = [rng.randrange(1, 64 * 1024) for _ in range(small)]
-    sizes += [rng.randrange(MiB, 4 * MiB) for _ in range(medium)]
-    sizes += [24 * MiB + i for i in range(large)]
+    if name == "small":
+        sizes = [args.small_size] * args.small_files
+    else:
+        sizes = [rng.randrange(1, 64 * KiB) for _ in range(args.small)]
+        sizes += [rng.randrange(MiB, 4 * MiB) for _ in range(args.medium)]
+        sizes += [24 * MiB + i for i in range(args.large)]
     return sizes, rng.randbytes(4 * MiB)
 
 
 def _content(index: int, size: int, block: bytes) -> bytes:
-    body = index.to_bytes(8, "big")  # every file distinct
+    head = index.to_bytes(8, "big")  # every file distinct
+    body = head + block[: max(0, size - 8)]
     while len(body) < size:
         body += block[: size - len(body)]
     return body
 
 
-def make_dataset(stack, root: str, small: int, medium: int, large: int) -> tuple[int, int]:
+def make_dataset(stack, root: str, sizes: list[int], block: bytes) -> tuple[int, int]:
     """Old files (mtime 10 days ago) under ``/tmp/tpcds/<root>``: written straight into the devstack server's
     data directory, or through WebHDFS (8 threads, then SETTIMES) on Apache Hadoop."""
-    sizes, block = _dataset_sizes(small, medium, large)
     old = time.time() - 10 * DAY
     rels = [f"{root}/part-{index // 500:03d}/file-{index:06d}.bin" for index in range(len(sizes))]
     if stack.state["hdfs"] == "devstack":
@@ -115,115 +112,271 @@ def make_dataset(stack, root: str, small: int, medium: int, large: int) -> tuple
     return len(sizes), sum(max(size, 8) for size in sizes)
 
 
-def hdfs_then_boto3(stack, root: str, prefix: str, upload_threads: int) -> None:
+# -- the contenders (each runs in a child process) ---------------------------------------------------
+def _s3_client(spec: dict):
     import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=spec["s3_endpoint"], region_name="us-east-1",
+                        aws_access_key_id=spec["s3_key"], aws_secret_access_key=spec["s3_secret"],
+                        config=Config(max_pool_connections=64))
+
+
+def run_raw(spec: dict) -> dict:
+    """hdfs download (``n_threads=C``) to local disk, then boto3 ``upload_file`` on ``C`` threads."""
     from hdfs import InsecureClient
 
+    concurrency = spec["concurrency"]
     local = Path(tempfile.mkdtemp(prefix="bench-download-"))
     try:
-        client = InsecureClient(stack.webhdfs_url, user=stack.user)
-        client.download(f"/tmp/tpcds/{root}", str(local / "data"), n_threads=8)
-        s3 = boto3.client("s3", endpoint_url=stack.s3_endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        client = InsecureClient(spec["webhdfs_url"], user=spec["user"])
+        client.download(f"/tmp/tpcds/{spec['root']}", str(local / "data"), n_threads=concurrency)
+        s3 = _s3_client(spec)
         files = [p for p in (local / "data").rglob("*") if p.is_file()]
 
         def upload(path: Path) -> None:
-            s3.upload_file(str(path), BUCKET, f"{prefix}/{path.relative_to(local / 'data')}")
+            s3.upload_file(str(path), BUCKET, f"{spec['prefix']}/{path.relative_to(local / 'data')}")
 
-        if upload_threads == 1:
-            for path in files:
-                upload(path)
-        else:
-            with ThreadPoolExecutor(upload_threads) as pool:
-                list(pool.map(upload, files))
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(upload, files))
     finally:
         shutil.rmtree(local, ignore_errors=True)
+    return {}
 
 
-def file_transfer_operator(stack, root: str, prefix: str) -> None:
+def run_fto(spec: dict) -> dict:
     from airflow.providers.common.io.operators.file_transfer import FileTransferOperator
 
     from airflow_hybrid.devstack.stack import airflow_env
     from airflow_hybrid.mount import HybridMount
 
-    # Airflow caches ObjectStoragePath filesystems by connection id: one pair of ids per HDFS server.
-    kind = stack.state["hdfs"]
     os.environ.update(airflow_env({
-        f"bench_hdfs_{kind}": {"conn_type": "hybrid_mount", "extra": {"members": {
+        "bench_hdfs": {"conn_type": "hybrid_mount", "extra": {"members": {
             "hdfs": {"uri": "hdfs:///tmp/tpcds", "conn_id": "webhdfs_default"}}}},
-        f"bench_s3_{kind}": {"conn_type": "hybrid_mount", "extra": {"members": {
-            "s3": {"uri": f"s3://{BUCKET}/{prefix}", "conn_id": "aws_default"}}}},
+        "bench_s3": {"conn_type": "hybrid_mount", "extra": {"members": {
+            "s3": {"uri": f"s3://{BUCKET}/{spec['prefix']}", "conn_id": "aws_default"}}}},
     }))
-    source = HybridMount.from_conn_id(f"bench_hdfs_{kind}")
-    paths = [info.path for info in source.members["hdfs"].walk_files(root)]
+    source = HybridMount.from_conn_id("bench_hdfs")
+    paths = sorted(info.path for info in source.members["hdfs"].walk_files(spec["root"]))[: spec["files"]]
     for path in paths:
-        FileTransferOperator(task_id="copy", src=f"hybrid://bench_hdfs_{kind}/{path}", dst=f"hybrid://bench_s3_{kind}/{path}",
+        FileTransferOperator(task_id="copy", src=f"hybrid://bench_hdfs/{path}", dst=f"hybrid://bench_s3/{path}",
                              overwrite=True).execute({})
+    return {}
 
 
-def ufs_migrate(root: str) -> dict:
+def run_ours(spec: dict) -> dict:
     from airflow_hybrid.operators.migrate import UfsMigrateOperator
 
-    return UfsMigrateOperator(task_id="migrate", mount_conn_id="onprem_union", path=root, policy=POLICY,
-                              concurrency=8, progress_interval=10.0).execute({})
+    return UfsMigrateOperator(task_id="migrate", mount_conn_id="onprem_union", path=spec["root"], policy=POLICY,
+                              concurrency=spec["concurrency"], progress_interval=60.0).execute({})
 
 
-def ufs_migrate_distcp(stack, root: str) -> dict:
-    """The same migration with ``engine="distcp"``: Apache Hadoop DistCp (local MapReduce, our Maven classpath)
-    copies hdfs://<namenode>/... to s3a://, then our verification and removal. Apache Hadoop only."""
+def run_distcp(spec: dict) -> dict:
+    """``engine="distcp"``: Apache Hadoop DistCp (local MapReduce, our Maven classpath) copies
+    hdfs://<namenode>/... to s3a://, then our verification and removal. Apache Hadoop only."""
     from airflow_hybrid.devstack.stack import airflow_env
     from airflow_hybrid.migration.distcp import DEVSTACK_S3A_PROPERTIES, local_distcp_command
     from airflow_hybrid.operators.migrate import UfsMigrateOperator
 
-    extra = {"members": {"hdfs": {"uri": f"{stack.state['fs_uri']}/tmp/tpcds", "conn_id": "webhdfs_default"},
+    extra = {"members": {"hdfs": {"uri": f"{spec['fs_uri']}/tmp/tpcds", "conn_id": "webhdfs_default"},
                          "s3": {"uri": f"s3://{BUCKET}/tpcds", "conn_id": "aws_default"}},
              "priority.read": "s3,hdfs", "collection.create": "s3"}
     os.environ.update(airflow_env({"bench_distcp": {"conn_type": "hybrid_mount", "extra": extra}}))
     work = tempfile.mkdtemp(prefix="bench-distcp-")
     try:
         return UfsMigrateOperator(
-            task_id="migrate", mount_conn_id="bench_distcp", path=root, policy=POLICY, concurrency=8,
-            engine="distcp", distcp_command=local_distcp_command(work), distcp_properties=DEVSTACK_S3A_PROPERTIES,
-            distcp_env={"HADOOP_USER_NAME": stack.user}, progress_interval=10.0,
+            task_id="migrate", mount_conn_id="bench_distcp", path=spec["root"], policy=POLICY,
+            concurrency=spec["concurrency"], engine="distcp", distcp_command=local_distcp_command(work),
+            distcp_properties=DEVSTACK_S3A_PROPERTIES, distcp_env={"HADOOP_USER_NAME": spec["user"]},
+            progress_interval=60.0,
         ).execute({})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _requests(stack) -> tuple[int, dict[str, int]]:
-    """Requests the servers served: in total, and per ``server operation``."""
+CONTENDERS = {"raw": run_raw, "fto": run_fto, "ours": run_ours, "distcp": run_distcp}
+
+CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from bench_migrate import child_main
+child_main(json.loads(sys.argv[2]))
+"""
+
+
+def _proc_status(field: str) -> float:
+    """``VmRSS`` or ``VmHWM`` of this process, MiB (``VmHWM`` starts afresh at exec, unlike ``ru_maxrss``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return peak_rss_mib()
+
+
+def child_main(spec: dict) -> None:
+    # Imports happen here, outside the timed region.
+    import boto3  # noqa: F401
+    import hdfs  # noqa: F401
+    from airflow.providers.common.io.operators.file_transfer import FileTransferOperator  # noqa: F401
+
+    from airflow_hybrid.operators.migrate import UfsMigrateOperator  # noqa: F401
+
+    baseline = _proc_status("VmRSS")
+    start = time.perf_counter()
+    result = CONTENDERS[spec["kind"]](spec)
+    elapsed = time.perf_counter() - start
+    print("BENCH-RESULT " + json.dumps({"elapsed": elapsed, "baseline_mib": baseline,
+                                        "peak_mib": _proc_status("VmHWM"), "result": result}), flush=True)
+
+
+def run_child(spec: dict, profile: Path | None) -> dict:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    command = [sys.executable, "-c", CHILD, str(Path(__file__).parent), json.dumps(spec)]
+    if profile is not None and shutil.which("py-spy", path=str(Path(sys.executable).parent)):
+        out = profile / f"{spec['setup']}-{spec['set']}-{spec['kind']}.txt"
+        py_spy = str(Path(sys.executable).parent / "py-spy")
+        gil = ["--gil"] if os.environ.get("BENCH_PROFILE_GIL", "1") == "1" else []  # 0: wall-clock samples
+        command = [py_spy, "record", "-r", "100", *gil, "-f", "raw", "-o", str(out), "--", *command]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{spec['kind']} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
+    figures = json.loads(lines[-1].removeprefix("BENCH-RESULT "))
+    figures["cpu"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return figures
+
+
+# -- one setup -------------------------------------------------------------------------------------
+def _requests(stack) -> dict[str, int]:
+    """Requests the devstack's servers (WebHDFS, moto) served, per ``server operation``."""
     stats = stack.stats()
-    per_op = {f"{server} {op}": count for server in ("webhdfs", "s3") for op, count in stats[server].items()}
-    return sum(link.get("requests", 0) for link in stats["shaping"].values()), per_op
+    return {f"{server} {op}": count for server in ("webhdfs", "s3") for op, count in stats[server].items()}
 
 
-def run(stack, name: str, fn, files: int, nbytes: int, rows: list) -> object:
-    requests, ops_before = _requests(stack)
-    with RssSampler() as rss:
-        start = time.perf_counter()
-        result = fn()
-        elapsed = time.perf_counter() - start
-    total, ops_after = _requests(stack)
-    requests = total - requests
-    per_op = {op: count - ops_before.get(op, 0) for op, count in ops_after.items() if count > ops_before.get(op, 0)}
-    rows.append((name, elapsed, files / elapsed, mib_s(nbytes, elapsed), (rss.peak - rss.start) / MiB,
-                 requests / files))
-    breakdown = ", ".join(f"{op} {count / files:.2f}" for op, count in sorted(per_op.items(), key=lambda i: -i[1]))
-    print(f"   {name}: {elapsed:.1f}s; requests per file: {breakdown}", flush=True)
-    return result
+def server_cpu(pids: list[int]) -> float:
+    """CPU seconds the servers' processes (and their children: Hadoop's JVMs) used so far."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            for process in (root, *root.children(recursive=True)):
+                times = process.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
 
 
-def check_copies(stack, prefix: str, files: int, nbytes: int) -> None:
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=stack.s3_endpoint, region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+def check_copies(s3, prefix: str, files: int, nbytes: int) -> None:
     count = size = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{prefix}/"):
         for obj in page.get("Contents", ()):
             count += 1
             size += obj["Size"]
     assert (count, size) == (files, nbytes), f"{prefix}: {count} objects, {size} bytes; expected {files}, {nbytes}"
+
+
+def delete_prefix(s3, prefix: str) -> None:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{prefix}/"):
+        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", ())]
+        if keys:
+            s3.delete_objects(Bucket=BUCKET, Delete={"Objects": keys, "Quiet": True})
+
+
+@contextlib.contextmanager
+def s3_server(stack, kind: str):
+    """The S3 server of a setup: the devstack's (moto), or a SeaweedFS started for it; sets ``aws_default``."""
+    if kind == "moto":
+        yield {"s3_endpoint": stack.s3_endpoint, "s3_key": "testing", "s3_secret": "testing", "pids": [stack.pid]}
+        return
+    from airflow_hybrid.devstack.seaweedfs import SeaweedS3
+    from airflow_hybrid.devstack.stack import airflow_env
+
+    base = Path(tempfile.mkdtemp(prefix="bench-seaweedfs-"))
+    saved = os.environ.get("AIRFLOW_CONN_AWS_DEFAULT")
+    try:
+        with SeaweedS3(base, buckets=(BUCKET,), volume_size_mb=256) as seaweed:
+            os.environ.update(airflow_env({"aws_default": seaweed.aws_connection()}))
+            yield {"s3_endpoint": seaweed.endpoint, "s3_key": seaweed.access_key, "s3_secret": seaweed.secret_key,
+                   "pids": [stack.pid, seaweed._process.pid]}
+    finally:
+        if saved is not None:
+            os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = saved
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def bench_set(stack, setup: str, s3_spec: dict, set_name: str, args) -> dict:
+    """Every contender on one dataset of one setup; rows of figures."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_spec["s3_endpoint"], region_name="us-east-1",
+                      aws_access_key_id=s3_spec["s3_key"], aws_secret_access_key=s3_spec["s3_secret"])
+    root = f"bench-{set_name}"
+    sizes, block = dataset_sizes(args, set_name)
+    files, nbytes = make_dataset(stack, root, sizes, block)
+    print(f"\n-- [{setup}: HDFS {stack.state['hdfs']}, S3 {SETUPS[setup][1]}] {set_name} set: {files:,} files, "
+          f"{nbytes / MiB:.0f} MiB, concurrency {args.concurrency} --", flush=True)
+    base = {"setup": setup, "set": set_name, "root": root, "concurrency": args.concurrency, "user": stack.user,
+            "webhdfs_url": stack.webhdfs_url, "fs_uri": stack.state.get("fs_uri"),
+            **{key: value for key, value in s3_spec.items() if key != "pids"}}
+    kinds = [kind for kind in ("raw", "fto", "ours") if kind in args.contenders.split(",")]
+    rows = {}
+    for kind in kinds:
+        spec = {**base, "kind": kind, "prefix": f"alt-{kind}" if kind != "ours" else "tpcds/" + root}
+        n_files, n_bytes = files, nbytes
+        if kind == "fto" and set_name == "small" and args.fto_small < files:
+            spec["files"] = n_files = args.fto_small
+            n_bytes = n_files * args.small_size
+        else:
+            spec["files"] = files
+        before, cpu = _requests(stack), server_cpu(s3_spec["pids"])
+        figures = run_child(spec, args.profile)
+        after, figures["server_cpu"] = _requests(stack), server_cpu(s3_spec["pids"]) - cpu
+        per_op = {op: after[op] - before.get(op, 0) for op in after if after[op] > before.get(op, 0)}
+        if kind == "ours":
+            summary = figures["result"]
+            assert summary["moved"] == files and summary["failed"] == 0, summary
+        check_copies(s3, spec["prefix"], n_files, n_bytes)
+        rows[kind] = {"files": n_files, "bytes": n_bytes, "elapsed": figures["elapsed"],
+                      "rate": n_files / figures["elapsed"], "mib_s": n_bytes / MiB / figures["elapsed"],
+                      "rss": figures["peak_mib"] - figures["baseline_mib"], "peak": figures["peak_mib"],
+                      "requests": sum(per_op.values()) / n_files, "cpu_ms": 1000 * figures["cpu"] / n_files,
+                      "server_ms": 1000 * figures["server_cpu"] / n_files}
+        breakdown = ", ".join(f"{op} {count / n_files:.2f}" for op, count in sorted(per_op.items(), key=lambda i: -i[1]))
+        print(f"   {LABELS[kind]}: {figures['elapsed']:.1f}s for {n_files:,} files"
+              + (f"; requests per file: {breakdown}" if breakdown else ""), flush=True)
+    if args.distcp and stack.state["hdfs"] == "hadoop" and set_name == "mixed":
+        make_dataset(stack, f"{root}-distcp", sizes, block)
+        spec = {**base, "kind": "distcp", "root": f"{root}-distcp", "prefix": f"tpcds/{root}-distcp", "files": files}
+        figures = run_child(spec, args.profile)
+        assert figures["result"]["moved"] == files and figures["result"]["failed"] == 0, figures["result"]
+        rows["distcp"] = {"files": files, "bytes": nbytes, "elapsed": figures["elapsed"],
+                          "rate": files / figures["elapsed"], "mib_s": nbytes / MiB / figures["elapsed"],
+                          "rss": figures["peak_mib"] - figures["baseline_mib"], "peak": figures["peak_mib"],
+                          "requests": 0.0, "cpu_ms": 1000 * figures["cpu"] / files, "server_ms": 0.0}
+    print(f"\n   {'contender':40} {'files':>7} {'wall':>7} {'files/s':>8} {'MiB/s':>7} {'+RSS':>8} {'peak':>8} "
+          f"{'req/file':>8} {'CPU ms/file: client':>19} {'servers':>7}")
+    for kind, row in rows.items():
+        print(f"   {LABELS[kind]:40} {row['files']:7,} {row['elapsed']:6.1f}s {row['rate']:8.0f} {row['mib_s']:7.1f} "
+              f"{row['rss']:5.0f}MiB {row['peak']:5.0f}MiB {row['requests']:8.1f} {row['cpu_ms']:19.2f} "
+              f"{row['server_ms']:7.2f}")
+    for prefix in ("alt-raw", "alt-fto", f"tpcds/{root}", f"tpcds/{root}-distcp"):
+        delete_prefix(s3, prefix)
+    return rows
+
+
+def ratios(rows: dict) -> dict[str, float]:
+    ours = rows["ours"]
+    result = {}
+    for kind in ("raw", "fto", "distcp"):
+        if kind in rows:
+            result[kind] = ours["rate"] / rows[kind]["rate"]
+    if "raw" in rows:
+        result["rss"] = ours["rss"] / max(rows["raw"]["rss"], 1.0)
+    return result
 
 
 # -- planning over a synthetic listing ---------------------------------------------------------------
@@ -233,14 +386,6 @@ sys.path.insert(0, sys.argv[2])
 from bench_migrate import plan_synthetic
 print(json.dumps(plan_synthetic(int(sys.argv[1]))))
 """
-
-
-def _high_water_mib() -> float:
-    """Peak RSS of this process image (``VmHWM``; unlike ``ru_maxrss`` it starts afresh at exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return peak_rss_mib()
 
 
 def plan_synthetic(listed: int) -> dict:
@@ -283,11 +428,11 @@ def plan_synthetic(listed: int) -> dict:
         members = {"hdfs": SyntheticStore("hdfs:///warehouse"), "s3": SyntheticStore("s3://bucket/warehouse")}
 
     plans = tempfile.mkdtemp(prefix="bench-plans-")
-    baseline = _high_water_mib()
+    baseline = _proc_status("VmHWM")
     start = time.perf_counter()
     summary = plan_migration(Mount(), "tpcds", POLICY, plan_store=plans)
     elapsed = time.perf_counter() - start
-    peak = _high_water_mib()
+    peak = _proc_status("VmHWM")
     shutil.rmtree(plans, ignore_errors=True)
     return {"listed": listed, "selected": summary.files, "batches": summary.batches, "seconds": elapsed,
             "baseline_mib": baseline, "peak_mib": peak}
@@ -305,82 +450,48 @@ def bench_planning(listed: int) -> None:
           f"+{result['peak_mib'] - result['baseline_mib']:.0f} MiB for the whole listing)")
 
 
-def bench_server(stack, server: str, args) -> dict[str, float]:
-    """Every contender on one HDFS server; the ratios of ours to each."""
-    files, nbytes = make_dataset(stack, "bench", args.small, args.medium, args.large)
-    print(f"\n-- [{server}] migrate {files:,} files, {nbytes / MiB:.0f} MiB ({args.small} small, {args.medium} "
-          f"medium, {args.large} large) from HDFS to S3 (loopback) --", flush=True)
-    rows: list = []
-    if not args.skip_alternatives:
-        run(stack, "hdfs download (8 threads) + boto3 upload_file loop",
-            lambda: hdfs_then_boto3(stack, "bench", "alt-loop", 1), files, nbytes, rows)
-        check_copies(stack, "alt-loop", files, nbytes)
-        run(stack, "hdfs download (8 threads) + boto3 upload_file x8 threads",
-            lambda: hdfs_then_boto3(stack, "bench", "alt-threads", 8), files, nbytes, rows)
-        check_copies(stack, "alt-threads", files, nbytes)
-        run(stack, "FileTransferOperator per file (hybrid:// ends)",
-            lambda: file_transfer_operator(stack, "bench", "alt-fto"), files, nbytes, rows)
-        check_copies(stack, "alt-fto", files, nbytes)
-    summary = run(stack, "UfsMigrateOperator (plan, copy, verify, remove)", lambda: ufs_migrate("bench"),
-                  files, nbytes, rows)
-    assert summary["moved"] == files and summary["failed"] == 0, summary
-    check_copies(stack, "tpcds/bench", files, nbytes)
-    if server == "hadoop":
-        make_dataset(stack, "bench-distcp", args.small, args.medium, args.large)
-        result = run(stack, "UfsMigrateOperator engine=distcp (DistCp, verify, remove)",
-                     lambda: ufs_migrate_distcp(stack, "bench-distcp"), files, nbytes, rows)
-        assert result["moved"] == files and result["failed"] == 0, result
-        check_copies(stack, "tpcds/bench-distcp", files, nbytes)
-
-    print(f"\n   {'contender':58} {'wall':>7} {'files/s':>8} {'throughput':>14} {'+RSS':>8} {'req/file':>8}")
-    for name, elapsed, rate, throughput, rss, per_file in rows:
-        print(f"   {name:58} {elapsed:6.1f}s {rate:8.0f} {throughput:>14} {rss:5.0f}MiB {per_file:8.1f}")
-    print("   (+RSS: peak resident memory above the process's at the start; req/file: HTTP requests the devstack's "
-          "servers served per file: WebHDFS and S3 on the devstack, S3 only on Apache Hadoop)")
-    print(f"   (UfsMigrateOperator's own copy phase: {summary['throughput'] / MiB:.1f} MiB/s over "
-          f"{summary['elapsed']:.1f}s; it also verified every copy and removed every source)")
-    rates = {name: rate for name, _, rate, *_ in rows}
-    ours = rates["UfsMigrateOperator (plan, copy, verify, remove)"]
-    ratios = {}
-    if not args.skip_alternatives:
-        ratios["raw"] = ours / rates["hdfs download (8 threads) + boto3 upload_file x8 threads"]
-        ratios["fto"] = ours / rates["FileTransferOperator per file (hybrid:// ends)"]
-    if server == "hadoop":
-        ratios["distcp"] = ours / rates["UfsMigrateOperator engine=distcp (DistCp, verify, remove)"]
-    return ratios
-
-
 def main() -> None:
     scale = float(os.environ.get("BENCH_SCALE", "1"))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--small", type=int, default=int(2000 * scale), help="files of 1-64 KiB")
-    parser.add_argument("--medium", type=int, default=int(60 * scale), help="files of 1-4 MiB")
-    parser.add_argument("--large", type=int, default=max(1, int(3 * scale)), help="files of 24 MiB")
+    parser.add_argument("--setups", default="moto,seaweedfs,hadoop", help=f"of {', '.join(SETUPS)}")
+    parser.add_argument("--sets", default="mixed,small", help="datasets: mixed (bytes in big files), small")
+    parser.add_argument("--small", type=int, default=int(2000 * scale), help="mixed set: files of 1-64 KiB")
+    parser.add_argument("--medium", type=int, default=int(60 * scale), help="mixed set: files of 1-4 MiB")
+    parser.add_argument("--large", type=int, default=max(1, int(3 * scale)), help="mixed set: files of 24 MiB")
+    parser.add_argument("--small-files", type=int, default=int(10_000 * scale), help="small set: how many")
+    parser.add_argument("--small-size", type=int, default=64 * KiB, help="small set: bytes per file")
+    parser.add_argument("--fto-small", type=int, default=int(2000 * scale),
+                        help="small set: files FileTransferOperator copies (it is slow)")
+    parser.add_argument("--concurrency", type=int, default=8, help="files in flight, for ours and raw")
     parser.add_argument("--listed", type=int, default=int(1_000_000 * scale), help="files listed for planning")
-    parser.add_argument("--skip-alternatives", action="store_true", help="only time UfsMigrateOperator")
-    parser.add_argument("--servers", default="devstack,hadoop", help="HDFS servers, one after the other")
+    parser.add_argument("--contenders", default="raw,fto,ours", help="of raw, fto, ours (ours last: it moves the files)")
+    parser.add_argument("--distcp", action="store_true", help="also engine=distcp on Apache Hadoop (mixed set)")
+    parser.add_argument("--profile", type=Path, help="py-spy every child into this directory (raw stacks)")
     args = parser.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
 
-    # Imports happen here, outside every timed region.
-    import boto3  # noqa: F401
-    import hdfs  # noqa: F401
-    from airflow.providers.common.io.operators.file_transfer import FileTransferOperator  # noqa: F401
+    table: list[tuple[str, str, dict, dict]] = []
+    for setup in args.setups.split(","):
+        hdfs_kind, s3_kind = SETUPS[setup]
+        with devstack(hdfs=hdfs_kind) as stack, s3_server(stack, s3_kind) as s3_spec:
+            for set_name in args.sets.split(","):
+                rows = bench_set(stack, setup, s3_spec, set_name, args)
+                table.append((setup, set_name, rows, ratios(rows)))
 
-    from airflow_hybrid.operators.migrate import UfsMigrateOperator  # noqa: F401
+    print(f"\n-- side by side ({os.cpu_count()} cores; files/s of ours / theirs, +RSS of ours / raw's) --")
+    print(f"   {'setup':10} {'set':6} {'ours files/s':>12} {'/ raw':>7} {'/ FTO':>7} {'/ distcp':>8} "
+          f"{'+RSS ours':>9} {'raw':>6} {'ratio':>6}")
+    for setup, set_name, rows, ratio in table:
+        def cell(key: str, ratio: dict = ratio) -> str:
+            return f"{ratio[key]:6.2f}x" if key in ratio else f"{'-':>7}"
 
-    figures: dict[str, dict[str, float]] = {}
-    for server in args.servers.split(","):
-        with devstack(hdfs=server) as stack:
-            figures[server] = bench_server(stack, server, args)
-    if {"devstack", "hadoop"} <= figures.keys():
-        print("\n-- side by side (files/s ratios, higher is better for the first) --")
-        for key, label in (("raw", "UfsMigrateOperator / hdfs download + boto3 x8"),
-                           ("fto", "UfsMigrateOperator / FileTransferOperator"),
-                           ("distcp", "UfsMigrateOperator / engine=distcp")):
-            cells = [f"{server} {values[key]:.2f}x" for server, values in figures.items() if key in values]
-            print(f"   {label:48} {'   '.join(cells)}")
-    bench_planning(args.listed)
-    print(f"\n   bench process peak RSS {peak_rss_mib():.0f} MiB")
+        raw_rss = f"{rows['raw']['rss']:4.0f}M" if "raw" in rows else "-"
+        print(f"   {setup:10} {set_name:6} {rows['ours']['rate']:12.0f} {cell('raw')} {cell('fto')} {cell('distcp'):>8} "
+              f"{rows['ours']['rss']:8.0f}M {raw_rss:>6} {cell('rss')}")
+    print("   (goals: mixed >= 1.5x raw and >= 3x FTO; small >= 2x raw; +RSS ratio <= 2)")
+    if args.listed:
+        bench_planning(args.listed)
 
 
 if __name__ == "__main__":
