@@ -39,6 +39,7 @@ def test_list_buckets_and_head_bucket(s3):
     assert head.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
 
 
+@pytest.mark.hdfs_servers  # on the devstack's WebHDFS server and on Apache Hadoop's
 def test_a_file_on_both_members_is_listed_once(lake, s3):
     """A migration between its copy and its removal: the file is in HDFS and in S3; the listing shows it once,
     with the read-priority member's (S3's) size."""

@@ -54,6 +54,7 @@ def _duckdb(endpoint: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
+@pytest.mark.hdfs_servers  # on the devstack's WebHDFS server and on Apache Hadoop's
 def test_duckdb_httpfs_reads_and_writes_parquet_through_the_gateway(table, gateway, lake):
     con = _duckdb(gateway.endpoint)
     count, total, files = con.execute(
