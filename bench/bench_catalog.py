@@ -102,10 +102,11 @@ def fill(url: str, n: int, per_dir: int, tier_dir: Path) -> dict:
 
     from airflow_hybrid.cache.catalog import Catalog
     from airflow_hybrid.cache.config import TierConfig
+    from airflow_hybrid.cache.schema import TIER_COUNTERS
 
     catalog = Catalog(url)
     t = catalog.t
-    reserved = {alias: 0 for alias, _ in TIERS}
+    counters = {alias: dict.fromkeys(("reserved_bytes", *TIER_COUNTERS), 0) for alias, _ in TIERS}
     pins: list[tuple] = []
     started = time.perf_counter()
     raw = catalog.engine.raw_connection()
@@ -130,9 +131,17 @@ def fill(url: str, n: int, per_dir: int, tier_dir: Path) -> dict:
         if catalog.engine.dialect.name == "sqlite":
             cursor.execute("BEGIN")
         for row, pinned in generate(n, per_dir):
-            reserved[row[2]] += row[9]
+            count, size = counters[row[2]], row[9]
+            count["reserved_bytes"] += size
+            if row[16] == "ready":
+                count["ready_files"] += 1
+                count["ready_bytes"] += size
+            else:
+                count["loading_files"] += 1
             if pinned:
-                pins.append((MOUNT, row[1], row[2], row[9], row[13]))
+                count["pinned_bytes"] += size
+                count["pin_bytes"] += size
+                pins.append((MOUNT, row[1], row[2], size, row[13]))
             chunk.append(row)
             if len(chunk) >= 20_000:
                 flush()
@@ -147,7 +156,7 @@ def fill(url: str, n: int, per_dir: int, tier_dir: Path) -> dict:
                 [dict(zip(PIN_COLUMNS, p, strict=True)) for p in pins[start : start + 10_000]],
             )
     tiers = [
-        TierConfig(alias, (tier_dir / alias).as_uri(), int(reserved[alias] / USED), HIGH, LOW) for alias, _ in TIERS
+        TierConfig(alias, (tier_dir / alias).as_uri(), int(counters[alias]["reserved_bytes"] / USED), HIGH, LOW) for alias, _ in TIERS
     ]
     catalog.sync_tiers(MOUNT, tiers, NOW)
     with catalog.write() as conn:
@@ -155,7 +164,7 @@ def fill(url: str, n: int, per_dir: int, tier_dir: Path) -> dict:
             conn.execute(
                 t.tiers.update()
                 .where(t.tiers.c.mount == MOUNT, t.tiers.c.alias == tier.alias)
-                .values(reserved_bytes=reserved[tier.alias], hits=7 * n, misses=n)
+                .values(**counters[tier.alias], hits=7 * n, misses=n)
             )
         for k, d in enumerate((0, (n // per_dir) // 2, n // per_dir - 1)):
             directory = entry_path(d * per_dir, per_dir).rsplit("/", 1)[0]

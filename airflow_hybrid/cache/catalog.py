@@ -260,14 +260,36 @@ class Catalog:
         stmt = sa.select(tiers).where(tiers.c.mount == mount).order_by(tiers.c.alias).with_for_update()
         return {row.alias: row for row in conn.execute(stmt)}
 
-    def _add_reserved(self, conn: Connection, mount: str, tier: str, delta: int) -> None:
-        if delta:
+    def _add_counts(self, conn: Connection, mount: str, tier: str, **deltas: int) -> None:
+        """Add ``deltas`` to counters of the tier row (``reserved_bytes`` and :data:`TIER_COUNTERS`), which
+        change only together with the rows they count (tiers must be locked)."""
+        changes = {name: delta for name, delta in deltas.items() if delta}
+        if changes:
             tiers = self.t.tiers
             conn.execute(
                 tiers.update()
                 .where(tiers.c.mount == mount, tiers.c.alias == tier)
-                .values(reserved_bytes=tiers.c.reserved_bytes + delta)
+                .values({name: tiers.c[name] + delta for name, delta in changes.items()})
             )
+
+    def _entry_counts(self, row: sa.Row | CachedEntry, sign: int) -> dict[str, int]:
+        """The counters entry ``row`` adds to its tier (``sign`` 1) or takes from it (``sign`` -1)."""
+        if row.state == READY:
+            pinned = row.size if row.pinned else 0
+            return {"reserved_bytes": sign * row.size, "ready_files": sign, "ready_bytes": sign * row.size,
+                    "pinned_bytes": sign * pinned}
+        return {"reserved_bytes": sign * row.size, "loading_files": sign}
+
+    def _pinned_sums(self, conn: Connection, table: sa.Table, *where: sa.ColumnElement) -> dict[str, int]:
+        """Bytes per tier of the rows of ``table`` (``pins``, or ready ``entries``) matching ``where``."""
+        return {
+            tier: int(size)
+            for tier, size in conn.execute(
+                sa.select(table.c.tier, sa.func.coalesce(sa.func.sum(table.c.size), 0))
+                .where(*where)
+                .group_by(table.c.tier)
+            )
+        }
 
     def _trash(self, conn: Connection, row: sa.Row | CachedEntry, now: float) -> TrashItem:
         """Move an entry row to the trash and release its reserved bytes (tiers must be locked)."""
@@ -278,8 +300,37 @@ class Catalog:
             )
         )
         if conn.execute(entries.delete().where(entries.c.id == row.id)).rowcount == 1:
-            self._add_reserved(conn, row.mount, row.tier, -row.size)
+            self._add_counts(conn, row.mount, row.tier, **self._entry_counts(row, -1))
         return TrashItem(result.inserted_primary_key[0], row.mount, row.tier, row.location, row.size, row.path)
+
+    def _trash_many(self, conn: Connection, rows: Sequence[sa.Row], now: float) -> list[TrashItem]:
+        """:meth:`_trash` for a page of rows in a few statements: one insert of their trash rows, one delete,
+        one counter update per tier (tiers must be locked). Rows already gone are skipped."""
+        if len(rows) < 2 or not conn.dialect.insert_executemany_returning_sort_by_parameter_order:
+            return [self._trash(conn, row, now) for row in rows]
+        trash, entries = self.t.trash, self.t.entries
+        present = set(conn.execute(sa.select(entries.c.id).where(entries.c.id.in_([r.id for r in rows]))).scalars())
+        rows = [row for row in rows if row.id in present]
+        if not rows:
+            return []
+        ids = conn.execute(
+            trash.insert().returning(trash.c.id, sort_by_parameter_order=True),
+            [
+                {"mount": r.mount, "tier": r.tier, "location": r.location, "path": r.path, "created_at": now}
+                for r in rows
+            ],
+        ).scalars().all()
+        conn.execute(entries.delete().where(entries.c.id.in_([r.id for r in rows])))
+        deltas: dict[tuple[str, str], dict[str, int]] = {}
+        for row in rows:
+            total = deltas.setdefault((row.mount, row.tier), {})
+            for name, delta in self._entry_counts(row, -1).items():
+                total[name] = total.get(name, 0) + delta
+        for (mount, tier), total in sorted(deltas.items()):
+            self._add_counts(conn, mount, tier, **total)
+        return [
+            TrashItem(i, r.mount, r.tier, r.location, r.size, r.path) for i, r in zip(ids, rows, strict=True)
+        ]
 
     def _bytewise(self, column: sa.ColumnElement) -> sa.ColumnElement:
         """``column`` compared byte-wise: ``COLLATE "C"`` in PostgreSQL (whatever the database's collation;
@@ -521,7 +572,7 @@ class Catalog:
                         lease_expires_at=lease_until,
                     )
                 )
-                self._add_reserved(conn, mount, tier.alias, size)
+                self._add_counts(conn, mount, tier.alias, reserved_bytes=size, loading_files=1)
                 entry_id = result.inserted_primary_key[0]
                 new = conn.execute(sa.select(entries).where(entries.c.id == entry_id)).one()
                 return Claim(Claim.CLAIMED, CachedEntry.from_row(new._mapping), tuple(trashed))
@@ -548,12 +599,21 @@ class Catalog:
             row = self._locked_claim(conn, entry_id, loader_id)
             if row is None:
                 return None
-            self._add_reserved(conn, row.mount, row.tier, size - row.size)
             pinned = (
                 conn.execute(
                     sa.select(pins.c.path).where(pins.c.mount == row.mount, pins.c.path == row.path)
                 ).first()
                 is not None
+            )
+            self._add_counts(
+                conn,
+                row.mount,
+                row.tier,
+                reserved_bytes=size - row.size,
+                loading_files=-1,
+                ready_files=1,
+                ready_bytes=size,
+                pinned_bytes=size if pinned else 0,
             )
             conn.execute(
                 entries.update()
@@ -621,7 +681,7 @@ class Catalog:
                         entries.c.state.in_(states),
                     )
                 ).all()
-                trashed.extend(self._trash(conn, row, now) for row in rows)
+                trashed += self._trash_many(conn, rows, now)
         return trashed
 
     def evict(self, mount: str, tier: TierConfig, now: float, *, force: bool = False) -> list[TrashItem]:
@@ -665,11 +725,13 @@ class Catalog:
         for stmt in (expired, lru):
             while not done(used) and (limit is None or len(victims) < limit):
                 rows = conn.execute(stmt).all()
+                page = []
                 for row in rows:
-                    if done(used) or (limit is not None and len(victims) >= limit):
+                    if done(used) or (limit is not None and len(victims) + len(page) >= limit):
                         break
-                    victims.append((self._trash(conn, row, now), row.size))
+                    page.append(row)
                     used -= row.size
+                victims += [(item, item.size) for item in self._trash_many(conn, page, now)]
                 if len(rows) < _BATCH:
                     break
         if victims:
@@ -694,9 +756,11 @@ class Catalog:
                     )
                     .limit(_BATCH)
                 ).all()
-                for row in rows:
-                    trashed.append(self._trash(conn, row, now))
-                    conn.execute(pins.delete().where(pins.c.mount == mount, pins.c.path == row.path))
+                trashed += self._trash_many(conn, rows, now)
+                paths = (pins.c.mount == mount, pins.c.path.in_([row.path for row in rows]))
+                for tier, size in self._pinned_sums(conn, pins, *paths).items():
+                    self._add_counts(conn, mount, tier, pin_bytes=-size)
+                conn.execute(pins.delete().where(*paths))
             if len(rows) < _BATCH:
                 return trashed
 
@@ -712,7 +776,7 @@ class Catalog:
                     sa.or_(entries.c.lease_expires_at.is_(None), entries.c.lease_expires_at <= now),
                 )
             ).all()
-            return [self._trash(conn, row, now) for row in rows]
+            return self._trash_many(conn, rows, now)
 
     def trash_items(self, mount: str) -> list[TrashItem]:
         trash = self.t.trash
@@ -802,20 +866,22 @@ class Catalog:
         added: dict[str, int] = {}
         count = 0
         with self.write() as conn:
-            self._lock_tiers(conn, mount)
+            tier_rows = self._lock_tiers(conn, mount)
             for request in requests:
                 if conn.execute(
                     sa.select(pins.c.path).where(pins.c.mount == mount, pins.c.path == request.path)
                 ).first():
                     continue
                 row = conn.execute(
-                    sa.select(entries.c.id, entries.c.tier, entries.c.size).where(
+                    sa.select(entries.c.id, entries.c.tier, entries.c.size, entries.c.state, entries.c.pinned).where(
                         entries.c.mount == mount, entries.c.path == request.path
                     )
                 ).first()
                 if row is not None:
                     tier, size = row.tier, row.size
                     conn.execute(entries.update().where(entries.c.id == row.id).values(pinned=True))
+                    if row.state == READY and not row.pinned:
+                        self._add_counts(conn, mount, tier, pinned_bytes=size)
                 elif request.size is None:
                     raise CacheError(
                         f"cannot pin {mount}:{request.path}: not cached, and no size given to reserve"
@@ -828,11 +894,11 @@ class Catalog:
                 added[tier] = added.get(tier, 0) + size
                 count += 1
             for alias, extra in added.items():
-                pinned = conn.execute(
-                    sa.select(sa.func.coalesce(sa.func.sum(pins.c.size), 0)).where(
-                        pins.c.mount == mount, pins.c.tier == alias
-                    )
-                ).scalar()
+                self._add_counts(conn, mount, alias, pin_bytes=extra)
+                if alias in tier_rows:
+                    pinned = tier_rows[alias].pin_bytes + extra
+                else:  # no tier row to count them in
+                    pinned = self._pinned_sums(conn, pins, pins.c.mount == mount, pins.c.tier == alias).get(alias, 0)
                 quota = tiers[alias].quota if alias in tiers else 0
                 if pinned > quota:
                     raise CacheQuotaError(
@@ -846,6 +912,12 @@ class Catalog:
         entries, pins = self.t.entries, self.t.pins
         with self.write() as conn:
             self._lock_tiers(conn, mount)
+            self._forget_pins(
+                conn,
+                mount,
+                (pins.c.mount == mount, self._under(pins.c.path, prefix)),
+                (entries.c.mount == mount, entries.c.pinned == sa.true(), self._under(entries.c.path, prefix)),
+            )
             removed = conn.execute(
                 pins.delete().where(pins.c.mount == mount, self._under(pins.c.path, prefix))
             )
@@ -860,11 +932,26 @@ class Catalog:
             )
         return removed.rowcount
 
+    def _forget_pins(self, conn: Connection, mount: str, pin_rows: tuple, entry_rows: tuple) -> None:
+        """Take the pins matching ``pin_rows`` and the pinned entries matching ``entry_rows`` (about to be
+        deleted and unpinned) from their tiers' counters."""
+        entries, pins = self.t.entries, self.t.pins
+        for tier, size in self._pinned_sums(conn, pins, *pin_rows).items():
+            self._add_counts(conn, mount, tier, pin_bytes=-size)
+        for tier, size in self._pinned_sums(conn, entries, *entry_rows, entries.c.state == READY).items():
+            self._add_counts(conn, mount, tier, pinned_bytes=-size)
+
     def unpin_paths(self, mount: str, paths: Sequence[str]) -> int:
         """Remove the pins on exactly ``paths``; returns how many there were."""
         entries, pins = self.t.entries, self.t.pins
         with self.write() as conn:
             self._lock_tiers(conn, mount)
+            self._forget_pins(
+                conn,
+                mount,
+                (pins.c.mount == mount, pins.c.path.in_(paths)),
+                (entries.c.mount == mount, entries.c.pinned == sa.true(), entries.c.path.in_(paths)),
+            )
             removed = conn.execute(pins.delete().where(pins.c.mount == mount, pins.c.path.in_(paths)))
             conn.execute(
                 entries.update()
@@ -958,41 +1045,15 @@ class Catalog:
 
     # -- reporting ----------------------------------------------------------------------------------
     def usage(self, mount: str) -> list[TierUsage]:
-        """Per-tier figures of ``mount`` (none when the catalog has no tables yet): the counts and sums in one
-        grouped query that reads the LRU index alone, the oldest entry along the creation index."""
+        """Per-tier figures of ``mount`` (none when the catalog has no tables yet): the tier rows' counters,
+        and each tier's oldest entry along the creation index (no entry is counted here)."""
         if self.schema_version == 0:
             return []
         self.hits.flush()
-        tiers, entries, pins = self.t.tiers, self.t.entries, self.t.pins
+        tiers, entries = self.t.tiers, self.t.entries
         result = []
         with self.read() as conn:
-            tier_rows = conn.execute(sa.select(tiers).where(tiers.c.mount == mount).order_by(tiers.c.alias)).all()
-            groups: dict[tuple[str, str, bool], tuple[int, int]] = {}
-            for alias, state, pinned, count, size in conn.execute(
-                sa.select(
-                    entries.c.tier,
-                    entries.c.state,
-                    entries.c.pinned,
-                    sa.func.count(),
-                    sa.func.coalesce(sa.func.sum(entries.c.size), 0),
-                )
-                .where(entries.c.mount == mount)
-                .group_by(entries.c.tier, entries.c.state, entries.c.pinned)
-            ):
-                groups[alias, state, bool(pinned)] = (count, int(size))
-            intents = dict(
-                conn.execute(
-                    sa.select(pins.c.tier, sa.func.coalesce(sa.func.sum(pins.c.size), 0))
-                    .where(pins.c.mount == mount)
-                    .group_by(pins.c.tier)
-                ).all()
-            )
-            for tier in tier_rows:
-
-                def figure(state: str, pinned: bool | None, what: int, alias: str = tier.alias) -> int:
-                    flags = (False, True) if pinned is None else (pinned,)
-                    return sum(groups.get((alias, state, flag), (0, 0))[what] for flag in flags)
-
+            for tier in conn.execute(sa.select(tiers).where(tiers.c.mount == mount).order_by(tiers.c.alias)).all():
                 oldest = conn.execute(
                     sa.select(entries.c.path, entries.c.created_at)
                     .where(entries.c.mount == mount, entries.c.tier == tier.alias, entries.c.state == READY)
@@ -1007,11 +1068,11 @@ class Catalog:
                         reserved=tier.reserved_bytes,
                         hits=tier.hits,
                         misses=tier.misses,
-                        files=figure(READY, None, 0),
-                        ready_bytes=figure(READY, None, 1),
-                        loading=figure(LOADING, None, 0),
-                        pinned_bytes=figure(READY, True, 1),
-                        pin_intent_bytes=int(intents.get(tier.alias, 0)),
+                        files=tier.ready_files,
+                        ready_bytes=tier.ready_bytes,
+                        loading=tier.loading_files,
+                        pinned_bytes=tier.pinned_bytes,
+                        pin_intent_bytes=tier.pin_bytes,
                         oldest_path=oldest.path if oldest else None,
                         oldest_created_at=oldest.created_at if oldest else None,
                     )

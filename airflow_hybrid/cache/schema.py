@@ -27,6 +27,9 @@ Versions:
    abandoned loads), ``(mount, state, size)`` (the largest entries), ``(mount, tier, state, created_at)``
    (the oldest entry) and, in PostgreSQL, ``(mount, path COLLATE "C")`` (the entries under a directory,
    a byte-wise range whatever the database's collation).
+6. Per-tier counters kept with the rows they count, so the report reads no entry: ``tiers.ready_files``,
+   ``ready_bytes``, ``pinned_bytes`` (ready pinned entries), ``loading_files`` and ``pin_bytes`` (the bytes
+   of the tier's pins, checked against the quota by every pin); back-filled from the entries and pins.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ def _id_column() -> sa.Column:
     )
 
 
-def _tiers_v1(metadata: sa.MetaData, prefix: str) -> sa.Table:
+def _tiers_v1(metadata: sa.MetaData, prefix: str, extra: list[sa.Column] | None = None) -> sa.Table:
     return sa.Table(
         f"{prefix}tiers",
         metadata,
@@ -89,7 +92,16 @@ def _tiers_v1(metadata: sa.MetaData, prefix: str) -> sa.Table:
         sa.Column("hits", sa.BigInteger, nullable=False, default=0),
         sa.Column("misses", sa.BigInteger, nullable=False, default=0),
         sa.Column("updated_at", sa.Float, nullable=False),
+        *(extra or []),
     )
+
+
+#: The tier counters added by version 6, each the aggregate over the tier's rows it is kept equal to.
+TIER_COUNTERS = ("ready_files", "ready_bytes", "pinned_bytes", "loading_files", "pin_bytes")
+
+
+def _tier_counter_columns() -> list[sa.Column]:
+    return [sa.Column(name, sa.BigInteger, nullable=False, default=0) for name in TIER_COUNTERS]
 
 
 def _entries_columns_v1() -> list[sa.Column]:
@@ -228,7 +240,7 @@ def build_tables(prefix: str = DEFAULT_TABLE_PREFIX) -> Tables:
     return Tables(
         metadata=metadata,
         schema_version=_version_table(metadata, prefix),
-        tiers=_tiers_v1(metadata, prefix),
+        tiers=_tiers_v1(metadata, prefix, _tier_counter_columns()),
         entries=_entries_table(
             metadata, prefix, [sa.Column("last_synced_at", sa.Float, nullable=True)], v5=True
         ),
@@ -279,6 +291,33 @@ def _v5(conn: Connection, prefix: str) -> None:
             index.create(conn)
 
 
+def _v6(conn: Connection, prefix: str) -> None:
+    bigint = sa.BigInteger().compile(dialect=conn.dialect)
+    for name in TIER_COUNTERS:
+        conn.execute(sa.text(f"ALTER TABLE {prefix}tiers ADD COLUMN {name} {bigint} NOT NULL DEFAULT 0"))
+    tiers = sa.table(f"{prefix}tiers", *(sa.column(n) for n in ("mount", "alias", *TIER_COUNTERS)))
+    entries = sa.table(f"{prefix}entries", *(sa.column(n) for n in ("mount", "tier", "state", "size", "pinned")))
+    pins = sa.table(f"{prefix}pins", *(sa.column(n) for n in ("mount", "tier", "size")))
+
+    def total(value: sa.ColumnElement, table: sa.TableClause, *where: sa.ColumnElement) -> sa.ScalarSelect:
+        return (
+            sa.select(sa.func.coalesce(sa.func.sum(value), 0))
+            .where(table.c.mount == tiers.c.mount, table.c.tier == tiers.c.alias, *where)
+            .scalar_subquery()
+        )
+
+    ready, loading = entries.c.state == READY, entries.c.state == LOADING
+    conn.execute(
+        tiers.update().values(
+            ready_files=total(sa.literal(1), entries, ready),
+            ready_bytes=total(entries.c.size, entries, ready),
+            pinned_bytes=total(entries.c.size, entries, ready, entries.c.pinned == sa.true()),
+            loading_files=total(sa.literal(1), entries, loading),
+            pin_bytes=total(pins.c.size, pins),
+        )
+    )
+
+
 @dataclass(frozen=True)
 class Upgrade:
     version: int
@@ -292,6 +331,7 @@ UPGRADES: tuple[Upgrade, ...] = (
     Upgrade(3, "listings and listing_entries tables", _v3),
     Upgrade(4, "leases table; trash.path", _v4),
     Upgrade(5, "entries indexes for eviction, expiry, the report and directory scans", _v5),
+    Upgrade(6, "tier counters: ready files and bytes, pinned bytes, loading files, pin bytes", _v6),
 )
 LATEST_VERSION = UPGRADES[-1].version
 

@@ -124,3 +124,96 @@ def test_claim_refuses_a_file_larger_than_the_quota_and_changes_nothing(tmp_path
     assert claim.status == Claim.NO_SPACE and "quota 1000" in claim.reason
     assert catalog.get("lake", "huge") is None
     assert catalog.usage("lake")[0].reserved == 0
+
+
+def _aggregates(catalog, mount="lake"):
+    """The tier figures counted from the rows, to compare with the counters the catalog keeps."""
+    e, p = catalog.t.entries, catalog.t.pins
+    with catalog.read() as conn:
+        ready = [r for r in conn.execute(sa.select(e).where(e.c.mount == mount)) if r.state == "ready"]
+        loading = conn.execute(sa.select(sa.func.count()).where(e.c.mount == mount, e.c.state == "loading")).scalar()
+        reserved = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(e.c.size), 0)).where(e.c.mount == mount))
+        pins = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(p.c.size), 0)).where(p.c.mount == mount))
+        return {"files": len(ready), "ready_bytes": sum(r.size for r in ready), "loading": loading,
+                "pinned_bytes": sum(r.size for r in ready if r.pinned), "reserved": reserved.scalar(),
+                "pin_intent_bytes": pins.scalar()}
+
+
+def _counters(catalog):
+    (u,) = catalog.usage("lake")
+    return {"files": u.files, "ready_bytes": u.ready_bytes, "loading": u.loading, "pinned_bytes": u.pinned_bytes,
+            "reserved": u.reserved, "pin_intent_bytes": u.pin_intent_bytes}
+
+
+def test_tier_counters_follow_every_change_of_the_entries_and_pins(tmp_path):
+    """The report reads the tier counters, not the entries: after each kind of change they equal the
+    aggregates over the rows (claim, complete with another size, pin before and after loading, unpin by
+    prefix and by path, expire, evict, drop, abandon, reclaim)."""
+    from airflow_hybrid.cache.catalog import PinRequest
+
+    catalog = Catalog(_url(tmp_path))
+    catalog.sync_tiers("lake", [TIER], 0.0)
+    tiers = {"MEM": TIER}
+    steps = []
+
+    def check(what):
+        steps.append(what)
+        assert _counters(catalog) == _aggregates(catalog), steps
+
+    a, b, c = (_claim(catalog, path, 100, now=1.0) for path in ("d/a", "d/b", "e/c"))
+    check("claimed")
+    catalog.pin("lake", [PinRequest("d/a"), PinRequest("x/later", 50, "MEM")], tiers, "MEM", 2.0)
+    check("pinned a loading entry and a file not cached")
+    catalog.complete(a.entry.id, "L1", 90, now=3.0)
+    catalog.complete(b.entry.id, "L1", 80, now=3.0)
+    check("completed with other sizes")
+    catalog.pin("lake", [PinRequest("d/b")], tiers, "MEM", 4.0)
+    check("pinned a ready entry")
+    catalog.unpin_paths("lake", ["d/b"])
+    check("unpinned a path")
+    catalog.unpin("lake", "d")
+    check("unpinned a directory")
+    catalog.pin("lake", [PinRequest("d/a")], tiers, "MEM", 5.0)
+    assert catalog.abandon(c.entry.id, "L1", now=6.0) is not None
+    check("abandoned a load")
+    ttl = catalog.claim("lake", "t", tier=TIER, location="lake/t", size=10, source_member="hdfs", source_uri=None,
+                        source=SourceFingerprint(10, 1.0), loader_id="T", lease_until=70.0, now=7.0, ttl=1.0)
+    catalog.complete(ttl.entry.id, "T", 10, now=7.0)
+    catalog.pin("lake", [PinRequest("t")], tiers, "MEM", 7.0)
+    check("pinned an entry with a TTL")
+    assert len(catalog.expire("lake", now=9.0)) == 1
+    check("expired a pinned entry (and its pin)")
+    _claim(catalog, "stuck", 20, now=10.0, lease=1.0)
+    assert len(catalog.reclaim_expired("lake", now=20.0)) == 1
+    check("reclaimed an abandoned load")
+    for i in range(8):
+        loaded = _claim(catalog, f"f/{i}", 100, now=30.0 + i, loader=f"F{i}")
+        catalog.complete(loaded.entry.id, f"F{i}", 100, now=30.0 + i)
+    assert catalog.get("lake", "d/b") is None and catalog.get("lake", "d/a") is not None  # LRU, unpinned
+    check("filled past the high watermark (the claims evicted)")
+    catalog.evict("lake", TIER, now=40.0, force=True)
+    check("evicted")
+    catalog.drop("lake", [e.id for e in catalog.iter_entries("lake")], now=50.0)
+    check("dropped everything ready")
+    assert _counters(catalog)["pinned_bytes"] == 0 and _counters(catalog)["pin_intent_bytes"] == 140
+
+
+def test_upgrade_to_version_6_back_fills_the_tier_counters(tmp_path):
+    engine = create_catalog_engine(_url(tmp_path))
+    with _write(engine) as conn, conn.begin():
+        assert upgrade(conn, target=5) == [1, 2, 3, 4, 5]
+        conn.execute(sa.text(
+            "INSERT INTO hybrid_cache_tiers (mount, alias, uri, quota_bytes, reserved_bytes, hits, misses, updated_at)"
+            " VALUES ('lake', 'MEM', 'file:///tmp/unused', 1000, 60, 0, 0, 1.0)"))
+        for path, size, state, pinned in (("a", 10, "ready", 1), ("b", 20, "ready", 0), ("c", 30, "loading", 0)):
+            conn.execute(sa.text(
+                "INSERT INTO hybrid_cache_entries (mount, path, tier, location, source_member, source_size,"
+                " source_mtime, size, pinned, created_at, last_access, hits, state)"
+                f" VALUES ('lake', '{path}', 'MEM', 'loc', 'hdfs', {size}, 5.0, {size}, {pinned}, 1.0, 1.0, 0,"
+                f" '{state}')"))
+        conn.execute(sa.text("INSERT INTO hybrid_cache_pins (mount, path, tier, size, created_at)"
+                             " VALUES ('lake', 'a', 'MEM', 10, 1.0), ('lake', 'z', 'MEM', 7, 1.0)"))
+    engine.dispose()
+    catalog = Catalog(_url(tmp_path))
+    assert _counters(catalog) == _aggregates(catalog) == {
+        "files": 2, "ready_bytes": 30, "loading": 1, "pinned_bytes": 10, "reserved": 60, "pin_intent_bytes": 17}
