@@ -22,9 +22,16 @@ What it does:
      metadata sync for directories), so a warm query sends no request over the link at all;
    * local: the same files read by DuckDB from the local directory;
 
+   * warm native: as ``DuckDBQuery`` plans it (``airflow_hybrid.query.native``): fresh copies in the local tier
+     read natively by DuckDB, files on S3 by DuckDB's httpfs, the rest through ``hybrid://``; the line says how
+     many files went each way;
+
    plus, for context, the same local files through an fsspec filesystem (the Python bridge ``hybrid://``
    goes through) and a prefetch of the dataset through the link (``cache_ops.prefetch``, what
-   ``HybridPrefetchOperator`` runs).
+   ``HybridPrefetchOperator`` runs);
+4. part of the table only in S3: ``--s3-files`` files moved HDFS -> S3 after the tier was filled (their copies
+   stale, so cold), the rest warm: the native plan (local tier + httpfs) on the shaped link, with the S3 link
+   unshaped, and with ``s3_native`` off (the S3 files through the bridge), against the local directory.
 
 Every DuckDB run uses a new connection and a new ``HybridFileSystem`` (no engine-side caching carried over),
 and the query results of all runs are checked to be equal.
@@ -66,6 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bandwidth-mb", type=float, default=50.0, help="link cap in MB/s (10^6 bytes)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of the warm and local queries (best kept)")
     parser.add_argument("--prefetch-concurrency", type=int, default=8)
+    parser.add_argument("--s3-files", type=int, default=4, help="files moved to S3 for the split-table case")
     parser.add_argument("--work-dir", help="keep data here (default: a temporary directory, removed)")
     return parser.parse_args(argv)
 
@@ -166,6 +174,45 @@ def run_query(source: str, filesystem=None, relation: str | None = None) -> tupl
         con.close()
 
 
+def run_planned(fs, s3_native: bool = True) -> tuple[float, list, dict]:
+    """The query as DuckDBQuery plans it (:mod:`airflow_hybrid.query.native`): ``(seconds, rows, files per
+    route)``, planning (listing, catalog, lease), httpfs set-up and the check of the versions read included."""
+    import duckdb
+
+    from airflow_hybrid.query.duckdb_engine import planned_source
+    from airflow_hybrid.query.duckdb_s3 import HttpfsAccess
+    from airflow_hybrid.query.native import TablePlanner
+
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    started = time.perf_counter()
+    planner = TablePlanner(fs, "bench", s3=HttpfsAccess() if s3_native else None)
+    try:
+        con.execute("SET enable_external_file_cache = false")  # no engine-side cache across queries
+        con.register_filesystem(fs)
+        plan = planner.plan("store_sales", f"hybrid://{MOUNT}/{TABLE_PATH}")
+        if plan.s3_targets:
+            planner.s3.configure(con)
+        rows = con.execute(QUERY.format(relation=planned_source(plan))).fetchall()
+        if plan.s3_targets and (mismatches := planner.s3.verify(con, plan.s3_targets)):
+            raise RuntimeError(f"httpfs read another version: {mismatches[0]}")
+        return time.perf_counter() - started, rows, plan.summary()
+    finally:
+        con.close()
+        planner.close()
+
+
+def move_to_s3(mount, local_dir: Path, names: list[str]) -> int:
+    """A migration HDFS -> S3 of the files ``names`` of the table (their cache copies become stale); bytes."""
+    moved = 0
+    for name in names:
+        path = local_dir / TABLE_PATH / name
+        with open(path, "rb") as stream:
+            mount.members["s3"].write(f"{TABLE_PATH}/{name}", stream, size_hint=path.stat().st_size)
+        mount.members["hdfs"].delete(f"{TABLE_PATH}/{name}")
+        moved += path.stat().st_size
+    return moved
+
+
 def hybrid_filesystem():
     from airflow_hybrid.mount.filesystem import HybridFileSystem
 
@@ -243,27 +290,18 @@ def main(argv: list[str] | None = None) -> int:
                 close_filesystem(fs)
             return times, rows, ops
 
-        def native_runs(repeat: int) -> tuple[list[float], list, str, int, dict]:
+        def native_runs(repeat: int, s3_native: bool = True) -> tuple[list[float], list, str, int, dict]:
             """What DuckDBQuery does: the table's files resolved when the query starts (leased), fresh copies
-            in the local tier read natively by DuckDB, the rest through hybrid://."""
-            from airflow_hybrid.query.duckdb_engine import planned_source
-            from airflow_hybrid.query.native import TablePlanner
-
+            in the local tier read natively by DuckDB, files on S3 by DuckDB's httpfs, the rest through
+            hybrid://."""
             times, rows, ops, requests, reads = [], None, "", 0, {}
             for _ in range(repeat):
                 fs = hybrid_filesystem()
                 before, requests_before = operations(client), source_stats(client)[0]
-                planner = TablePlanner(fs, "bench")
-                try:
-                    started = time.perf_counter()
-                    plan = planner.plan("store_sales", f"hybrid://{MOUNT}/{TABLE_PATH}")
-                    _, rows = run_query("", fs, relation=planned_source(plan))
-                    times.append(time.perf_counter() - started)  # planning (listing, catalog, lease) included
-                finally:
-                    planner.close()
+                elapsed, rows, reads = run_planned(fs, s3_native)
+                times.append(elapsed)
                 ops = ops_moved(before, operations(client))
                 requests = source_stats(client)[0] - requests_before
-                reads = plan.summary()
                 close_filesystem(fs)
             return times, rows, ops, requests, reads
 
@@ -293,7 +331,24 @@ def main(argv: list[str] | None = None) -> int:
                                      progress_interval=3600)
         prefetch = time.perf_counter() - started
         prefetch_requests = source_stats(client)[0] - before[0]
+
+        # part of the table only in S3, cold in the cache: a migration moved it there after the tier was filled
+        on_s3 = [p.name for p in files[: args.s3_files]]
+        client.shaping.configure("all", latency_ms=0, bandwidth=None)
+        s3_bytes = move_to_s3(mount, local_dir, on_s3)
+        client.shaping.configure("all", latency_ms=args.latency_ms, bandwidth=bandwidth)
+        split_times, split_rows, split_ops, split_requests, split_reads = native_runs(args.repeat)
+        client.shaping.configure("s3", latency_ms=0, bandwidth=None)
+        fast_times, fast_rows, _, _, fast_reads = native_runs(args.repeat)
+        client.shaping.configure("s3", latency_ms=args.latency_ms, bandwidth=bandwidth)
+        # the same through the bridge (which fills the cache from S3: once, then the new copies are freed)
+        bridge_s3_times, bridge_s3_rows, _, _, bridge_s3_reads = native_runs(1, s3_native=False)
+        mount.cache.wait_for_background_loads()
+        mount.cache.free([f"{TABLE_PATH}/{name}" for name in on_s3])
         mount.close()
+        if not (split_rows == fast_rows == bridge_s3_rows == local_rows):
+            print("ERROR: the runs with part of the table on S3 returned different results", file=sys.stderr)
+            return 1
 
         warm, best_local, listed = min(warm_times), min(local_times), min(listed_times)
         mib = 1024 * 1024
@@ -317,6 +372,19 @@ def main(argv: list[str] | None = None) -> int:
               f"{listed / best_local:.2f}x)    cold/warm ratio: {cold / warm:.1f}x")
         print(f"native warm/local ratio: {native / best_local:.2f}x (with listings from the catalog: "
               f"{nlisted / best_local:.2f}x; target <= 1.1x)")
+        split, fast, bridge_s3 = min(split_times), min(fast_times), min(bridge_s3_times)
+        floor = s3_bytes / bandwidth + args.latency_ms / 1000
+        print(f"\npart of the table only in S3 ({len(on_s3)} of {len(files)} files, {format_bytes(s3_bytes)}), "
+              "cold in the cache, the rest warm in the local tier:")
+        print(f"warm   native + httpfs, shaped link   {split:8.2f} s   (best of {args.repeat}; files: {split_reads}; "
+              f"source requests per query: {split_requests}: {split_ops})")
+        print(f"warm   native + httpfs, S3 unshaped   {fast:8.2f} s   (best of {args.repeat}; files: {fast_reads}; "
+              "moto on loopback without latency or cap)")
+        print(f"warm   native + bridge for S3 files   {bridge_s3:8.2f} s   (one run, shaped link; files: "
+              f"{bridge_s3_reads}; s3_native=False)")
+        print(f"warm(native+httpfs)/local ratio: {split / best_local:.2f}x on the shaped link (its S3 bytes alone "
+              f"take {floor:.2f} s: {split / max(floor, 1e-9):.2f}x that floor), {fast / best_local:.2f}x with S3 "
+              f"unshaped; httpfs/bridge for the S3 files: {split / bridge_s3:.2f}x")
         print(f"\ncontext: local directory through an fsspec LocalFileSystem registered in DuckDB: "
               f"{fsspec_local:.2f} s (the Python filesystem bridge hybrid:// goes through)")
         print(f"bridge/fsspec floor ratio: warm hybrid:// {warm / fsspec_local:.2f}x, with catalog listings "
