@@ -81,6 +81,8 @@ class HybridFileSystem(AbstractFileSystem):
         self._lock = threading.Lock()
         #: name -> (expires at, info dict): statuses remembered across calls (see the module doc).
         self._memo: dict[str, tuple[float, dict[str, Any]]] = {}
+        #: name -> (expires at, entry): fresh cached copies opened, so another open needs no catalog lookup.
+        self._copies: dict[str, tuple[float, CachedEntry]] = {}
         self._memo_lock = threading.Lock()
 
     # -- paths ------------------------------------------------------------------------------------
@@ -164,13 +166,38 @@ class HybridFileSystem(AbstractFileSystem):
             for entry in entries:
                 self._memo[entry["name"]] = (expires, entry)
 
+    def _recall_copy(self, name: str) -> CachedEntry | None:
+        remembered = self._copies.get(name)
+        if remembered is not None:
+            if remembered[0] > time.monotonic():
+                return remembered[1]
+            self._copies.pop(name, None)
+        return None
+
+    def _remember_copy(self, mount: HybridMount, name: str, entry: CachedEntry) -> None:
+        """Remember a fresh copy just looked up, no longer than the status memo nor past the copy's next
+        freshness check or expiry (so it is never served longer than the catalog would serve it)."""
+        seconds = self._memo_seconds(mount)
+        if seconds <= 0 or entry.last_synced_at is None:
+            return
+        now = mount.cache.clock()
+        seconds = min(seconds, entry.last_synced_at + mount.cache.config.metadata_sync_interval - now)
+        if entry.expires_at is not None:
+            seconds = min(seconds, entry.expires_at - now)
+        if seconds > 0:
+            with self._memo_lock:
+                if len(self._copies) >= _MEMO_LIMIT:
+                    self._copies.clear()
+                self._copies[name] = (time.monotonic() + seconds, entry)
+
     def _forget(self, mount: HybridMount, rel: str) -> None:
         """Forget ``rel`` (and what lies under it) and its parent's listing after a change through this fs."""
         name = f"{mount.name}/{rel}" if rel else mount.name
         parent = self._parent(name)
         with self._memo_lock:
-            for key in [k for k in self._memo if k == name or k.startswith(name + "/")]:
-                del self._memo[key]
+            for memo in (self._memo, self._copies):
+                for key in [k for k in memo if k == name or k.startswith(name + "/")]:
+                    del memo[key]
         memo = _operation_memo.get()
         if memo is not None:
             for key in [k for k in memo if k[1] in (name, parent) or k[1].startswith(name + "/")]:
@@ -180,6 +207,7 @@ class HybridFileSystem(AbstractFileSystem):
         if path is None:
             with self._memo_lock:
                 self._memo.clear()
+                self._copies.clear()
         else:
             mount, rel = self._split(path)
             self._forget(mount, rel)
@@ -392,16 +420,20 @@ class HybridReadFile(AbstractBufferedFile):
             resolved.append(mount.resolve(rel))
             return resolved[-1][1]
 
-        entry = cache.lookup(rel, current)
+        name = f"{mount.name}/{rel}"
+        entry = fs._recall_copy(name) or cache.lookup(rel, current)
         if entry is not None and known is not None and not _same_version(entry.source, known):
+            fs._copies.pop(name, None)
             entry = cache.lookup(rel, current, force_sync=True)  # a newer status was seen: check now
         if entry is not None:
             try:
                 self._stream, self._stream_pos = cache.open_cached(entry), 0
                 self._entry = entry
+                fs._remember_copy(mount, name, entry)
                 info = FileInfo(path=rel, size=entry.source.size, mtime=entry.source.mtime, etag=entry.source.etag)
             except FileNotFoundError:  # evicted meanwhile: read from the source
                 entry = None
+                fs._copies.pop(name, None)
         member = None
         if entry is None:
             # the status just checked, else the one this filesystem saw within its memo's lifetime (a listing)

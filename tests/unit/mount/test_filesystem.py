@@ -343,3 +343,25 @@ def test_a_warm_file_is_read_directly_from_the_tier_with_the_right_bytes(make_la
         assert f.readinto(buffer) == 1000 and bytes(buffer) == data[123_456:124_456]
         assert f.tell() == 124_456
     assert stores["hdfs"].calls == {} and stores["s3"].calls == {}
+
+
+def test_a_copy_opened_again_needs_no_catalog_lookup_within_the_interval_and_is_checked_after(make_lake, tmp_path):
+    fs, mount, stores = make_lake(60)
+    now = [1_800_000_000.0]
+    mount.cache.clock = lambda: now[0]
+    put(tmp_path / "hdfs", "t/a.parquet", b"a" * 1000, 1_700_000_000.0)
+    assert read_all(fs, "t/a.parquet") == b"a" * 1000  # cold: fills the cache
+    fs = HybridFileSystem(mounts={"lake": mount}, skip_instance_cache=True)
+    assert read_all(fs, "t/a.parquet") == b"a" * 1000  # warm: looked up in the catalog once
+    catalog, get, looked_up = mount.cache.catalog, mount.cache.catalog.get, []
+    catalog.get = lambda *args, **kwargs: looked_up.append(args) or get(*args, **kwargs)
+    try:
+        assert read_all(fs, "t/a.parquet") == b"a" * 1000
+        assert looked_up == []
+        put(tmp_path / "hdfs", "t/a.parquet", b"b" * 1000, 1_700_000_100.0)  # changed at the source directly
+        now[0] += 61  # the copy's freshness check is due: it is looked up and checked again
+        fresh = HybridFileSystem(mounts={"lake": mount}, skip_instance_cache=True)
+        assert read_all(fresh, "t/a.parquet") == b"b" * 1000
+        assert looked_up
+    finally:
+        catalog.get = get
