@@ -90,7 +90,8 @@ class DuckDBQuery:
         :param output_format: ``parquet`` or ``csv`` (with a header line).
         :param output_conn_id: Airflow connection for a non-``hybrid://`` output (e.g. ``aws_default``).
         :param preview_rows: how many leading rows the summary carries.
-        :param settings: DuckDB settings (``memory_limit``, ``threads``, ...).
+        :param settings: DuckDB settings (``memory_limit``, ``threads``, ...; httpfs's, such as ``http_timeout``,
+            when the query reads S3 files with it).
         :param native: resolve the files of each table of a mount with a cache when the query starts, so
             DuckDB reads fresh copies in a local tier natively (leased for the query), the rest through
             ``hybrid://`` (:mod:`airflow_hybrid.query.native`). ``False``: every table through ``hybrid://``.
@@ -174,6 +175,7 @@ class DuckDBQuery:
                     s3.configure(con)
                 except HttpfsUnavailableError as err:
                     raise _ReadAnotherVersion(f"httpfs could not be set up ({err})") from err
+            self._apply_settings(con)  # after httpfs is loaded: its settings (http_timeout ...) exist then
             for statement in self.view_statements(plans):
                 con.execute(statement)
             staged = os.path.join(work, "result.parquet")
@@ -227,10 +229,6 @@ class DuckDBQuery:
         )
         try:
             con.execute(f"SET temp_directory = '{sql_string(work)}'")
-            for key, value in self.settings.items():
-                if not _IDENTIFIER.fullmatch(key):
-                    raise ValueError(f"settings: {key!r} is not a DuckDB setting name")
-                con.execute(f"SET {key} = {_sql_literal(value)}")
             con.register_filesystem(self.fs)
             with self._lock:
                 self._con = con
@@ -239,6 +237,12 @@ class DuckDBQuery:
             with self._lock:
                 self._con = None
             con.close()
+
+    def _apply_settings(self, con: duckdb.DuckDBPyConnection) -> None:
+        for key, value in self.settings.items():
+            if not _IDENTIFIER.fullmatch(key):
+                raise ValueError(f"settings: {key!r} is not a DuckDB setting name")
+            con.execute(f"SET {key} = {_sql_literal(value)}")
 
     def _upload(self, local: str) -> None:
         size = os.path.getsize(local)

@@ -164,7 +164,7 @@ def test_a_table_wholly_in_s3_is_read_by_httpfs_and_credentials_stay_out_of_logs
     lake = lake(conn_id=secret_conn)
     for i in range(4):
         lake.put_s3(f"part-{i}.parquet", i)
-    q = lake.query()
+    q = lake.query(settings={"http_timeout": 60, "threads": 2})  # an httpfs setting: set once it is loaded
 
     with our_logs() as records:
         result = q.run()
