@@ -183,7 +183,8 @@ class Mismatch:
 class HttpfsAccess:
     """Which S3 stores DuckDB reads with httpfs in one query, the connection set-up, and the check afterwards.
 
-    :meth:`accepts` is asked by the planner per store (cached; a refusal is logged once with its reason);
+    :meth:`target` is asked by the planner per file (the decision per store is cached; a refusal is logged once
+    with its reason);
     :meth:`configure` loads the extension and creates the secrets of the stores that were used;
     :meth:`verify` checks DuckDB's HTTP log against the listed versions of the targets.
     """
@@ -202,11 +203,9 @@ class HttpfsAccess:
             self.unavailable = str(err)
             log.info("S3 files are read through hybrid://: %s", err)
 
-    def accepts(self, store: Store) -> bool:
-        """Whether httpfs can read ``store`` (an :class:`S3Store` with a usable connection)."""
-        return self.scope_of(store) is not None
-
     def scope_of(self, store: Store) -> str | None:
+        """The secret's scope for ``store`` when httpfs can read it (an S3 store with a usable connection; the
+        store counts as used from then on), else ``None``."""
         if self._extension is None or getattr(store, "scheme", None) != "s3":
             return None
         with self._lock:
