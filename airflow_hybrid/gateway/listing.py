@@ -13,8 +13,9 @@ union rules (:class:`~airflow_hybrid.mount.union.HybridMount`):
 * a name is listed once, the highest read-priority member's entry winning; a directory whose name a
   higher-priority member has as a file, already listed before the marker, is left out.
 
-Cost of a page of ``n`` keys: ``2m-1`` listings of ``n + 1`` children per directory visited (``m`` members),
-memory O(``(2m-1)·n·depth``). Members with a native sorted listing (S3: ``StartAfter``) pay O(n) requests;
+Cost of a page of ``n`` keys: ``2m-1`` listings of ``n + 2`` children per directory visited (``m`` members;
+the page, the key telling whether it is truncated, and the one bounding each listing), memory
+O(``(2m-1)·n·depth``). Members with a native sorted listing (S3: ``StartAfter``) pay O(n) requests;
 the others (HDFS, local directories) scan each directory visited once per listing for each page, keeping only
 the ``n + 1`` smallest names in a heap (bounded memory, requests proportional to the directory's size).
 Directories with no key left cost their listings without adding keys to the page.
