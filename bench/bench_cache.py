@@ -192,6 +192,7 @@ def run_planned(fs, s3_native: bool = True) -> tuple[float, list, dict]:
         plan = planner.plan("store_sales", f"hybrid://{MOUNT}/{TABLE_PATH}")
         if plan.s3_targets:
             planner.s3.configure(con)
+            planner.s3.start_log(con)
         rows = con.execute(QUERY.format(relation=planned_source(plan))).fetchall()
         if plan.s3_targets and (mismatches := planner.s3.verify(con, plan.s3_targets)):
             raise RuntimeError(f"httpfs read another version: {mismatches[0]}")

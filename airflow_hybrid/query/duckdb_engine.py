@@ -178,6 +178,8 @@ class DuckDBQuery:
             self._apply_settings(con)  # after httpfs is loaded: its settings (http_timeout ...) exist then
             for statement in self.view_statements(plans):
                 con.execute(statement)
+            if targets:
+                s3.start_log(con)  # last: no setting may turn off what verify reads
             staged = os.path.join(work, "result.parquet")
             try:
                 rows = con.execute(f"COPY ({self.sql}) TO '{sql_string(staged)}' (FORMAT parquet)").fetchone()[0]

@@ -254,7 +254,7 @@ class HttpfsAccess:
         return bool(self._used)
 
     def configure(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Load httpfs into ``con``, create the secrets of the stores in use and start its HTTP log.
+        """Load httpfs into ``con`` and create the secrets of the stores in use (then :meth:`start_log`).
 
         :raises HttpfsUnavailableError: the extension did not load or DuckDB refused a secret.
         """
@@ -276,7 +276,12 @@ class HttpfsAccess:
                 raise HttpfsUnavailableError(
                     f"DuckDB refused the S3 secret for {scope} ({type(err).__name__})"
                 ) from None
-        con.execute("CALL enable_logging('HTTP')")
+
+    @staticmethod
+    def start_log(con: duckdb.DuckDBPyConnection) -> None:
+        """Keep DuckDB's HTTP log (in memory) for :meth:`verify`; call it last before the query, after any
+        settings, so none turns it off."""
+        con.execute("CALL enable_logging('HTTP', storage = 'memory')")
 
     def verify(self, con: duckdb.DuckDBPyConnection, targets: list[S3Target]) -> list[Mismatch]:
         """The targets DuckDB got another version of, from its HTTP log (no request is made): every answer
@@ -284,6 +289,10 @@ class HttpfsAccess:
         target's answers the same ETag."""
         if not targets:
             return []
+        logging_on, types = con.execute(
+            "SELECT current_setting('enable_logging'), current_setting('enabled_log_types')").fetchone()
+        if not logging_on or "HTTP" not in str(types).split(","):
+            return [Mismatch(t, "DuckDB's HTTP log was off: the versions read cannot be checked") for t in targets]
         by_path = {(t.bucket, t.key): t for t in targets}
         rows = con.execute(
             "SELECT request.type, request.url, response.status, "

@@ -164,13 +164,15 @@ def test_a_table_wholly_in_s3_is_read_by_httpfs_and_credentials_stay_out_of_logs
     lake = lake(conn_id=secret_conn)
     for i in range(4):
         lake.put_s3(f"part-{i}.parquet", i)
-    q = lake.query(settings={"http_timeout": 60, "threads": 2})  # an httpfs setting: set once it is loaded
+    # an httpfs setting (set once it is loaded), and one that would blind the check of the versions read
+    q = lake.query(settings={"http_timeout": 60, "threads": 2, "enable_logging": False})
 
     with our_logs() as records:
         result = q.run()
 
     assert result.preview == reference(lake.expected)
     assert q.plans["sales"].summary() == {"files": 4, "local": 0, "httpfs": 4, "bridge": 0}
+    assert q.retried is None  # the HTTP log was kept despite the setting, and showed the listed versions
     ours = "\n".join(r.getMessage() for r in records)
     assert "4 from S3 by httpfs" in ours
     shown = ours + json.dumps(result.details) + repr(q.plans)
@@ -291,9 +293,13 @@ def test_verify_finds_an_answer_of_another_version(lake, s3_client):
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     try:
         access.configure(con)
+        access.start_log(con)
         assert con.execute(f"SELECT count(*) FROM read_parquet('{good.uri}')").fetchone()[0] == 400
         assert access.verify(con, [good]) == []
         (mismatch,) = access.verify(con, [wrong])
         assert mismatch.target == wrong and info.etag in mismatch.reason
+        con.execute("SET enable_logging = false")  # nothing read can be checked now: none passes
+        (mismatch,) = access.verify(con, [good])
+        assert "log was off" in mismatch.reason
     finally:
         con.close()
