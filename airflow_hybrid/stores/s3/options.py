@@ -35,7 +35,8 @@ class S3Options:
     #: Parts of one upload in flight at once (memory per upload is about ``part_size * this``).
     upload_concurrency: int = 8
     #: Parts buffered at once across all uploads of this store (e.g. a migration writing many large files in
-    #: parallel), the first read of each upload included: memory stays under about ``part_size * this``.
+    #: parallel), the first read of each upload of a known size included: memory stays under about
+    #: ``part_size * this``.
     max_buffered_parts: int = 8
     #: ``FULL_OBJECT`` (CRC32C of the whole object) or ``COMPOSITE`` (CRC32C of the part checksums),
     #: the latter for S3-compatible servers that lack full-object checksums on multipart uploads.

@@ -388,9 +388,9 @@ class S3Store(Store):
                 f"{self.uri(rel)}: if_absent=True needs conditional_writes, which are switched off")
         condition = {"IfNoneMatch": "*"} if if_absent else {}
         part_size = self._initial_part_size(size_hint)
-        # A first read that may become a part holds a slot of the store-wide part buffers (memory stays bounded
-        # however many large files are written at once); a file known to be smaller than a part does not.
-        held = size_hint is None or size_hint >= part_size
+        # The first read of a file known to span parts holds a slot of the store-wide part buffers (memory stays
+        # bounded however many large files are written at once); smaller or unsized writes are not held back.
+        held = size_hint is not None and size_hint >= part_size
         if held:
             self._buffered_parts.acquire()
         try:
