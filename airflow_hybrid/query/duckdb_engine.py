@@ -176,10 +176,10 @@ class DuckDBQuery:
                 except HttpfsUnavailableError as err:
                     raise _ReadAnotherVersion(f"httpfs could not be set up ({err})") from err
             self._apply_settings(con)  # after httpfs is loaded: its settings (http_timeout ...) exist then
+            if targets:
+                s3.start_log(con)  # after the settings (none may turn off what verify reads), before any read
             for statement in self.view_statements(plans):
                 con.execute(statement)
-            if targets:
-                s3.start_log(con)  # last: no setting may turn off what verify reads
             staged = os.path.join(work, "result.parquet")
             try:
                 rows = con.execute(f"COPY ({self.sql}) TO '{sql_string(staged)}' (FORMAT parquet)").fetchone()[0]
