@@ -279,8 +279,8 @@ class HttpfsAccess:
 
     @staticmethod
     def start_log(con: duckdb.DuckDBPyConnection) -> None:
-        """Keep DuckDB's HTTP log (in memory) for :meth:`verify`; call it last before the query, after any
-        settings, so none turns it off."""
+        """Keep DuckDB's HTTP log (in memory) for :meth:`verify`; call it after any settings (so none turns it
+        off) and before anything reads a file (binding a view reads a footer)."""
         con.execute("CALL enable_logging('HTTP', storage = 'memory')")
 
     def verify(self, con: duckdb.DuckDBPyConnection, targets: list[S3Target]) -> list[Mismatch]:
