@@ -33,6 +33,7 @@ import logging
 import posixpath
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any, BinaryIO, TypeVar
@@ -53,7 +54,7 @@ from airflow_hybrid.stores.base import (
 )
 from airflow_hybrid.stores.factory import parse_transport
 from airflow_hybrid.stores.hdfs.store import engine_authority
-from airflow_hybrid.stores.hdfs.writer import HDFS_TMP_PREFIX, _temp_name
+from airflow_hybrid.stores.hdfs.writer import HDFS_TMP_PREFIX, _rewind_point, _temp_name
 from airflow_hybrid.values import parse_int, parse_size
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ _JAVA_ERRORS: dict[str, Callable[[str], OSError]] = {
     "ParentNotDirectoryException": NotADirectoryError,
     "PathIsNotEmptyDirectoryException": lambda message: OSError(errno.ENOTEMPTY, message),
 }
+#: A write refused because the data node has not reported a block yet (hdfs-native does not retry these).
+_NOT_REPORTED = re.compile(r"NotReplicatedYetException|Failed to complete file in time")
 _BUILTIN_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
@@ -359,17 +362,39 @@ class HdfsRpcStore(Store):
         """Stream ``stream`` to a hidden temporary file beside ``path`` (its CRC32C computed on the way), then
         rename it over ``path`` (``if_absent``: refused when ``path`` exists, before and at the rename).
 
-        The written status carries ``extra["checksum"]``: the CRC32C of the bytes written.
+        The written status carries ``extra["checksum"]``: the CRC32C of the bytes written. hdfs-native 0.14 does
+        not retry a new block the namenode refuses because the data node has not reported the one before last
+        yet (``NotReplicatedYetException``, which Hadoop's Java client retries): the whole write is repeated
+        then, up to ``max_attempts`` times, when ``stream`` can be rewound; otherwise it is a
+        :class:`StoreError` (transient: a copy's own attempts reopen its source).
         """
         rel = normalize_path(path)
         if not rel:
             raise IsADirectoryError(f"{self.uri(rel)} is the store root, not a file")
         target = self._abs(rel)
-        parent, name = posixpath.split(target)
         if if_absent and self.exists(rel):
             raise FileExistsError(f"{self.uri(rel)}: exists (write with if_absent)")
+        start = _rewind_point(stream)
+        attempt = 1
+        while True:
+            try:
+                checksum = self._write_once(rel, target, stream, if_absent)
+                break
+            except StoreError as error:
+                if not _NOT_REPORTED.search(str(error)) or start is None or attempt >= self.max_attempts:
+                    raise
+                log.warning("%s; writing %s again (attempt %d of %d)", error, self.uri(rel), attempt + 1,
+                            self.max_attempts)
+                time.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
+                stream.seek(start)
+                attempt += 1
+        info = self.info(rel)
+        return replace(info, extra={**info.extra, "checksum": checksum})
+
+    def _write_once(self, rel: str, target: str, stream: BinaryIO, if_absent: bool) -> Checksum:
         from hdfs_native import WriteOptions
 
+        parent, name = posixpath.split(target)
         temp = posixpath.join(parent, _temp_name(name))
         options = WriteOptions(block_size=self.blocksize, replication=self.replication, permission=self.permission,
                                overwrite=False, create_parent=True)
@@ -391,8 +416,7 @@ class HdfsRpcStore(Store):
         except BaseException:
             self._discard(temp)
             raise
-        info = self.info(rel)
-        return replace(info, extra={**info.extra, "checksum": Checksum(CRC32C, hasher.b64)})
+        return Checksum(CRC32C, hasher.b64)
 
     def _discard(self, temp: str) -> None:
         try:
