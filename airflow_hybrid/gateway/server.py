@@ -18,12 +18,13 @@ from airflow_hybrid.mount.union import HybridMount
 
 
 def uvicorn_config(config: GatewayConfig, mounts: Mapping[str, HybridMount] | None = None,
-                   log_level: str = "info") -> uvicorn.Config:
+                   log_level: str = "info", graceful_shutdown: float = 30.0) -> uvicorn.Config:
+    """uvicorn's settings for the gateway; ``graceful_shutdown``: seconds a stop waits for requests in flight
+    and for connections to close (a TLS client that never answers the close would hold it 30 s more)."""
     return uvicorn.Config(
         create_app(config, mounts), host=config.host, port=config.port, lifespan="on", log_level=log_level,
         ssl_certfile=config.ssl_certfile, ssl_keyfile=config.ssl_keyfile, access_log=False,
-        # one client's bodies are streamed: no limit on concurrency here beyond uvicorn's defaults
-        timeout_keep_alive=30,
+        timeout_keep_alive=30, timeout_graceful_shutdown=graceful_shutdown,
     )
 
 
@@ -36,13 +37,15 @@ class BackgroundGateway:
     """The gateway in a thread of this process, on ``config.host`` and a free port (``config.port`` 0) or the
     one given; ``endpoint`` is its URL once started. A context manager."""
 
-    def __init__(self, config: GatewayConfig, mounts: Mapping[str, HybridMount] | None = None) -> None:
+    def __init__(self, config: GatewayConfig, mounts: Mapping[str, HybridMount] | None = None,
+                 graceful_shutdown: float = 2.0) -> None:
         self.config = config
         self._sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((config.host, config.port))
         self.port = self._sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn_config(config, mounts, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn_config(config, mounts, log_level="warning",
+                                                    graceful_shutdown=graceful_shutdown))
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]},
                                         name=f"hybrid-gateway-{self.port}", daemon=True)
 

@@ -61,9 +61,13 @@ def test_tls_with_aws_chunked_uploads_and_trailing_checksums(lake, lake_env, tmp
         assert lake.members["s3"].exists("tls/object.bin")
         put(lake, "hdfs", "tls/onprem.bin", b"on-prem bytes")
         assert s3.get_object(Bucket=MOUNT, Key="tls/onprem.bin")["Body"].read() == b"on-prem bytes"
+        anonymous = s3_client(gateway.endpoint, key=None, verify=cert)
         with pytest.raises(ClientError) as unsigned:
-            s3_client(gateway.endpoint, key=None, verify=cert).list_objects_v2(Bucket=MOUNT)
+            anonymous.list_objects_v2(Bucket=MOUNT)
         assert unsigned.value.response["Error"]["Code"] == "AccessDenied"
+        # closed before the server stops: asyncio waits up to 30 s for a TLS peer's close_notify otherwise
+        s3.close()
+        anonymous.close()
 
 
 def _free_port() -> int:
