@@ -9,8 +9,8 @@ per backend and size (its peak RSS its own), each operation through the code a w
 
 * ``start``: a :class:`CacheManager` opened on the catalog (tier sync and recovery: reclaiming abandoned
   loads, forgetting expired leases, the trash), after a first start that reclaimed the abandoned loads;
-* ``lookup``: :meth:`CacheManager.lookup` of one file (the read path's catalog read), mean of 2,000;
-* ``fresh_listing``: :meth:`CacheManager.fresh_listing` over a 1,000-file directory, mean of 5;
+* ``lookup``: :meth:`CacheManager.lookup` of one file (the read path's catalog read), mean of 400;
+* ``fresh_listing``: :meth:`CacheManager.fresh_listing` over a 1,000-file directory (another each round);
 * ``report``: :meth:`CacheManager.report` (tier usage, pinned bytes, files, hit ratio, oldest entry, leases);
 * ``ui``: :func:`airflow_hybrid.plugins.figures.cache_figures` (a read-only catalog: the report plus the
   largest and the pinned entries), what the "Hybrid lake" page reads per mount;
@@ -18,8 +18,8 @@ per backend and size (its peak RSS its own), each operation through the code a w
 * ``evict``: :meth:`CacheManager.evict` of 1 % of the quota (LRU among unpinned, until under the low
   watermark), also per evicted entry (the number evicted grows with the catalog).
 
-Prints time and peak RSS above the child's RSS before the operation, for every size, and the ratio of the
-largest size to the smallest (flat or logarithmic is the aim, not linear); asserts nothing about speed.
+Cheap operations run five rounds: the median time is printed, with the largest peak RSS above the child's
+RSS before the operation, for every size, and the ratio of the largest size to the smallest (flat or logarithmic is the aim, not linear); asserts nothing about speed.
 
     .venv/bin/python bench/bench_catalog.py [--sizes 10000,1000000] [--backends sqlite,postgresql]
 """
@@ -31,6 +31,7 @@ import io
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -176,6 +177,9 @@ def fill(url: str, n: int, per_dir: int, tier_dir: Path) -> dict:
     if catalog.engine.dialect.name == "postgresql":
         with catalog.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("VACUUM ANALYZE"))  # what autovacuum does after a bulk insert
+    if catalog.engine.dialect.name == "sqlite":
+        with catalog.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # as a settled catalog, not mid-fill
     catalog.dispose()
     return {
         "fill_s": time.perf_counter() - started,
@@ -223,18 +227,24 @@ def child(url: str, n: int, per_dir: int, tiers: list[dict]) -> None:
     CacheManager(MOUNT, config, catalog=catalog, clock=clock).close()  # reclaims the abandoned loads
     out: dict[str, dict] = {}
 
-    def record(op: str, fn, repeat: int = 1, count=None) -> None:
-        seconds, rss, result = _measure(fn)
-        out[op] = {"s": seconds / repeat, "rss": rss}
+    def record(op: str, fn, repeat: int = 1, count=None, rounds: int = 1) -> None:
+        """``fn(round)`` ``rounds`` times: the median time (over ``repeat`` calls in each) and the largest peak."""
+        figures = [_measure(lambda i=i: fn(i)) for i in range(rounds)]
+        out[op] = {
+            "s": statistics.median(f[0] for f in figures) / repeat,
+            "rss": max(f[1] for f in figures),
+        }
         if count is not None:
-            out[op]["count"] = count(result)
+            out[op]["count"] = count(figures[-1][2])
 
-    manager: list[CacheManager] = []
-    record("start", lambda: manager.append(CacheManager(MOUNT, config, catalog=catalog, clock=clock)))
-    cache = manager[0]
+    managers: list[CacheManager] = []
+    record("start", lambda _: managers.append(CacheManager(MOUNT, config, catalog=catalog, clock=clock)), rounds=5)
+    cache = managers[0]
     rng = random.Random(1)
-    paths = [entry_path(rng.randrange(n), per_dir) for _ in range(2000)]
-    record("lookup", lambda: sum(cache.lookup(p) is not None for p in paths), len(paths), lambda hits: hits)
+    paths = [[entry_path(rng.randrange(n), per_dir) for _ in range(400)] for _ in range(5)]
+    record(
+        "lookup", lambda i: sum(cache.lookup(p) is not None for p in paths[i]), 400, lambda hits: hits, rounds=5
+    )
 
     dirs = [entry_path(rng.randrange(n // per_dir) * per_dir, per_dir).rsplit("/", 1)[0] for _ in range(5)]
     listings = []
@@ -248,16 +258,14 @@ def child(url: str, n: int, per_dir: int, tiers: list[dict]) -> None:
             ).all()
             listings.append((d, [FileInfo(path=p, size=s, mtime=m) for p, s, m in rows]))
     record(
-        "fresh_listing",
-        lambda: sum(len(cache.fresh_listing(d, listing)[0]) for d, listing in listings),
-        len(listings),
-        lambda fresh: fresh // len(listings),
+        "fresh_listing", lambda i: len(cache.fresh_listing(*listings[i])[0]), count=lambda f: f, rounds=len(listings)
     )
-    record("report", cache.report)
-    record("ui", lambda: cache_figures(MOUNT, settings, clock=clock))
-    record("expire", cache.expire, count=lambda r: r.files)
-    record("evict", cache.evict, count=lambda r: r.files)
-    cache.close()
+    record("report", lambda _: cache.report(), rounds=5)
+    record("ui", lambda _: cache_figures(MOUNT, settings, clock=clock), rounds=5)
+    record("expire", lambda _: cache.expire(), count=lambda r: r.files)
+    record("evict", lambda _: cache.evict(), count=lambda r: r.files)
+    for manager in managers:
+        manager.close()
     catalog.dispose()
     print(json.dumps(out))
 
@@ -327,16 +335,17 @@ def main() -> None:
     for backend, by_size in results.items():
         print(f"\n{backend}: time (peak RSS above the start of the operation); ratio {large:,} / {small:,}")
         print(f"  {'operation':<22}" + "".join(f"{n:>24,}" for n in sizes) + "   time ratio  RSS diff")
-        for op in (*OPS, "evict per entry"):
-            per_entry = op == "evict per entry"
-            row = by_size[small]["evict" if per_entry else op]
+        for op in (*OPS, "expire per entry", "evict per entry"):
+            per_entry = op.endswith(" per entry")
+            base = op.split()[0]
+            row = by_size[small][base]
             cells = []
             for n in sizes:
-                fig = by_size[n]["evict" if per_entry else op]
+                fig = by_size[n][base]
                 seconds = fig["s"] / max(fig.get("count", 1), 1) if per_entry else fig["s"]
                 extra = f" n={fig['count']}" if "count" in fig and not per_entry else ""
                 cells.append(f"{fmt_s(seconds)} ({fig['rss']:5.1f} MiB){extra}")
-            last = by_size[large]["evict" if per_entry else op]
+            last = by_size[large][base]
             if per_entry:
                 a = row["s"] / max(row.get("count", 1), 1)
                 b = last["s"] / max(last.get("count", 1), 1)
