@@ -20,9 +20,11 @@ A mount whose cache sets ``listing_sync_interval`` (default 0: off) has listings
 catalog, shared by every worker, for that many seconds after its members were listed (Alluxio's metadata sync
 for directories): files added or removed at a member directly, not through the mount, show up in
 ``ls``/``glob`` only once the interval is up; changes through the mount are seen at once.
-A file opened for reading fixes its version at open: the fresh cached copy (opened once, one hit recorded) or the
-source member's current status, and the memo is updated to what the file serves, so ``size`` and the bytes
-agree. When the memo (e.g. a listing) shows a status that differs from the cached copy's fingerprint -- the
+A file opened for reading fixes its version at open: the fresh cached copy (opened once, one hit recorded; the
+filesystem remembers it like a status, never past the copy's next freshness check) or the source member's status
+-- the one the memo holds from a listing, which records the member each file was listed at, else stated now --
+and the memo is updated to what the file serves, so ``size`` and the bytes agree. A file that left the member
+since is followed to the member that has it, if it is the same file (:meth:`HybridMount.open_member`). When the memo (e.g. a listing) shows a status that differs from the cached copy's fingerprint -- the
 source changed, or a migration moved the file to another member -- the copy is checked against the source at
 once instead of waiting for the interval.
 """
@@ -356,6 +358,10 @@ class HybridFileSystem(AbstractFileSystem):
 
 class HybridReadFile(AbstractBufferedFile):
     """Read file: sequential reads stream over one open ranged request; seeks reopen at the new offset.
+
+    Reads follow what engines ask: a seekable cached copy (a local tier) is read directly, without a buffer; over
+    the link, a first read near the end fetches the file's last 64 KiB once (a Parquet footer), ranges of 256 KiB
+    or more are fetched exactly, and smaller reads go through fsspec's readahead buffer.
 
     The version is fixed at open. A fresh cached copy is opened once (one hit recorded) and serves every range
     (a seekable tier stream, e.g. a local tier, is seeked; others are reopened at the offset). Otherwise the
