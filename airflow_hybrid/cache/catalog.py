@@ -501,7 +501,8 @@ class Catalog:
 
         Eviction starts when the tier would pass its high watermark and frees TTL-expired, then least recently
         used unpinned entries until the tier plus this file is under the low watermark (or nothing is left to
-        evict). The claim is refused (``no_space``, nothing changed) when the file still does not fit the quota.
+        evict), at most a page of them (500) beyond what the file needs to fit the quota: the claim's
+        transaction stays short however large the tier, and the next claims (or :meth:`evict`) go on. The claim is refused (``no_space``, nothing changed) when the file still does not fit the quota.
         """
         self.hits.flush()  # eviction order depends on them
         entries, pins = self.t.entries, self.t.pins
@@ -533,7 +534,14 @@ class Catalog:
                     used -= row.size
                 if used + size > tier.high_bytes:
                     victims = self._evict(
-                        conn, mount, tier.alias, now, used, lambda u: u + size <= tier.low_bytes
+                        conn,
+                        mount,
+                        tier.alias,
+                        now,
+                        used,
+                        lambda u: u + size <= tier.low_bytes,
+                        limit=_BATCH,
+                        fits=lambda u: u + size <= tier.quota,
                     )
                     trashed.extend(item for item, _ in victims)
                     used -= sum(freed for _, freed in victims)
@@ -704,9 +712,10 @@ class Catalog:
                 break
         return trashed
 
-    def _evict(self, conn, mount, alias, now, used, done, limit=None) -> list[tuple[TrashItem, int]]:
-        """Trash victims in eviction order until ``done(used)`` (or ``limit`` of them): TTL-expired first, then
-        LRU unpinned; each a page read along an index (expiry, then LRU), never a sort of the tier."""
+    def _evict(self, conn, mount, alias, now, used, done, limit=None, fits=None) -> list[tuple[TrashItem, int]]:
+        """Trash victims in eviction order until ``done(used)``, or ``limit`` of them once ``fits(used)`` (when
+        given): TTL-expired first, then LRU unpinned; each a page read along an index (expiry, then LRU),
+        never a sort of the tier."""
         entries = self.t.entries
         ready = (entries.c.mount == mount, entries.c.state == READY, ~self._leased(mount, now))
         expired = (
@@ -722,12 +731,21 @@ class Catalog:
             .limit(_BATCH)
         )
         victims: list[tuple[TrashItem, int]] = []
+        page: list[sa.Row] = []
+
+        def more() -> bool:
+            if done(used):
+                return False
+            if limit is None or len(victims) + len(page) < limit:
+                return True
+            return fits is not None and not fits(used)
+
         for stmt in (expired, lru):
-            while not done(used) and (limit is None or len(victims) < limit):
+            while more():
                 rows = conn.execute(stmt).all()
                 page = []
                 for row in rows:
-                    if done(used) or (limit is not None and len(victims) + len(page) >= limit):
+                    if not more():
                         break
                     page.append(row)
                     used -= row.size

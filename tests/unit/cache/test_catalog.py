@@ -217,3 +217,27 @@ def test_upgrade_to_version_6_back_fills_the_tier_counters(tmp_path):
     catalog = Catalog(_url(tmp_path))
     assert _counters(catalog) == _aggregates(catalog) == {
         "files": 2, "ready_bytes": 30, "loading": 1, "pinned_bytes": 10, "reserved": 60, "pin_intent_bytes": 17}
+
+
+def test_a_claim_evicts_a_bounded_page_beyond_what_the_file_needs(tmp_path, monkeypatch):
+    """However full the tier, a claim's transaction evicts at most a page past what its file needs to fit the
+    quota; the rest of the way to the low watermark is left to the next claims or to evict (in pages too)."""
+    import airflow_hybrid.cache.catalog as catalog_module
+
+    catalog = Catalog(_url(tmp_path))
+    catalog.sync_tiers("lake", [TIER], 0.0)
+    for i in range(9):  # 900 bytes: at the high watermark, not past it
+        loaded = _claim(catalog, f"f/{i}", 100, now=1.0 + i, loader=f"F{i}")
+        catalog.complete(loaded.entry.id, f"F{i}", 100, now=1.0 + i)
+    monkeypatch.setattr(catalog_module, "_BATCH", 2)
+    claim = _claim(catalog, "new", 100, now=20.0, loader="N")
+    assert claim.status == Claim.CLAIMED
+    assert sorted(t.location for t in claim.trash) == ["lake/f/0.F0", "lake/f/1.F1"]  # LRU first, one page
+    assert catalog.usage("lake")[0].reserved == 800
+    big = _claim(catalog, "big", 500, now=21.0, loader="B")  # needs one more than a page to fit the quota
+    assert big.status == Claim.CLAIMED
+    assert sorted(t.location for t in big.trash) == ["lake/f/2.F2", "lake/f/3.F3", "lake/f/4.F4"]
+    assert catalog.usage("lake")[0].reserved == 1000
+    # evict goes on in pages of 2 through every ready entry; the two loading ones stay (they are not evictable)
+    assert len(catalog.evict("lake", TIER, now=22.0, force=True)) == 4
+    assert catalog.usage("lake")[0].reserved == 600 and catalog.usage("lake")[0].files == 0
