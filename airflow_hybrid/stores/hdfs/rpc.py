@@ -364,9 +364,10 @@ class HdfsRpcStore(Store):
 
         The written status carries ``extra["checksum"]``: the CRC32C of the bytes written. hdfs-native 0.14 does
         not retry a new block the namenode refuses because the data node has not reported the one before last
-        yet (``NotReplicatedYetException``, which Hadoop's Java client retries): the whole write is repeated
-        then, up to ``max_attempts`` times, when ``stream`` can be rewound; otherwise it is a
-        :class:`StoreError` (transient: a copy's own attempts reopen its source).
+        yet (``NotReplicatedYetException``, which Hadoop's Java client retries): the temporary file is then
+        closed by lease recovery and appended to (:meth:`_reopen`), data is never sent across a block boundary
+        in one call so nothing is lost. A ``complete`` that never succeeds repeats the whole write, up to
+        ``max_attempts`` times, when ``stream`` can be rewound; otherwise it is a :class:`StoreError`.
         """
         rel = normalize_path(path)
         if not rel:
@@ -400,11 +401,24 @@ class HdfsRpcStore(Store):
                                overwrite=False, create_parent=True)
         writer = self._rpc("create", rel, lambda: self.client.create(temp, options))
         hasher = Crc32c()
+        written = 0
         try:
             try:
+                block = self.blocksize or self._rpc("getFileInfo", rel, lambda: self.client.get_file_info(temp)).blocksize
                 while chunk := stream.read(self.chunk_size):
                     hasher.update(chunk)
-                    self._rpc("write", rel, lambda data=chunk: writer.write(data))
+                    view = memoryview(chunk)
+                    while view:  # never across a block boundary: a refused new block took none of the piece
+                        piece = view[: block - written % block]
+                        try:
+                            self._rpc("write", rel, lambda data=piece, out=writer: out.write(data))
+                        except StoreError as error:
+                            if not _NOT_REPORTED.search(str(error)) or written % block or not written:
+                                raise
+                            writer = self._reopen(rel, temp, written, error)
+                            self._rpc("write", rel, lambda data=piece, out=writer: out.write(data))
+                        written += len(piece)
+                        view = view[len(piece):]
             except BaseException:
                 try:
                     writer.close()
@@ -417,6 +431,28 @@ class HdfsRpcStore(Store):
             self._discard(temp)
             raise
         return Checksum(CRC32C, hasher.b64)
+
+    def _reopen(self, rel: str, temp: str, written: int, error: StoreError) -> Any:
+        """After a new block was refused (the data node had not reported the last one yet): close ``temp`` by
+        lease recovery (its blocks are whole on the data node), check it holds the ``written`` bytes, and append
+        to it, as Hadoop's Java client would have retried the block."""
+        log.info("%s; recovering %s to append the rest", error, temp)
+        deadline = time.monotonic() + 60.0
+        while not self._rpc("recoverLease", rel, lambda: self.client.recover_lease(temp)):
+            if time.monotonic() > deadline:
+                raise StoreError(f"{self.uri(rel)}: HDFS RPC recoverLease of {temp} did not finish in 60 s") from error
+            time.sleep(0.2)
+        length = self._rpc("getFileInfo", rel, lambda: self.client.get_file_info(temp)).length
+        if length != written:
+            raise StoreError(f"{self.uri(rel)}: {temp} holds {length} bytes after recovery, {written} were written"
+                             ) from error
+        while True:  # the recovered last block may not be reported yet either
+            try:
+                return self._rpc("append", rel, lambda: self.client.append(temp))
+            except StoreError as refused:
+                if "not sufficiently replicated yet" not in str(refused) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def _discard(self, temp: str) -> None:
         try:

@@ -124,67 +124,77 @@ def test_a_non_empty_directory_refusal_has_errno_enotempty():
 
 
 class FlakyBlockClient:
-    """A client double whose first file refuses its second block with NotReplicatedYetException (as the
-    namenode does when the data node reports late); files are kept in ``files``."""
+    """A client double whose first file has its second block refused with NotReplicatedYetException (as the
+    namenode does while the data node has not reported the first); recover_lease closes a file, append reopens
+    it. Files (their bytes as written so far) are kept in ``files``."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.refusals = 1
-        self.deleted: list[str] = []
+        self.calls: list[str] = []
 
-    def create(self, path, options):
+    def _writer(self, path):
         client = self
 
         class Writer:
-            def __init__(self) -> None:
-                self.data = b""
-
             def write(self, data) -> int:
-                if self.data and client.refusals:
+                if client.files[path] and client.refusals:
                     client.refusals -= 1
                     raise rpc_error("org.apache.hadoop.hdfs.server.namenode.NotReplicatedYetException",
                                     f"Not replicated yet: {path}")
-                self.data += bytes(data)
+                client.files[path] += bytes(data)
                 return len(data)
 
             def close(self) -> None:
-                client.files[path] = self.data
+                client.calls.append("close")
 
         return Writer()
+
+    def create(self, path, options):
+        self.files[path] = b""
+        return self._writer(path)
+
+    def recover_lease(self, path) -> bool:
+        self.calls.append("recover_lease")
+        return True
+
+    def append(self, path):
+        self.calls.append("append")
+        return self._writer(path)
 
     def rename(self, src, dst, overwrite):
         self.files[dst] = self.files.pop(src)
 
     def delete(self, path, recursive):
-        self.deleted.append(path)
         return self.files.pop(path, None) is not None
 
     def get_file_info(self, path):
+        if path not in self.files:
+            raise FileNotFoundError(path)
+
         class Status:
             length, isdir, permission, owner, group = len(self.files[path]), False, 0o644, "u", "g"
             modification_time = access_time = 1_700_000_000_000
             replication, blocksize = 1, 4
-        if path not in self.files:
-            raise FileNotFoundError(path)
         return Status()
 
 
-def test_a_write_refused_for_a_late_block_report_is_repeated_from_a_rewindable_source(monkeypatch):
-    import io
-
-    monkeypatch.setattr("airflow_hybrid.stores.hdfs.rpc.time.sleep", lambda seconds: None)
-    client = FlakyBlockClient()
-    store = HdfsRpcStore("hdfs://nn/lake", options={"chunk_size": 4}, client=client)
-    info = store.write("f.bin", io.BytesIO(b"0123456789"))
-    assert client.files == {"/lake/f.bin": b"0123456789"} and info.size == 10
-    assert len(client.deleted) == 1 and ".hybrid-tmp-" in client.deleted[0]  # the refused attempt's file
-
-
-def test_a_write_refused_for_a_late_block_report_from_a_pipe_is_a_store_error():
+def test_a_new_block_refused_for_a_late_block_report_is_recovered_and_appended_to():
     from tests.contract.store_contract import Unseekable
 
     client = FlakyBlockClient()
-    store = HdfsRpcStore("hdfs://nn/lake", options={"chunk_size": 4}, client=client)
-    with pytest.raises(StoreError, match="NotReplicatedYetException"):
-        store.write("f.bin", Unseekable(b"0123456789", max_read=4))
-    assert client.files == {}  # nothing left behind
+    store = HdfsRpcStore("hdfs://nn/lake", options={"chunk_size": 6, "blocksize": 4}, client=client)
+    info = store.write("f.bin", Unseekable(b"0123456789", max_read=6))  # a pipe: nothing can be sent again
+    assert client.files == {"/lake/f.bin": b"0123456789"} and info.size == 10
+    assert client.calls == ["recover_lease", "append", "close"]  # the refused piece was sent after the append
+
+
+def test_a_recovered_file_of_another_length_is_a_store_error_and_nothing_is_left():
+    client = FlakyBlockClient()
+    client.recover_lease = lambda path: client.files.update({path: client.files[path][:2]}) or True
+    store = HdfsRpcStore("hdfs://nn/lake", options={"chunk_size": 4, "blocksize": 4}, client=client)
+    import io
+
+    with pytest.raises(StoreError, match="holds 2 bytes after recovery, 4 were written"):
+        store.write("f.bin", io.BytesIO(b"0123456789"))
+    assert client.files == {}

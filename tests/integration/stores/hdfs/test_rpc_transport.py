@@ -15,15 +15,19 @@ import uuid
 
 import pytest
 
+from airflow_hybrid.devstack.hadoop import HadoopError, HadoopHdfs
 from airflow_hybrid.devstack.stack import airflow_env, devstack_connections
 from airflow_hybrid.migration.planner import plan_migration
 from airflow_hybrid.mount import HybridMount
 from airflow_hybrid.operators.migrate import UfsMigrateOperator
 from airflow_hybrid.ops.checksums import CRC32C, Crc32c
 from airflow_hybrid.ops.copy import copy_file
+from airflow_hybrid.stores.factory import store_from_uri
 from airflow_hybrid.stores.hdfs.rpc import HdfsRpcStore
 from airflow_hybrid.stores.hdfs.store import HdfsStore
+from tests.contract.store_contract import Unseekable
 from tests.integration.migrate_support import POLICY, make_dataset
+from tests.services import running
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +139,28 @@ def test_a_copy_to_the_rpc_member_is_verified_by_its_streamed_crc32c_without_rea
     assert result.destination.extra["checksum"].value == result.crc32c
     monkeypatch.undo()
     assert read(hdfs, "back/file.bin") == data
+
+
+@pytest.fixture(scope="module")
+def late_reporting_hdfs(tmp_path_factory):
+    """Apache Hadoop whose data node reports new blocks every 1.5 s (``dfs.blockreport.incremental.intervalMsec``):
+    a client writing 1 MiB blocks faster than that is refused its third block (``NotReplicatedYetException``),
+    every time."""
+    cluster = HadoopHdfs(tmp_path_factory.mktemp("late-hadoop"),
+                         properties={"dfs.blockreport.incremental.intervalMsec": 1500})
+    with running(cluster, "Apache Hadoop (late block reports)", HadoopError) as hdfs:
+        yield hdfs
+
+
+def test_a_write_from_a_pipe_survives_blocks_the_namenode_refuses_until_the_data_node_reports(late_reporting_hdfs):
+    options = {"transport": "rpc", "namenode": f"{late_reporting_hdfs.host}:{late_reporting_hdfs.rpc_port}",
+               "blocksize": "1MiB"}
+    store = store_from_uri(f"hdfs:///tmp/late-{uuid.uuid4().hex[:8]}", options=options)
+    data = random.Random(9).randbytes(7 * 1024 * 1024 + 4099)  # 8 blocks
+    info = store.write("big.bin", Unseekable(data, max_read=1024 * 1024 + 77))  # cannot be sent again
+    hasher = Crc32c()
+    hasher.update(data)
+    assert info.size == len(data) and info.extra["checksum"].value == hasher.b64
+    assert read(store, "big.bin") == data
+    assert [entry.path for entry in store.list("")] == ["big.bin"]  # no temporary file left
+    store.delete("", recursive=True)
