@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import io
 import queue
 import threading
 import time
@@ -481,7 +482,10 @@ class HybridReadFile(AbstractBufferedFile):
         if start >= end:
             return b""
         if self._stream is None or self._stream_pos != start:
-            if self._stream is not None and self._entry is not None and _seekable(self._stream):
+            if self._stream is not None and (
+                isinstance(self._stream, io.BufferedReader)  # a local file (a copy joined): the same version
+                or (self._entry is not None and _seekable(self._stream))
+            ):
                 self._stream.seek(start)
             else:
                 self._close_stream()
