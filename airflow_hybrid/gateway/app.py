@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
+import threading
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -37,6 +39,7 @@ from airflow_hybrid.gateway.multipart import PartsReader, UploadStore
 from airflow_hybrid.gateway.objects import (
     body_chunks,
     check_conditions,
+    checksum_headers,
     current_version,
     etag_of,
     http_date,
@@ -73,6 +76,7 @@ class Gateway:
             spool_dir = Path(self._own_spool.name)
         self.spool_dir = Path(spool_dir)
         self.uploads = UploadStore(self.spool_dir / "uploads")
+        self.key_locks = KeyLocks()
 
     @staticmethod
     def bucket_and_conn(spec: str) -> tuple[str, str]:
@@ -383,7 +387,7 @@ async def _object_operation(gw: Gateway, mount: HybridMount, bucket: str, key: s
             return await _upload_part(gw, bucket, key, query, request, headers, identity)
         if "x-amz-copy-source" in headers:
             return await _copy_object(mount, bucket, rel, headers)
-        return await _put_object(gw, mount, rel, marker, request, headers, identity)
+        return await _put_object(gw, mount, bucket, rel, marker, request, headers, identity)
     if method == "POST":
         if "uploads" in query:
             upload = await run_in_threadpool(gw.uploads.create, bucket, key)
@@ -416,6 +420,8 @@ async def _get_object(mount: HybridMount, rel: str, headers: Mapping[str, str], 
     start, end = span if span is not None else (0, info.size)
     if span is not None:
         meta["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
+    elif headers.get("x-amz-checksum-mode", "").lower() == "enabled":
+        meta.update(checksum_headers(info))  # of the whole object: never with a range, as S3
     meta["Content-Length"] = str(end - start)
     code = 206 if span is not None else 200
     if head:
@@ -426,13 +432,48 @@ async def _get_object(mount: HybridMount, rel: str, headers: Mapping[str, str], 
     return StreamingResponse(body_chunks(stream, end - start), status_code=code, headers=meta)
 
 
-def _write(mount: HybridMount, rel: str, body: Spooled) -> Any:
-    with open(body.path, "rb") as stream:
-        mount.write(rel, stream, size_hint=body.size)
-    return mount.resolve(rel)[1]
+class KeyLocks:
+    """One lock per key being written, so that a write with ``If-None-Match: *`` checks and writes as one step
+    against every other write through this gateway (writers elsewhere on the mount are not seen)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str], list] = {}  # key -> [lock, users]
+
+    @contextmanager
+    def hold(self, bucket: str, rel: str) -> Iterator[None]:
+        with self._guard:
+            held = self._locks.setdefault((bucket, rel), [threading.Lock(), 0])
+            held[1] += 1
+        try:
+            with held[0]:
+                yield
+        finally:
+            with self._guard:
+                held[1] -= 1
+                if not held[1]:
+                    del self._locks[(bucket, rel)]
 
 
-async def _put_object(gw: Gateway, mount: HybridMount, rel: str, marker: bool, request: Request,
+def _if_absent(headers: Mapping[str, str]) -> bool:
+    return headers.get("if-none-match", "").strip() == "*"
+
+
+def _refuse_existing(mount: HybridMount, rel: str) -> None:
+    if mount.exists(rel):
+        raise S3Error("PreconditionFailed", "the key exists (If-None-Match: *)", Condition="If-None-Match")
+
+
+def _write(gw: Gateway, bucket: str, mount: HybridMount, rel: str, body: Spooled, if_absent: bool) -> Any:
+    with gw.key_locks.hold(bucket, rel):
+        if if_absent:
+            _refuse_existing(mount, rel)
+        with open(body.path, "rb") as stream:
+            mount.write(rel, stream, size_hint=body.size)
+        return mount.resolve(rel)[1]
+
+
+async def _put_object(gw: Gateway, mount: HybridMount, bucket: str, rel: str, marker: bool, request: Request,
                       headers: Mapping[str, str], identity: Identity) -> Response:
     body = await spool(request.stream(), headers, identity, gw.spool_dir, max_size=MAX_PUT)
     try:
@@ -441,9 +482,7 @@ async def _put_object(gw: Gateway, mount: HybridMount, rel: str, marker: bool, r
                 raise S3Error("InvalidArgument", "a key ending in '/' is a directory: its body must be empty")
             await run_in_threadpool(mount.mkdir, rel)
             return Response(headers={"ETag": f'"{body.md5}"'})
-        if headers.get("if-none-match", "").strip() == "*" and await run_in_threadpool(mount.exists, rel):
-            raise S3Error("PreconditionFailed", "the key exists (If-None-Match: *)", Condition="If-None-Match")
-        info = await run_in_threadpool(_write, mount, rel, body)
+        info = await run_in_threadpool(_write, gw, bucket, mount, rel, body, _if_absent(headers))
     finally:
         body.remove()
     extra = {f"x-amz-checksum-{algorithm}": value for algorithm, value in body.checksums.items()}
@@ -498,15 +537,20 @@ async def _complete_upload(gw: Gateway, mount: HybridMount, bucket: str, key: st
             raise S3Error("MalformedXML", "a PartNumber is not a number") from None
 
     def complete():
-        claimed, paths, size = gw.uploads.claim(upload, wanted)
-        try:
-            with PartsReader(paths) as stream:
-                mount.write(rel, stream, size_hint=size)
-        except BaseException:
-            gw.uploads.release(upload, claimed)
-            raise
-        gw.uploads.discard(claimed)
-        return mount.resolve(rel)[1]
+        with gw.key_locks.hold(bucket, rel):
+            if if_absent:
+                _refuse_existing(mount, rel)  # the upload stays open, as S3 leaves it
+            claimed, paths, size = gw.uploads.claim(upload, wanted)
+            try:
+                with PartsReader(paths) as stream:
+                    mount.write(rel, stream, size_hint=size)
+            except BaseException:
+                gw.uploads.release(upload, claimed)
+                raise
+            gw.uploads.discard(claimed)
+            return mount.resolve(rel)[1]
+
+    if_absent = _if_absent(request.headers)
 
     info = await run_in_threadpool(complete)
     return _xml(responses.complete_upload(bucket, key, f"/{bucket}/{key}", etag_of(info)))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -134,6 +135,14 @@ def iter_keys(mount: HybridMount, prefix: str = "", start_after: str | None = No
 def _walk(mount: HybridMount, directory: str, base: str, name_prefix: str, marker: str | None,
           recursive: bool, batch: int) -> Iterator[Item]:
     after = marker
+    if recursive and after is not None and "/" in after.rstrip("\x00"):
+        # The marker is a key below the subdirectory ``head``: finish that subdirectory here, then go on after
+        # it. A member's sorted listing need not report the directory holding its StartAfter (moto does not).
+        head, _, rest = after.partition("/")
+        if head.startswith(name_prefix) and _is_dir(mount, posixpath.join(directory, head)):
+            yield from _walk(mount, posixpath.join(directory, head), f"{base}{head}/", "", rest or None,
+                             recursive, batch)
+        after = f"{head}/"
     while True:
         page, more = directory_page(mount, directory, after, batch, name_prefix)
         for entry in page:
@@ -148,6 +157,16 @@ def _walk(mount: HybridMount, directory: str, base: str, name_prefix: str, marke
         if not more or not page:
             return
         after = child_key(page[-1])
+
+
+def _is_dir(mount: HybridMount, path: str) -> bool:
+    """Whether the union shows ``path`` as a directory (a higher-priority member's file of that name hides it)."""
+    try:
+        return mount.info(path).is_dir
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except (StoreError, OSError) as err:
+        raise S3Error("InternalError", f"failed on {path!r}: {err}") from err
 
 
 @dataclass

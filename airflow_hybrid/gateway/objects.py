@@ -23,10 +23,12 @@ from typing import BinaryIO
 
 from airflow_hybrid.gateway.errors import S3Error
 from airflow_hybrid.mount.union import HybridMount
-from airflow_hybrid.stores.base import FileInfo
+from airflow_hybrid.stores.base import Checksum, FileInfo
 
 #: Bytes read from a member per chunk of a GET body.
 READ_CHUNK = 1024 * 1024
+#: Checksum algorithms of S3's ``x-amz-checksum-*`` headers.
+S3_CHECKSUMS = ("CRC32C", "CRC32", "CRC64NVME", "SHA256", "SHA1")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -35,6 +37,20 @@ def etag_of(info: FileInfo) -> str:
     checksum = info.extra.get("checksum") if info.extra else None
     mark = f"{info.size}:{info.mtime!r}:{info.etag or ''}:{getattr(checksum, 'value', '') or ''}"
     return f'"{hashlib.md5(mark.encode(), usedforsecurity=False).hexdigest()}"'
+
+
+def checksum_headers(info: FileInfo) -> dict[str, str]:
+    """``x-amz-checksum-*`` of a version whose member keeps a checksum S3 clients know (an S3 member's CRC32C,
+    whole or composite); nothing for others (HDFS's MD5-of-CRC32C, a local file)."""
+    checksum = info.extra.get("checksum") if info.extra else None
+    if not isinstance(checksum, Checksum) or not checksum.value:
+        return {}
+    algorithm, composite = checksum.algorithm.upper(), checksum.algorithm.upper().endswith("-COMPOSITE")
+    algorithm = algorithm.removesuffix("-COMPOSITE")
+    if algorithm not in S3_CHECKSUMS:
+        return {}
+    return {f"x-amz-checksum-{algorithm.lower()}": checksum.value,
+            "x-amz-checksum-type": "COMPOSITE" if composite else "FULL_OBJECT"}
 
 
 def http_date(mtime: float) -> str:
