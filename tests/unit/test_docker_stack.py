@@ -24,9 +24,9 @@ DOCKER = Path(__file__).resolve().parents[2] / "docker"
 COMPOSE = DOCKER / "docker-compose.yml"
 #: The variables the stack needs and has no default for.
 REQUIRED = ("HYBRID_POSTGRES_PASSWORD", "HYBRID_S3_ACCESS_KEY", "HYBRID_S3_SECRET_KEY", "HYBRID_AIRFLOW_SECRET",
-            "HYBRID_ADMIN_PASSWORD")
+            "HYBRID_ADMIN_PASSWORD", "HYBRID_GATEWAY_ACCESS_KEY", "HYBRID_GATEWAY_SECRET_KEY")
 SERVICES = {"namenode", "datanode", "minio", "minio-init", "postgres", "airflow-init", "airflow-api",
-            "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
+            "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "gateway"}
 #: Environment keys and JSON fields that hold a credential.
 SECRET_KEY = re.compile(r"PASSWORD|SECRET|(?<![A-Z])KEY$|ACCESS_KEY|TOKEN|^password$", re.IGNORECASE)
 
@@ -75,10 +75,15 @@ def test_the_stack_keeps_hdfs_s3_postgres_and_airflow(rendered):
         assert commands[f"airflow-{component}"] == ["airflow", component], commands
     assert "exec airflow api-server" in commands["airflow-api"][-1], commands["airflow-api"]
     assert commands["airflow-init"] == ["airflow", "db", "migrate"], commands["airflow-init"]
+    assert commands_of(rendered, "gateway")[:3] == ["airflow", "hybrid", "gateway"], commands_of(rendered, "gateway")
     for name in SERVICES - {"airflow-init"}:
-        if name.startswith("airflow-"):
+        if name.startswith("airflow-") or name == "gateway":
             assert rendered["services"][name]["depends_on"]["airflow-init"] == {
                 "condition": "service_completed_successfully"}, name
+
+
+def commands_of(rendered: dict[str, Any], name: str) -> list[str]:
+    return rendered["services"][name]["command"]
 
 
 def _port(port: str | dict[str, Any]) -> str:
@@ -95,7 +100,7 @@ def _published(rendered: dict[str, Any]) -> dict[str, list[str]]:
 
 def test_every_published_port_is_bound_to_loopback_by_default(rendered, compose, values, tmp_path):
     published = _published(rendered)
-    assert {"namenode", "minio", "airflow-api"} <= set(published), published
+    assert {"namenode", "minio", "airflow-api", "gateway"} <= set(published), published
     for name, ports in published.items():
         for port in ports:
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port!r}, not on 127.0.0.1"
@@ -136,6 +141,7 @@ def test_every_credential_comes_from_a_required_variable(rendered, values):
     for expected in ("services.postgres.environment.POSTGRES_PASSWORD", "services.minio.environment.MINIO_ROOT_PASSWORD",
                      "services.airflow-api.environment.AIRFLOW__API_AUTH__JWT_SECRET",
                      "services.airflow-api.environment.AIRFLOW_CONN_AWS_DEFAULT (JSON).password",
+                     "services.gateway.environment.AIRFLOW_CONN_GATEWAY_KEYS (JSON).password",
                      "services.airflow-scheduler.environment.AIRFLOW__DATABASE__SQL_ALCHEMY_CONN (URL)"):
         assert expected in places, f"no credential found at {expected} (the walk found {sorted(places)})"
     literal = [(where, secret) for where, secret in found if secret not in values.values()]
