@@ -40,7 +40,6 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from fsspec.caching import ReadAheadCache
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 from airflow_hybrid.mount import HybridMount
@@ -55,8 +54,6 @@ schemes = ["hybrid"]
 _PIPE_DEPTH = 4
 #: A first read this close to a file's end fetches the whole tail (a Parquet footer is a few KiB).
 _TAIL = 64 * 1024
-#: Reads at least this large bypass the readahead buffer of a file read over the link.
-_EXACT = 256 * 1024
 #: Paths a filesystem instance remembers the status of at most (the memo is cleared when full).
 _MEMO_LIMIT = 100_000
 
@@ -361,8 +358,8 @@ class HybridReadFile(AbstractBufferedFile):
     """Read file: sequential reads stream over one open ranged request; seeks reopen at the new offset.
 
     Reads follow what engines ask: a seekable cached copy (a local tier) is read directly, without a buffer; over
-    the link, a first read near the end fetches the file's last 64 KiB once (a Parquet footer), ranges of 256 KiB
-    or more are fetched exactly, and smaller reads go through fsspec's readahead buffer.
+    the link, a first read near the end fetches the file's last 64 KiB once (a Parquet footer), and other reads go
+    through fsspec's readahead buffer.
 
     The version is fixed at open. A fresh cached copy is opened once (one hit recorded) and serves every range
     (a seekable tier stream, e.g. a local tier, is seeked; others are reopened at the offset). Otherwise the
@@ -402,15 +399,6 @@ class HybridReadFile(AbstractBufferedFile):
             tail = self._tail
             start = self.size - len(tail) if tail is not None else self.size
             if tail is None or self.loc < start:
-                ahead = self.cache
-                if isinstance(ahead, ReadAheadCache) and end - self.loc >= _EXACT and not (
-                    ahead.start <= self.loc < ahead.end
-                ):
-                    # a large range (a column chunk) is fetched exactly: nothing read ahead past it over the
-                    # link, no copy through the readahead buffer (its stream stays open for what follows)
-                    data = self._fetch_range(self.loc, end)
-                    self.loc += len(data)
-                    return data
                 return super().read(length)
             data = tail[self.loc - start : end - start]
             self.loc += len(data)

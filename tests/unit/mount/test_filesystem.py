@@ -365,29 +365,3 @@ def test_a_copy_opened_again_needs_no_catalog_lookup_within_the_interval_and_is_
         assert looked_up
     finally:
         catalog.get = get
-
-
-def test_a_large_range_read_over_the_link_is_fetched_exactly_and_small_reads_read_ahead(make_lake, tmp_path):
-    fs, mount, stores = make_lake(60, cache_on_read=False)
-    data = os.urandom(3_000_000)
-    put(tmp_path / "hdfs", "t/a.parquet", data, 1_700_000_000.0)
-    hdfs, fetched = stores["hdfs"], []
-    open_read = hdfs.open_read
-
-    def counted(path, offset=0, length=None):
-        stream = open_read(path, offset, length)
-        read = stream.read
-        stream.read = lambda n=-1: fetched.append(len(chunk := read(n))) or chunk
-        return stream
-
-    hdfs.open_read = counted
-    with fs.open("hybrid://lake/t/a.parquet", "rb", block_size=1_000_000) as f:
-        f.seek(100_000)
-        assert f.read(500_000) == data[100_000:600_000]
-        assert sum(fetched) == 500_000  # exactly the range, nothing ahead
-        assert f.read(500_000) == data[600_000:1_100_000]  # continues on the same stream
-        assert hdfs.calls["open"] == 1
-        f.seek(2_000_000)
-        assert f.read(100) == data[2_000_000:2_000_100]  # small: reads a block ahead
-        assert f.read(1000) == data[2_000_100:2_001_100] and hdfs.calls["open"] == 2
-    assert sum(fetched) == 1_000_000 + 1_000_000  # the two ranges, then the small read and the rest of the file
