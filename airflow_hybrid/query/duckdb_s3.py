@@ -26,8 +26,6 @@ cache tier, are handed to DuckDB as ``s3://bucket/key`` (:mod:`airflow_hybrid.qu
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import logging
 import threading
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 import duckdb
 
 from airflow_hybrid.exceptions import HybridError
+from airflow_hybrid.query.extensions import wheel_extension_path
 from airflow_hybrid.query.sql import sql_literal, sql_string
 from airflow_hybrid.values import parse_verify
 
@@ -45,8 +44,6 @@ if TYPE_CHECKING:
     from airflow_hybrid.stores.base import Store
 
 log = logging.getLogger(__name__)
-
-EXTENSION_DISTRIBUTION = "duckdb-extension-httpfs"
 
 
 class HttpfsUnavailableError(HybridError, RuntimeError):
@@ -58,21 +55,7 @@ def httpfs_extension_path() -> Path:
 
     :raises HttpfsUnavailableError: the wheel is not installed, or was built for another DuckDB version.
     """
-    fix = f"pip install '{EXTENSION_DISTRIBUTION}=={duckdb.__version__}'"
-    spec = importlib.util.find_spec("duckdb_extension_httpfs")
-    if spec is None or not spec.origin:
-        raise HttpfsUnavailableError(f"the {EXTENSION_DISTRIBUTION} wheel is not installed; run: {fix}")
-    path = Path(spec.origin).parent / "extensions" / f"v{duckdb.__version__}" / "httpfs.duckdb_extension"
-    try:
-        wheel_version = importlib.metadata.version(EXTENSION_DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        wheel_version = None
-    if (wheel_version and wheel_version != duckdb.__version__) or not path.is_file():
-        raise HttpfsUnavailableError(
-            f"{EXTENSION_DISTRIBUTION} {wheel_version or '?'} does not match duckdb {duckdb.__version__} "
-            f"(no {path}); run: {fix}"
-        )
-    return path
+    return wheel_extension_path("httpfs", HttpfsUnavailableError)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
-import importlib.metadata
-import importlib.util
 import io
 import logging
 import os
@@ -33,6 +31,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from airflow_hybrid.exceptions import HybridError
+from airflow_hybrid.query.extensions import wheel_extension_path
 from airflow_hybrid.query.schema import column_definitions, table_schema
 from airflow_hybrid.query.sql import sql_string
 from airflow_hybrid.stores.base import Store, join_path, normalize_path
@@ -50,7 +49,6 @@ log = logging.getLogger(__name__)
 TPCDS_TABLES: tuple[str, ...] = ("store_sales", "item", "date_dim")
 DEFAULT_BASE_PATH = "tpcds"
 DDL_FILE_NAME = "create-table.sql"
-EXTENSION_DISTRIBUTION = "duckdb-extension-tpcds"
 #: Column each table's files are ordered (and split) by; other tables use their first column.
 ORDER_KEYS = {"store_sales": "ss_sold_date_sk", "item": "i_item_sk", "date_dim": "d_date_sk"}
 
@@ -65,23 +63,7 @@ def tpcds_extension_path() -> Path:
 
     :raises TpcdsExtensionError: the wheel is not installed, or was built for another DuckDB version.
     """
-    fix = f"pip install '{EXTENSION_DISTRIBUTION}=={duckdb.__version__}'"
-    spec = importlib.util.find_spec("duckdb_extension_tpcds")
-    if spec is None or not spec.origin:
-        raise TpcdsExtensionError(f"the {EXTENSION_DISTRIBUTION} wheel is not installed; run: {fix}")
-    try:
-        wheel_version = importlib.metadata.version(EXTENSION_DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        wheel_version = None
-    extensions = Path(spec.origin).parent / "extensions"
-    path = extensions / f"v{duckdb.__version__}" / "tpcds.duckdb_extension"
-    if (wheel_version and wheel_version != duckdb.__version__) or not path.is_file():
-        built_for = sorted(p.name for p in extensions.glob("v*")) if extensions.is_dir() else []
-        raise TpcdsExtensionError(
-            f"{EXTENSION_DISTRIBUTION} {wheel_version or '?'} (extension built for {', '.join(built_for) or 'none'}) "
-            f"does not match duckdb {duckdb.__version__}: no {path}; run: {fix}"
-        )
-    return path
+    return wheel_extension_path("tpcds", TpcdsExtensionError)
 
 
 def connect(database: str = ":memory:") -> duckdb.DuckDBPyConnection:

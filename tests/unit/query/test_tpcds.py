@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import io
 import os
 import re
@@ -210,7 +211,7 @@ def test_extension_version_must_match_duckdb(monkeypatch):
 
 
 def test_missing_extension_wheel_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(tpcds.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(tpcds.TpcdsExtensionError, match="wheel is not installed; run: pip install"):
         tpcds.connect()
 
