@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import random
 import resource
 import sys
 import tempfile
@@ -38,3 +40,18 @@ def devstack(shaping: dict | None = None, **kwargs) -> Iterator:
 
 def mib_s(nbytes: int, seconds: float) -> str:
     return f"{nbytes / 2**20 / seconds:8.1f} MiB/s"
+
+
+class RepeatedBlock(io.RawIOBase):
+    """``size`` bytes of one random MiB (``seed`` picks it), streamed: a large test file never held in memory."""
+
+    def __init__(self, size: int, seed: int | None = None) -> None:
+        self._block, self._left = random.Random(seed).randbytes(2**20), size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = min(len(self._block) if n < 0 else n, len(self._block), self._left)
+        self._left -= n
+        return self._block[:n]

@@ -11,14 +11,13 @@ Prints figures, and the ratios; asserts nothing about speed.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess
 import sys
 import time
 
-from _common import ROOT, devstack, mib_s, peak_rss_mib
+from _common import ROOT, RepeatedBlock, devstack, mib_s, peak_rss_mib
 
 HDFS_ROOT = "/tmp/bench"
 
@@ -30,21 +29,6 @@ def _read_all(stream, chunk: int = 4 * 2**20) -> int:
     return total
 
 
-class _Repeat(io.RawIOBase):
-    """``size`` bytes of one random MiB, streamed (the test file, without holding it in memory)."""
-
-    def __init__(self, size: int) -> None:
-        self._block, self._left = os.urandom(2**20), size
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        n = min(len(self._block) if n < 0 else n, len(self._block), self._left)
-        self._left -= n
-        return self._block[:n]
-
-
 def bench_reads(stack, size_mib: int, repeats: int) -> dict[str, float]:
     from airflow.providers.apache.hdfs.hooks.webhdfs import WebHDFSHook
 
@@ -52,7 +36,7 @@ def bench_reads(stack, size_mib: int, repeats: int) -> dict[str, float]:
 
     nbytes = size_mib * 2**20
     store = HdfsStore(f"hdfs://{HDFS_ROOT}", webhdfs_conn_id="webhdfs_default")
-    store.write("big.bin", _Repeat(nbytes))
+    store.write("big.bin", RepeatedBlock(nbytes))
     client = WebHDFSHook("webhdfs_default").get_conn()
 
     def ours() -> int:

@@ -32,7 +32,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from _common import ROOT, devstack, peak_rss_mib
+from _common import ROOT, RepeatedBlock, devstack, peak_rss_mib
 
 MiB = 2**20
 DAY = 86_400
@@ -46,21 +46,6 @@ def make_store(transport: str, namenode: str, root: str = ROOT_DIR):
     from airflow_hybrid.stores.factory import store_from_uri
 
     return store_from_uri(f"hdfs://{root}", "webhdfs_default", {"transport": transport, "namenode": namenode})
-
-
-class Repeat(io.RawIOBase):
-    """``size`` bytes of one random MiB (seeded per file), streamed."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        self._block, self._left = random.Random(seed).randbytes(MiB), size
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        n = min(len(self._block) if n < 0 else n, len(self._block), self._left)
-        self._left -= n
-        return self._block[:n]
 
 
 def drain(stream, chunk: int = 4 * MiB) -> int:
@@ -97,14 +82,14 @@ def bench_read_write(stores: dict, args) -> dict[str, float]:
     names = [f"data/file-{i:03d}.bin" for i in range(args.read_files)]
     total = size * len(names)
     for transport, store in stores.items():  # warm up: connections, server defaults, the data node's threads
-        store.write(f"{transport}/warm-up", Repeat(MiB, seed=0))
+        store.write(f"{transport}/warm-up", RepeatedBlock(MiB, seed=0))
         drain(store.open_read(f"{transport}/warm-up"))
     writes: dict[str, list[float]] = {t: [] for t in TRANSPORTS}
     for repeat in range(args.repeats):
         for transport, store in stores.items():
             def write_all(store=store, transport=transport, repeat=repeat) -> None:
                 for i, name in enumerate(names):
-                    store.write(f"{transport}/{name}", Repeat(size, seed=i + repeat))
+                    store.write(f"{transport}/{name}", RepeatedBlock(size, seed=i + repeat))
             writes[transport].append(timed(write_all))
     ratios = {"write": report(f"write {len(names)} x {size // MiB} MiB, one after another (median of {args.repeats})",
                               "MiB/s", {t: median(v) for t, v in writes.items()}, total / MiB)}
