@@ -24,6 +24,7 @@ from airflow_hybrid.query.duckdb_engine import DuckDBQuery
 from airflow_hybrid.query.duckdb_s3 import HttpfsAccess, secret_from_connection
 from airflow_hybrid.stores.s3.store import S3Store
 from tests.integration.moto_s3 import AWS_CONN_ID, client
+from tests.parquet_parts import write_part
 
 pytestmark = pytest.mark.integration
 
@@ -31,19 +32,6 @@ SQL = "SELECT k % 5 AS g, count(*) AS n, sum(v) AS total FROM sales GROUP BY g O
 #: a connection with credentials of its own (moto takes any), to look for them in logs and results
 SECRET_CONN_ID = "aws_moto_secret"
 KEY_ID, SECRET_KEY, TOKEN = "AKIAHYBRIDTESTKEY01", "hybrid-secret-Qx7-never-logged", "hybrid-token-Zk9-never-logged"
-
-
-def write_part(path: Path, i: int, rows: int = 400, offset: int = 0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
-    try:
-        con.execute(
-            f"COPY (SELECT r + {i * 1000} AS k, (r * 7 + {offset}) % 101 AS v FROM range({rows}) t(r)) "
-            f"TO '{path}' (FORMAT parquet)"
-        )
-    finally:
-        con.close()
-    return path
 
 
 def reference(directory: Path) -> list[list]:
@@ -101,11 +89,11 @@ class Lake:
         self.expected.mkdir(exist_ok=True)
 
     def put_hdfs(self, name: str, i: int, **kwargs) -> None:
-        write_part(self.root / "hdfs" / "t" / "sales" / name, i, **kwargs)
+        write_part(self.root / "hdfs" / "t" / "sales" / name, i, **{"rows": 400, **kwargs})
         shutil.copy(self.root / "hdfs" / "t" / "sales" / name, self.expected / name)
 
     def put_s3(self, name: str, i: int, **kwargs) -> None:
-        path = write_part(self.root / "staging" / name, i, **kwargs)
+        path = write_part(self.root / "staging" / name, i, **{"rows": 400, **kwargs})
         self.s3.put_object(Bucket=self.bucket, Key=f"lake/t/sales/{name}", Body=path.read_bytes())
         shutil.copy(path, self.expected / name)
 

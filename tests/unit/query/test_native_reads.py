@@ -21,21 +21,10 @@ from airflow_hybrid.query.duckdb_engine import DuckDBQuery
 from airflow_hybrid.query.native import list_once, split_table_path
 from tests.doubles import CountingStore
 from tests.mounts import local_mount_extra
+from tests.parquet_parts import write_part
 
 SQL = "SELECT k % 5 AS g, count(*) AS n, sum(v) AS total FROM sales GROUP BY g ORDER BY g"
 FILES = 4
-
-
-def write_part(path: Path, i: int, rows: int = 500, offset: int = 0) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
-    try:
-        con.execute(
-            f"COPY (SELECT r + {i * 1000} AS k, (r * 7 + {offset}) % 101 AS v FROM range({rows}) t(r)) "
-            f"TO '{path}' (FORMAT parquet)"
-        )
-    finally:
-        con.close()
 
 
 def reference(directory: Path, sql: str = SQL) -> list:
