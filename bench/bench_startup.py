@@ -7,7 +7,8 @@ interpreter, a temporary AIRFLOW_HOME). Asserts nothing about speed.
    The ``hybrid_policies_file`` Variable comes from the environment, as a dag-processor's supervisor answers it;
    a process with neither reads the metadata database, which is printed apart.
 2. Building a mount in a new process (``HybridMountHook.get_mount()`` from a connection with an HDFS and an S3
-   member and a cache, each store's client created; no request is sent), as a ratio to the 0.5 s target.
+   member and a cache; no request is sent), as a ratio to the 0.5 s target, and then creating the S3 member's
+   boto3 client (which a first S3 request would).
 
     .venv/bin/python bench/bench_startup.py [--repeat 5]
 """
@@ -47,10 +48,12 @@ import airflow.sdk  # noqa: F401
 t = time.perf_counter()
 from airflow_hybrid.hooks.hybrid_mount import HybridMountHook
 mount = HybridMountHook("startup_lake").get_mount()
+cache = mount.cache
+built = time.perf_counter() - t
+t = time.perf_counter()
 for store in mount.members.values():
     getattr(store, "client", None) if store.scheme == "s3" else None
-cache = mount.cache
-print(json.dumps({"mount": time.perf_counter() - t, "members": sorted(mount.members), "cache": cache is not None}))
+print(json.dumps({"mount": built, "clients": time.perf_counter() - t, "cache": cache is not None}))
 """
 
 
@@ -114,9 +117,9 @@ def main() -> None:
     print(f"  {migrate.name} without the Variable in the environment or a supervisor (the metadata database is "
           f"read): {_median(bare, 'dag'):.2f} s")
     mounts = [_run(MOUNT_PROBE, _env(home, **mount_connections(home))) for _ in range(args.repeat)]
-    built = _median(mounts, "mount")
-    print(f"mount build (HDFS + S3 members, clients created, a cache) in a new process: {built:.2f} s, "
-          f"{built / TARGET_MOUNT_S:.2f}x the 0.5 s target")
+    built, clients = _median(mounts, "mount"), _median(mounts, "clients")
+    print(f"mount build (HDFS + S3 members, a cache) in a new process: {built:.2f} s, {built / TARGET_MOUNT_S:.2f}x "
+          f"the 0.5 s target; then the S3 member's boto3 client: +{clients:.2f} s")
 
 
 if __name__ == "__main__":
