@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qsl, unquote
 
 from starlette.applications import Starlette
@@ -42,6 +42,7 @@ from airflow_hybrid.gateway.objects import (
     checksum_headers,
     current_version,
     etag_of,
+    first_chunk,
     http_date,
     parse_range,
 )
@@ -405,7 +406,18 @@ async def _object_operation(gw: Gateway, mount: HybridMount, bucket: str, key: s
 
 
 async def _get_object(mount: HybridMount, rel: str, headers: Mapping[str, str], *, head: bool) -> Response:
-    version = await run_in_threadpool(current_version, mount, rel)
+    code, meta, first, stream = await run_in_threadpool(_prepare_get, mount, rel, headers, head)
+    if stream is None:
+        return Response(first, status_code=code, headers=meta)
+    return StreamingResponse(body_chunks(first, stream, int(meta["Content-Length"])), status_code=code,
+                             headers=meta)
+
+
+def _prepare_get(mount: HybridMount, rel: str, headers: Mapping[str, str],
+                 head: bool) -> tuple[int, dict[str, str], bytes, BinaryIO | None]:
+    """A GET's or HEAD's status, headers, and its body's first chunk (the whole body when it fits, then no
+    stream), in one thread hand-off: the lookup, the open and the first read."""
+    version = current_version(mount, rel)
     info = version.info
     meta = {
         "ETag": version.etag,
@@ -415,7 +427,7 @@ async def _get_object(mount: HybridMount, rel: str, headers: Mapping[str, str], 
     }
     status = check_conditions(headers, version)
     if status == 304:
-        return Response(status_code=304, headers={k: v for k, v in meta.items() if k != "Content-Type"})
+        return 304, {k: v for k, v in meta.items() if k != "Content-Type"}, b"", None
     span = parse_range(headers.get("range"), info.size)
     start, end = span if span is not None else (0, info.size)
     if span is not None:
@@ -424,12 +436,10 @@ async def _get_object(mount: HybridMount, rel: str, headers: Mapping[str, str], 
         meta.update(checksum_headers(info))  # of the whole object: never with a range, as S3
     meta["Content-Length"] = str(end - start)
     code = 206 if span is not None else 200
-    if head:
-        return Response(status_code=code, headers=meta)
-    if end == start:
-        return Response(b"", status_code=code, headers=meta)
-    stream = await run_in_threadpool(version.open, start, end - start)
-    return StreamingResponse(body_chunks(stream, end - start), status_code=code, headers=meta)
+    if head or end == start:
+        return code, meta, b"", None
+    first, stream = first_chunk(version, start, end - start)
+    return code, meta, first, stream
 
 
 class KeyLocks:

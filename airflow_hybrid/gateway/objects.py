@@ -13,10 +13,13 @@ that migrates to another member gets a new ETag (its mtime and store ETag change
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import hashlib
+import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import BinaryIO
@@ -25,8 +28,12 @@ from airflow_hybrid.gateway.errors import S3Error
 from airflow_hybrid.mount.union import HybridMount
 from airflow_hybrid.stores.base import Checksum, FileInfo
 
-#: Bytes read from a member per chunk of a GET body.
+log = logging.getLogger(__name__)
+
+#: Bytes read from a member or tier per chunk of a GET body; a body of at most this is sent in one message.
 READ_CHUNK = 1024 * 1024
+#: Threads reading GET bodies ahead of the socket (as many as Starlette's thread pool has tokens).
+_READERS = ThreadPoolExecutor(max_workers=40, thread_name_prefix="hybrid-gateway-read")
 #: Checksum algorithms of S3's ``x-amz-checksum-*`` headers.
 S3_CHECKSUMS = ("CRC32C", "CRC32", "CRC64NVME", "SHA256", "SHA1")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -183,16 +190,56 @@ def check_conditions(headers: Mapping[str, str], version: ObjectVersion) -> int 
     return None
 
 
-def body_chunks(stream: BinaryIO, length: int) -> Iterator[bytes]:
-    """``length`` bytes of ``stream`` in chunks, then closes it; a short stream is an error (the connection is
-    then cut before the announced Content-Length, so a client never takes truncated data for the object)."""
+def first_chunk(version: ObjectVersion, offset: int, length: int) -> tuple[bytes, BinaryIO | None]:
+    """Open the range and read its first chunk (one read), in the same thread hand-off as the lookup: a body
+    that fits in one chunk is whole (the stream is then closed and ``None``), else the stream to go on with."""
+    stream = version.open(offset, length)
     try:
-        remaining = length
-        while remaining > 0:
-            chunk = stream.read(min(READ_CHUNK, remaining))
+        chunk = stream.read(min(READ_CHUNK, length))
+    except BaseException:
+        stream.close()
+        raise
+    if not chunk:
+        stream.close()
+        raise S3Error("InternalError", f"the object ended {length} bytes early")
+    if len(chunk) >= length:
+        stream.close()
+        return chunk, None
+    return chunk, stream
+
+
+async def body_chunks(first: bytes, stream: BinaryIO, length: int) -> AsyncIterator[bytes]:
+    """``first`` then the rest of the ``length`` bytes of ``stream``, closing it at the end. The next chunk is
+    read in a thread while the current one is sent; a short stream (or one that fails) raises, so the
+    connection is cut before the announced Content-Length and a client never takes truncated data for the
+    object."""
+    loop = asyncio.get_running_loop()
+    remaining = length - len(first)
+    pending = loop.run_in_executor(_READERS, stream.read, min(READ_CHUNK, remaining)) if remaining > 0 else None
+    ended = False
+    try:
+        yield first
+        while pending is not None:
+            chunk = await pending
+            pending = None
             if not chunk:
                 raise S3Error("InternalError", f"the object ended {remaining} bytes early")
             remaining -= len(chunk)
+            if remaining > 0:
+                pending = loop.run_in_executor(_READERS, stream.read, min(READ_CHUNK, remaining))
             yield chunk
+        ended = True
     finally:
+        if ended:
+            await loop.run_in_executor(_READERS, stream.close)
+        elif pending is not None:  # cut short: close once the read in flight returns (never under it)
+            pending.add_done_callback(lambda _: _READERS.submit(_close_quietly, stream))
+        else:
+            _READERS.submit(_close_quietly, stream)
+
+
+def _close_quietly(stream: BinaryIO) -> None:
+    try:
         stream.close()
+    except Exception as err:  # noqa: BLE001 - the response is already cut; the close only frees the member
+        log.info("closing a GET body cut short failed: %s", err)

@@ -9,6 +9,7 @@ Only ``AWS4-HMAC-SHA256`` is accepted (no SigV2, no SigV4a). Any region in the c
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import hmac
 import re
@@ -54,7 +55,9 @@ def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
 
+@functools.lru_cache(maxsize=256)
 def signing_key(secret: str, date: str, region: str, service: str = "s3") -> bytes:
+    """The key derived from ``secret`` for one day, region and service (kept: it is the same all day)."""
     return _hmac(_hmac(_hmac(_hmac(f"AWS4{secret}".encode(), date), region), service), "aws4_request")
 
 
