@@ -1,9 +1,12 @@
 """The gateway's ASGI application (Starlette): S3's REST API, a bucket per mount, in path style
 (``/<bucket>/<key>``) or virtual-hosted style (``Host: <bucket>.<domain>``). Every request is authenticated
-(:mod:`~airflow_hybrid.gateway.sigv4`) before anything else is read; blocking mount calls run in the thread pool; bodies stream both ways (uploads spooled to disk and verified
-before they reach the mount, :mod:`~airflow_hybrid.gateway.spool`; GETs streamed from the cache or the
-member with their ``Content-Length`` announced, so a member failing mid-stream cuts the connection short
-instead of ending a truncated object cleanly).
+(:mod:`~airflow_hybrid.gateway.sigv4`) before anything else is read; blocking mount calls run in the thread
+pool; bodies stream both ways (uploads spooled to disk and verified before they reach the mount,
+:mod:`~airflow_hybrid.gateway.spool`; GETs streamed from the cache or the member with their
+``Content-Length`` announced, so a member failing mid-stream cuts the connection short instead of ending a
+truncated object cleanly). A GET's lookup, open and first read take one thread hand-off; a body of one
+chunk (:data:`~airflow_hybrid.gateway.objects.READ_CHUNK`) is then sent whole, a longer one is read a chunk
+ahead of the socket.
 
 Operations: ListBuckets, HeadBucket, GetBucketLocation, ListObjectsV2, ListObjects, ListMultipartUploads,
 HeadObject, GetObject, PutObject, CopyObject (within a bucket), DeleteObject, DeleteObjects,
