@@ -194,9 +194,29 @@ def list_page(mount: HybridMount, prefix: str, start_after: str | None, max_keys
     items: list[Item] = []
     keys = iter_keys(mount, prefix, start_after, delimiter=delimiter, after_prefix=after_prefix,
                      batch=min(max_keys, 1000) + 1)  # the page and the key telling it is truncated
+    truncated = False
     for item in keys:
         if len(items) == max_keys:
             keys.close()
-            return ListPage(items, True)
+            truncated = True
+            break
         items.append(item)
-    return ListPage(items, False)
+    forget_stale_copies(mount, items)
+    return ListPage(items, truncated)
+
+
+def forget_stale_copies(mount: HybridMount, items: list[Item]) -> None:
+    """Drop the cached copies of listed files whose source the listing shows changed (e.g. migrated to another
+    member), so a GET right after the listing serves the version it listed, with its ETag, not the copy of the
+    previous one that the cache would keep serving until its next freshness check (engines such as DuckDB's
+    httpfs refuse a file whose ETag differs between its listing and its reads). One catalog look-up per key,
+    no member request."""
+    cache = mount.cache
+    if cache is None:
+        return
+    for item in items:
+        if item.info is None or item.info.is_dir:
+            continue
+        entry = cache.lookup(item.key)  # the copy a GET would serve now, without a freshness check
+        if entry is not None and not entry.source.matches(item.info):
+            cache.lookup(item.key, item.info, force_sync=True)  # the listed status differs: dropped
