@@ -231,7 +231,7 @@ class _ListingCache:
                 return hit[2]
         scan_started = time.time_ns()
         with os.scandir(local) as entries:
-            names = sorted(entry.name for entry in entries if not entry.name.startswith(TMP_PREFIX))
+            names = sorted((entry.name for entry in entries if not entry.name.startswith(TMP_PREFIX)), key=hdfs_order)
         if before.st_mtime_ns < scan_started - 50_000_000:
             with self._lock:
                 self._entries[key] = (before.st_mtime_ns, before.st_ino, names)
@@ -244,6 +244,15 @@ class _ListingCache:
         with self._lock:
             for local in locals_:
                 self._entries.pop(str(local), None)
+
+
+_SIGNED = bytes(b ^ 0x80 for b in range(256))
+
+
+def hdfs_order(name: str) -> bytes:
+    """The sort key of a name as the namenode orders a directory: its UTF-8 bytes compared as Java's signed
+    bytes (``DFSUtilClient.compareBytes``), so names outside ASCII come before ``a`` (``é`` < ``a``)."""
+    return name.encode("utf-8", "surrogateescape").translate(_SIGNED)
 
 
 class Node(NamedTuple):
@@ -727,7 +736,7 @@ class WebHdfsApp:
         else:
             names = self.ns.listings.names(node.local)
             start_after = request.params.get("startafter")
-            start = bisect.bisect_right(names, start_after) if start_after else 0
+            start = bisect.bisect_right(names, hdfs_order(start_after), key=hdfs_order) if start_after else 0
             end = min(len(names), start + self.list_page_size)
             statuses = list(self.ns.child_statuses(node.local, names[start:end]))
             remaining = len(names) - end

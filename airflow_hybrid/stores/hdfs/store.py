@@ -19,7 +19,7 @@ import random
 import re
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -36,6 +36,8 @@ from airflow_hybrid.stores.base import (
     StoreError,
     StoreFeatures,
     TreeFingerprint,
+    after_marker,
+    child_key,
     normalize_path,
 )
 from airflow_hybrid.stores.factory import parse_transport
@@ -49,6 +51,12 @@ from airflow_hybrid.stores.hdfs.client import (
     webhdfs_url,
 )
 from airflow_hybrid.stores.hdfs.reader import open_file
+from airflow_hybrid.stores.hdfs.sorted_listing import (
+    held_back_names,
+    listing_start,
+    s3_ordered,
+    within_prefix,
+)
 from airflow_hybrid.stores.hdfs.writer import HDFS_TMP_PREFIX, write_file
 from airflow_hybrid.values import parse_bool, parse_duration, parse_int, parse_size
 
@@ -56,6 +64,10 @@ if TYPE_CHECKING:
     from airflow_hybrid.stores.hdfs.kerberos import KerberosLogin
 
 log = logging.getLogger(__name__)
+
+
+class _UnorderedListing(Exception):
+    """A directory whose names the namenode orders otherwise than S3 (outside ASCII), or cannot page."""
 
 #: The namenode's RPC port assumed when an engine URI's namenode comes without one.
 DEFAULT_RPC_PORT = 8020
@@ -158,6 +170,7 @@ class HdfsStore(Store):
         self.engine_authority = engine_authority(root_uri, opts)
         self._connection = connection
         self._batch_listing = True
+        self._unordered_dirs: OrderedDict[str, None] = OrderedDict()  # seen holding names outside ASCII
         self._layout: tuple[int, int, str] | None = None  # block size, bytes per CRC, CRC of new files
         self._lock = threading.Lock()
 
@@ -435,6 +448,63 @@ class HdfsStore(Store):
             if prefetcher is not None:
                 prefetcher.shutdown(wait=False, cancel_futures=True)
 
+    def list_sorted(
+        self, path: str, start_after: str | None = None, limit: int = 1000, name_prefix: str = ""
+    ) -> list[FileInfo]:
+        """A page in S3 order from the namenode's sorted listing, resumed after the marker
+        (:mod:`.sorted_listing`): ``ceil(limit / dfs.ls.limit)`` ``LISTSTATUS_BATCH`` requests and a
+        ``GETFILESTATUS`` for each directory the marker's name may precede, whatever the directory's size. A
+        directory holding names outside ASCII, which HDFS orders otherwise, is scanned whole (the default)."""
+        rel = normalize_path(path)
+        if (limit <= 0 or not self._batch_listing or rel in self._unordered_dirs
+                or not (start_after or "").isascii() or not name_prefix.isascii()):
+            return super().list_sorted(rel, start_after, limit, name_prefix)
+        start = listing_start(start_after, name_prefix)
+        names = [name for name in held_back_names(start_after, name_prefix) if not name.startswith(HDFS_TMP_PREFIX)]
+        try:
+            with ThreadPoolExecutor(len(names) + 1, thread_name_prefix="hdfs-list") as pool:
+                first = pool.submit(self._list_page, rel, start)  # together with the look-ups: one round trip
+                found = list(pool.map(lambda name: self._status_or_none(f"{rel}/{name}" if rel else name), names))
+                first_page = first.result()
+            held = [entry for entry in found
+                    if entry is not None and after_marker(child_key(entry), entry.is_dir, start_after)]
+            return s3_ordered(within_prefix(self._names_after(rel, start, first_page), name_prefix), held, limit)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except _UnorderedListing:
+            self._unordered_dirs[rel] = None
+            while len(self._unordered_dirs) > 4096:
+                self._unordered_dirs.popitem(last=False)
+            return super().list_sorted(rel, start_after, limit, name_prefix)
+
+    def _status_or_none(self, rel: str) -> FileInfo | None:
+        try:
+            return self.info(rel)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def _names_after(self, rel: str, start: str | None, page: tuple[list[dict], int] | None) -> Iterator[FileInfo]:
+        """The children of directory ``rel`` named after ``start``, in the namenode's order, from its listing
+        ``page`` on; :class:`NotADirectoryError` for a file, :class:`_UnorderedListing` at a name outside ASCII."""
+        while True:
+            if page is None:
+                raise _UnorderedListing(rel)  # no LISTSTATUS_BATCH on this server: scan with LISTSTATUS
+            statuses, remaining = page
+            for status in statuses:
+                name = status.get("pathSuffix", "")
+                if not name:
+                    raise NotADirectoryError(self.uri(rel))
+                if not name.isascii():
+                    raise _UnorderedListing(rel)
+                if not name.startswith(HDFS_TMP_PREFIX):
+                    yield self._info(f"{rel}/{name}" if rel else name, status)
+            if not remaining or not statuses:
+                return
+            if start is not None and statuses[-1]["pathSuffix"] <= start:
+                raise StoreError(f"{self.uri(rel)}: LISTSTATUS_BATCH did not advance after {start!r}")
+            start = statuses[-1]["pathSuffix"]
+            page = self._list_page(rel, start)
+
     def _list_page(self, rel: str, start_after: str | None) -> tuple[list[dict], int] | None:
         """One ``LISTSTATUS_BATCH`` page: statuses and remaining entries; ``None`` if unsupported."""
         try:
@@ -507,7 +577,7 @@ class HdfsStore(Store):
     def features(self) -> StoreFeatures:
         """``SETTIMES``, an atomic ``RENAME`` and HDFS file checksums (``MD5-of-<n>MD5-of-<bytes>CRC32C``);
         no exclusive create (a write renames its temporary file over ``path``), no multipart uploads."""
-        return StoreFeatures(set_times=True, atomic_rename=True, server_checksum="MD5MD5CRC")
+        return StoreFeatures(set_times=True, atomic_rename=True, server_checksum="MD5MD5CRC", sorted_listing=True)
 
     # -- data ---------------------------------------------------------------------------------------
     def open_read(self, path: str, offset: int = 0, length: int | None = None) -> BinaryIO:
