@@ -37,6 +37,7 @@ from airflow_hybrid.stores.base import (
     StoreFeatures,
     normalize_path,
 )
+from airflow_hybrid.stores.local_listing import ListingSettings, SnapshotCache, SortedLister
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,22 @@ class LocalStore(Store):
 
     scheme = "file"
 
+    #: :meth:`list_sorted` snapshots the sorted child keys of a directory of more entries than this
+    #: (:mod:`~airflow_hybrid.stores.local_listing`), so its later pages cost O(page); smaller ones are scanned.
+    listing_snapshot_threshold = 10_000
+    #: keys sorted in memory per run of a snapshot's external sort (its memory bound while building).
+    listing_snapshot_run = 50_000
+    #: runs merged at once (open files while building).
+    listing_snapshot_fan_in = 64
+    #: one key in this many kept in memory to find a marker in a snapshot.
+    listing_snapshot_index_every = 128
+    #: snapshots kept per store (least recently used dropped).
+    listing_snapshots_kept = 4
+    #: a directory whose mtime or ctime is this recent (or later) when its scan starts is not snapshotted (racy).
+    listing_racy_seconds = 2.0
+    #: where the private snapshot directory is made (``None``: the system's temporary directory).
+    listing_snapshot_parent: str | None = None
+
     def __init__(self, root_uri: str, file_mode: int | None = None, dir_mode: int | None = None) -> None:
         parsed = urlparse(root_uri)
         root = parsed.path if parsed.scheme == "file" else root_uri
@@ -98,6 +115,10 @@ class LocalStore(Store):
         self.file_mode = file_mode
         self.dir_mode = dir_mode
         super().__init__(f"file://{self.root}")
+        self._lister = SortedLister(
+            SnapshotCache(self.listing_snapshots_kept, self.listing_snapshot_parent),
+            self._info, self._warn_link, _TMP_PREFIX,
+        )
 
     # -- reaching a path without following links ------------------------------------------------------
     def _escape(self, rel: str, link: str) -> PathEscapeError:
@@ -230,14 +251,39 @@ class LocalStore(Store):
                     except FileNotFoundError:
                         continue  # removed while listing
                     if stat.S_ISLNK(st.st_mode):
-                        log.warning(
-                            "%s is a symbolic link; left out of the listing (links are never followed)",
-                            self.uri(child),
-                        )
+                        self._warn_link(child)
                         continue
                     yield self._info(child, st)
         finally:
             os.close(fd)
+
+    def _warn_link(self, child: str) -> None:
+        log.warning("%s is a symbolic link; left out of the listing (links are never followed)", self.uri(child))
+
+    def list_sorted(
+        self, path: str, start_after: str | None = None, limit: int = 1000, name_prefix: str = ""
+    ) -> list[FileInfo]:
+        """:meth:`Store.list_sorted` without a ``stat`` per entry: a scan of names and types keeps the ``limit``
+        first, and only those are ``lstat``-ed; a directory of more than :attr:`listing_snapshot_threshold`
+        entries is snapshotted sorted on its first page, so later pages read about ``limit`` keys
+        (:mod:`~airflow_hybrid.stores.local_listing`). The same entries as the default, links left out."""
+        rel = normalize_path(path)
+        try:
+            fd = self._open_dir(rel, rel.split("/") if rel else [])
+        except (FileNotFoundError, NotADirectoryError):
+            return []  # missing, or a file
+        try:
+            return self._lister.page(fd, rel, start_after, limit, name_prefix, ListingSettings(
+                threshold=self.listing_snapshot_threshold, run_size=self.listing_snapshot_run,
+                fan_in=self.listing_snapshot_fan_in, index_every=self.listing_snapshot_index_every,
+                racy_seconds=self.listing_racy_seconds,
+            ))
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Remove the listing snapshots (the store stays usable)."""
+        self._lister.cache.close()
 
     @property
     def features(self) -> StoreFeatures:
