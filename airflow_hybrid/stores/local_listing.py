@@ -47,7 +47,8 @@ from airflow_hybrid.stores.base import FileInfo, after_marker, child_key
 Identity = tuple[int, int, int, int]
 
 _SEP = b"\0"  # never in a file name
-_READ_CHUNK = 64 * 1024
+_WRITE_BUFFER = 64 * 1024
+_READ_CHUNK = 16 * 1024  # per run being merged (``fan_in`` at once) and per page read
 
 
 def identity(st: os.stat_result) -> Identity:
@@ -81,7 +82,7 @@ def _past_prefix(key: str, name_prefix: str) -> bool:
 def _write_keys(path: str, keys: Iterable[str], index_every: int = 0) -> tuple[int, list[str], list[int]]:
     """Write ``keys`` NUL-separated; ``(count, every index_every-th key, its offset)``."""
     count, offset, index_keys, index_offsets = 0, 0, [], []
-    with open(path, "xb", buffering=_READ_CHUNK) as out:
+    with open(path, "xb", buffering=_WRITE_BUFFER) as out:
         for key in keys:
             data = os.fsencode(key) + _SEP
             if index_every and count % index_every == 0:
