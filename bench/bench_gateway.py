@@ -15,8 +15,9 @@ What it measures, each side by side with the same bytes read without the gateway
    and to SeaweedFS (when its ``weed`` binary is available): cold (each fills the cache), then again (warm,
    from the tier);
 4. one ListObjectsV2 page (1,000 keys) at the start and in the middle of a directory of ``--list-keys``
-   empty files vs a directory of 1,000, on a bucket whose mount has one local-directory member (made cheaply
-   with ``os.open``), timed with the gateway's peak RSS growth;
+   empty files vs a directory of 1,000, on a bucket whose mount has one local-directory member and on one
+   whose member is HDFS (the devstack's WebHDFS; files made cheaply with ``os.open`` in the directory it
+   serves), timed with the gateway's peak RSS growth;
 5. ``--clients`` concurrent clients GETting the warm file: aggregate throughput vs one client.
 
 The devstack runs in its own process; the gateway runs in this one (a uvicorn thread, as
@@ -42,6 +43,7 @@ from _common import devstack, mib_s, peak_rss_mib  # noqa: E402
 
 MOUNT = "benchgw"
 LOCAL_MOUNT = "benchgwlocal"
+HDFS_MOUNT = "benchgwhdfs"
 KEYS = "bench_gateway_keys"
 KEY = ("AKIDBENCHGATEWAY", "bench-gateway-secret-0123")
 
@@ -123,6 +125,10 @@ def run(stack, args, size: int, work: Path) -> None:
     conns[LOCAL_MOUNT] = {"conn_type": "hybrid_mount",
                           "extra": {"members": {"local": {"uri": f"file://{work / 'listing'}"}},
                                     "priority.read": "local", "collection.create": "local"}}
+    conns[HDFS_MOUNT] = {"conn_type": "hybrid_mount",
+                         "extra": {"members": {"hdfs": {"uri": f"hdfs:///tmp/{unique}-listing",
+                                                        "conn_id": "webhdfs_default"}},
+                                   "priority.read": "hdfs", "collection.create": "hdfs"}}
     conns[KEYS] = {"conn_type": "aws", "login": KEY[0], "password": KEY[1], "extra": {"read_only": False}}
     os.environ.update(airflow_env(conns))
 
@@ -136,9 +142,12 @@ def run(stack, args, size: int, work: Path) -> None:
     (work / "listing").mkdir()
     made, _ = timed(lambda: make_files(work / "listing" / "big", args.list_keys))
     make_files(work / "listing" / "thousand", 1000)
+    hdfs_listing = stack.hdfs_dir / "tmp" / f"{unique}-listing"  # the devstack's WebHDFS serves this directory
+    make_files(hdfs_listing / "big", args.list_keys)
+    make_files(hdfs_listing / "thousand", 1000)
     print(f"made {args.list_keys:,} empty files in {made:.1f} s")
 
-    config = GatewayConfig.from_connection([MOUNT, LOCAL_MOUNT], KEYS, port=0, spool_dir=work / "spool")
+    config = GatewayConfig.from_connection([MOUNT, LOCAL_MOUNT, HDFS_MOUNT], KEYS, port=0, spool_dir=work / "spool")
     with BackgroundGateway(config) as gateway:
         s3 = client(gateway.endpoint, pool=args.clients + 2)
 
@@ -179,17 +188,18 @@ def run(stack, args, size: int, work: Path) -> None:
         line += seaweed_line(work, small, args.small, via)
         print(line)
 
-        # 4. a ListObjectsV2 page over 1,000,000 keys vs 1,000
-        for name, count in (("thousand", 1000), ("big", args.list_keys)):
-            before = peak_rss_mib()
-            first, page = timed(lambda name=name: s3.list_objects_v2(Bucket=LOCAL_MOUNT, Prefix=f"{name}/",
-                                                                     MaxKeys=1000))
-            marker = f"{name}/k{count // 2:07d}"
-            middle, page2 = timed(lambda name=name, marker=marker: s3.list_objects_v2(
-                Bucket=LOCAL_MOUNT, Prefix=f"{name}/", MaxKeys=1000, StartAfter=marker))
-            assert page["KeyCount"] == 1000 and page2["KeyCount"] == min(1000, count - count // 2 - 1)
-            print(f"list page in {count:>9,} keys: first {first:7.3f} s, middle {middle:7.3f} s, "
-                  f"peak RSS +{peak_rss_mib() - before:.0f} MiB")
+        # 4. a ListObjectsV2 page over 1,000,000 keys vs 1,000, on a local member and on an HDFS member
+        for bucket, member in ((LOCAL_MOUNT, "local directory"), (HDFS_MOUNT, "HDFS (devstack WebHDFS)")):
+            for name, count in (("thousand", 1000), ("big", args.list_keys)):
+                before = peak_rss_mib()
+                first, page = timed(lambda name=name, bucket=bucket: s3.list_objects_v2(
+                    Bucket=bucket, Prefix=f"{name}/", MaxKeys=1000))
+                marker = f"{name}/k{count // 2:07d}"
+                middle, page2 = timed(lambda name=name, marker=marker, bucket=bucket: s3.list_objects_v2(
+                    Bucket=bucket, Prefix=f"{name}/", MaxKeys=1000, StartAfter=marker))
+                assert page["KeyCount"] == 1000 and page2["KeyCount"] == min(1000, count - count // 2 - 1)
+                print(f"list page in {count:>9,} keys on a {member}: first {first:7.3f} s, middle {middle:7.3f} s,"
+                      f" peak RSS +{peak_rss_mib() - before:.0f} MiB")
 
         # 5. concurrent clients on the warm file
         def one(_):

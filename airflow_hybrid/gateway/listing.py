@@ -17,9 +17,10 @@ Cost of a page of ``n`` keys: ``2m-1`` listings of ``n + 2`` children per direct
 the page, the key telling whether it is truncated, and the one bounding each listing), memory
 O(``(2m-1)·n·depth``). Members with a native sorted listing (S3: ``StartAfter``) pay O(n) requests; a local
 directory of more than 10,000 entries is read from a sorted snapshot of its names that its first page makes
-(O(n) while the directory is unchanged: :mod:`~airflow_hybrid.stores.local_listing`);
-the others (HDFS, smaller or just-changed local directories) scan each directory visited once per listing for
-each page, keeping only the ``n + 1`` smallest names in a heap (bounded memory, requests proportional to the
+(O(n) while the directory is unchanged: :mod:`~airflow_hybrid.stores.local_listing`); HDFS over WebHDFS resumes
+the namenode's sorted listing after the marker (O(n): :mod:`~airflow_hybrid.stores.hdfs.sorted_listing`);
+the others (HDFS over RPC, smaller or just-changed local directories) scan each directory visited once per
+listing for each page, keeping only the ``n + 1`` smallest names in a heap (bounded memory, requests proportional to the
 directory's size).
 Directories with no key left cost their listings without adding keys to the page.
 """
