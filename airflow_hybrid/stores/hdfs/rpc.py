@@ -29,6 +29,7 @@ installs it. :class:`HdfsRpcStore` is the same :class:`~airflow_hybrid.stores.ba
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import posixpath
 import re
@@ -100,6 +101,16 @@ class _Body:
     def close(self) -> None:
         self._chunks = iter(())
         self._buffer = memoryview(b"")
+
+
+def _abandon(writer: Any) -> None:
+    """Mark an hdfs-native ``FileWriter`` closed without completing its file. It is an :class:`io.RawIOBase`
+    whose ``close`` completes the file at the namenode, and ``IOBase.__del__`` calls ``close`` on any writer
+    not marked closed: a writer dropped after a failed write would complete it at garbage collection, in
+    whatever thread that happens, retrying for as long as the namenode does not answer (a test run hung there
+    once its cluster had stopped)."""
+    if isinstance(writer, io.IOBase):
+        io.IOBase.close(writer)
 
 
 class HdfsRpcStore(Store):
@@ -415,7 +426,8 @@ class HdfsRpcStore(Store):
                         except StoreError as error:
                             if not _NOT_REPORTED.search(str(error)) or written % block or not written:
                                 raise
-                            writer = self._reopen(rel, temp, written, error)
+                            refused, writer = writer, self._reopen(rel, temp, written, error)
+                            _abandon(refused)  # lease recovery closed its file: completing it again would fail
                             self._rpc("write", rel, lambda data=piece, out=writer: out.write(data))
                         written += len(piece)
                         view = view[len(piece):]
@@ -424,8 +436,12 @@ class HdfsRpcStore(Store):
                     writer.close()
                 except BaseException as error:  # noqa: BLE001 - the first error matters
                     log.debug("closing the abandoned %s failed: %s", temp, error)
+                    _abandon(writer)
                 raise
-            self._rpc("complete", rel, writer.close)
+            try:
+                self._rpc("complete", rel, writer.close)
+            finally:
+                _abandon(writer)  # completed or refused: never completed again by the garbage collector
             self._rpc("rename", rel, lambda: self.client.rename(temp, target, not if_absent))
         except BaseException:
             self._discard(temp)

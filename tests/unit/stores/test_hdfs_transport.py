@@ -198,3 +198,24 @@ def test_a_recovered_file_of_another_length_is_a_store_error_and_nothing_is_left
     with pytest.raises(StoreError, match="holds 2 bytes after recovery, 4 were written"):
         store.write("f.bin", io.BytesIO(b"0123456789"))
     assert client.files == {}
+
+
+def test_an_abandoned_rpc_writer_is_never_completed_by_the_garbage_collector():
+    """hdfs-native's FileWriter is an io.RawIOBase whose close completes the file at the namenode; IOBase's
+    finaliser calls close on a writer not marked closed. An abandoned writer is marked closed without it."""
+    import gc
+    import io
+
+    from airflow_hybrid.stores.hdfs.rpc import _abandon
+
+    completed = []
+
+    class Writer(io.RawIOBase):  # the shape of hdfs_native.FileWriter
+        def close(self):
+            completed.append(self)
+
+    dropped, abandoned = Writer(), Writer()
+    _abandon(abandoned)
+    del dropped, abandoned
+    gc.collect()
+    assert len(completed) == 1  # only the writer dropped as it was
