@@ -64,9 +64,11 @@ def spawn(
     env: Mapping[str, str] | None = None,
     append: bool = False,
     with_parent: bool = True,
+    cwd: str | os.PathLike | None = None,
 ) -> subprocess.Popen:
     """Start a server: no stdin, its output (both streams) to ``log_path`` (appended to with ``append``), in a
-    session of its own, and, unless ``with_parent`` is false, stopped when this process dies."""
+    session of its own (in ``cwd`` if given), and, unless ``with_parent`` is false, stopped when this process
+    dies."""
     with open(log_path, "ab" if append else "wb") as log:
         return subprocess.Popen(  # noqa: S603 - the devstack's own fixed commands
             list(command),
@@ -74,6 +76,7 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             env=None if env is None else dict(env),
+            cwd=cwd,
             start_new_session=True,
             preexec_fn=die_with_parent if with_parent else None,  # noqa: PLW1509 - only prctl, no locks
         )

@@ -15,6 +15,14 @@ client (``fs.hadoop.enabled``; URIs name the namenode, ``hdfs://host:port/...``,
 table writes allowed (a CTAS ``WITH (external_location = ...)``) and recursive directory listing (a table over
 a directory whose files sit in subdirectories). The JVM heap is 1 GiB. Configuration, data and the server log
 (``server.log``) stay in ``base_dir``.
+
+Catalogs are dynamic (``catalog.management=dynamic``): a test adds one for an endpoint it starts later, e.g. the
+S3 gateway on a free port, without a second JVM, and drops it after; :meth:`TrinoServer.execute` runs a statement
+through Trino's client protocol (HTTP, no CLI JVM)::
+
+    trino.create_catalog("gw", hive_catalog_properties(metastore_dir, s3=S3Endpoint(gateway_url, key, secret)))
+    trino.execute("SELECT count(*) FROM gw.s.t")   # [[42]]
+    trino.drop_catalog("gw")
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -101,6 +110,34 @@ def _properties(values: dict[str, Any]) -> str:
     return "".join(f"{key}={value}\n" for key, value in values.items())
 
 
+def hive_catalog_properties(metastore_dir: str | os.PathLike, *, s3: S3Endpoint | None = None) -> dict[str, Any]:
+    """A Hive catalog's properties (``connector.name`` included): a file metastore in ``metastore_dir`` (which
+    must exist), ``hdfs://`` and ``file://`` (the metastore's) through Hadoop's client, ``s3://`` through Trino's
+    native S3 client to ``s3`` (path style) if given, non-managed table writes and recursive listing allowed."""
+    properties: dict[str, Any] = {
+        "connector.name": "hive",
+        "hive.metastore": "file",
+        "hive.metastore.catalog.dir": Path(metastore_dir).resolve().as_uri(),
+        "hive.non-managed-table-writes-enabled": "true",
+        "hive.recursive-directories": "true",
+        "fs.hadoop.enabled": "true",
+    }
+    if s3 is not None:
+        properties.update({
+            "fs.native-s3.enabled": "true",
+            "s3.endpoint": s3.url,
+            "s3.region": s3.region,
+            "s3.path-style-access": "true",
+            "s3.aws-access-key": s3.access_key,
+            "s3.aws-secret-key": s3.secret_key,
+        })  # fmt: skip
+    return properties
+
+
+def _sql_literal(value: Any) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 class TrinoServer(processes.Service):
     """One Trino JVM serving coordinator and worker on a free loopback port, stopped by whoever started it.
 
@@ -165,7 +202,8 @@ class TrinoServer(processes.Service):
             "-cp", str(home / "lib" / "*"), "io.trino.server.TrinoServer",
         ]  # fmt: skip
         env = {**os.environ, "HADOOP_USER_NAME": self.hadoop_user}
-        self._process = processes.spawn(command, self.log_path, env=env)
+        # In base_dir: Trino reads its catalog store's settings from etc/catalog-store.properties under its cwd.
+        self._process = processes.spawn(command, self.log_path, env=env, cwd=self.base_dir)
         try:
             self._wait_ready(timeout)
         except BaseException:
@@ -198,24 +236,65 @@ class TrinoServer(processes.Service):
 
     def catalog(self) -> dict[str, Any]:
         """The ``hive`` catalog's properties."""
-        properties: dict[str, Any] = {
-            "connector.name": "hive",
-            "hive.metastore": "file",
-            "hive.metastore.catalog.dir": (self.base_dir / "metastore").as_uri(),
-            "fs.hadoop.enabled": "true",
-            "hive.non-managed-table-writes-enabled": "true",
-            "hive.recursive-directories": "true",
-        }
-        if self.s3 is not None:
-            properties.update({
-                "fs.native-s3.enabled": "true",
-                "s3.endpoint": self.s3.url,
-                "s3.region": self.s3.region,
-                "s3.path-style-access": "true",
-                "s3.aws-access-key": self.s3.access_key,
-                "s3.aws-secret-key": self.s3.secret_key,
-            })  # fmt: skip
-        return {**properties, **self.catalog_properties}
+        return {**hive_catalog_properties(self.base_dir / "metastore", s3=self.s3), **self.catalog_properties}
+
+    # -- statements and dynamic catalogs ------------------------------------------------------------
+    def execute(
+        self, sql: str, *, catalog: str | None = None, schema: str | None = None, user: str = "hybrid",
+        timeout: float = 600.0,
+    ) -> list[list[Any]]:
+        """One statement's rows through Trino's client protocol (``POST /v1/statement``, then its ``nextUri``s),
+        values as Trino's JSON gives them (``bigint`` an int, ``decimal`` and ``date`` strings). A failed
+        statement raises :class:`TrinoError` with Trino's error name and message."""
+        headers = {"X-Trino-User": user, "Content-Type": "text/plain; charset=utf-8"}
+        if catalog:
+            headers["X-Trino-Catalog"] = catalog
+        if schema:
+            headers["X-Trino-Schema"] = schema
+        request = urllib.request.Request(f"{self.url}/v1/statement", data=sql.encode(), headers=headers,
+                                         method="POST")
+        deadline = time.monotonic() + timeout
+        rows: list[list[Any]] = []
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=max(1.0, deadline - time.monotonic())) as response:  # noqa: S310 - loopback URL
+                    result = json.loads(response.read())
+            except urllib.error.HTTPError as err:
+                if err.code in (429, 502, 503, 504) and time.monotonic() < deadline:  # the protocol's "retry"
+                    time.sleep(0.1)
+                    continue
+                raise TrinoError(f"Trino at {self.url} answered {err.code} to {sql[:200]!r}: "
+                                 f"{err.read()[:500].decode(errors='replace')}") from None
+            except (OSError, ValueError) as err:
+                raise TrinoError(f"Trino at {self.url} failed on {sql[:200]!r}: {err}") from None
+            error = result.get("error")
+            if error:
+                raise TrinoError(f"Trino query {result.get('id')} failed ({error.get('errorName')}): "
+                                 f"{error.get('message')}\n  in: {sql[:500]}")
+            rows.extend(result.get("data") or ())
+            next_uri = result.get("nextUri")
+            if not next_uri:
+                return rows
+            if time.monotonic() > deadline:
+                raise TrinoError(f"Trino query {result.get('id')} did not finish in {timeout:.0f} s: {sql[:200]!r}")
+            request = urllib.request.Request(next_uri, headers={"X-Trino-User": user})
+
+    def create_catalog(self, name: str, properties: dict[str, Any]) -> None:
+        """``CREATE CATALOG name USING <connector.name> WITH (...)``, e.g. :func:`hive_catalog_properties` for an
+        endpoint known only after the server started. It is kept in ``etc/catalog`` until :meth:`drop_catalog`."""
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+            raise TrinoError(f"catalog name {name!r}: lower-case letters, digits and _ only")
+        rest = {key: value for key, value in properties.items() if key != "connector.name"}
+        if "connector.name" not in properties:
+            raise TrinoError(f"catalog {name!r}: no connector.name in its properties")
+        with_clause = ", ".join(f'"{key}" = {_sql_literal(value)}' for key, value in rest.items())
+        self.execute(f"CREATE CATALOG {name} USING {properties['connector.name']} WITH ({with_clause})")
+
+    def drop_catalog(self, name: str) -> None:
+        """``DROP CATALOG IF EXISTS name``."""
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+            raise TrinoError(f"catalog name {name!r}: lower-case letters, digits and _ only")
+        self.execute(f"DROP CATALOG IF EXISTS {name}")
 
     def _configure(self, home: Path) -> None:
         (self.etc_dir / "catalog").mkdir(parents=True, exist_ok=True)
@@ -226,11 +305,15 @@ class TrinoServer(processes.Service):
             "http-server.http.port": self.port,
             "discovery.uri": self.url,
             "plugin.dir": home / "plugin",
-            "catalog.config-dir": self.etc_dir / "catalog",
+            "catalog.management": "dynamic",
+            "catalog.store": "file",  # etc/catalog's files at start; CREATE CATALOG's written there too
             "query.max-memory": "512MB",
             "query.max-memory-per-node": "256MB",
         }
         (self.etc_dir / "config.properties").write_text(_properties(config))
+        (self.etc_dir / "catalog-store.properties").write_text(
+            _properties({"catalog.config-dir": self.etc_dir / "catalog"})
+        )
         (self.etc_dir / "log.properties").write_text("io.trino=INFO\norg.apache.hadoop=WARN\n")
         (self.etc_dir / "catalog" / "hive.properties").write_text(_properties(self.catalog()))
 
