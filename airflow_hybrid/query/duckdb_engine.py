@@ -76,6 +76,7 @@ class DuckDBQuery:
         settings: Mapping[str, object] | None = None,
         native: bool = True,
         s3_native: bool = True,
+        speculate: bool = True,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         holder: str | None = None,
         filesystem: HybridFileSystem | None = None,
@@ -98,6 +99,10 @@ class DuckDBQuery:
         :param s3_native: with ``native``, files on S3 (at an S3 member or in a shared S3 cache tier) are read by
             DuckDB's httpfs with a secret from the store's connection, the versions read checked against the
             listing afterwards (:mod:`airflow_hybrid.query.duckdb_s3`). ``False``: through ``hybrid://``.
+        :param speculate: with ``native``, a table whose files the catalog holds as ready local copies is read
+            from them while its freshness check (the members' listings) runs alongside, instead of before; a
+            check that finds a change (a file added, removed, rewritten or moved) runs the query again over the
+            checked plan, so the answer is the same and a warm query does not wait for the source's round trips.
         :param lease_seconds: how long the query's leases last unless renewed (renewed every third of it
             while the query runs, so a crashed task's lease ends by itself).
         :param holder: who holds the leases, for the cache report (default ``duckdb/<pid>/<random>``).
@@ -118,6 +123,7 @@ class DuckDBQuery:
         self.settings = dict(settings or {})
         self.native = native
         self.s3_native = s3_native
+        self.speculate = speculate
         self.lease_seconds = float(lease_seconds)
         self.holder = holder or f"duckdb/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.fs = filesystem if filesystem is not None else HybridFileSystem(skip_instance_cache=True)
@@ -160,61 +166,89 @@ class DuckDBQuery:
         plans = {}
         if self.native:
             for name, url in self.tables.items():
-                plan = planner.plan(name, url)
+                plan = planner.plan(name, url, speculate=self.speculate)
                 if plan is not None:
                     plans[name] = plan
         self.plans = plans
         return plans
 
     def _run(self, planner: TablePlanner, s3: HttpfsAccess | None) -> QueryResult:
-        with tempfile.TemporaryDirectory(prefix="hybrid-query-") as work, self._connection(work) as con:
-            plans = self._plan(planner)
-            targets = [target for plan in plans.values() for target in plan.s3_targets]
-            if targets:
+        plans = self._plan(planner)
+        while True:
+            with tempfile.TemporaryDirectory(prefix="hybrid-query-") as work, self._connection(work) as con:
                 try:
-                    s3.configure(con)
-                except HttpfsUnavailableError as err:
-                    raise _ReadAnotherVersion(f"httpfs could not be set up ({err})") from err
-            self._apply_settings(con)  # after httpfs is loaded: its settings (http_timeout ...) exist then
-            if targets:
-                s3.start_log(con)  # after the settings (none may turn off what verify reads), before any read
-            for statement in self.view_statements(plans):
-                con.execute(statement)
-            staged = os.path.join(work, "result.parquet")
+                    rows, staged = self._execute(con, work, plans, s3)
+                except duckdb.Error:
+                    if (checked := self._checked(planner, plans)) is None:
+                        raise
+                    plans = checked  # an error over copies the check did not confirm: run the checked plan
+                    continue
+                if (checked := self._checked(planner, plans)) is None:
+                    return self._result(con, work, staged, rows, plans)
+            plans = checked
+
+    def _checked(self, planner: TablePlanner, plans: dict[str, TablePlan]) -> dict[str, TablePlan] | None:
+        """``None`` when every speculative plan's freshness check confirmed it (:meth:`TablePlanner.confirm`),
+        else the plans to run the query again with (a table no longer planned: read through its URL)."""
+        outcomes = {name: planner.confirm(plan) for name, plan in plans.items()}
+        if all(confirmed for confirmed, _ in outcomes.values()):
+            return None
+        self.plans = {name: plan for name, (_, plan) in outcomes.items() if plan is not None}
+        return self.plans
+
+    def _execute(
+        self, con: duckdb.DuckDBPyConnection, work: str, plans: dict[str, TablePlan], s3: HttpfsAccess | None
+    ) -> tuple[int, str]:
+        """Run the query over ``plans`` into a staged Parquet file: ``(rows, its path)``."""
+        targets = [target for plan in plans.values() for target in plan.s3_targets]
+        if targets:
             try:
-                rows = con.execute(f"COPY ({self.sql}) TO '{sql_string(staged)}' (FORMAT parquet)").fetchone()[0]
-            except duckdb.Error as err:
-                failed = _httpfs_failure(err, targets)
-                if failed is None:
-                    raise
-                raise _ReadAnotherVersion(f"DuckDB's httpfs failed on {failed}: {_first_line(err)}") from err
-            if targets:
-                mismatches = s3.verify(con, targets)
-                if mismatches:
-                    first = mismatches[0]
-                    raise _ReadAnotherVersion(
-                        f"{len(mismatches)} S3 file(s) changed after the query's listing, e.g. {first.target.uri} "
-                        f"(logical path {first.target.path}): {first.reason}"
-                    )
-            preview = con.execute(
-                f"SELECT * FROM read_parquet('{sql_string(staged)}') LIMIT {self.preview_rows}"
-            )
-            columns = [d[0] for d in preview.description]
-            first_rows = [[json_value(v) for v in row] for row in preview.fetchall()]
-            if self.output_path:
-                local = staged
-                if self.output_format == "csv":
-                    local = os.path.join(work, "result.csv")
-                    con.execute(
-                        f"COPY (SELECT * FROM read_parquet('{sql_string(staged)}')) TO '{sql_string(local)}' "
-                        "(FORMAT csv, HEADER true)"
-                    )
-                self._upload(local)
+                s3.configure(con)
+            except HttpfsUnavailableError as err:
+                raise _ReadAnotherVersion(f"httpfs could not be set up ({err})") from err
+        self._apply_settings(con)  # after httpfs is loaded: its settings (http_timeout ...) exist then
+        if targets:
+            s3.start_log(con)  # after the settings (none may turn off what verify reads), before any read
+        for statement in self.view_statements(plans):
+            con.execute(statement)
+        staged = os.path.join(work, "result.parquet")
+        try:
+            rows = con.execute(f"COPY ({self.sql}) TO '{sql_string(staged)}' (FORMAT parquet)").fetchone()[0]
+        except duckdb.Error as err:
+            failed = _httpfs_failure(err, targets)
+            if failed is None:
+                raise
+            raise _ReadAnotherVersion(f"DuckDB's httpfs failed on {failed}: {_first_line(err)}") from err
+        if targets:
+            mismatches = s3.verify(con, targets)
+            if mismatches:
+                first = mismatches[0]
+                raise _ReadAnotherVersion(
+                    f"{len(mismatches)} S3 file(s) changed after the query's listing, e.g. {first.target.uri} "
+                    f"(logical path {first.target.path}): {first.reason}"
+                )
+        return int(rows), staged
+
+    def _result(
+        self, con: duckdb.DuckDBPyConnection, work: str, staged: str, rows: int, plans: dict[str, TablePlan]
+    ) -> QueryResult:
+        preview = con.execute(f"SELECT * FROM read_parquet('{sql_string(staged)}') LIMIT {self.preview_rows}")
+        columns = [d[0] for d in preview.description]
+        first_rows = [[json_value(v) for v in row] for row in preview.fetchall()]
+        if self.output_path:
+            local = staged
+            if self.output_format == "csv":
+                local = os.path.join(work, "result.csv")
+                con.execute(
+                    f"COPY (SELECT * FROM read_parquet('{sql_string(staged)}')) TO '{sql_string(local)}' "
+                    "(FORMAT csv, HEADER true)"
+                )
+            self._upload(local)
         return QueryResult(
             engine="duckdb",
             output_path=self.output_path or "",
             output_format=self.output_format,
-            rows=int(rows),
+            rows=rows,
             columns=columns,
             preview=first_rows,
             details={

@@ -26,6 +26,15 @@ cold file was listed at, reads it through the bridge). A single pass can miss a 
 moving the other way (to a lower-priority member) while it runs; a ready copy the listing does not hold shows
 that, and the table is then listed again with the mount's full listing sequence.
 
+With ``speculate`` (what :class:`~airflow_hybrid.query.duckdb_engine.DuckDBQuery` asks by default), a table whose
+files the catalog holds as ready copies in a local tier is planned from the catalog alone, no source request,
+and the query starts at once over those copies while the freshness check above runs in a thread beside it.
+:meth:`TablePlanner.confirm` then waits for the check: when it plans the very same sources (the same fresh copies
+of the same files) the result stands, as if the check had run first (the copies are leased and never change in
+place); when it does not (a file added, removed, rewritten or moved, a copy dropped), the query runs again over
+the checked plan, and an error over the unconfirmed copies is not the answer either. A warm query then costs
+the query plus what of the check's round trips it does not cover, instead of both in turn.
+
 Only simple table forms are planned: a directory (its ``*.parquet`` files), one file, or a glob in the last
 path component. Anything else (globs in directories, ``**``, Hive partition directories ``k=v``), a mount
 without a cache, or a path with no matching file, is read through the bridge as before.
@@ -39,6 +48,7 @@ import posixpath
 import re
 import threading
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -75,6 +85,9 @@ class TablePlan:
     lease: Lease | None = None
     #: the freshness check fell back to the mount's full listing (a copy the first listing did not hold)
     relisted: bool = False
+    #: planned from the catalog alone, its freshness check run while the query ran (:meth:`TablePlanner.confirm`)
+    speculative: bool = False
+    check: Future | None = field(default=None, repr=False, compare=False)
 
     def summary(self) -> dict[str, int]:
         return {"files": len(self.sources), "local": self.local, "httpfs": self.httpfs, "bridge": self.bridged}
@@ -139,10 +152,16 @@ class TablePlanner:
         self._leases: list[tuple[CacheManager, Lease]] = []
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        self._checker: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def plan(self, name: str, url: str) -> TablePlan | None:
-        """The plan of table ``name`` at ``url``, or ``None``: read ``url`` through the bridge as it is."""
+    def plan(self, name: str, url: str, *, speculate: bool = False) -> TablePlan | None:
+        """The plan of table ``name`` at ``url``, or ``None``: read ``url`` through the bridge as it is.
+
+        :param speculate: when every file the catalog holds of the table has a ready local copy, plan from
+            the catalog alone and run the freshness check (the members' listings) while the query runs; the
+            caller then asks :meth:`confirm` whether the result stands (module doc).
+        """
         if not is_hybrid_url(url):
             return None
         mount_name, rel = split_hybrid_url(url)
@@ -155,6 +174,13 @@ class TablePlanner:
             return None
         directory, pattern = split
         lease = self._lease(cache, directory)  # before anything is resolved: what we are handed stays
+        if speculate and not cache.config.listing_sync_interval:
+            guess = self._from_catalog(name, url, cache, directory, pattern)
+            if guess is not None:
+                guess.lease = lease
+                guess.check = self._checks().submit(self._resolve, name, url, mount, cache, directory, pattern)
+                self.plans.append(guess)
+                return guess
         plan = self._resolve(name, url, mount, cache, directory, pattern)
         if plan is None:
             self._end(cache, lease)
@@ -162,6 +188,57 @@ class TablePlanner:
         plan.lease = lease
         self.plans.append(plan)
         return plan
+
+    def confirm(self, plan: TablePlan) -> tuple[bool, TablePlan | None]:
+        """Whether the query's result over ``plan`` stands: ``(True, plan)`` for a plan that was not
+        speculative or whose freshness check planned the very same sources (the same fresh copies of the same
+        files); else ``(False, checked)``, the plan to run the query again with (``None``: read the table's
+        URL through the bridge). Waits for the check."""
+        if plan.check is None:
+            return True, plan
+        checked, plan.check = plan.check.result(), None
+        if checked is not None and checked.sources == plan.sources:
+            plan.relisted = checked.relisted
+            log.info("Table %s: the freshness check confirmed its %d cached copies", plan.name, plan.local)
+            return True, plan
+        log.info("Table %s changed since the catalog's copies were planned (%s); the query runs again",
+                 plan.name, "no longer planned" if checked is None else f"{len(checked.sources)} files now")
+        if checked is not None:
+            checked.lease = plan.lease
+            self.plans.append(checked)
+        return False, checked
+
+    def _from_catalog(
+        self, name: str, url: str, cache: CacheManager, directory: str, pattern: str
+    ) -> TablePlan | None:
+        """The plan the catalog alone gives, without a source request: the ready local copies of the files of
+        ``directory`` it holds (``None`` unless there is one at least). A file the catalog does not know, or a
+        copy gone stale, shows in the check (:meth:`confirm`)."""
+        from airflow_hybrid.cache.schema import READY
+
+        now = cache.clock()
+        sources: list[tuple[str, str]] = []
+        for entry in cache.catalog.iter_entries(cache.mount_name, directory, state=READY):
+            if posixpath.dirname(entry.path) != directory or not fnmatch.fnmatchcase(
+                posixpath.basename(entry.path), pattern
+            ):
+                continue
+            if entry.is_expired(now):
+                return None
+            local = cache.copy_path(entry)
+            if local is None:
+                return None
+            sources.append((entry.path, local))
+        if not sources:
+            return None
+        sources.sort()
+        return TablePlan(name, url, [local for _, local in sources], local=len(sources), speculative=True)
+
+    def _checks(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._checker is None:
+                self._checker = ThreadPoolExecutor(2, thread_name_prefix="hybrid-query-check")
+            return self._checker
 
     def _resolve(
         self, name: str, url: str, mount: HybridMount, cache: CacheManager, directory: str, pattern: str
@@ -274,6 +351,8 @@ class TablePlanner:
 
     def close(self) -> int:
         """Release every lease (the copies they kept from deletion are deleted now); returns how many."""
+        if self._checker is not None:
+            self._checker.shutdown(wait=True)  # a check still running holds the catalog and the members
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join()

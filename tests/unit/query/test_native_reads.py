@@ -126,7 +126,8 @@ def test_the_copies_are_leased_for_the_query_and_a_free_meanwhile_cannot_delete_
             return super().view_statements(plans)
 
     fs = HybridFileSystem(mounts={"lake": mount}, skip_instance_cache=True)
-    q = Observed(SQL, mount_conn_id="lake", tables={"sales": "/t/sales"}, filesystem=fs, holder="test/q1")
+    q = Observed(SQL, mount_conn_id="lake", tables={"sales": "/t/sales"}, filesystem=fs, holder="test/q1",
+                 speculate=False)  # the check before the query: the plan it read is the one it was handed
     result = q.run()
 
     assert seen["leases"] == [("t/sales", "test/q1")]
@@ -138,6 +139,101 @@ def test_the_copies_are_leased_for_the_query_and_a_free_meanwhile_cannot_delete_
     assert cache.leases() == []
     assert not any(os.path.exists(path) for path in seen["files"])
     assert list(cache.entries("t/sales")) == []
+
+
+def test_a_warm_table_is_planned_from_the_catalog_and_read_while_its_check_runs(lake, tmp_path):
+    """The query does not wait for the members' listings: here they wait until the query has run (the check
+    is confirmed after it), and the answer is still the local one, from the copies, each member listed once."""
+    import threading
+
+    mount, stores = lake(metadata_sync_interval=60)
+    warm(mount)
+    reset(stores)
+    queried = threading.Event()
+    waited = []
+    for store in stores.values():
+        real = store.list
+
+        def after_the_query(path, real=real):
+            waited.append(queried.wait(60))  # a query that waited for its check would never set it
+            return real(path)
+
+        store.list = after_the_query
+
+    class Observed(DuckDBQuery):
+        def _checked(self, planner, plans):
+            queried.set()
+            return super()._checked(planner, plans)
+
+    fs = HybridFileSystem(mounts={"lake": mount}, skip_instance_cache=True)
+    q = Observed(SQL, mount_conn_id="lake", tables={"sales": "/t/sales"}, filesystem=fs)
+
+    result = q.run()
+
+    assert waited == [True, True]
+    plan = q.plans["sales"]
+    assert plan.speculative and (plan.local, plan.bridged) == (FILES, 0)
+    assert result.preview == [list(row) for row in reference(tmp_path / "hdfs" / "t" / "sales")]
+    assert calls(stores) == {"s3": {"list": 1}, "hdfs": {"list": 1}}
+
+
+def _expected_dir(tmp_path) -> Path:
+    expected = tmp_path / "expected"
+    shutil.rmtree(expected, ignore_errors=True)
+    expected.mkdir()
+    for member in ("hdfs", "s3"):
+        for path in (tmp_path / member / "t" / "sales").glob("*.parquet"):
+            shutil.copy(path, expected / path.name)
+    return expected
+
+
+@pytest.mark.parametrize("change", ["rewritten", "added", "removed", "moved to s3"])
+def test_a_speculative_plan_the_check_refutes_is_run_again_over_the_checked_plan(lake, tmp_path, change):
+    mount, stores = lake(metadata_sync_interval=60)
+    warm(mount)
+    sales = tmp_path / "hdfs" / "t" / "sales"
+    if change == "rewritten":
+        write_part(sales / "part-1.parquet", 1, rows=300, offset=13)
+        os.utime(sales / "part-1.parquet", (1_000_000, 1_000_000))
+    elif change == "added":
+        write_part(sales / "part-9.parquet", 9)
+    elif change == "removed":
+        (sales / "part-2.parquet").unlink()
+    else:
+        moved = tmp_path / "s3" / "t" / "sales" / "part-3.parquet"
+        moved.parent.mkdir(parents=True)
+        shutil.move(sales / "part-3.parquet", moved)
+        os.utime(moved, (2_000_000, 2_000_000))  # S3's mtime is the upload's: another fingerprint
+    q = query(mount)
+
+    result = q.run()
+
+    plan = q.plans["sales"]
+    assert not plan.speculative  # the checked plan answered
+    assert result.preview == [list(row) for row in reference(_expected_dir(tmp_path))]
+    assert len(plan.sources) == {"added": FILES + 1, "removed": FILES - 1}.get(change, FILES)
+
+
+def test_an_error_over_copies_the_check_refutes_is_not_the_answer(lake, tmp_path):
+    """Every file rewritten with a new column the query asks for: over the old copies the query fails; that
+    failure is not reported, the query runs over the new versions."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    mount, stores = lake(metadata_sync_interval=60)
+    warm(mount)
+    for i in range(FILES):
+        path = tmp_path / "hdfs" / "t" / "sales" / f"part-{i}.parquet"
+        pq.write_table(pa.table({"k": [i], "v": [i], "w": [10 * i]}), path)
+        os.utime(path, (3_000_000 + i, 3_000_000 + i))
+    fs = HybridFileSystem(mounts={"lake": mount}, skip_instance_cache=True)
+    q = DuckDBQuery("SELECT sum(w) AS w FROM sales", mount_conn_id="lake", tables={"sales": "/t/sales"},
+                    filesystem=fs)
+
+    result = q.run()
+
+    assert result.preview == [[10 * sum(range(FILES))]]
+    assert not q.plans["sales"].speculative
 
 
 def test_a_stale_copy_is_not_read_and_the_changed_source_is(lake, tmp_path):
