@@ -6,6 +6,8 @@ import json
 import os
 import tempfile
 
+import pytest
+
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="airflow-hybrid-tests-")
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
@@ -38,3 +40,14 @@ pytest_plugins = [
     "tests.spark_fixtures",
     "tests.trino_fixtures",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_shared_s3_clients():
+    """Each test starts with no shared boto3 client (:mod:`airflow_hybrid.stores.s3.clients`): tests register
+    fault and observer hooks on a store's client, which would otherwise stay on it for the tests after."""
+    from airflow_hybrid.stores.s3.clients import forget_clients
+
+    forget_clients()
+    yield
+    forget_clients()

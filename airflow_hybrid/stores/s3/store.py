@@ -132,6 +132,22 @@ class S3Store(Store):
         return self._client
 
     def _make_client(self):
+        """The process's shared client for this store's connection and client settings (:mod:`.clients`)."""
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        from airflow_hybrid.stores.s3.clients import shared_client
+
+        hook = S3Hook(aws_conn_id=self.aws_conn_id)
+        try:
+            conn = hook.get_connection(self.aws_conn_id) if self.aws_conn_id else None
+        except Exception:  # noqa: BLE001 - a missing connection: the hook falls back to boto3's own chain
+            conn = None
+        identity = None if conn is None else (conn.conn_type, conn.host, conn.login, conn.password, conn.extra)
+        settings = (self.options.max_attempts, self.options.max_pool_connections, self.options.connect_timeout,
+                    self.options.read_timeout)
+        return shared_client(("s3", self.aws_conn_id, identity, settings), lambda: self._new_client(hook))
+
+    def _new_client(self, hook):
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         ours = Config(
@@ -144,7 +160,6 @@ class S3Store(Store):
             response_checksum_validation="when_required",
         )
         # Settings from the connection's ``config_kwargs`` win over ours.
-        hook = S3Hook(aws_conn_id=self.aws_conn_id)
         verify = parse_verify(hook.verify, f"connection {str(self.aws_conn_id)!r}: extra verify", default=None)
         if verify is False:
             log.warning(
@@ -155,9 +170,8 @@ class S3Store(Store):
         return S3Hook(aws_conn_id=self.aws_conn_id, config=ours.merge(hook.config), verify=verify).get_conn()
 
     def close(self) -> None:
-        if self._owns_client and self._client is not None:
-            self._client.close()
-            self._client = None
+        """Let go of the client; a shared one (:mod:`.clients`) stays open for the process's other stores."""
+        self._client = None
 
     # -- keys -------------------------------------------------------------------------------------
     def _key(self, rel: str) -> str:
