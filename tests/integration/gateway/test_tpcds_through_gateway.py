@@ -32,12 +32,12 @@ import pytest
 from airflow_hybrid.gateway.config import GatewayConfig
 from airflow_hybrid.gateway.server import BackgroundGateway
 from airflow_hybrid.migration.migrator import Migrator
-from airflow_hybrid.migration.planner import PlanEntry
 from airflow_hybrid.policy.parser import parse_policy
 from airflow_hybrid.query import tpcds
 from airflow_hybrid.query.duckdb_s3 import httpfs_extension_path
 from airflow_hybrid.query.sql import sql_string
 from tests.integration.gateway.conftest import KEYS_CONN, MOUNT, WRITER, s3_client
+from tests.integration.gateway.migration_rounds import POLICY, hdfs_entries, migrate_checking_each_step
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,6 @@ PER_FILE = (
     "SELECT parse_filename(filename) AS part, count(*) AS n, sum(ss_net_paid) AS paid "
     "FROM read_parquet('{location}*.parquet', filename=true) GROUP BY part ORDER BY part"
 )
-POLICY = "ufsMigrate(olderThan(1d), UFS[hdfs]:REMOVE, UFS[s3]:STORE)"
 
 
 @pytest.fixture
@@ -115,12 +114,6 @@ def _listed_keys(endpoint: str, bucket: str) -> list[str]:
     return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
 
-def _entries(lake) -> list[PlanEntry]:
-    files = sorted(lake.members["hdfs"].walk_files(SALES), key=lambda f: f.path)
-    assert [f.path for f in files] == [f"{SALES}/{name}" for name in PART_NAMES]
-    return [PlanEntry(path=f.path, size=f.size, mtime=f.mtime, source="hdfs", etag=f.etag) for f in files]
-
-
 def test_duckdb_answers_through_the_gateway_equal_the_local_ones_before_during_and_after_a_migration(
     tpcds_lake, tpcds_gateway, bucket, lake, monkeypatch
 ):
@@ -129,7 +122,6 @@ def test_duckdb_answers_through_the_gateway_equal_the_local_ones_before_during_a
     assert [row[0] for row in expected["per-file"]] == PART_NAMES
     keys = [f"{SALES}/{name}" for name in PART_NAMES]
     gateway_locations = _locations(f"s3://{bucket}/{BASE}")
-    hdfs, s3 = lake.members["hdfs"], lake.members["s3"]
     rounds: list[tuple[str, dict[str, list[tuple]], list[str]]] = []
 
     def check(when: str) -> None:
@@ -140,28 +132,9 @@ def test_duckdb_answers_through_the_gateway_equal_the_local_ones_before_during_a
             answers = {"error": [(f"{type(err).__name__}: {str(err)[:300]}",)]}
         rounds.append((when, answers, _listed_keys(tpcds_gateway.endpoint, bucket)))
 
-    real_delete = hdfs.delete
+    order = migrate_checking_each_step(lake, monkeypatch, check, SALES, PART_NAMES)
 
-    def delete_after_a_round(path: str, recursive: bool = False) -> bool:
-        # The Migrator removes the source once the S3 copy is verified: the file is on both members now.
-        on_both = hdfs.exists(path) and s3.exists(path)
-        check(f"{path} on both members" if on_both else f"{path} NOT on both members")
-        return real_delete(path, recursive=recursive)
-
-    monkeypatch.setattr(hdfs, "delete", delete_after_a_round)
-    migrator = Migrator(lake, parse_policy(POLICY), retry_delay=0.05)
-
-    check("before the migration")
-    for entry in _entries(lake):
-        summary = migrator.run([entry], concurrency=1, prefix=SALES)
-        assert summary.moved == 1, summary.to_dict()
-        check(f"{entry.path} moved")
-    assert not list(hdfs.walk_files(SALES)) and sorted(f.path for f in s3.walk_files(SALES)) == keys
-    check("after the migration")
-
-    assert [when for when, _, _ in rounds] == ["before the migration"] + [
-        f"{key} {state}" for key in keys for state in ("on both members", "moved")
-    ] + ["after the migration"]
+    assert [when for when, _, _ in rounds] == order
     wrong = [f"{when}: {name}: {got.get(name, got.get('error'))} != {rows}" for when, got, _ in rounds
              for name, rows in expected.items() if got.get(name) != rows]
     wrong += [f"{when}: listed {listed}" for when, _, listed in rounds if listed != keys]
@@ -220,7 +193,8 @@ def test_spark_s3a_answers_through_the_gateway_equal_the_local_ones_before_and_a
     locations = _locations(f"s3a://{bucket}/{BASE}")
 
     before = _spark_answers(spark_on_gateway, locations)
-    summary = Migrator(lake, parse_policy(POLICY), retry_delay=0.05).run(_entries(lake), concurrency=2, prefix=SALES)
+    migrator = Migrator(lake, parse_policy(POLICY), retry_delay=0.05)
+    summary = migrator.run(hdfs_entries(lake, SALES, PART_NAMES), concurrency=2, prefix=SALES)
     assert summary.moved == FILES, summary.to_dict()
     assert not list(lake.members["hdfs"].walk_files(SALES))
     after = _spark_answers(spark_on_gateway, locations)

@@ -39,13 +39,11 @@ import pytest
 from airflow_hybrid.devstack.trino import S3Endpoint, hive_catalog_properties
 from airflow_hybrid.gateway.config import GatewayConfig
 from airflow_hybrid.gateway.server import BackgroundGateway
-from airflow_hybrid.migration.migrator import Migrator
-from airflow_hybrid.migration.planner import PlanEntry
-from airflow_hybrid.policy.parser import parse_policy
 from airflow_hybrid.query import tpcds
 from airflow_hybrid.query.schema import column_definitions
 from airflow_hybrid.query.sql import sql_string
 from tests.integration.gateway.conftest import KEYS_CONN, MOUNT, WRITER
+from tests.integration.gateway.migration_rounds import migrate_checking_each_step
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +52,6 @@ SCALE = 0.05
 FILES = 4
 SALES = f"{BASE}/store_sales"
 PART_NAMES = [f"part-{i:05d}.parquet" for i in range(FILES)]
-POLICY = "ufsMigrate(olderThan(1d), UFS[hdfs]:REMOVE, UFS[s3]:STORE)"
 #: Each query with ``{table}`` (Trino's table, or DuckDB's view over the local files) and ``{path}`` (the
 #: file's URI under the table's location: Trino's ``"$path"``, DuckDB's from the local file name).
 QUERIES = {
@@ -127,12 +124,6 @@ def _trino_answers(trino_server, table: str) -> dict[str, list[tuple]]:
             for name, sql in QUERIES.items()}
 
 
-def _entries(lake) -> list[PlanEntry]:
-    files = sorted(lake.members["hdfs"].walk_files(SALES), key=lambda f: f.path)
-    assert [f.path for f in files] == [f"{SALES}/{name}" for name in PART_NAMES]
-    return [PlanEntry(path=f.path, size=f.size, mtime=f.mtime, source="hdfs", etag=f.etag) for f in files]
-
-
 def test_trino_answers_through_the_gateway_equal_the_local_ones_before_during_and_after_a_migration(
     sales_lake, trino_server, gw_catalog, bucket, lake, monkeypatch
 ):
@@ -145,8 +136,6 @@ def test_trino_answers_through_the_gateway_equal_the_local_ones_before_during_an
     trino_server.execute(f"CREATE TABLE {table} ({', '.join(columns)}) "
                          f"WITH (external_location = '{location}', format = 'PARQUET')")
     ddl = trino_server.execute(f"SHOW CREATE TABLE {table}")[0][0]
-    keys = [f"{SALES}/{name}" for name in PART_NAMES]
-    hdfs, s3 = lake.members["hdfs"], lake.members["s3"]
     rounds: list[tuple[str, dict[str, list[tuple]]]] = []
 
     def check(when: str) -> None:
@@ -157,28 +146,9 @@ def test_trino_answers_through_the_gateway_equal_the_local_ones_before_during_an
             answers = {"error": [(f"{type(err).__name__}: {str(err)[:500]}",)]}
         rounds.append((when, answers))
 
-    real_delete = hdfs.delete
+    order = migrate_checking_each_step(lake, monkeypatch, check, SALES, PART_NAMES)
 
-    def delete_after_a_round(path: str, recursive: bool = False) -> bool:
-        # The Migrator removes the source once the S3 copy is verified: the file is on both members now.
-        on_both = hdfs.exists(path) and s3.exists(path)
-        check(f"{path} on both members" if on_both else f"{path} NOT on both members")
-        return real_delete(path, recursive=recursive)
-
-    monkeypatch.setattr(hdfs, "delete", delete_after_a_round)
-    migrator = Migrator(lake, parse_policy(POLICY), retry_delay=0.05)
-
-    check("before the migration")
-    for entry in _entries(lake):
-        summary = migrator.run([entry], concurrency=1, prefix=SALES)
-        assert summary.moved == 1, summary.to_dict()
-        check(f"{entry.path} moved")
-    assert not list(hdfs.walk_files(SALES)) and sorted(f.path for f in s3.walk_files(SALES)) == keys
-    check("after the migration")
-
-    assert [when for when, _ in rounds] == ["before the migration"] + [
-        f"{key} {state}" for key in keys for state in ("on both members", "moved")
-    ] + ["after the migration"]
+    assert [when for when, _ in rounds] == order
     wrong = [f"{when}: {name}: {got.get(name, got.get('error'))} != {rows}" for when, got in rounds
              for name, rows in expected.items() if got.get(name) != rows]
     assert not wrong, f"{len(wrong)} wrong answers of {len(rounds)} rounds:\n" + "\n".join(wrong[:10])
