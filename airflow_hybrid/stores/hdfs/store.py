@@ -456,7 +456,9 @@ class HdfsStore(Store):
         ``GETFILESTATUS`` for each directory the marker's name may precede, whatever the directory's size. A
         directory holding names outside ASCII, which HDFS orders otherwise, is scanned whole (the default)."""
         rel = normalize_path(path)
-        if (limit <= 0 or not self._batch_listing or rel in self._unordered_dirs
+        with self._lock:
+            unordered = rel in self._unordered_dirs
+        if (limit <= 0 or not self._batch_listing or unordered
                 or not (start_after or "").isascii() or not name_prefix.isascii()):
             return super().list_sorted(rel, start_after, limit, name_prefix)
         start = listing_start(start_after, name_prefix)
@@ -472,9 +474,10 @@ class HdfsStore(Store):
         except (FileNotFoundError, NotADirectoryError):
             return []
         except _UnorderedListing:
-            self._unordered_dirs[rel] = None
-            while len(self._unordered_dirs) > 4096:
-                self._unordered_dirs.popitem(last=False)
+            with self._lock:  # the gateway lists from many threads
+                self._unordered_dirs[rel] = None
+                while len(self._unordered_dirs) > 4096:
+                    self._unordered_dirs.popitem(last=False)
             return super().list_sorted(rel, start_after, limit, name_prefix)
 
     def _status_or_none(self, rel: str) -> FileInfo | None:
