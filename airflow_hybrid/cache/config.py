@@ -31,7 +31,7 @@ from typing import Any
 from airflow_hybrid.cache.exceptions import CacheConfigError, UnknownTierError
 from airflow_hybrid.mount.options import check_uri
 from airflow_hybrid.settings import hybrid_home
-from airflow_hybrid.values import parse_bool, parse_fraction, shown
+from airflow_hybrid.values import parse_bool, parse_fraction, parse_int, shown
 from airflow_hybrid.values import parse_duration as _parse_duration
 from airflow_hybrid.values import parse_size as _parse_size
 
@@ -40,6 +40,7 @@ DEFAULT_LOW_WATERMARK = 0.7
 DEFAULT_METADATA_SYNC_INTERVAL = 60.0
 DEFAULT_LOAD_LEASE = 60.0
 DEFAULT_JOIN_RUNNING_LOAD_UP_TO = 0  # off: a reader never waits for a copy (opt in per mount)
+DEFAULT_SCAN_READ_AHEAD = 4  # files; only for files a reader joins the load of (join_running_load_up_to)
 DEFAULT_FILE_MODE = 0o600  # cached copies readable by their owner only (also on /dev/shm)
 
 _TIER_KEYS = {"alias", "uri", "quota", "high_watermark", "low_watermark", "conn_id", "options"}
@@ -53,6 +54,7 @@ _CACHE_KEYS = {
     "load_lease",
     "listing_sync_interval",
     "join_running_load_up_to",
+    "scan_read_ahead",
     "file_mode",
 }
 
@@ -183,10 +185,14 @@ class CacheConfig:
     #: are listed again: 0 = always list the members (default), -1 = only changes made through the mount
     #: refresh it. Files added or removed at a member directly appear within this interval (Alluxio's rule).
     listing_sync_interval: float = 0.0
-    #: A ranged read missing a file whose whole-file load is already running in this process waits for that
+    #: A read missing a file whose whole-file load is already running (or queued) in this process waits for that
     #: load (then reads the copy) instead of fetching the same bytes over the link again, for files up to this
     #: many bytes; larger files are read from the source meanwhile. 0 = never wait.
     join_running_load_up_to: int = DEFAULT_JOIN_RUNNING_LOAD_UP_TO
+    #: A cold file opened in the order of a ``hybrid://`` glob (an engine scanning a dataset) starts the whole-file
+    #: loads of itself and of up to this many files after it, so the link never idles between files; only files
+    #: up to ``join_running_load_up_to`` (whose readers wait for the load) are read ahead. 0 = off.
+    scan_read_ahead: int = DEFAULT_SCAN_READ_AHEAD
     #: TTL given to new entries when a load names none; ``None`` = no expiry.
     default_ttl: float | None = None
     #: Tier that reads fill and loads target when none is named; the first tier by default.
@@ -272,6 +278,10 @@ class CacheConfig:
         join_up_to = parse_size(
             raw.get("join_running_load_up_to", DEFAULT_JOIN_RUNNING_LOAD_UP_TO), "cache.join_running_load_up_to"
         )
+        read_ahead = parse_int(
+            raw.get("scan_read_ahead", DEFAULT_SCAN_READ_AHEAD), "cache.scan_read_ahead", minimum=0,
+            maximum=10_000, error=CacheConfigError,
+        )
         default_ttl = parse_duration(raw.get("default_ttl"), "cache.default_ttl")
         if default_ttl == 0:
             raise CacheConfigError("cache.default_ttl: must be positive (null for no expiry)")
@@ -288,6 +298,7 @@ class CacheConfig:
             metadata_sync_interval=DEFAULT_METADATA_SYNC_INTERVAL if interval is None else interval,
             listing_sync_interval=listing_interval or 0.0,
             join_running_load_up_to=join_up_to,
+            scan_read_ahead=read_ahead,
             default_ttl=default_ttl,
             load_lease=lease,
             file_mode=file_mode,

@@ -347,15 +347,15 @@ class CacheManager:
 
     def _open_miss(self, path: str, member: str, info: FileInfo, offset: int, length: int | None) -> BinaryIO:
         store = self._require_source().members[member]
+        if info.size <= self.config.join_running_load_up_to:
+            joined = self._join_running_load(path, info, offset, length)
+            if joined is not None:
+                return joined
         whole = offset == 0 and (length is None or length >= info.size)
         if self.config.cache_on_read and whole:
             return self.fill_while_reading(
                 path, member, info, self._open_source(path, member, info), source_uri=store.uri(path)
             )
-        if info.size <= self.config.join_running_load_up_to:
-            joined = self._join_running_load(path, info, offset, length)
-            if joined is not None:
-                return joined
         self.catalog.record_miss(self.mount_name, self.tier().alias)
         if self.config.cache_on_read:
             # A ranged read (e.g. a Parquet footer) cannot fill the whole copy; load it alongside instead.
@@ -471,6 +471,28 @@ class CacheManager:
                 log.info("background load of %s:%s failed: %s", self.mount_name, path, f.exception())
 
         future.add_done_callback(finished)
+
+    def load_ahead(self, files: Iterable[tuple[str, str, FileInfo]]) -> int:
+        """Start background loads of ``files`` (``(path, member, info)``: the next files a scan will read, as
+        :class:`~airflow_hybrid.mount.scans.ScanReadAhead` names them), so the link stays busy and their readers
+        join the loads. Only files a ranged read would wait for (``join_running_load_up_to``) are loaded; those
+        loading already, or with a fresh copy of version ``info``, are skipped. Returns the loads started."""
+        if not self.config.cache_on_read:
+            return 0
+        source, started, now = self._require_source(), 0, self.clock()
+        for path, member, info in files:
+            if info.is_dir or info.size > self.config.join_running_load_up_to:
+                continue
+            path = normalize_path(path)
+            with self._inflight_lock:
+                if path in self._inflight:
+                    continue
+            entry = self.catalog.get(self.mount_name, path)
+            if entry is not None and entry.state == READY and entry.source.matches(info) and not entry.is_expired(now):
+                continue
+            self._load_in_background(path, member, info, source.members[member])
+            started += 1
+        return started
 
     def wait_for_background_loads(self) -> None:
         """Block until the loads started by ranged misses have finished."""

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 from airflow_hybrid.mount import HybridMount
+from airflow_hybrid.mount.scans import ScanFile, ScanReadAhead
 from airflow_hybrid.stores.base import FileInfo, normalize_path
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ class HybridFileSystem(AbstractFileSystem):
         #: name -> (expires at, entry): fresh cached copies opened, so another open needs no catalog lookup.
         self._copies: dict[str, tuple[float, CachedEntry]] = {}
         self._memo_lock = threading.Lock()
+        #: The last globs, so files opened in their order are loaded just ahead of their reader (mount/scans.py).
+        self._scans = ScanReadAhead()
 
     # -- paths ------------------------------------------------------------------------------------
     @classmethod
@@ -275,6 +278,37 @@ class HybridFileSystem(AbstractFileSystem):
         entries.sort(key=lambda e: e["name"])
         return entries
 
+    def glob(self, path: str, maxdepth: int | None = None, **kwargs: Any):
+        detail = kwargs.pop("detail", False)
+        with self._operation():
+            found = super().glob(path, maxdepth=maxdepth, detail=True, **kwargs)
+        self._record_scan(path, found)
+        return found if detail else list(found)
+
+    def _record_scan(self, pattern: str, found: dict[str, dict[str, Any]]) -> None:
+        """Remember the files of a glob, where it listed them, for read-ahead (when the mount's cache reads ahead)."""
+        mount, _ = self._split(pattern)
+        cache = mount.cache
+        if cache is None or not (cache.config.cache_on_read and cache.config.scan_read_ahead
+                                 and cache.config.join_running_load_up_to):
+            return
+        prefix = mount.name + "/"
+        files = [
+            ScanFile(name[len(prefix):], entry.member, entry.info)
+            for name, entry in found.items()
+            if isinstance(entry, _Seen) and not entry.info.is_dir and name.startswith(prefix)
+        ]
+        if files:
+            self._scans.record(mount.name, pattern, files)
+
+    def _opened(self, mount: HybridMount, rel: str, cold: bool) -> None:
+        """A file is opened (``cold``: read from its source): load the next files of its scan if it follows it."""
+        cache = mount.cache
+        window = cache.config.scan_read_ahead if cache is not None and cold else 0
+        ahead = self._scans.opened(mount.name, rel, window)
+        if ahead:
+            cache.load_ahead((file.path, file.member, file.info) for file in ahead)
+
     def find(self, path: str, maxdepth: int | None = None, withdirs: bool = False, detail: bool = False, **kwargs):
         with self._operation():
             if withdirs:
@@ -377,6 +411,7 @@ class HybridReadFile(AbstractBufferedFile):
         self._tail: bytes | None = None
         self._tail_fetched = False
         size = self._pin_version(fs)
+        fs._opened(mount, rel, cold=self._entry is None)
         #: A seekable copy (a local tier's file) is read directly: no readahead buffer, no copies between.
         self._direct = self._stream if self._entry is not None and _seekable(self._stream) else None
         kwargs.setdefault("cache_type", "none" if self._direct is not None else "readahead")

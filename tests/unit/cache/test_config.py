@@ -126,6 +126,8 @@ def test_duplicate_alias():
         ({"tiers": [MEM], "metadata_sync_interval": "soon"}, r"cache\.metadata_sync_interval: cannot parse"),
         ({"tiers": [MEM], "listing_sync_interval": -5}, r"cache\.listing_sync_interval: negative duration"),
         ({"tiers": [MEM], "join_running_load_up_to": "-1GB"}, r"cache\.join_running_load_up_to: negative size"),
+        ({"tiers": [MEM], "scan_read_ahead": -1}, r"cache\.scan_read_ahead: -1 is below the minimum 0"),
+        ({"tiers": [MEM], "scan_read_ahead": "lots"}, r"cache\.scan_read_ahead: expected a whole number"),
         ({"tiers": [MEM], "default_ttl": 0}, r"cache\.default_ttl: must be positive"),
         ({"tiers": [MEM], "cache_on_read": "maybe"}, r"cache\.cache_on_read: expected true or false"),
         ({"tiers": [MEM], "default_tier": "NVME"}, r"cache\.default_tier: unknown cache tier 'NVME'"),
@@ -199,3 +201,11 @@ def test_join_running_load_up_to_values():
     assert CacheConfig.from_options({"cache": {"tiers": [MEM]}}, "m").join_running_load_up_to == 0
     assert limit("1GB") == 1024**3
     assert limit(0) == 0
+
+
+def test_scan_read_ahead_values():
+    def files(value):
+        return CacheConfig.from_options({"cache": {"tiers": [MEM], "scan_read_ahead": value}}, "m").scan_read_ahead
+
+    assert CacheConfig.from_options({"cache": {"tiers": [MEM]}}, "m").scan_read_ahead == 4
+    assert (files(0), files("8"), files(2.0)) == (0, 8, 2)

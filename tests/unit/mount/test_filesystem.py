@@ -310,7 +310,7 @@ def test_a_file_replaced_after_the_listing_by_another_of_another_size_is_refused
 
 
 def test_a_footer_read_costs_one_request_and_ranges_are_fetched_once(make_lake, tmp_path):
-    fs, mount, stores = make_lake(60, join_running_load_up_to="10MB")
+    fs, mount, stores = make_lake(60, join_running_load_up_to="10MB", scan_read_ahead=0)  # a footer read's own load
     data = os.urandom(1_000_000)
     put(tmp_path / "hdfs", "t/a.parquet", data, 1_700_000_000.0)
     fs.glob("hybrid://lake/t/*.parquet")
@@ -365,3 +365,55 @@ def test_a_copy_opened_again_needs_no_catalog_lookup_within_the_interval_and_is_
         assert looked_up
     finally:
         catalog.get = get
+
+
+def _scan_lake(make_lake, tmp_path, files: int, **cache):
+    fs, mount, stores = make_lake(60, **cache)
+    data = {f"t/part-{i}.parquet": os.urandom(20_000 + i) for i in range(files)}
+    for path, body in data.items():
+        put(tmp_path / "hdfs", path, body, 1_700_000_000.0)
+    assert len(fs.glob("hybrid://lake/t/*.parquet")) == files
+    reset(stores)
+    return fs, mount, stores, data
+
+
+def _ready(mount, data) -> list[str]:
+    mount.cache.wait_for_background_loads()
+    return [path for path in data if (e := mount.cache.catalog.get("lake", path)) is not None and e.state == "ready"]
+
+
+def test_a_globbed_scan_loads_its_next_files_ahead_of_the_reader_each_once(make_lake, tmp_path):
+    fs, mount, stores, data = _scan_lake(make_lake, tmp_path, 7, join_running_load_up_to="1MB", scan_read_ahead=3)
+    paths = list(data)
+    reader = fs.open(f"hybrid://lake/{paths[0]}", "rb", cache_type="none")  # cold, first of its scan
+    assert _ready(mount, data) == paths[:4]  # itself and the 3 after it, before a byte was asked for
+    with reader:
+        reader.seek(-8, 2)
+        assert reader.read(8) == data[paths[0]][-8:]  # the footer: from the copy, no request of its own
+        reader.seek(0)
+        assert reader.read() == data[paths[0]]
+    for path in paths[1:4]:  # warm: read from the copies, nothing more is loaded
+        assert read_all(fs, path) == data[path]
+    assert _ready(mount, data) == paths[:4]
+    assert read_all(fs, paths[4]) == data[paths[4]]  # cold, in sequence: loads itself and what is left
+    assert _ready(mount, data) == paths
+    assert stores["hdfs"].calls["open"] == 7 and stores["s3"].calls == {}  # each file crossed once, whole
+
+
+def test_a_scan_skipping_files_reads_ahead_only_once_its_opens_follow_each_other(make_lake, tmp_path):
+    fs, mount, stores, data = _scan_lake(make_lake, tmp_path, 8, join_running_load_up_to="1MB", scan_read_ahead=2)
+    paths = list(data)
+    with fs.open(f"hybrid://lake/{paths[3]}", "rb"):  # a jump (partitions pruned): no read-ahead
+        assert _ready(mount, data) == []
+    with fs.open(f"hybrid://lake/{paths[4]}", "rb"):  # the next one: read ahead from here
+        assert _ready(mount, data) == paths[4:7]
+
+
+@pytest.mark.parametrize("cache", [{}, {"join_running_load_up_to": "1MB", "scan_read_ahead": 0},
+                                   {"join_running_load_up_to": "10KB"}])
+def test_no_read_ahead_where_readers_would_not_wait_for_the_loads(make_lake, tmp_path, cache):
+    """Off by default (no joining), when set to 0, and for files larger than ``join_running_load_up_to``."""
+    fs, mount, stores, data = _scan_lake(make_lake, tmp_path, 4, **cache)
+    with fs.open(f"hybrid://lake/{next(iter(data))}", "rb"):
+        assert _ready(mount, data) == []
+    assert stores["hdfs"].calls == {}
