@@ -184,7 +184,18 @@ class S3Server(processes.Service):
         )
         self._server = WSGIServer(self.host, self._port, app, environ_hook=_preserve_metadata_header_names)
         self._server.start("s3-server")
+        self._warm_up()
         return self
+
+    def _warm_up(self) -> None:
+        """Answer one ListBuckets in process, past the shaper and the statistics: moto builds its S3 app on the
+        first request (~0.25 s), a cost no real S3 makes its first client pay."""
+        from werkzeug.test import EnvironBuilder
+
+        auth = f"AWS4-HMAC-SHA256 Credential=devstack/20260101/{self.region}/s3/aws4_request, SignedHeaders=host, Signature=0"
+        environ = EnvironBuilder(path="/", base_url=self.endpoint_url, headers={"Authorization": auth}).get_environ()
+        for _ in self._moto_app(environ, lambda status, headers, exc_info=None: None):
+            pass
 
     def stop(self) -> None:
         if self._server is not None:
