@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import io
+import posixpath
 import queue
 import threading
 import time
@@ -283,7 +285,28 @@ class HybridFileSystem(AbstractFileSystem):
         with self._operation():
             found = super().glob(path, maxdepth=maxdepth, detail=True, **kwargs)
         self._record_scan(path, found)
+        self._remember_fresh_copies(path, found)
         return found if detail else list(found)
+
+    def _remember_fresh_copies(self, pattern: str, found: dict[str, dict[str, Any]]) -> None:
+        """Check the cached copies of a glob's files against the statuses it just listed at the members, all at
+        once (:meth:`CacheManager.fresh_listing`: one catalog scan of their directory), and remember the fresh
+        ones, so their opens need no catalog lookup each. Only for files of one directory listed at the members
+        now (a listing answered from the catalog is not a fresh status)."""
+        mount, _ = self._split(pattern)
+        cache = mount.cache
+        if cache is None or cache.config.metadata_sync_interval <= 0 or len(found) < 2:
+            return
+        listed = [entry for entry in found.values() if entry.get("type") == "file"]
+        if not listed or not all(isinstance(entry, _Seen) for entry in listed):
+            return
+        directories = {posixpath.dirname(entry.info.path) for entry in listed}
+        if len(directories) != 1:
+            return
+        synced_at = cache.clock()
+        fresh, _ = cache.fresh_listing(directories.pop(), [entry.info for entry in listed])
+        for path, copy in fresh.items():
+            self._remember_copy(mount, f"{mount.name}/{path}", dataclasses.replace(copy, last_synced_at=synced_at))
 
     def _record_scan(self, pattern: str, found: dict[str, dict[str, Any]]) -> None:
         """Remember the files of a glob, where it listed them, for read-ahead (when the mount's cache reads ahead)."""

@@ -417,3 +417,23 @@ def test_no_read_ahead_where_readers_would_not_wait_for_the_loads(make_lake, tmp
     with fs.open(f"hybrid://lake/{next(iter(data))}", "rb"):
         assert _ready(mount, data) == []
     assert stores["hdfs"].calls == {}
+
+
+def test_a_glob_checks_its_files_copies_at_once_so_their_opens_look_up_nothing(make_lake, tmp_path):
+    fs, mount, stores, data = _scan_lake(make_lake, tmp_path, 5)
+    for path in data:
+        assert read_all(fs, path) == data[path]  # cold: fills the cache
+    mount.cache.wait_for_background_loads()
+    put(tmp_path / "hdfs", "t/part-4.parquet", b"rewritten", 1_700_000_100.0)  # its copy is now stale
+    catalog = mount.cache.catalog
+    gets, get = [], catalog.get
+    catalog.get = lambda *args, **kwargs: gets.append(args) or get(*args, **kwargs)
+    fresh_fs = HybridFileSystem(mounts={"lake": mount}, skip_instance_cache=True)  # nothing remembered yet
+    assert len(fresh_fs.glob("hybrid://lake/t/*.parquet")) == 5
+    reset(stores)
+    for path in list(data)[:4]:
+        with fresh_fs.open(f"hybrid://lake/{path}", "rb") as f:
+            assert f._entry is not None and f.read() == data[path]  # from the copy
+    assert gets == [] and stores["hdfs"].calls == {}
+    assert read_all(fresh_fs, "t/part-4.parquet") == b"rewritten"  # the stale copy was never served
+    assert stores["hdfs"].calls["open"] == 1
