@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--files", type=int, default=12, help="Parquet files of store_sales")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="added to every request on the link")
     parser.add_argument("--bandwidth-mb", type=float, default=50.0, help="link cap in MB/s (10^6 bytes)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of the warm and local queries (best kept)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of the warm and local queries (best kept)")
     parser.add_argument("--prefetch-concurrency", type=int, default=8)
     parser.add_argument("--s3-files", type=int, default=4, help="files moved to S3 for the split-table case")
     parser.add_argument("--work-dir", help="keep data here (default: a temporary directory, removed)")
