@@ -26,7 +26,9 @@ filesystem remembers it like a status, never past the copy's next freshness chec
 and the memo is updated to what the file serves, so ``size`` and the bytes agree. A file that left the member
 since is followed to the member that has it, if it is the same file (:meth:`HybridMount.open_member`). When the memo (e.g. a listing) shows a status that differs from the cached copy's fingerprint -- the
 source changed, or a migration moved the file to another member -- the copy is checked against the source at
-once instead of waiting for the interval.
+once instead of waiting for the interval. A glob checks the copies of the files it listed at the members in one
+catalog scan (their opens then look nothing up), and files then opened in its order are loaded ahead of their
+reader (:mod:`airflow_hybrid.mount.scans`).
 """
 
 from __future__ import annotations
@@ -284,45 +286,32 @@ class HybridFileSystem(AbstractFileSystem):
         detail = kwargs.pop("detail", False)
         with self._operation():
             found = super().glob(path, maxdepth=maxdepth, detail=True, **kwargs)
-        self._record_scan(path, found)
-        self._remember_fresh_copies(path, found)
+        mount, _ = self._split(path)
+        if mount.cache is not None:  # the files listed at the members just now (not from the catalog's listings)
+            listed = [entry for entry in found.values() if isinstance(entry, _Seen) and not entry.info.is_dir]
+            if listed:
+                self._record_scan(mount, path, listed)
+                self._remember_fresh_copies(mount, listed)
         return found if detail else list(found)
 
-    def _remember_fresh_copies(self, pattern: str, found: dict[str, dict[str, Any]]) -> None:
-        """Check the cached copies of a glob's files against the statuses it just listed at the members, all at
-        once (:meth:`CacheManager.fresh_listing`: one catalog scan of their directory), and remember the fresh
-        ones, so their opens need no catalog lookup each. Only for files of one directory listed at the members
-        now (a listing answered from the catalog is not a fresh status)."""
-        mount, _ = self._split(pattern)
+    def _record_scan(self, mount: HybridMount, pattern: str, listed: list[_Seen]) -> None:
+        """Remember a glob's files, where it listed them, for read-ahead (when the mount's cache reads ahead)."""
+        config = mount.cache.config
+        if config.cache_on_read and config.scan_read_ahead and config.join_running_load_up_to:
+            self._scans.record(mount.name, pattern, [ScanFile(e.info.path, e.member, e.info) for e in listed])
+
+    def _remember_fresh_copies(self, mount: HybridMount, listed: list[_Seen]) -> None:
+        """Check the cached copies of a glob's files of one directory against the statuses it just listed, all at
+        once (:meth:`CacheManager.fresh_listing`: one catalog scan), and remember the fresh ones, so their opens
+        need no catalog lookup each; a copy of another version is dropped."""
         cache = mount.cache
-        if cache is None or cache.config.metadata_sync_interval <= 0 or len(found) < 2:
-            return
-        listed = [entry for entry in found.values() if entry.get("type") == "file"]
-        if not listed or not all(isinstance(entry, _Seen) for entry in listed):
-            return
         directories = {posixpath.dirname(entry.info.path) for entry in listed}
-        if len(directories) != 1:
+        if cache.config.metadata_sync_interval <= 0 or len(listed) < 2 or len(directories) != 1:
             return
         synced_at = cache.clock()
         fresh, _ = cache.fresh_listing(directories.pop(), [entry.info for entry in listed])
         for path, copy in fresh.items():
             self._remember_copy(mount, f"{mount.name}/{path}", dataclasses.replace(copy, last_synced_at=synced_at))
-
-    def _record_scan(self, pattern: str, found: dict[str, dict[str, Any]]) -> None:
-        """Remember the files of a glob, where it listed them, for read-ahead (when the mount's cache reads ahead)."""
-        mount, _ = self._split(pattern)
-        cache = mount.cache
-        if cache is None or not (cache.config.cache_on_read and cache.config.scan_read_ahead
-                                 and cache.config.join_running_load_up_to):
-            return
-        prefix = mount.name + "/"
-        files = [
-            ScanFile(name[len(prefix):], entry.member, entry.info)
-            for name, entry in found.items()
-            if isinstance(entry, _Seen) and not entry.info.is_dir and name.startswith(prefix)
-        ]
-        if files:
-            self._scans.record(mount.name, pattern, files)
 
     def _opened(self, mount: HybridMount, rel: str, cold: bool) -> None:
         """A file is opened (``cold``: read from its source): load the next files of its scan if it follows it."""
