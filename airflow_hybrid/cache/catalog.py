@@ -358,31 +358,52 @@ class Catalog:
             log.debug("tier rows of mount %r created by another worker meanwhile; syncing again", mount)
             self._sync_tiers(mount, tiers, now)
 
-    def _sync_tiers(self, mount: str, tiers: Sequence[TierConfig], now: float) -> None:
-        table = self.t.tiers
+    def start_mount(self, mount: str, tiers: Sequence[TierConfig], now: float) -> list[TrashItem]:
+        """What a cache manager does on start, in one write transaction: :meth:`sync_tiers`, then
+        :meth:`reclaim_expired` and :meth:`forget_expired_leases`; returns :meth:`trash_items` (the copies
+        to delete, those just reclaimed included)."""
+        try:
+            return self._start_mount(mount, tiers, now)
+        except sa.exc.IntegrityError:
+            log.debug("tier rows of mount %r created by another worker meanwhile; starting again", mount)
+            return self._start_mount(mount, tiers, now)
+
+    def _start_mount(self, mount: str, tiers: Sequence[TierConfig], now: float) -> list[TrashItem]:
         with self.write() as conn:
-            existing = self._lock_tiers(conn, mount)
-            for tier in tiers:
-                row = existing.get(tier.alias)
-                if row is None:
-                    conn.execute(
-                        table.insert().values(
-                            mount=mount,
-                            alias=tier.alias,
-                            uri=tier.uri,
-                            quota_bytes=tier.quota,
-                            reserved_bytes=0,
-                            hits=0,
-                            misses=0,
-                            updated_at=now,
-                        )
+            self._sync_tier_rows(conn, mount, tiers, now)
+            self._reclaim_expired(conn, mount, now)
+            self._forget_expired_leases(conn, mount, now)
+            return self._trash_items(conn, mount)
+
+    def _sync_tiers(self, mount: str, tiers: Sequence[TierConfig], now: float) -> None:
+        with self.write() as conn:
+            self._sync_tier_rows(conn, mount, tiers, now)
+
+    def _sync_tier_rows(self, conn: Connection, mount: str, tiers: Sequence[TierConfig], now: float) -> None:
+        """Create or update the tier rows of ``mount``, which stay locked for the rest of the transaction."""
+        table = self.t.tiers
+        existing = self._lock_tiers(conn, mount)
+        for tier in tiers:
+            row = existing.get(tier.alias)
+            if row is None:
+                conn.execute(
+                    table.insert().values(
+                        mount=mount,
+                        alias=tier.alias,
+                        uri=tier.uri,
+                        quota_bytes=tier.quota,
+                        reserved_bytes=0,
+                        hits=0,
+                        misses=0,
+                        updated_at=now,
                     )
-                elif row.quota_bytes != tier.quota or row.uri != tier.uri:
-                    conn.execute(
-                        table.update()
-                        .where(table.c.mount == mount, table.c.alias == tier.alias)
-                        .values(quota_bytes=tier.quota, uri=tier.uri, updated_at=now)
-                    )
+                )
+            elif row.quota_bytes != tier.quota or row.uri != tier.uri:
+                conn.execute(
+                    table.update()
+                    .where(table.c.mount == mount, table.c.alias == tier.alias)
+                    .values(quota_bytes=tier.quota, uri=tier.uri, updated_at=now)
+                )
 
     def record_miss(self, mount: str, tier: str) -> None:
         tiers = self.t.tiers
@@ -784,22 +805,28 @@ class Catalog:
 
     def reclaim_expired(self, mount: str, now: float) -> list[TrashItem]:
         """Trash ``loading`` entries whose loader's lease has expired (a crashed or stuck worker)."""
-        entries = self.t.entries
         with self.write() as conn:
             self._lock_tiers(conn, mount)
-            rows = conn.execute(
-                sa.select(entries).where(
-                    entries.c.mount == mount,
-                    entries.c.state == LOADING,
-                    sa.or_(entries.c.lease_expires_at.is_(None), entries.c.lease_expires_at <= now),
-                )
-            ).all()
-            return self._trash_many(conn, rows, now)
+            return self._reclaim_expired(conn, mount, now)
+
+    def _reclaim_expired(self, conn: Connection, mount: str, now: float) -> list[TrashItem]:
+        entries = self.t.entries
+        rows = conn.execute(
+            sa.select(entries).where(
+                entries.c.mount == mount,
+                entries.c.state == LOADING,
+                sa.or_(entries.c.lease_expires_at.is_(None), entries.c.lease_expires_at <= now),
+            )
+        ).all()
+        return self._trash_many(conn, rows, now)
 
     def trash_items(self, mount: str) -> list[TrashItem]:
-        trash = self.t.trash
         with self.read() as conn:
-            rows = conn.execute(sa.select(trash).where(trash.c.mount == mount).order_by(trash.c.id)).all()
+            return self._trash_items(conn, mount)
+
+    def _trash_items(self, conn: Connection, mount: str) -> list[TrashItem]:
+        trash = self.t.trash
+        rows = conn.execute(sa.select(trash).where(trash.c.mount == mount).order_by(trash.c.id)).all()
         return [TrashItem(r.id, r.mount, r.tier, r.location, path=r.path) for r in rows]
 
     def forget_trash(self, ids: Iterable[int]) -> None:
@@ -859,11 +886,12 @@ class Catalog:
         return [Lease(r.id, r.mount, r.path, r.holder, r.expires_at) for r in rows]
 
     def forget_expired_leases(self, mount: str, now: float) -> int:
-        leases = self.t.leases
         with self.write() as conn:
-            return conn.execute(
-                leases.delete().where(leases.c.mount == mount, leases.c.expires_at <= now)
-            ).rowcount
+            return self._forget_expired_leases(conn, mount, now)
+
+    def _forget_expired_leases(self, conn: Connection, mount: str, now: float) -> int:
+        leases = self.t.leases
+        return conn.execute(leases.delete().where(leases.c.mount == mount, leases.c.expires_at <= now)).rowcount
 
     # -- pins ---------------------------------------------------------------------------------------
     def pin(

@@ -136,9 +136,10 @@ class CacheManager:
         self._executor: ThreadPoolExecutor | None = None
         self._inflight: dict[str, Future] = {}
         self._inflight_lock = threading.Lock()
-        self.catalog.sync_tiers(mount_name, config.tiers, clock())
-        if recover:
-            self.recover()
+        if recover:  # one write transaction, then the copies in the trash deleted
+            self._purge(self.catalog.start_mount(mount_name, config.tiers, clock()))
+        else:
+            self.catalog.sync_tiers(mount_name, config.tiers, clock())
 
     @classmethod
     def for_mount(cls, mount: CacheSource, **kwargs: Any) -> CacheManager:

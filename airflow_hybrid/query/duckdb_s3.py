@@ -50,12 +50,20 @@ class HttpfsUnavailableError(HybridError, RuntimeError):
     """The httpfs extension wheel is missing or does not match the installed DuckDB."""
 
 
+#: DuckDB version -> its httpfs extension file, once found (the wheel's metadata costs ~2 ms per look-up, which
+#: every planned query would pay)
+_found_extensions: dict[str, Path] = {}
+
+
 def httpfs_extension_path() -> Path:
     """Path of ``httpfs.duckdb_extension`` in the ``duckdb-extension-httpfs`` wheel for the installed DuckDB.
 
     :raises HttpfsUnavailableError: the wheel is not installed, or was built for another DuckDB version.
     """
-    return wheel_extension_path("httpfs", HttpfsUnavailableError)
+    version = duckdb.__version__
+    if (path := _found_extensions.get(version)) is None:
+        path = _found_extensions[version] = wheel_extension_path("httpfs", HttpfsUnavailableError)
+    return path
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,24 @@ def test_claim_state_machine(tmp_path):
     assert _claim(catalog, "f", 100, now=102.0, loader="L4").status == Claim.EXISTS
 
 
+def test_start_mount_syncs_tiers_reclaims_stuck_loads_forgets_expired_leases_and_returns_the_trash(tmp_path):
+    catalog = Catalog(_url(tmp_path))
+    assert catalog.start_mount("lake", [TIER], 0.0) == []  # creates the tier row
+    assert [u.quota for u in catalog.usage("lake")] == [1000]
+    _claim(catalog, "stuck", 100, now=1.0, lease=5.0)
+    _claim(catalog, "live", 100, now=1.0, lease=500.0)
+    catalog.add_lease("lake", "d", "query", "old", now=1.0, expires_at=5.0)
+    catalog.add_lease("lake", "e", "query", "new", now=1.0, expires_at=500.0)
+    bigger = TierConfig("MEM", "file:///tmp/unused", quota=2000, high_watermark=0.9, low_watermark=0.5)
+
+    trash = catalog.start_mount("lake", [bigger], 10.0)
+
+    assert [t.location for t in trash] == ["lake/stuck.L1"]  # reclaimed just now, to delete
+    assert catalog.get("lake", "stuck") is None and catalog.get("lake", "live").state == "loading"
+    assert [lease.id for lease in catalog.active_leases("lake", 0.0)] == ["new"]  # "old" forgotten
+    assert [(u.quota, u.reserved) for u in catalog.usage("lake")] == [(2000, 100)]
+
+
 def test_claim_refuses_a_file_larger_than_the_quota_and_changes_nothing(tmp_path):
     catalog = Catalog(_url(tmp_path))
     catalog.sync_tiers("lake", [TIER], 0.0)
