@@ -18,6 +18,8 @@ process of its own (so its peak RSS is its own), with the same concurrency ``C``
   one-member mounts (the only fsspec filesystem here that reaches the S3 server): the same servers,
   ``ObjectStoragePath.copy`` streaming through fsspec, no verification, no removal. On the small set it
   copies the first ``--fto-small`` files only (all of one size: files/s compare);
+* ``rpc`` (Apache Hadoop only): ``ours`` with the HDFS member's option ``transport: rpc`` (HDFS's own RPC
+  protocol through hdfs-native, instead of WebHDFS), on a copy of the dataset of its own;
 * ``distcp`` (``--distcp``, Apache Hadoop only): ``UfsMigrateOperator(engine="distcp")``: DistCp (local
   MapReduce) copies the batch over RPC to ``s3a://``, then the same verification and removal.
 
@@ -29,7 +31,7 @@ servers' processes (the devstack's, with Hadoop's JVMs, and SeaweedFS's): on a s
 is bound by CPU, and these show whose. Asserts nothing about speed.
 
     .venv/bin/python bench/bench_migrate.py [--setups moto,seaweedfs,hadoop] [--sets mixed,small]
-        [--contenders raw,fto,ours] [--small 2000 --medium 60 --large 3] [--small-files 10000]
+        [--contenders raw,fto,ours,rpc] [--small 2000 --medium 60 --large 3] [--small-files 10000]
         [--concurrency 8] [--listed 1000000] [--profile DIR]   # DIR: py-spy raw stacks of each child
                                                              # (GIL holders; BENCH_PROFILE_GIL=0: wall clock)
     BENCH_SCALE=0.2 .venv/bin/python bench/bench_migrate.py     # a fifth of every count
@@ -61,7 +63,8 @@ BUCKET = "hybrid-lake"
 #: Setups: (HDFS server, S3 server).
 SETUPS = {"moto": ("devstack", "moto"), "seaweedfs": ("devstack", "seaweedfs"), "hadoop": ("hadoop", "moto")}
 LABELS = {"raw": "hdfs download + boto3 upload_file", "fto": "FileTransferOperator per file",
-          "ours": "UfsMigrateOperator", "distcp": "UfsMigrateOperator engine=distcp"}
+          "ours": "UfsMigrateOperator", "rpc": "UfsMigrateOperator, HDFS transport rpc",
+          "distcp": "UfsMigrateOperator engine=distcp"}
 
 
 # -- datasets ------------------------------------------------------------------------------------------
@@ -171,6 +174,21 @@ def run_ours(spec: dict) -> dict:
                               concurrency=spec["concurrency"], progress_interval=60.0).execute({})
 
 
+def run_rpc(spec: dict) -> dict:
+    """``ours`` with the HDFS member on HDFS's own RPC protocol (member option ``transport: rpc``, hdfs-native)
+    instead of WebHDFS. Apache Hadoop only."""
+    from airflow_hybrid.devstack.stack import airflow_env
+    from airflow_hybrid.operators.migrate import UfsMigrateOperator
+
+    extra = {"members": {"hdfs": {"uri": f"{spec['fs_uri']}/tmp/tpcds", "conn_id": "webhdfs_default",
+                                  "options": {"transport": "rpc"}},
+                         "s3": {"uri": f"s3://{BUCKET}/tpcds", "conn_id": "aws_default"}},
+             "priority.read": "s3,hdfs", "collection.create": "s3"}
+    os.environ.update(airflow_env({"bench_rpc": {"conn_type": "hybrid_mount", "extra": extra}}))
+    return UfsMigrateOperator(task_id="migrate", mount_conn_id="bench_rpc", path=spec["root"], policy=POLICY,
+                              concurrency=spec["concurrency"], progress_interval=60.0).execute({})
+
+
 def run_distcp(spec: dict) -> dict:
     """``engine="distcp"``: Apache Hadoop DistCp (local MapReduce, our Maven classpath) copies
     hdfs://<namenode>/... to s3a://, then our verification and removal. Apache Hadoop only."""
@@ -194,7 +212,7 @@ def run_distcp(spec: dict) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-CONTENDERS = {"raw": run_raw, "fto": run_fto, "ours": run_ours, "distcp": run_distcp}
+CONTENDERS = {"raw": run_raw, "fto": run_fto, "ours": run_ours, "rpc": run_rpc, "distcp": run_distcp}
 
 CHILD = """
 import json, sys
@@ -348,22 +366,33 @@ def bench_set(stack, setup: str, s3_spec: dict, set_name: str, args) -> dict:
         breakdown = ", ".join(f"{op} {count / n_files:.2f}" for op, count in sorted(per_op.items(), key=lambda i: -i[1]))
         print(f"   {LABELS[kind]}: {figures['elapsed']:.1f}s for {n_files:,} files"
               + (f"; requests per file: {breakdown}" if breakdown else ""), flush=True)
+    extra_kinds = []
+    if stack.state["hdfs"] == "hadoop" and "rpc" in args.contenders.split(","):
+        extra_kinds.append("rpc")
     if args.distcp and stack.state["hdfs"] == "hadoop" and set_name == "mixed":
-        make_dataset(stack, f"{root}-distcp", sizes, block)
-        spec = {**base, "kind": "distcp", "root": f"{root}-distcp", "prefix": f"tpcds/{root}-distcp", "files": files}
+        extra_kinds.append("distcp")
+    for kind in extra_kinds:  # each on a copy of the dataset of its own (ours moved the first one)
+        make_dataset(stack, f"{root}-{kind}", sizes, block)
+        spec = {**base, "kind": kind, "root": f"{root}-{kind}", "prefix": f"tpcds/{root}-{kind}", "files": files}
+        before, cpu = _requests(stack), server_cpu(s3_spec["pids"])
         figures = run_child(spec, args.profile)
+        server_ms = 1000 * (server_cpu(s3_spec["pids"]) - cpu) / files
         assert figures["result"]["moved"] == files and figures["result"]["failed"] == 0, figures["result"]
-        rows["distcp"] = {"files": files, "bytes": nbytes, "elapsed": figures["elapsed"],
-                          "rate": files / figures["elapsed"], "mib_s": nbytes / MiB / figures["elapsed"],
-                          "rss": figures["peak_mib"] - figures["baseline_mib"], "peak": figures["peak_mib"],
-                          "requests": 0.0, "cpu_ms": 1000 * figures["cpu"] / files, "server_ms": 0.0}
+        check_copies(s3, spec["prefix"], files, nbytes)
+        per_op = {op: n - before.get(op, 0) for op, n in _requests(stack).items() if n > before.get(op, 0)}
+        rows[kind] = {"files": files, "bytes": nbytes, "elapsed": figures["elapsed"],
+                      "rate": files / figures["elapsed"], "mib_s": nbytes / MiB / figures["elapsed"],
+                      "rss": figures["peak_mib"] - figures["baseline_mib"], "peak": figures["peak_mib"],
+                      "requests": sum(per_op.values()) / files, "cpu_ms": 1000 * figures["cpu"] / files,
+                      "server_ms": server_ms}
+        print(f"   {LABELS[kind]}: {figures['elapsed']:.1f}s for {files:,} files", flush=True)
     print(f"\n   {'contender':40} {'files':>7} {'wall':>7} {'files/s':>8} {'MiB/s':>7} {'+RSS':>8} {'peak':>8} "
           f"{'req/file':>8} {'CPU ms/file: client':>19} {'servers':>7}")
     for kind, row in rows.items():
         print(f"   {LABELS[kind]:40} {row['files']:7,} {row['elapsed']:6.1f}s {row['rate']:8.0f} {row['mib_s']:7.1f} "
               f"{row['rss']:5.0f}MiB {row['peak']:5.0f}MiB {row['requests']:8.1f} {row['cpu_ms']:19.2f} "
               f"{row['server_ms']:7.2f}")
-    for prefix in ("alt-raw", "alt-fto", f"tpcds/{root}", f"tpcds/{root}-distcp"):
+    for prefix in ("alt-raw", "alt-fto", f"tpcds/{root}", f"tpcds/{root}-rpc", f"tpcds/{root}-distcp"):
         delete_prefix(s3, prefix)
     return rows
 
@@ -376,6 +405,9 @@ def ratios(rows: dict) -> dict[str, float]:
             result[kind] = ours["rate"] / rows[kind]["rate"]
     if "raw" in rows:
         result["rss"] = ours["rss"] / max(rows["raw"]["rss"], 1.0)
+    for other in ("raw", "fto"):  # ours over RPC (Apache Hadoop) against the same alternatives
+        if "rpc" in rows and other in rows:
+            result[f"rpc/{other}"] = rows["rpc"]["rate"] / rows[other]["rate"]
     return result
 
 
@@ -464,7 +496,8 @@ def main() -> None:
                         help="small set: files FileTransferOperator copies (it is slow)")
     parser.add_argument("--concurrency", type=int, default=8, help="files in flight, for ours and raw")
     parser.add_argument("--listed", type=int, default=int(1_000_000 * scale), help="files listed for planning")
-    parser.add_argument("--contenders", default="raw,fto,ours", help="of raw, fto, ours (ours last: it moves the files)")
+    parser.add_argument("--contenders", default="raw,fto,ours,rpc",
+                        help="of raw, fto, ours, rpc (ours over HDFS RPC, Apache Hadoop only; each ours moves its files)")
     parser.add_argument("--distcp", action="store_true", help="also engine=distcp on Apache Hadoop (mixed set)")
     parser.add_argument("--profile", type=Path, help="py-spy every child into this directory (raw stacks)")
     args = parser.parse_args()
@@ -481,15 +514,16 @@ def main() -> None:
 
     print(f"\n-- side by side ({os.cpu_count()} cores; files/s of ours / theirs, +RSS of ours / raw's) --")
     print(f"   {'setup':10} {'set':6} {'ours files/s':>12} {'/ raw':>7} {'/ FTO':>7} {'/ distcp':>8} "
-          f"{'+RSS ours':>9} {'raw':>6} {'ratio':>6}")
+          f"{'+RSS ours':>9} {'raw':>6} {'ratio':>6}   {'rpc / raw':>9} {'/ FTO':>7}")
     for setup, set_name, rows, ratio in table:
         def cell(key: str, ratio: dict = ratio) -> str:
             return f"{ratio[key]:6.2f}x" if key in ratio else f"{'-':>7}"
 
         raw_rss = f"{rows['raw']['rss']:4.0f}M" if "raw" in rows else "-"
         print(f"   {setup:10} {set_name:6} {rows['ours']['rate']:12.0f} {cell('raw')} {cell('fto')} {cell('distcp'):>8} "
-              f"{rows['ours']['rss']:8.0f}M {raw_rss:>6} {cell('rss')}")
-    print("   (goals: mixed >= 1.5x raw and >= 3x FTO; small >= 2x raw; +RSS ratio <= 2)")
+              f"{rows['ours']['rss']:8.0f}M {raw_rss:>6} {cell('rss')}   {cell('rpc/raw'):>9} {cell('rpc/fto')}")
+    print("   (goals: mixed >= 1.5x raw and >= 3x FTO; small >= 2x raw; +RSS ratio <= 2; rpc: ours with the HDFS "
+          "member's transport rpc, Apache Hadoop only)")
     if args.listed:
         bench_planning(args.listed)
 
