@@ -408,6 +408,8 @@ def ratios(rows: dict) -> dict[str, float]:
     for other in ("raw", "fto"):  # ours over RPC (Apache Hadoop) against the same alternatives
         if "rpc" in rows and other in rows:
             result[f"rpc/{other}"] = rows["rpc"]["rate"] / rows[other]["rate"]
+    if "rpc" in rows and "raw" in rows:
+        result["rpc/rss"] = rows["rpc"]["rss"] / max(rows["raw"]["rss"], 1.0)
     return result
 
 
@@ -514,14 +516,14 @@ def main() -> None:
 
     print(f"\n-- side by side ({os.cpu_count()} cores; files/s of ours / theirs, +RSS of ours / raw's) --")
     print(f"   {'setup':10} {'set':6} {'ours files/s':>12} {'/ raw':>7} {'/ FTO':>7} {'/ distcp':>8} "
-          f"{'+RSS ours':>9} {'raw':>6} {'ratio':>6}   {'rpc / raw':>9} {'/ FTO':>7}")
+          f"{'+RSS ours':>9} {'raw':>6} {'ratio':>6}   {'rpc / raw':>9} {'/ FTO':>7} {'+RSS ratio':>10}")
     for setup, set_name, rows, ratio in table:
         def cell(key: str, ratio: dict = ratio) -> str:
             return f"{ratio[key]:6.2f}x" if key in ratio else f"{'-':>7}"
 
         raw_rss = f"{rows['raw']['rss']:4.0f}M" if "raw" in rows else "-"
         print(f"   {setup:10} {set_name:6} {rows['ours']['rate']:12.0f} {cell('raw')} {cell('fto')} {cell('distcp'):>8} "
-              f"{rows['ours']['rss']:8.0f}M {raw_rss:>6} {cell('rss')}   {cell('rpc/raw'):>9} {cell('rpc/fto')}")
+              f"{rows['ours']['rss']:8.0f}M {raw_rss:>6} {cell('rss')}   {cell('rpc/raw'):>9} {cell('rpc/fto')} {cell('rpc/rss'):>10}")
     print("   (goals: mixed >= 1.5x raw and >= 3x FTO; small >= 2x raw; +RSS ratio <= 2; rpc: ours with the HDFS "
           "member's transport rpc, Apache Hadoop only)")
     if args.listed:
