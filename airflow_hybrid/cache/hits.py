@@ -1,5 +1,7 @@
 """Hits recorded off the read path: a reader hands a hit over and goes on; a background thread writes the
-pending hits of the process in one catalog transaction.
+pending hits of the process in one catalog transaction. It gathers them for up to :data:`_LINGER_SECONDS`
+first, so the opens of one query (an engine opens every file of a table at once) share one transaction rather
+than each taking the catalog's write lock, and the GIL, for its own while the query reads.
 
 The catalog flushes the pending hits before anything that reads them (eviction order, the usage report), so
 within a process they are never missed; other processes see them a moment later. Hits still pending when a
@@ -13,6 +15,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 
@@ -22,6 +25,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds the writer thread waits for more hits before it exits (the next hit starts a new one).
 _IDLE_SECONDS = 2.0
+#: Seconds the writer gathers hits after the first one of a batch, and the batch size that ends that earlier.
+_LINGER_SECONDS = 0.5
+_LINGER_HITS = 1000
 
 #: ``write(hits)`` stores a batch of ``(entry, time)`` hits in one transaction.
 HitWriter = Callable[[Sequence[tuple[CachedEntry, float]]], None]
@@ -87,6 +93,11 @@ class HitRecorder:
                     if not self._cond.wait(timeout=_IDLE_SECONDS) and not self._pending:
                         self._thread = None
                         return
+                deadline = time.monotonic() + _LINGER_SECONDS
+                while len(self._pending) < _LINGER_HITS and (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(timeout=left)  # each hit recorded wakes it; a flush may take the batch
+                if self._writing or not self._pending:
+                    continue
                 batch = self._take()
             self._write_batch(batch)
 

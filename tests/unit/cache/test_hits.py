@@ -85,3 +85,22 @@ def test_a_failing_write_is_logged_and_drops_only_that_batch(caplog):
         t.join()
     recorder.flush()
     assert sorted(e for e, _ in written) == sorted(f"e{i}" for i in range(20))
+
+
+def test_the_writer_gathers_a_burst_of_hits_into_one_transaction(monkeypatch):
+    from airflow_hybrid.cache import hits
+
+    monkeypatch.setattr(hits, "_LINGER_SECONDS", 60.0)  # the batch ends at _LINGER_HITS, not on time
+    monkeypatch.setattr(hits, "_LINGER_HITS", 10)
+    batches, written = [], threading.Event()
+
+    def write(batch):
+        batches.append([e for e, _ in batch])
+        written.set()
+
+    recorder = HitRecorder(write)
+    for i in range(10):  # the first one starts the writer thread, which waits for the rest
+        recorder.record(f"e{i}", float(i))  # type: ignore[arg-type]
+    assert written.wait(timeout=60)
+    recorder.flush()
+    assert batches == [[f"e{i}" for i in range(10)]]
