@@ -287,11 +287,14 @@ class HybridFileSystem(AbstractFileSystem):
         with self._operation():
             found = super().glob(path, maxdepth=maxdepth, detail=True, **kwargs)
         mount, _ = self._split(path)
-        if mount.cache is not None:  # the files listed at the members just now (not from the catalog's listings)
+        if mount.cache is not None:
+            # the files listed at the members just now, else those of the catalog's listings
             listed = [entry for entry in found.values() if isinstance(entry, _Seen) and not entry.info.is_dir]
             if listed:
                 self._record_scan(mount, path, listed)
                 self._remember_fresh_copies(mount, listed)
+            elif mount.cache.config.listing_sync_interval:
+                self._remember_servable_copies(mount, [entry for entry in found.values() if entry["type"] == "file"])
         return found if detail else list(found)
 
     def _record_scan(self, mount: HybridMount, pattern: str, listed: list[_Seen]) -> None:
@@ -312,6 +315,19 @@ class HybridFileSystem(AbstractFileSystem):
         fresh, _ = cache.fresh_listing(directories.pop(), [entry.info for entry in listed])
         for path, copy in fresh.items():
             self._remember_copy(mount, f"{mount.name}/{path}", dataclasses.replace(copy, last_synced_at=synced_at))
+
+    def _remember_servable_copies(self, mount: HybridMount, files: list[dict[str, Any]]) -> None:
+        """For a glob's files of one directory from the catalog's listing: remember the copies a lookup would
+        serve now that are of the listed versions (:meth:`CacheManager.servable_copies`: one catalog scan), so
+        their opens need no lookup each; the others are looked up on open as before."""
+        prefix = f"{mount.name}/"
+        rels = {entry["name"][len(prefix):]: entry for entry in files if entry["name"].startswith(prefix)}
+        directories = {posixpath.dirname(rel) for rel in rels}
+        if len(rels) < 2 or len(directories) != 1:
+            return
+        for rel, copy in mount.cache.servable_copies(directories.pop()).items():
+            if (entry := rels.get(rel)) is not None and _same_version(copy.source, entry):
+                self._remember_copy(mount, f"{mount.name}/{rel}", copy)
 
     def _opened(self, mount: HybridMount, rel: str, cold: bool) -> None:
         """A file is opened (``cold``: read from its source): load the next files of its scan if it follows it."""

@@ -437,3 +437,23 @@ def test_a_glob_checks_its_files_copies_at_once_so_their_opens_look_up_nothing(m
     assert gets == [] and stores["hdfs"].calls == {}
     assert read_all(fresh_fs, "t/part-4.parquet") == b"rewritten"  # the stale copy was never served
     assert stores["hdfs"].calls["open"] == 1
+
+
+def test_a_glob_from_the_catalogs_listing_finds_its_files_copies_in_one_scan(make_lake, tmp_path):
+    fs, mount, stores, data = _scan_lake(make_lake, tmp_path, 5, listing_sync_interval=60)
+    for path in data:
+        assert read_all(fs, path) == data[path]  # cold: fills the cache
+    mount.cache.wait_for_background_loads()
+    mount.cache.free(["t/part-4.parquet"])  # this one is read from its source again
+    reset(stores)
+    catalog = mount.cache.catalog
+    gets, get = [], catalog.get
+    catalog.get = lambda *args, **kwargs: gets.append(args[1]) or get(*args, **kwargs)
+    fresh_fs = HybridFileSystem(mounts={"lake": mount}, skip_instance_cache=True)  # nothing remembered yet
+    assert len(fresh_fs.glob("hybrid://lake/t/*.parquet")) == 5  # the catalog's listing: no source request
+    for path in list(data)[:4]:
+        with fresh_fs.open(f"hybrid://lake/{path}", "rb") as f:
+            assert f._entry is not None and f.read() == data[path]  # from the copy
+    assert gets == [] and stores["hdfs"].calls == {} and stores["s3"].calls == {}
+    assert read_all(fresh_fs, "t/part-4.parquet") == data["t/part-4.parquet"]
+    assert set(gets) == {"t/part-4.parquet"} and stores["hdfs"].calls["open"] == 1  # looked up, read at its source
