@@ -5,8 +5,8 @@ than each taking the catalog's write lock, and the GIL, for its own while the qu
 
 The catalog flushes the pending hits before anything that reads them (eviction order, the usage report), so
 within a process they are never missed; other processes see them a moment later. Hits still pending when a
-process is killed are lost: they are statistics and LRU positions, never what decides whether a copy is
-fresh or safe to serve.
+process is killed are lost (a task's process ends with ``os._exit``, so the plugin's listener writes them
+first): they are statistics and LRU positions, never what decides whether a copy is fresh or safe to serve.
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ class HitRecorder:
 
 
 @atexit.register
-def _flush_all() -> None:
+def flush_all() -> None:
+    """Write the pending hits of every recorder of this process (at exit; a task runner, which ends with
+    ``os._exit``, calls it from the plugin's listener, :mod:`airflow_hybrid.plugins.listener`)."""
     for recorder in list(_recorders):
         recorder.flush()

@@ -3,7 +3,8 @@
 Registered by the package (the ``airflow.plugins`` entry point, and ``plugins`` in the provider info), so
 ``pip install airflow-hybrid`` is enough. The page is a FastAPI app the API server mounts at ``/hybrid``
 (:mod:`.ui`), shown in the UI as an external view under Browse. Macros:
-``{{ macros.hybrid.uri('onprem_union', '/store_sales') }}`` and ``macros.hybrid.locations(...)``.
+``{{ macros.hybrid.uri('onprem_union', '/store_sales') }}`` and ``macros.hybrid.locations(...)``. Its listener
+(:mod:`.listener`) writes a task's pending cache hits before the task's process stops.
 
 Every Airflow process loads plugins (a task for the macros): the page's app, which imports the API server's
 security, is built on the first request only (:class:`LazyApp`).
@@ -17,6 +18,7 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 
 from airflow_hybrid.mount.resolver import MACROS
+from airflow_hybrid.plugins import listener
 
 
 class LazyApp:
@@ -40,6 +42,7 @@ class LazyApp:
 class HybridLakePlugin(AirflowPlugin):
     name = "hybrid"
     macros = MACROS
+    listeners = [listener]
     fastapi_apps = [
         {"app": LazyApp("airflow_hybrid.plugins.ui:create_app"), "url_prefix": "/hybrid", "name": "Hybrid lake"}
     ]
