@@ -398,13 +398,13 @@ def bench_set(stack, setup: str, s3_spec: dict, set_name: str, args) -> dict:
 
 
 def ratios(rows: dict) -> dict[str, float]:
-    ours = rows["ours"]
     result = {}
-    for kind in ("raw", "fto", "distcp"):
-        if kind in rows:
-            result[kind] = ours["rate"] / rows[kind]["rate"]
-    if "raw" in rows:
-        result["rss"] = ours["rss"] / max(rows["raw"]["rss"], 1.0)
+    if (ours := rows.get("ours")) is not None:
+        for kind in ("raw", "fto", "distcp"):
+            if kind in rows:
+                result[kind] = ours["rate"] / rows[kind]["rate"]
+        if "raw" in rows:
+            result["rss"] = ours["rss"] / max(rows["raw"]["rss"], 1.0)
     for other in ("raw", "fto"):  # ours over RPC (Apache Hadoop) against the same alternatives
         if "rpc" in rows and other in rows:
             result[f"rpc/{other}"] = rows["rpc"]["rate"] / rows[other]["rate"]
@@ -522,8 +522,9 @@ def main() -> None:
             return f"{ratio[key]:6.2f}x" if key in ratio else f"{'-':>7}"
 
         raw_rss = f"{rows['raw']['rss']:4.0f}M" if "raw" in rows else "-"
-        print(f"   {setup:10} {set_name:6} {rows['ours']['rate']:12.0f} {cell('raw')} {cell('fto')} {cell('distcp'):>8} "
-              f"{rows['ours']['rss']:8.0f}M {raw_rss:>6} {cell('rss')}   {cell('rpc/raw'):>9} {cell('rpc/fto')} {cell('rpc/rss'):>10}")
+        ours = rows.get("ours", {"rate": float("nan"), "rss": float("nan")})
+        print(f"   {setup:10} {set_name:6} {ours['rate']:12.0f} {cell('raw')} {cell('fto')} {cell('distcp'):>8} "
+              f"{ours['rss']:8.0f}M {raw_rss:>6} {cell('rss')}   {cell('rpc/raw'):>9} {cell('rpc/fto')} {cell('rpc/rss'):>10}")
     print("   (goals: mixed >= 1.5x raw and >= 3x FTO; small >= 2x raw; +RSS ratio <= 2; rpc: ours with the HDFS "
           "member's transport rpc, Apache Hadoop only)")
     if args.listed:
