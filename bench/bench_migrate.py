@@ -342,30 +342,32 @@ def bench_set(stack, setup: str, s3_spec: dict, set_name: str, args) -> dict:
             **{key: value for key, value in s3_spec.items() if key != "pids"}}
     kinds = [kind for kind in ("raw", "fto", "ours") if kind in args.contenders.split(",")]
     rows = {}
-    for kind in kinds:
-        spec = {**base, "kind": kind, "prefix": f"alt-{kind}" if kind != "ours" else "tpcds/" + root}
-        n_files, n_bytes = files, nbytes
-        if kind == "fto" and set_name == "small" and args.fto_small < files:
-            spec["files"] = n_files = args.fto_small
-            n_bytes = n_files * args.small_size
-        else:
-            spec["files"] = files
+
+    def measure(kind: str, spec: dict, n_files: int, n_bytes: int) -> None:
+        """Run one contender in its child process; its copies are checked and its row of figures kept."""
         before, cpu = _requests(stack), server_cpu(s3_spec["pids"])
         figures = run_child(spec, args.profile)
-        after, figures["server_cpu"] = _requests(stack), server_cpu(s3_spec["pids"]) - cpu
+        after, server = _requests(stack), server_cpu(s3_spec["pids"]) - cpu
         per_op = {op: after[op] - before.get(op, 0) for op in after if after[op] > before.get(op, 0)}
-        if kind == "ours":
+        if kind in ("ours", "rpc", "distcp"):
             summary = figures["result"]
-            assert summary["moved"] == files and summary["failed"] == 0, summary
+            assert summary["moved"] == n_files and summary["failed"] == 0, summary
         check_copies(s3, spec["prefix"], n_files, n_bytes)
         rows[kind] = {"files": n_files, "bytes": n_bytes, "elapsed": figures["elapsed"],
                       "rate": n_files / figures["elapsed"], "mib_s": n_bytes / MiB / figures["elapsed"],
                       "rss": figures["peak_mib"] - figures["baseline_mib"], "peak": figures["peak_mib"],
                       "requests": sum(per_op.values()) / n_files, "cpu_ms": 1000 * figures["cpu"] / n_files,
-                      "server_ms": 1000 * figures["server_cpu"] / n_files}
+                      "server_ms": 1000 * server / n_files}
         breakdown = ", ".join(f"{op} {count / n_files:.2f}" for op, count in sorted(per_op.items(), key=lambda i: -i[1]))
         print(f"   {LABELS[kind]}: {figures['elapsed']:.1f}s for {n_files:,} files"
               + (f"; requests per file: {breakdown}" if breakdown else ""), flush=True)
+
+    for kind in kinds:
+        spec = {**base, "kind": kind, "prefix": f"alt-{kind}" if kind != "ours" else "tpcds/" + root}
+        n_files, n_bytes = files, nbytes
+        if kind == "fto" and set_name == "small" and args.fto_small < files:
+            n_files, n_bytes = args.fto_small, args.fto_small * args.small_size
+        measure(kind, {**spec, "files": n_files}, n_files, n_bytes)
     extra_kinds = []
     if stack.state["hdfs"] == "hadoop" and "rpc" in args.contenders.split(","):
         extra_kinds.append("rpc")
@@ -373,19 +375,8 @@ def bench_set(stack, setup: str, s3_spec: dict, set_name: str, args) -> dict:
         extra_kinds.append("distcp")
     for kind in extra_kinds:  # each on a copy of the dataset of its own (ours moved the first one)
         make_dataset(stack, f"{root}-{kind}", sizes, block)
-        spec = {**base, "kind": kind, "root": f"{root}-{kind}", "prefix": f"tpcds/{root}-{kind}", "files": files}
-        before, cpu = _requests(stack), server_cpu(s3_spec["pids"])
-        figures = run_child(spec, args.profile)
-        server_ms = 1000 * (server_cpu(s3_spec["pids"]) - cpu) / files
-        assert figures["result"]["moved"] == files and figures["result"]["failed"] == 0, figures["result"]
-        check_copies(s3, spec["prefix"], files, nbytes)
-        per_op = {op: n - before.get(op, 0) for op, n in _requests(stack).items() if n > before.get(op, 0)}
-        rows[kind] = {"files": files, "bytes": nbytes, "elapsed": figures["elapsed"],
-                      "rate": files / figures["elapsed"], "mib_s": nbytes / MiB / figures["elapsed"],
-                      "rss": figures["peak_mib"] - figures["baseline_mib"], "peak": figures["peak_mib"],
-                      "requests": sum(per_op.values()) / files, "cpu_ms": 1000 * figures["cpu"] / files,
-                      "server_ms": server_ms}
-        print(f"   {LABELS[kind]}: {figures['elapsed']:.1f}s for {files:,} files", flush=True)
+        measure(kind, {**base, "kind": kind, "root": f"{root}-{kind}", "prefix": f"tpcds/{root}-{kind}",
+                       "files": files}, files, nbytes)
     print(f"\n   {'contender':40} {'files':>7} {'wall':>7} {'files/s':>8} {'MiB/s':>7} {'+RSS':>8} {'peak':>8} "
           f"{'req/file':>8} {'CPU ms/file: client':>19} {'servers':>7}")
     for kind, row in rows.items():
