@@ -24,10 +24,11 @@ import os
 import threading
 import urllib.parse
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -51,6 +52,7 @@ from airflow_hybrid.cache.schema import (
 from airflow_hybrid.stores.base import FileInfo
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _BATCH = 500
 
@@ -347,26 +349,26 @@ class Catalog:
 
     # -- tiers --------------------------------------------------------------------------------------
     def sync_tiers(self, mount: str, tiers: Sequence[TierConfig], now: float) -> None:
-        """Create or update the tier rows of ``mount`` (quota and URI follow the configuration).
-
-        Workers starting at once on a new catalog may both insert a row (``FOR UPDATE`` locks no row that
-        does not exist yet): the one that loses the race finds the row the other inserted and syncs again.
-        """
-        try:
-            self._sync_tiers(mount, tiers, now)
-        except sa.exc.IntegrityError:
-            log.debug("tier rows of mount %r created by another worker meanwhile; syncing again", mount)
-            self._sync_tiers(mount, tiers, now)
+        """Create or update the tier rows of ``mount`` (quota and URI follow the configuration)."""
+        self._syncing_tier_rows(mount, lambda: self._sync_tiers(mount, tiers, now))
 
     def start_mount(self, mount: str, tiers: Sequence[TierConfig], now: float) -> list[TrashItem]:
         """What a cache manager does on start, in one write transaction: :meth:`sync_tiers`, then
         :meth:`reclaim_expired` and :meth:`forget_expired_leases`; returns :meth:`trash_items` (the copies
         to delete, those just reclaimed included)."""
+        return self._syncing_tier_rows(mount, lambda: self._start_mount(mount, tiers, now))
+
+    def _syncing_tier_rows(self, mount: str, transaction: Callable[[], T]) -> T:
+        """Run ``transaction``, which syncs the tier rows of ``mount``, and once more if it lost a race.
+
+        Workers starting at once on a new catalog may both insert a row (``FOR UPDATE`` locks no row that
+        does not exist yet): the one that loses the race finds the row the other inserted and syncs again.
+        """
         try:
-            return self._start_mount(mount, tiers, now)
+            return transaction()
         except sa.exc.IntegrityError:
-            log.debug("tier rows of mount %r created by another worker meanwhile; starting again", mount)
-            return self._start_mount(mount, tiers, now)
+            log.debug("tier rows of mount %r created by another worker meanwhile; syncing again", mount)
+            return transaction()
 
     def _start_mount(self, mount: str, tiers: Sequence[TierConfig], now: float) -> list[TrashItem]:
         with self.write() as conn:

@@ -259,3 +259,23 @@ def test_a_claim_evicts_a_bounded_page_beyond_what_the_file_needs(tmp_path, monk
     # evict goes on in pages of 2 through every ready entry; the two loading ones stay (they are not evictable)
     assert len(catalog.evict("lake", TIER, now=22.0, force=True)) == 4
     assert catalog.usage("lake")[0].reserved == 600 and catalog.usage("lake")[0].files == 0
+
+
+@pytest.mark.parametrize("start", ["sync_tiers", "start_mount"])
+def test_a_worker_that_loses_the_race_to_create_the_tier_rows_syncs_again(tmp_path, monkeypatch, start):
+    catalog = Catalog(_url(tmp_path))
+    catalog.sync_tiers("lake", [TIER], 0.0)  # the other worker's row
+    locked = Catalog._lock_tiers
+    looks = []
+
+    def row_not_seen_yet(self, conn, mount):  # as when both workers locked before either inserted
+        looks.append(mount)
+        return {} if len(looks) == 1 else locked(self, conn, mount)
+
+    monkeypatch.setattr(Catalog, "_lock_tiers", row_not_seen_yet)
+    bigger = TierConfig("MEM", "file:///tmp/unused", quota=2000, high_watermark=0.9, low_watermark=0.5)
+
+    getattr(catalog, start)("lake", [bigger], 1.0)
+
+    assert len(looks) == 2  # the insert failed on the row that exists, and the second sync updated it
+    assert [u.quota for u in catalog.usage("lake")] == [2000]
