@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -19,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from airflow_hybrid.ops.checksums import Crc32c, composite_crc32c, crc32c, encode_crc32c, split_composite
 from airflow_hybrid.ops.reader import read_full
-from airflow_hybrid.stores.base import StoreError
+from airflow_hybrid.stores.base import CHUNK_SIZE, StoreError
 from airflow_hybrid.stores.s3.options import MAX_PART_SIZE, MAX_PARTS
 
 if TYPE_CHECKING:
@@ -65,6 +66,51 @@ class _Part:
     size: int
 
 
+@dataclass
+class PartData:
+    """One part's bytes as read from the input: in memory, or spooled to an unnamed temporary file
+    (``part_buffer: disk``) with the CRC32C computed on the way."""
+
+    body: bytes | bytearray | BinaryIO
+    size: int
+    crc: int | None = None
+
+    def checksum(self) -> int:
+        return self.crc if self.crc is not None else crc32c(self.body)  # type: ignore[arg-type]
+
+    def bytes(self) -> bytes:
+        """The part's bytes in memory (a spooled part is read back)."""
+        if isinstance(self.body, (bytes, bytearray)):
+            return bytes(self.body)
+        self.body.seek(0)
+        return self.body.read()
+
+    def close(self) -> None:
+        if not isinstance(self.body, (bytes, bytearray)):
+            self.body.close()
+
+
+def read_part(stream: BinaryIO, size: int, *, on_disk: bool) -> PartData:
+    """The next ``size`` bytes of ``stream`` (fewer at its end) as a part: ``on_disk``, written to a temporary
+    file (``$TMPDIR``) in chunks, so memory holds one chunk however large the part is (as S3A's
+    ``fs.s3a.fast.upload.buffer=disk``); else read into memory."""
+    if not on_disk:
+        data = read_full(stream, size)
+        return PartData(data, len(data))
+    file = tempfile.TemporaryFile(prefix="hybrid-part-")  # noqa: SIM115 - handed to the upload, which closes it
+    try:
+        crc = length = 0
+        while length < size and (chunk := stream.read(min(size - length, CHUNK_SIZE))):
+            file.write(chunk)
+            crc = crc32c(chunk, crc)
+            length += len(chunk)
+        file.seek(0)
+    except BaseException:
+        file.close()
+        raise
+    return PartData(file, length, crc)
+
+
 def error_code(err: BaseException) -> str | None:
     """The S3 error code behind ``err`` (a botocore ``ClientError`` or one of ours caused by one)."""
     cause = err if isinstance(err, ClientError) else err.__cause__
@@ -106,14 +152,16 @@ def composite_matches(reported: str, ours: str | None) -> bool:
     return value == our_value and (parts is None or parts == our_parts)
 
 
-def put_multipart(store: S3Store, key: str, stream: BinaryIO, first: bytes, part_size: int, *,
+def put_multipart(store: S3Store, key: str, stream: BinaryIO, first: PartData, part_size: int, *,
                   first_slot_held: bool = False, **condition: str) -> tuple[Crc32c, str, int, dict[str, Any]]:
     """Upload ``first`` and the rest of ``stream`` as parts of ``part_size``; ``first_slot_held``: the caller
     holds the store-wide buffer slot ``first`` was read into, and it passes to the first part."""
     checksum_type = store.options.checksum_type
+    on_disk = store.options.part_buffer == "DISK"
     try:
         upload_id = _create_upload(store, key)
     except BaseException:
+        first.close()
         if first_slot_held:
             store._buffered_parts.release()
         raise
@@ -124,11 +172,11 @@ def put_multipart(store: S3Store, key: str, stream: BinaryIO, first: bytes, part
     try:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="s3-part") as pool:
             slots.acquire(store=not first_slot_held)
-            data: bytes | None = first
+            part: PartData | None = first
             number = 1
-            while data:
-                futures.append(pool.submit(_upload_part, store, key, upload_id, number, data, slots, failed))
-                data = None
+            while part is not None and part.size:
+                futures.append(pool.submit(_upload_part, store, key, upload_id, number, part, slots, failed))
+                part = None
                 slots.acquire()  # wait for room before reading the next part
                 if failed.is_set():
                     slots.release()
@@ -139,8 +187,9 @@ def put_multipart(store: S3Store, key: str, stream: BinaryIO, first: bytes, part
                                      "pass size_hint or raise part_size")
                 if number % 1000 == 1:  # size unknown: grow parts so 10,000 of them reach 5 TB
                     part_size = min(part_size * 2, MAX_PART_SIZE)
-                data = read_full(stream, part_size)
-                if not data:
+                part = read_part(stream, part_size, on_disk=on_disk)
+                if not part.size:
+                    part.close()
                     slots.release()
         parts = [future.result() for future in futures]  # raises the first failure
         whole = Crc32c()
@@ -243,20 +292,21 @@ def _complete(store: S3Store, key: str, upload_id: str, parts: list[_Part], whol
         return head
 
 
-def _upload_part(store: S3Store, key: str, upload_id: str, number: int, data: bytes,
+def _upload_part(store: S3Store, key: str, upload_id: str, number: int, part: PartData,
                  slots: _PartSlots, failed: threading.Event) -> _Part:
     try:
         if failed.is_set():
             raise StoreError(f"upload of {store.s3_uri(key)} cancelled before part {number}")
-        crc = crc32c(data)
+        crc = part.checksum()
         with store._errors(f"UploadPart {number}", key):
             response = store.client.upload_part(
-                Bucket=store.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data,
-                ContentLength=len(data), ChecksumAlgorithm="CRC32C", ChecksumCRC32C=encode_crc32c(crc),
+                Bucket=store.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=part.body,
+                ContentLength=part.size, ChecksumAlgorithm="CRC32C", ChecksumCRC32C=encode_crc32c(crc),
             )
-        return _Part(number, response["ETag"], crc, len(data))
+        return _Part(number, response["ETag"], crc, part.size)
     except BaseException:
         failed.set()
         raise
     finally:
+        part.close()
         slots.release()

@@ -38,6 +38,10 @@ class S3Options:
     #: parallel), the first read of each upload of a known size included: memory stays under about
     #: ``part_size * this``.
     max_buffered_parts: int = 8
+    #: Where the parts of a file known to span parts wait for their upload: ``DISK`` (the default), an unnamed
+    #: temporary file each in ``$TMPDIR``, so memory holds one chunk per part being read (as Hadoop S3A's
+    #: ``fs.s3a.fast.upload.buffer=disk``); or ``MEMORY``, no disk I/O but up to ``part_size`` per part held.
+    part_buffer: str = "DISK"
     #: ``FULL_OBJECT`` (CRC32C of the whole object) or ``COMPOSITE`` (CRC32C of the part checksums),
     #: the latter for S3-compatible servers that lack full-object checksums on multipart uploads.
     checksum_type: str = "FULL_OBJECT"
@@ -96,6 +100,8 @@ class S3Options:
             raise HybridConfigError(f"S3 option upload_concurrency={self.upload_concurrency} must be at least 1")
         if self.max_buffered_parts < 1:
             raise HybridConfigError(f"S3 option max_buffered_parts={self.max_buffered_parts} must be at least 1")
+        if self.part_buffer not in ("DISK", "MEMORY"):
+            raise HybridConfigError(f"S3 option part_buffer={self.part_buffer!r} must be disk or memory")
         if self.checksum_type not in ("FULL_OBJECT", "COMPOSITE"):
             raise HybridConfigError(f"S3 option checksum_type={self.checksum_type!r} must be FULL_OBJECT or COMPOSITE")
         if self.max_attempts < 1:

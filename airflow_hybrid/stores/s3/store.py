@@ -5,7 +5,7 @@ recursive walk that scales to millions of keys). Reads are ranged ``GetObject`` 
 chunk, resumed from the current offset (``If-Match`` on the ETag) when a connection drops mid-body
 (:mod:`.reader`). Writes are streamed multipart uploads that we drive ourselves (:mod:`.multipart`): parts
 are read from the input one at a time and uploaded by a small thread pool with a bounded number of parts in
-flight (memory stays about ``part_size * upload_concurrency``), each part carrying the CRC32C we computed so S3
+flight, spooled to temporary files by default (``part_buffer``; in memory, about ``part_size`` each), each part carrying the CRC32C we computed so S3
 rejects a corrupted part, and the whole-object CRC32C combined from the parts so the result can be verified end
 to end. No upload is left open, whatever fails: a failed write aborts its upload, uploads created by a
 ``CreateMultipartUpload`` whose answer was lost (botocore retried it) are found and aborted, and a request
@@ -37,7 +37,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from airflow_hybrid.exceptions import HybridConfigError
 from airflow_hybrid.ops.checksums import CRC32C, CRC32C_COMPOSITE, Crc32c, split_composite
-from airflow_hybrid.ops.reader import read_full
 from airflow_hybrid.stores.base import (
     Checksum,
     FileInfo,
@@ -56,6 +55,7 @@ from airflow_hybrid.stores.s3.multipart import (
     composite_matches,
     error_code,
     put_multipart,
+    read_part,
     retry_count,
 )
 from airflow_hybrid.stores.s3.options import MAX_PART_SIZE, MAX_PARTS, GiB, MiB, S3Options
@@ -408,12 +408,17 @@ class S3Store(Store):
         if held:
             self._buffered_parts.acquire()
         try:
-            first = read_full(stream, part_size)
+            # A part of a file known to span parts may go to disk (``part_buffer``); a smaller one is one put.
+            first = read_part(stream, part_size, on_disk=held and self.options.part_buffer == "DISK")
             with self._conditional(key, if_absent):
-                if len(first) < part_size:
+                if first.size < part_size:
+                    try:
+                        data = first.bytes()
+                    finally:
+                        first.close()
                     whole, composite, parts = Crc32c(), None, 0
-                    whole.update(first)
-                    response = self._put_single(key, first, whole, **condition)
+                    whole.update(data)
+                    response = self._put_single(key, data, whole, **condition)
                 else:
                     handed, held = held, False  # the first part releases it once uploaded
                     whole, composite, parts, response = put_multipart(self, key, stream, first, part_size,

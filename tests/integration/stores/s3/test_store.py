@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from airflow_hybrid.ops.checksums import CRC32C, CRC32C_COMPOSITE, composite_crc32c, crc32c, encode_crc32c
-from airflow_hybrid.stores.base import PathEscapeError, StoreError
+from airflow_hybrid.stores.base import CHUNK_SIZE, PathEscapeError, StoreError
 from airflow_hybrid.stores.s3.options import MiB, S3Options, parse_size
 from airflow_hybrid.stores.s3.store import S3Store
 from tests.client_requests import RequestLog
@@ -52,6 +52,9 @@ def test_options_are_validated_and_parsed():
     assert (opts.part_size, opts.upload_concurrency, opts.checksum_type) == (16 * MiB, 3, "COMPOSITE")
     with pytest.raises(ValueError, match="part_size=1048576 must be between 5 MiB and 5 GiB"):
         S3Options.from_mapping({"part_size": "1MiB"})
+    assert S3Options().part_buffer == "DISK" and S3Options.from_mapping({"part_buffer": "memory"}).part_buffer == "MEMORY"
+    with pytest.raises(ValueError, match="part_buffer='TAPE' must be disk or memory"):
+        S3Options.from_mapping({"part_buffer": "tape"})
     with pytest.raises(ValueError, match="unknown S3 store option 'part_sise'"):
         S3Options.from_mapping({"part_sise": 1})
     with pytest.raises(ValueError, match="not a size"):
@@ -166,10 +169,11 @@ def test_small_file_is_one_put_with_crc32c(store):
     assert empty.size == 0 and store.open_read("small/empty.bin").read() == b""
 
 
-def test_streamed_multipart_upload_is_bounded_and_checksummed(bucket, s3_client):
+@pytest.mark.parametrize("part_buffer", ["disk", "memory"])
+def test_streamed_multipart_upload_is_bounded_and_checksummed(bucket, s3_client, part_buffer):
     concurrency = 2
     store = S3Store(f"s3://{bucket}/root", aws_conn_id=AWS_CONN_ID,
-                    options={"part_size": PART, "upload_concurrency": concurrency})
+                    options={"part_size": PART, "upload_concurrency": concurrency, "part_buffer": part_buffer})
     payload = data_of(6 * PART + 123)
     lock = threading.Lock()
     done = {"parts": 0, "in_flight": 0, "max_in_flight": 0}
@@ -194,7 +198,8 @@ def test_streamed_multipart_upload_is_bounded_and_checksummed(bucket, s3_client)
     stream = CountingReader(payload, seekable=False, on_read=on_read)
     info = store.write("big/file.bin", stream, size_hint=len(payload))
 
-    assert stream.largest_read <= PART
+    # A part spooled to disk is read chunk by chunk: no read holds a part in memory.
+    assert stream.largest_read <= (CHUNK_SIZE if part_buffer == "disk" else PART)
     assert max(outstanding) <= concurrency + 1
     assert done["max_in_flight"] <= concurrency and done["parts"] == 7
     assert info.size == len(payload) and info.extra["parts"] == 7
@@ -394,10 +399,12 @@ def test_parts_buffered_across_uploads_stay_under_the_store_wide_cap(bucket):
 
 def test_first_reads_of_large_files_count_against_the_store_wide_cap(bucket):
     """A large file's first part is read into a slot of the store-wide cap, so parts held in memory (read and
-    not yet uploaded) stay under max_buffered_parts however many large files are written at once."""
+    not yet uploaded) stay under max_buffered_parts however many large files are written at once (in memory:
+    one read per part; on disk the same cap bounds the spooled parts)."""
     cap = 2
     store = S3Store(f"s3://{bucket}/root", aws_conn_id=AWS_CONN_ID,
-                    options={"part_size": PART, "upload_concurrency": 4, "max_buffered_parts": cap})
+                    options={"part_size": PART, "upload_concurrency": 4, "max_buffered_parts": cap,
+                             "part_buffer": "memory"})
     lock = threading.Lock()
     state = {"held": 0, "max_held": 0}
 
