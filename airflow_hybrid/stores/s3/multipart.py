@@ -78,7 +78,7 @@ class PartData:
     def checksum(self) -> int:
         return self.crc if self.crc is not None else crc32c(self.body)  # type: ignore[arg-type]
 
-    def bytes(self) -> bytes:
+    def in_memory(self) -> bytes:
         """The part's bytes in memory (a spooled part is read back)."""
         if isinstance(self.body, (bytes, bytearray)):
             return bytes(self.body)

@@ -413,7 +413,7 @@ class S3Store(Store):
             with self._conditional(key, if_absent):
                 if first.size < part_size:
                     try:
-                        data = first.bytes()
+                        data = first.in_memory()
                     finally:
                         first.close()
                     whole, composite, parts = Crc32c(), None, 0

@@ -170,6 +170,16 @@ def test_small_file_is_one_put_with_crc32c(store):
 
 
 @pytest.mark.parametrize("part_buffer", ["disk", "memory"])
+def test_a_file_shorter_than_its_size_hint_said_is_one_put(bucket, s3_client, part_buffer):
+    store = S3Store(f"s3://{bucket}/root", aws_conn_id=AWS_CONN_ID, options={"part_size": PART, "part_buffer": part_buffer})
+    payload = data_of(PART - 1, seed=3)  # its first part, spooled when on disk, is read back for one PutObject
+    info = store.write("shrunk.bin", io.BytesIO(payload), size_hint=2 * PART)
+    assert info.size == len(payload) and info.extra["parts"] == 0
+    assert info.extra["crc32c"] == encode_crc32c(crc32c(payload))
+    assert s3_client.get_object(Bucket=bucket, Key="root/shrunk.bin")["Body"].read() == payload
+
+
+@pytest.mark.parametrize("part_buffer", ["disk", "memory"])
 def test_streamed_multipart_upload_is_bounded_and_checksummed(bucket, s3_client, part_buffer):
     concurrency = 2
     store = S3Store(f"s3://{bucket}/root", aws_conn_id=AWS_CONN_ID,
