@@ -33,6 +33,8 @@ HADOOP_PAGE = 1000
 MOTO_BUCKET = "hybrid-contract"
 HDFS_OPTIONS = {"blocksize": MiB, "retry_backoff": 0.001}
 S3_OPTIONS = {"part_size": "5MiB", "page_size": S3_PAGE}
+#: Single puts through the AWS Common Runtime's S3 client instead of botocore.
+CRT_PUTS = {**S3_OPTIONS, "put_client": "crt"}
 
 
 def unique_root() -> str:
@@ -53,9 +55,9 @@ def hdfs_store(monkeypatch: pytest.MonkeyPatch, connection: dict):
     store.close()
 
 
-def s3_store(monkeypatch: pytest.MonkeyPatch, connection: dict, bucket: str):
+def s3_store(monkeypatch: pytest.MonkeyPatch, connection: dict, bucket: str, options: dict = S3_OPTIONS):
     conn_id = add_connection(monkeypatch, "contract_s3", connection)
-    store = S3Store(f"s3://{bucket}/{unique_root()}", aws_conn_id=conn_id, options=S3_OPTIONS)
+    store = S3Store(f"s3://{bucket}/{unique_root()}", aws_conn_id=conn_id, options=options)
     yield store
     store.delete("", recursive=True)
     store.close()
@@ -72,6 +74,7 @@ class TestLocalStore(StoreContract):
 
 
 class TestMotoS3Store(StoreContract):
+    s3_options = S3_OPTIONS
     list_page_size = S3_PAGE
     supports_empty_dirs = False  # directories are key prefixes
     supports_seek = False  # a read is one ranged GetObject stream
@@ -81,10 +84,17 @@ class TestMotoS3Store(StoreContract):
     def store(self, devstack, monkeypatch):
         devstack.ensure_bucket(MOTO_BUCKET)
         connection = devstack.connections()["aws_default"]
-        yield from s3_store(monkeypatch, connection, MOTO_BUCKET)
+        yield from s3_store(monkeypatch, connection, MOTO_BUCKET, self.s3_options)
+
+
+class TestMotoS3StoreCrtPuts(TestMotoS3Store):
+    """moto, with the puts of bodies below a part through the CRT's S3 client (``put_client: crt``)."""
+
+    s3_options = CRT_PUTS
 
 
 class TestSeaweedS3Store(StoreContract):
+    s3_options = S3_OPTIONS
     list_page_size = S3_PAGE
     supports_empty_dirs = False
     supports_seek = False
@@ -93,7 +103,13 @@ class TestSeaweedS3Store(StoreContract):
 
     @pytest.fixture
     def store(self, seaweed_s3, monkeypatch):
-        yield from s3_store(monkeypatch, seaweed_s3.aws_connection(), SEAWEED_BUCKET)
+        yield from s3_store(monkeypatch, seaweed_s3.aws_connection(), SEAWEED_BUCKET, self.s3_options)
+
+
+class TestSeaweedS3StoreCrtPuts(TestSeaweedS3Store):
+    """SeaweedFS, with ``put_client: crt``."""
+
+    s3_options = CRT_PUTS
 
 
 class TestDevstackHdfsStore(StoreContract):
@@ -142,6 +158,7 @@ class TestGatewayS3Store(StoreContract):
     :class:`S3Store` whose Airflow ``aws`` connection points at the gateway with a writing key of its auth
     connection, so every request goes through SigV4, the gateway's routes and ``HybridMount``."""
 
+    s3_options = S3_OPTIONS
     list_page_size = S3_PAGE
     supports_empty_dirs = False  # the gateway serves keys: mkdir through S3 does nothing, prefixes are implicit
     supports_seek = False  # a read is one ranged GetObject stream
@@ -165,4 +182,10 @@ class TestGatewayS3Store(StoreContract):
             connection = {"conn_type": "aws", "login": writer[0], "password": writer[1],
                           "extra": {"endpoint_url": gateway.endpoint, "region_name": "us-east-1",
                                     "config_kwargs": {"s3": {"addressing_style": "path"}}}}
-            yield from s3_store(monkeypatch, connection, mount)
+            yield from s3_store(monkeypatch, connection, mount, self.s3_options)
+
+
+class TestGatewayS3StoreCrtPuts(TestGatewayS3Store):
+    """The gateway, written to with ``put_client: crt``: the CRT client's requests pass its SigV4 check."""
+
+    s3_options = CRT_PUTS

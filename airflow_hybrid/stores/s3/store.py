@@ -49,6 +49,7 @@ from airflow_hybrid.stores.base import (
     join_path,
     normalize_path,
 )
+from airflow_hybrid.stores.s3.crt_put import CrtPutClient
 from airflow_hybrid.stores.s3.multipart import (
     CLOCK_SLACK,
     OpenUpload,
@@ -120,6 +121,10 @@ class S3Store(Store):
         self._client = client
         self._owns_client = client is None
         self._client_lock = threading.Lock()
+        #: The key the client is shared under and its TLS verification, once made (:meth:`_make_client`).
+        self._client_key: Any = None
+        self._verify: bool | str | None = None
+        self._crt_puts: CrtPutClient | None = None
 
     # -- connection -------------------------------------------------------------------------------
     @property
@@ -145,7 +150,9 @@ class S3Store(Store):
         identity = None if conn is None else (conn.conn_type, conn.host, conn.login, conn.password, conn.extra)
         settings = (self.options.max_attempts, self.options.max_pool_connections, self.options.connect_timeout,
                     self.options.read_timeout)
-        return shared_client(("s3", self.aws_conn_id, identity, settings), lambda: self._new_client(hook))
+        self._client_key = ("s3", self.aws_conn_id, identity, settings)
+        self._verify = parse_verify(hook.verify, f"connection {str(self.aws_conn_id)!r}: extra verify", default=None)
+        return shared_client(self._client_key, lambda: self._new_client(hook))
 
     def _new_client(self, hook):
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -160,7 +167,7 @@ class S3Store(Store):
             response_checksum_validation="when_required",
         )
         # Settings from the connection's ``config_kwargs`` win over ours.
-        verify = parse_verify(hook.verify, f"connection {str(self.aws_conn_id)!r}: extra verify", default=None)
+        verify = self._verify
         if verify is False:
             log.warning(
                 "AWS connection %r: TLS certificate verification is OFF (extra verify=false); the S3 endpoint's "
@@ -470,15 +477,33 @@ class S3Store(Store):
                 self.client.delete_object(Bucket=self.bucket, Key=key)
             raise StoreError(f"upload of {self.s3_uri(key)} did not verify and was deleted: {problem}")
 
+    def _crt_put_client(self) -> CrtPutClient:
+        """The CRT client of ``put_client: crt`` (:mod:`.crt_put`), made on first use."""
+        if self._crt_puts is None:
+            client = self.client
+            with self._client_lock:
+                if self._crt_puts is None:
+                    given = not self._owns_client
+                    verify = getattr(getattr(client, "_endpoint", None), "http_session", None)
+                    self._crt_puts = CrtPutClient(
+                        client, self.bucket, client_key=None if given else self._client_key,
+                        verify=getattr(verify, "_verify", None) if given else self._verify,
+                        max_connections=self.options.max_pool_connections)
+        return self._crt_puts
+
     def _put_single(self, key: str, data: bytes, whole: Crc32c, **condition: str) -> dict[str, Any]:
         started = time.monotonic()
+        crt = self.options.put_client == "CRT"
         try:
             with self._errors("PutObject", key):
+                if crt:
+                    return self._crt_put_client().put(key, data, whole.b64, if_none_match=bool(condition))
                 return self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentLength=len(data),
                                               ChecksumAlgorithm="CRC32C", ChecksumCRC32C=whole.b64, **condition)
         except StoreError as err:
-            # Refused on a retry: maybe by the object an earlier attempt created before its answer was lost.
-            if condition and error_code(err) in _REFUSED and retry_count(err):
+            # Refused on a retry: maybe by the object an earlier attempt created before its answer was lost (the
+            # CRT client does not tell whether it retried, so each of its refusals is checked).
+            if condition and error_code(err) in _REFUSED and (crt or retry_count(err)):
                 head = self._own_object(key, started, len(data), hashlib.md5(data).hexdigest(), whole.b64, None)
                 if head is not None:
                     log.info("PutObject of %s was applied before its answer was lost; the retry was refused "
