@@ -20,6 +20,8 @@ process of its own (so its peak RSS is its own), with the same concurrency ``C``
   copies the first ``--fto-small`` files only (all of one size: files/s compare);
 * ``rpc`` (Apache Hadoop only): ``ours`` with the HDFS member's option ``transport: rpc`` (HDFS's own RPC
   protocol through hdfs-native, instead of WebHDFS), on a copy of the dataset of its own;
+* ``crt`` and ``rpc-crt``: ``ours`` and ``rpc`` with the S3 member's option ``put_client: crt`` (single puts
+  through the AWS Common Runtime's S3 client instead of botocore), each on a copy of the dataset of its own;
 * ``distcp`` (``--distcp``, Apache Hadoop only): ``UfsMigrateOperator(engine="distcp")``: DistCp (local
   MapReduce) copies the batch over RPC to ``s3a://``, then the same verification and removal.
 
@@ -32,7 +34,7 @@ servers' processes (the devstack's, with Hadoop's JVMs, and SeaweedFS's): on a s
 is bound by CPU, and these show whose. Asserts nothing about speed.
 
     .venv/bin/python bench/bench_migrate.py [--setups moto,seaweedfs,hadoop] [--sets mixed,small]
-        [--contenders raw,fto,ours,rpc] [--small 2000 --medium 60 --large 3] [--small-files 10000]
+        [--contenders raw,fto,ours,rpc,crt,rpc-crt] [--small 2000 --medium 60 --large 3] [--small-files 10000]
         [--concurrency 8] [--listed 1000000] [--profile DIR]   # DIR: py-spy raw stacks of each child
                                                              # (GIL holders; BENCH_PROFILE_GIL=0: wall clock)
     BENCH_SCALE=0.2 .venv/bin/python bench/bench_migrate.py     # a fifth of every count
@@ -65,7 +67,10 @@ BUCKET = "hybrid-lake"
 SETUPS = {"moto": ("devstack", "moto"), "seaweedfs": ("devstack", "seaweedfs"), "hadoop": ("hadoop", "moto")}
 LABELS = {"raw": "hdfs download + boto3 upload_file", "fto": "FileTransferOperator per file",
           "ours": "UfsMigrateOperator", "rpc": "UfsMigrateOperator, HDFS transport rpc",
-          "distcp": "UfsMigrateOperator engine=distcp"}
+          "distcp": "UfsMigrateOperator engine=distcp", "crt": "UfsMigrateOperator, S3 put_client crt",
+          "rpc-crt": "UfsMigrateOperator, rpc + put_client crt"}
+#: Contenders that run ``UfsMigrateOperator`` (their summaries are checked), each but ``ours`` on its own copy.
+OPERATORS = ("ours", "rpc", "distcp", "crt", "rpc-crt")
 
 
 # -- datasets ------------------------------------------------------------------------------------------
@@ -168,9 +173,22 @@ def run_fto(spec: dict) -> dict:
     return {}
 
 
+def _s3_put_client(extra: dict, spec: dict) -> dict:
+    """``extra`` of a mount with its S3 member's ``put_client`` option set as the contender asks."""
+    if spec.get("put_client"):
+        member = extra["members"]["s3"]
+        member["options"] = {**member.get("options", {}), "put_client": spec["put_client"]}
+    return extra
+
+
 def run_ours(spec: dict) -> dict:
     from airflow_hybrid.operators.migrate import UfsMigrateOperator
 
+    variable = "AIRFLOW_CONN_ONPREM_UNION"
+    if spec.get("put_client"):
+        conn = json.loads(os.environ[variable])
+        conn["extra"] = _s3_put_client(conn["extra"], spec)
+        os.environ[variable] = json.dumps(conn)
     return UfsMigrateOperator(task_id="migrate", mount_conn_id="onprem_union", path=spec["root"], policy=POLICY,
                               concurrency=spec["concurrency"], progress_interval=60.0).execute({})
 
@@ -185,6 +203,7 @@ def run_rpc(spec: dict) -> dict:
                                   "options": {"transport": "rpc"}},
                          "s3": {"uri": f"s3://{BUCKET}/tpcds", "conn_id": "aws_default"}},
              "priority.read": "s3,hdfs", "collection.create": "s3"}
+    extra = _s3_put_client(extra, spec)
     os.environ.update(airflow_env({"bench_rpc": {"conn_type": "hybrid_mount", "extra": extra}}))
     return UfsMigrateOperator(task_id="migrate", mount_conn_id="bench_rpc", path=spec["root"], policy=POLICY,
                               concurrency=spec["concurrency"], progress_interval=60.0).execute({})
@@ -213,7 +232,9 @@ def run_distcp(spec: dict) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-CONTENDERS = {"raw": run_raw, "fto": run_fto, "ours": run_ours, "rpc": run_rpc, "distcp": run_distcp}
+CONTENDERS = {"raw": run_raw, "fto": run_fto, "ours": run_ours, "rpc": run_rpc, "distcp": run_distcp,
+              "crt": lambda spec: run_ours({**spec, "put_client": "crt"}),
+              "rpc-crt": lambda spec: run_rpc({**spec, "put_client": "crt"})}
 
 CHILD = """
 import json, sys
@@ -350,7 +371,7 @@ def bench_set(stack, setup: str, s3_spec: dict, set_name: str, args) -> dict:
         figures = run_child(spec, args.profile)
         after, server = _requests(stack), server_cpu(s3_spec["pids"]) - cpu
         per_op = {op: after[op] - before.get(op, 0) for op in after if after[op] > before.get(op, 0)}
-        if kind in ("ours", "rpc", "distcp"):
+        if kind in OPERATORS:
             summary = figures["result"]
             assert summary["moved"] == n_files and summary["failed"] == 0, summary
         check_copies(s3, spec["prefix"], n_files, n_bytes)
@@ -370,8 +391,13 @@ def bench_set(stack, setup: str, s3_spec: dict, set_name: str, args) -> dict:
             n_files, n_bytes = args.fto_small, args.fto_small * args.small_size
         measure(kind, {**spec, "files": n_files}, n_files, n_bytes)
     extra_kinds = []
-    if stack.state["hdfs"] == "hadoop" and "rpc" in args.contenders.split(","):
+    contenders = args.contenders.split(",")
+    if stack.state["hdfs"] == "hadoop" and "rpc" in contenders:
         extra_kinds.append("rpc")
+    if "crt" in contenders:
+        extra_kinds.append("crt")
+    if stack.state["hdfs"] == "hadoop" and "rpc-crt" in contenders:
+        extra_kinds.append("rpc-crt")
     if args.distcp and stack.state["hdfs"] == "hadoop" and set_name == "mixed":
         extra_kinds.append("distcp")
     for kind in extra_kinds:  # each on a copy of the dataset of its own (ours moved the first one)
@@ -384,7 +410,7 @@ def bench_set(stack, setup: str, s3_spec: dict, set_name: str, args) -> dict:
         print(f"   {LABELS[kind]:40} {row['files']:7,} {row['elapsed']:6.1f}s {row['rate']:8.0f} {row['mib_s']:7.1f} "
               f"{row['rss']:5.0f}MiB {row['peak']:5.0f}MiB {row['requests']:8.1f} {row['cpu_ms']:19.2f} "
               f"{row['server_ms']:7.2f}")
-    for prefix in ("alt-raw", "alt-fto", f"tpcds/{root}", f"tpcds/{root}-rpc", f"tpcds/{root}-distcp"):
+    for prefix in ("alt-raw", "alt-fto", f"tpcds/{root}", *(f"tpcds/{root}-{kind}" for kind in extra_kinds)):
         delete_prefix(s3, prefix)
     return rows
 
@@ -410,6 +436,13 @@ def ratios(rows: dict) -> dict[str, float]:
     if "rpc" in rows and "raw" in rows:
         result["rpc/rss"] = rows["rpc"]["rss"] / max(rows["raw"]["rss"], 1.0)
         result["rpc/bound"] = server_bound(rows["rpc"], rows["raw"])
+    for kind in ("crt", "rpc-crt"):  # the same with the S3 member's put_client crt
+        if kind in rows and "raw" in rows:
+            result[f"{kind}/raw"] = rows[kind]["rate"] / rows["raw"]["rate"]
+            result[f"{kind}/rss"] = rows[kind]["rss"] / max(rows["raw"]["rss"], 1.0)
+            result[f"{kind}/bound"] = server_bound(rows[kind], rows["raw"])
+            if "fto" in rows:
+                result[f"{kind}/fto"] = rows[kind]["rate"] / rows["fto"]["rate"]
     return result
 
 
@@ -499,8 +532,9 @@ def main() -> None:
                         help="small set: files FileTransferOperator copies (it is slow)")
     parser.add_argument("--concurrency", type=int, default=8, help="files in flight, for ours and raw")
     parser.add_argument("--listed", type=int, default=int(1_000_000 * scale), help="files listed for planning")
-    parser.add_argument("--contenders", default="raw,fto,ours,rpc",
-                        help="of raw, fto, ours, rpc (ours over HDFS RPC, Apache Hadoop only; each ours moves its files)")
+    parser.add_argument("--contenders", default="raw,fto,ours,rpc,crt,rpc-crt",
+                        help="of raw, fto, ours, rpc (ours over HDFS RPC, Apache Hadoop only), crt and rpc-crt "
+                             "(ours and rpc with the S3 member's put_client crt); each of ours moves its files")
     parser.add_argument("--distcp", action="store_true", help="also engine=distcp on Apache Hadoop (mixed set)")
     parser.add_argument("--profile", type=Path, help="py-spy every child into this directory (raw stacks)")
     args = parser.parse_args()
@@ -528,6 +562,16 @@ def main() -> None:
         print(f"   {setup:10} {set_name:6} {ours['rate']:12.0f} {cell('raw')} {cell('fto')} {cell('distcp'):>8} "
               f"{ours['rss']:8.0f}M {raw_rss:>6} {cell('rss')} {cell('bound')}   {cell('rpc/raw'):>9} {cell('rpc/fto')} "
               f"{cell('rpc/rss'):>10} {cell('rpc/bound')}")
+    if any("crt/raw" in ratio or "rpc-crt/raw" in ratio for *_, ratio in table):
+        print(f"\n   with the S3 member's put_client crt:  {'setup':10} {'set':6} {'crt / raw':>9} {'/ FTO':>7} "
+              f"{'+RSS ratio':>10} {'bound':>7}   {'rpc-crt / raw':>13} {'/ FTO':>7} {'+RSS ratio':>10} {'bound':>7}")
+        for setup, set_name, _rows, ratio in table:
+            def crt_cell(key: str, ratio: dict = ratio) -> str:
+                return f"{ratio[key]:6.2f}x" if key in ratio else f"{'-':>7}"
+
+            print(f"   {'':37}{setup:10} {set_name:6} {crt_cell('crt/raw'):>9} {crt_cell('crt/fto')} "
+                  f"{crt_cell('crt/rss'):>10} {crt_cell('crt/bound')}   {crt_cell('rpc-crt/raw'):>13} "
+                  f"{crt_cell('rpc-crt/fto')} {crt_cell('rpc-crt/rss'):>10} {crt_cell('rpc-crt/bound')}")
     print("   (goals: mixed >= 1.5x raw and >= 3x FTO; small >= 2x raw; +RSS ratio <= 2; rpc: ours with the HDFS "
           "member's transport rpc, Apache Hadoop only; bound: the most files/s / raw's with no client CPU at all, "
           "every core running the servers' work for our files)")
