@@ -49,6 +49,9 @@ from airflow_hybrid.stores.factory import store_from_uri
 
 log = logging.getLogger(__name__)
 
+#: What a ready copy needs before it is served (:meth:`CacheManager._standing`).
+_SERVE, _CHECK, _DROP = "serve", "check", "drop"
+
 #: A source's current status, or a function fetching it (called only when a freshness check is due).
 SourceInfo = FileInfo | Callable[[], FileInfo] | None
 
@@ -173,13 +176,11 @@ class CacheManager:
         if entry is None or entry.state != READY:
             return None
         now = self.clock()
-        if entry.tier not in self.tiers:  # a tier removed from the configuration: forget the copy
+        standing = self._standing(entry, now)
+        if standing == _DROP:
             self._drop([entry])
             return None
-        if entry.is_expired(now):
-            self._drop([entry])
-            return None
-        if not force_sync and not self._sync_due(entry, now):
+        if standing == _SERVE and not force_sync:
             return entry
         if source_info is None:
             return None
@@ -195,6 +196,13 @@ class CacheManager:
             return None
         self.catalog.mark_synced(entry.id, now)
         return entry
+
+    def _standing(self, entry: CachedEntry, now: float) -> str:
+        """What a ready copy needs before it is served: :data:`_DROP` (in a tier no longer configured, or
+        expired), :data:`_CHECK` (a freshness check against the source is due) or :data:`_SERVE`."""
+        if entry.tier not in self.tiers or entry.is_expired(now):
+            return _DROP
+        return _CHECK if self._sync_due(entry, now) else _SERVE
 
     def _sync_due(self, entry: CachedEntry, now: float) -> bool:
         interval = self.config.metadata_sync_interval
@@ -591,10 +599,7 @@ class CacheManager:
         return {
             entry.path: entry
             for entry in self.catalog.iter_entries(self.mount_name, directory, state=READY)
-            if posixpath.dirname(entry.path) == directory
-            and entry.tier in self.tiers
-            and not entry.is_expired(now)
-            and not self._sync_due(entry, now)
+            if posixpath.dirname(entry.path) == directory and self._standing(entry, now) == _SERVE
         }
 
     def copy_path(self, entry: CachedEntry) -> str | None:
