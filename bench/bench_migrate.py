@@ -27,11 +27,12 @@ process of its own (so its peak RSS is its own), with the same concurrency ``C``
 
 The alternatives run first (they leave the sources in place); ours runs last and moves them. Peak RSS is the
 child's high-water mark above its RSS once everything is imported. Prints figures and ratios (files/s of
-ours to each; +RSS of ours to raw; the bound: the most ours could reach over raw if its own process took no CPU,
-every core running the servers' work for its files), with the requests per file and server operation where the devstack
-counts them (its WebHDFS and moto servers), and the CPU time per file of the contender's process and of the
-servers' processes (the devstack's, with Hadoop's JVMs, and SeaweedFS's): on a small machine every contender
-is bound by CPU, and these show whose. Asserts nothing about speed.
+ours to each; +RSS of ours to raw; the bound: the most ours could reach over raw if its own process took no
+CPU, every core running the servers' work for its files), with the requests per file and server operation
+where the devstack counts them (its WebHDFS and moto servers), the CPU time per file of the contender's
+process (while timed, not its imports) and of the servers' processes (the devstack's, with Hadoop's JVMs, and
+SeaweedFS's), and the cores they kept busy together (files/s times both): near the core count a contender is
+bound by CPU, and these show whose. Asserts nothing about speed.
 
     .venv/bin/python bench/bench_migrate.py [--setups moto,seaweedfs,hadoop] [--sets mixed,small]
         [--contenders raw,fto,ours,rpc,crt,rpc-crt] [--small 2000 --medium 60 --large 3] [--small-files 10000]
@@ -261,11 +262,18 @@ def child_main(spec: dict) -> None:
     from airflow_hybrid.operators.migrate import UfsMigrateOperator  # noqa: F401
 
     baseline = _proc_status("VmRSS")
+    cpu = _cpu_seconds()
     start = time.perf_counter()
     result = CONTENDERS[spec["kind"]](spec)
     elapsed = time.perf_counter() - start
-    print("BENCH-RESULT " + json.dumps({"elapsed": elapsed, "baseline_mib": baseline,
+    print("BENCH-RESULT " + json.dumps({"elapsed": elapsed, "cpu": _cpu_seconds() - cpu, "baseline_mib": baseline,
                                         "peak_mib": _proc_status("VmHWM"), "result": result}), flush=True)
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process (all its threads) and of its finished children (DistCp's JVM), so far."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def run_child(spec: dict, profile: Path | None) -> dict:
@@ -276,15 +284,11 @@ def run_child(spec: dict, profile: Path | None) -> dict:
         py_spy = str(Path(sys.executable).parent / "py-spy")
         gil = ["--gil"] if os.environ.get("BENCH_PROFILE_GIL", "1") == "1" else []  # 0: wall-clock samples
         command = [py_spy, "record", "-r", "100", *gil, "-f", "raw", "-o", str(out), "--", *command]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, capture_output=True, text=True, env=env)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{spec['kind']} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
-    figures = json.loads(lines[-1].removeprefix("BENCH-RESULT "))
-    figures["cpu"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return figures
+    return json.loads(lines[-1].removeprefix("BENCH-RESULT "))  # its CPU: the timed region's, not the imports'
 
 
 # -- one setup -------------------------------------------------------------------------------------
@@ -405,11 +409,12 @@ def bench_set(stack, setup: str, s3_spec: dict, set_name: str, args) -> dict:
         measure(kind, {**base, "kind": kind, "root": f"{root}-{kind}", "prefix": f"tpcds/{root}-{kind}",
                        "files": files}, files, nbytes)
     print(f"\n   {'contender':40} {'files':>7} {'wall':>7} {'files/s':>8} {'MiB/s':>7} {'+RSS':>8} {'peak':>8} "
-          f"{'req/file':>8} {'CPU ms/file: client':>19} {'servers':>7}")
+          f"{'req/file':>8} {'CPU ms/file: client':>19} {'servers':>7} {'cores busy':>10}")
     for kind, row in rows.items():
+        busy = row["rate"] * (row["cpu_ms"] + row["server_ms"]) / 1000  # of os.cpu_count(): near it, CPU-bound
         print(f"   {LABELS[kind]:40} {row['files']:7,} {row['elapsed']:6.1f}s {row['rate']:8.0f} {row['mib_s']:7.1f} "
               f"{row['rss']:5.0f}MiB {row['peak']:5.0f}MiB {row['requests']:8.1f} {row['cpu_ms']:19.2f} "
-              f"{row['server_ms']:7.2f}")
+              f"{row['server_ms']:7.2f} {busy:10.2f}")
     for prefix in ("alt-raw", "alt-fto", f"tpcds/{root}", *(f"tpcds/{root}-{kind}" for kind in extra_kinds)):
         delete_prefix(s3, prefix)
     return rows
