@@ -105,6 +105,7 @@ def _s3_client(client: Any, *, https: bool, verify: bool | str | None, max_conne
     from awscrt.auth import AwsCredentials, AwsCredentialsProvider
     from awscrt.io import ClientBootstrap, ClientTlsContext, TlsContextOptions
     from awscrt.s3 import S3Client, S3RequestTlsMode
+    from botocore.credentials import RefreshableCredentials
     from botocore.httpsession import get_cert_path
 
     provider = None
@@ -112,12 +113,16 @@ def _s3_client(client: Any, *, https: bool, verify: bool | str | None, max_conne
         credentials = client._get_credentials()  # what boto3's CRT transfer manager reads too
         if credentials is None:
             raise NoCredentialsError()
+        if isinstance(credentials, RefreshableCredentials):
 
-        def current() -> AwsCredentials:  # refreshed by botocore when they expire
+            def current() -> AwsCredentials:  # refreshed by botocore when they expire
+                frozen = credentials.get_frozen_credentials()
+                return AwsCredentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+            provider = AwsCredentialsProvider.new_delegate(current)
+        else:  # keys that never change: no call back into Python (and its GIL) to sign each request
             frozen = credentials.get_frozen_credentials()
-            return AwsCredentials(frozen.access_key, frozen.secret_key, frozen.token)
-
-        provider = AwsCredentialsProvider.new_delegate(current)
+            provider = AwsCredentialsProvider.new_static(frozen.access_key, frozen.secret_key, frozen.token)
     tls = None
     if https:
         options = TlsContextOptions()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import os
 import threading
@@ -394,6 +395,32 @@ def test_put_client_crt_sends_small_puts_through_the_crt_and_parts_through_botoc
     assert store.write("x/big.bin", io.BytesIO(payload)).extra["parts"] == 2
     assert "before-call.s3.CreateMultipartUpload" in calls and "before-call.s3.PutObject" not in calls
     assert store.open_read("x/big.bin").read() == payload
+
+
+def test_put_client_crt_signs_with_refreshed_credentials(bucket, s3_client, moto_endpoint):
+    """Temporary credentials (an assumed role, SSO) are refreshed through botocore for the CRT's signing;
+    static keys are handed to the CRT once (no call back into Python per request)."""
+    import boto3
+    import botocore.session
+    from botocore.credentials import RefreshableCredentials
+
+    refreshes = []
+
+    def refresh() -> dict[str, str]:
+        refreshes.append(1)
+        expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=1)  # always due
+        return {"access_key": "testing", "secret_key": "testing", "token": f"t{len(refreshes)}",
+                "expiry_time": expiry.isoformat()}
+
+    core = botocore.session.get_session()
+    core._credentials = RefreshableCredentials.create_from_metadata(refresh(), refresh, "test-assume-role")
+    client = boto3.Session(botocore_session=core).client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    store = S3Store(f"s3://{bucket}/root", options={"put_client": "crt"}, client=client)
+    before = len(refreshes)
+    store.write("a.bin", io.BytesIO(b"temporary"), if_absent=True)
+    store.write("b.bin", io.BytesIO(b"keys"), if_absent=True)
+    assert len(refreshes) - before >= 2  # asked again for each request's signature
+    assert s3_client.get_object(Bucket=bucket, Key="root/a.bin")["Body"].read() == b"temporary"
 
 
 def test_put_client_crt_errors_are_the_stores(s3_client, monkeypatch):
