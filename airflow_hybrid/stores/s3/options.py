@@ -59,8 +59,9 @@ class S3Options:
     #: rather than risk replacing an object, and callers check for an existing object first.
     conditional_writes: bool = True
     #: What sends a ``PutObject`` of a body below a part: ``CLASSIC`` (botocore, as every other call) or ``CRT``,
-    #: the AWS Common Runtime's S3 client (:mod:`.crt_put`: about a quarter of botocore's CPU per request, for
-    #: migrations of many small files; no proxies, no redirects to another region).
+    #: the AWS Common Runtime's S3 client (:mod:`.crt_put`: about a quarter of botocore's CPU per request, which
+    #: pays where the client's CPU bounds a migration; each put waits longer, so many small files go slower; no
+    #: proxies, no redirects to another region).
     put_client: str = "CLASSIC"
 
     @classmethod
