@@ -74,7 +74,8 @@ class UfsMigrateOperator(HybridMountMixin, EmrStepWaitMixin, BaseOperator):
         ``ufsMigrate-/<path>``).
     :param verify: how fresh copies are verified: ``auto`` (stored CRC32C, else read back), ``reread``...
     :param attempts: attempts per file for transient errors (5xx, dropped connections), with backoff.
-    :param retry_delay: first backoff in seconds, doubled per attempt.
+    :param file_retry_delay: seconds before a file's second attempt, doubled for each further one (capped at
+        30 s). Not Airflow's ``retry_delay``, which is the delay between tries of the task.
     :param fail_on_error: fail the task when a file failed (a conflict, an error); kept files never do,
         nor files another live run holds the claim of (left to it, counted as ``claimed``).
     :param claim_lease: seconds a claim on a file lasts without renewal (renewed every third of it while
@@ -124,7 +125,7 @@ class UfsMigrateOperator(HybridMountMixin, EmrStepWaitMixin, BaseOperator):
         policy_name: str | None = None,
         verify: bool | str = "auto",
         attempts: int = 3,
-        retry_delay: float = 1.0,
+        file_retry_delay: float = 1.0,
         fail_on_error: bool = True,
         progress_interval: float = 30.0,
         plan_store: str | None = None,
@@ -158,6 +159,8 @@ class UfsMigrateOperator(HybridMountMixin, EmrStepWaitMixin, BaseOperator):
             raise ValueError("engine='emr' needs emr_job_flow_id (the EMR cluster that runs S3DistCp)")
         if concurrency < 1 or attempts < 1:
             raise ValueError(f"concurrency={concurrency} and attempts={attempts} must be at least 1")
+        if file_retry_delay < 0:
+            raise ValueError(f"file_retry_delay={file_retry_delay} must not be negative (seconds)")
         if claim_lease <= 0:
             raise ValueError(f"claim_lease={claim_lease} must be positive (seconds)")
         if policy is not None and "{{" not in policy:
@@ -175,7 +178,7 @@ class UfsMigrateOperator(HybridMountMixin, EmrStepWaitMixin, BaseOperator):
         self.policy_name = policy_name
         self.verify = verify
         self.attempts = attempts
-        self.retry_delay = retry_delay
+        self.file_retry_delay = file_retry_delay
         self.fail_on_error = fail_on_error
         self.progress_interval = progress_interval
         self.plan_store = plan_store
@@ -232,7 +235,7 @@ class UfsMigrateOperator(HybridMountMixin, EmrStepWaitMixin, BaseOperator):
     def _execution(self, mount: Any, context: Context, plan_id: str | None) -> PlanExecution:
         plans = PlanStore(self.plan_store, self.plan_store_conn_id, self.batch_max_files, self.batch_max_bytes)
         options = MigrationOptions(concurrency=self.concurrency, verify=self.verify, attempts=self.attempts,
-                                   retry_delay=self.retry_delay, claim_lease=self.claim_lease,
+                                   retry_delay=self.file_retry_delay, claim_lease=self.claim_lease,
                                    progress_interval=self.progress_interval)
         with _task_errors():
             run = PlanExecution.load(mount, plan_id, path=self.path, policy=self.policy, plans=plans, batch=self.batch,

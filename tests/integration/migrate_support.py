@@ -161,7 +161,7 @@ for line in sys.stdin:
         try:
             kill_at_mutation(int(count), when)
             operator = UfsMigrateOperator(task_id="migrate", mount_conn_id=mount, plan_id=plan_id, concurrency=4,
-                                          retry_delay=0.1, fail_on_error=False, progress_interval=1.0)
+                                          file_retry_delay=0.1, fail_on_error=False, progress_interval=1.0)
             print("SUMMARY " + json.dumps(operator.execute({})), flush=True)
             os._exit(0)
         except BaseException:

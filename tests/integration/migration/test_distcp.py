@@ -105,7 +105,7 @@ def events(monkeypatch):
 
 def _operator(distcp_command, **kwargs) -> UfsMigrateOperator:
     defaults = {"task_id": "migrate", "mount_conn_id": MOUNT, "engine": "distcp", "concurrency": 4,
-                "retry_delay": 0.05, "distcp_command": distcp_command, "distcp_env": {"HADOOP_USER_NAME": "hdfs"},
+                "file_retry_delay": 0.05, "distcp_command": distcp_command, "distcp_env": {"HADOOP_USER_NAME": "hdfs"},
                 "distcp_properties": DEVSTACK_S3A_PROPERTIES}
     return UfsMigrateOperator(**{**defaults, **kwargs})
 

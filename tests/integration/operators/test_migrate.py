@@ -16,10 +16,13 @@ import json
 import random
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from airflow.exceptions import AirflowException
 
+from airflow_hybrid.exceptions import TransferError
+from airflow_hybrid.migration import migrator as migrator_module
 from airflow_hybrid.migration.planner import load_plan, plan_migration
 from airflow_hybrid.migration.state import MigrationState
 from airflow_hybrid.mount.filesystem import HybridFileSystem
@@ -33,7 +36,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.hdfs_servers]
 
 
 def _operator(**kwargs) -> UfsMigrateOperator:
-    defaults = {"task_id": "migrate", "mount_conn_id": MOUNT, "concurrency": 4, "retry_delay": 0.05,
+    defaults = {"task_id": "migrate", "mount_conn_id": MOUNT, "concurrency": 4, "file_retry_delay": 0.05,
                 "progress_interval": 0.5}
     return UfsMigrateOperator(**{**defaults, **kwargs})
 
@@ -250,6 +253,31 @@ def test_injected_s3_5xx_and_webhdfs_resets_are_retried_until_the_run_completes(
         devstack_shaping.clear()
     assert faults["s3"] > 0 and faults["webhdfs"] > 0, faults
     assert (summary["moved"], summary["failed"], summary["kept"]) == (len(dataset.old), 0, 0)
+    dataset.assert_migrated()
+
+
+def test_a_file_failing_transiently_is_retried_after_file_retry_delay_not_the_tasks_retry_delay(union_lake,
+                                                                                               monkeypatch):
+    """``retry_delay`` is Airflow's (the task's, e.g. from ``default_args``); ``file_retry_delay`` is a file's."""
+    dataset = make_dataset(union_lake, seed=8, small=3, medium=0, new=0)
+    victim = min(dataset.old)
+    copy_file, failed = migrator_module.copy_file, []
+
+    def copy_failing_once(src, path, *args, **kwargs):
+        if path == victim and not failed:
+            failed.append(path)
+            raise TransferError(f"{path}: injected dropped connection")
+        return copy_file(src, path, *args, **kwargs)
+
+    sleep, delays = time.sleep, []
+    monkeypatch.setattr(migrator_module, "copy_file", copy_failing_once)
+    monkeypatch.setattr(migrator_module.time, "sleep", lambda seconds: (delays.append(seconds), sleep(seconds)))
+    operator = _operator(path=dataset.root, policy=POLICY, retry_delay=timedelta(minutes=1), file_retry_delay=0.02)
+    summary = operator.execute({})
+
+    assert failed == [victim] and 0.02 in delays and timedelta(minutes=1) not in delays
+    assert (summary["moved"], summary["failed"], summary["kept"]) == (len(dataset.old), 0, 0)
+    assert operator.retry_delay == timedelta(minutes=1) and operator.file_retry_delay == 0.02
     dataset.assert_migrated()
 
 

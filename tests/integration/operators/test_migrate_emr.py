@@ -102,7 +102,7 @@ def cluster(monkeypatch, s3, emr_lake):
 def _operator(cluster_id, **kwargs) -> UfsMigrateOperator:
     defaults = {"task_id": "migrate", "mount_conn_id": MOUNT, "engine": "emr", "emr_job_flow_id": cluster_id,
                 "emr_aws_conn_id": "aws_default", "emr_manifest_prefix": MANIFESTS, "deferrable": True,
-                "waiter_delay": 15, "waiter_max_attempts": 40, "retry_delay": 0.05}
+                "waiter_delay": 15, "waiter_max_attempts": 40, "file_retry_delay": 0.05}
     return UfsMigrateOperator(**{**defaults, **kwargs})
 
 

@@ -115,7 +115,7 @@ def test_a_migration_from_the_rpc_member_to_s3_streams_each_source_once_and_veri
     monkeypatch.setattr(HdfsRpcStore, "open_read", counting_open)
     plan = plan_migration(rpc_lake, dataset.root, POLICY)
     summary = UfsMigrateOperator(task_id="migrate", mount_conn_id=MOUNT, plan_id=plan.plan_id, concurrency=4,
-                                 verify="checksum", retry_delay=0.05).execute({})
+                                 verify="checksum", file_retry_delay=0.05).execute({})
 
     assert (summary["moved"], summary["failed"]) == (len(dataset.old), 0)
     assert sorted(opened) == sorted(dataset.old)  # each source streamed once, never read back
